@@ -1,0 +1,30 @@
+# moesim: `make run` runs the main job, `make test` the tests. Both install what is missing first.
+SWIFT ?= swift
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BIN := .build/release/moesim
+
+.PHONY: deps build run test bench clean
+
+# libopenblas-dev and zlib (headers and pkg-config files), through apt-get when absent.
+deps:
+	@command -v $(SWIFT) >/dev/null || { echo "error: Swift 6 is required (https://www.swift.org/install/linux/)"; exit 1; }
+	@if ! pkg-config --exists openblas 2>/dev/null || [ ! -f /usr/include/zlib.h ]; then \
+		echo "installing libopenblas-dev zlib1g-dev pkg-config (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev zlib1g-dev pkg-config >/dev/null; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release --product moesim
+
+run: build
+	$(BIN) compare
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --parallel --num-workers 2
+
+bench: build
+	$(BIN) bench
+
+clean:
+	rm -rf .build reports

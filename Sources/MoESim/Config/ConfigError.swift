@@ -1,0 +1,44 @@
+/// Errors in configuration: presets, keys, values and budgets. Each message says what to change.
+public enum ConfigError: Error, CustomStringConvertible, Equatable {
+    case unknownPreset(kind: String, name: String, known: [String])
+    case unknownKey(key: String, origin: String, suggestion: String?)
+    case invalidValue(field: String, value: String, expected: String)
+    case badBudget(text: String, reason: String)
+    case budgetTooSmall(budgetBytes: Int, neededBytes: Int, where: String)
+    case budgetExceedsGPU(budgetBytes: Int, availableBytes: Int, hardware: String)
+    case traceModelMismatch(field: String, trace: Int, model: Int, model_: String)
+    case file(path: String, line: Int?, message: String)
+
+    public var description: String {
+        switch self {
+        case let .unknownPreset(kind, name, known):
+            let hint = closestMatch(name, among: known).map { " Did you mean '\($0)'?" } ?? ""
+            return "unknown \(kind) preset '\(name)'.\(hint) Known: \(known.joined(separator: ", "))"
+        case let .unknownKey(key, origin, suggestion):
+            let hint = suggestion.map { " Did you mean '\($0)'?" } ?? ""
+            return "\(origin): unknown key '\(key)'.\(hint)"
+        case let .invalidValue(field, value, expected):
+            return "invalid value '\(value)' for \(field): expected \(expected)"
+        case let .badBudget(text, reason):
+            return "invalid budget '\(text)': \(reason). Use bytes with a unit (16GiB, 40GB), a share (25%) or a count of experts (96experts)"
+        case let .budgetTooSmall(budget, needed, place):
+            return "budget of \(formatBytes(budget)) cannot hold the largest layer working set, \(formatBytes(needed)) (\(place)); raise the budget to at least \(formatBytes(needed))"
+        case let .budgetExceedsGPU(budget, available, hardware):
+            return "budget of \(formatBytes(budget)) exceeds what \(hardware) has for experts (\(formatBytes(available)) after the always-resident weights)"
+        case let .traceModelMismatch(field, trace, model, name):
+            return "the trace has \(field) = \(trace) but model '\(name)' has \(model); pick the matching model or override model.\(field)"
+        case let .file(path, line, message):
+            return "\(path)\(line.map { ":\($0)" } ?? ""): \(message)"
+        }
+    }
+}
+
+/// Bytes in binary units with three significant decimals, for messages and summaries.
+public func formatBytes(_ bytes: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes), unit = 0
+    while abs(value) >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+    if unit == 0 { return "\(bytes) B" }
+    let rounded = (value * 100).rounded() / 100
+    return "\(rounded) \(units[unit])"
+}

@@ -1,0 +1,136 @@
+import Foundation
+import Yams
+
+/// A run configuration file: which trace, model, GPU, budget and policies (`configs/default.yaml`).
+///
+///     trace: ../traces/mixtral-synth.jsonl.gz   # relative to this file
+///     model: mixtral-8x7b                       # a preset, or {preset: mixtral-8x7b, top_k: 2, …}
+///     hardware: {preset: a100-80gb-pcie, link_bytes_per_s: 16e9}
+///     budget: 25%
+///     cache_scope: global
+///     policies: [on-demand, lru, belady, all-resident]
+///     output: ../reports/compare.csv
+///
+/// One section per component, each chosen by name, any preset field overridable inline (STYLE.md, Config).
+/// Unknown keys and bad values are errors naming the file, line and key, with the closest key as a suggestion.
+public struct RunConfig: Sendable {
+    public var tracePath: String
+    public var model: ModelProfile
+    public var hardware: HardwareProfile
+    public var budget: Budget
+    public var scope: CacheScope
+    public var policies: [PolicyKind]
+    public var outputPath: String?
+
+    static let keys = ["trace", "model", "hardware", "budget", "cache_scope", "policies", "output"]
+
+    public init(tracePath: String, model: ModelProfile, hardware: HardwareProfile, budget: Budget,
+                scope: CacheScope = .global, policies: [PolicyKind] = PolicyKind.allCases, outputPath: String? = nil) {
+        self.tracePath = tracePath; self.model = model; self.hardware = hardware; self.budget = budget
+        self.scope = scope; self.policies = policies; self.outputPath = outputPath
+    }
+
+    /// Loads and checks a YAML file; relative paths in it are relative to the file's folder.
+    /// - Throws: `ConfigError.file` with the line of the offending key.
+    public static func load(_ path: String) throws -> RunConfig {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError.file(path: path, line: nil, message: "cannot read the config file")
+        }
+        return try parse(text, path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws -> RunConfig {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
+            throw ConfigError.file(path: path, line: nil, message: "not valid YAML: \(error)")
+        }
+        guard let root = node?.mapping else {
+            throw ConfigError.file(path: path, line: 1, message: "expected a mapping of keys (trace, model, hardware, …)")
+        }
+        let folder = (path as NSString).deletingLastPathComponent
+        func resolve(_ p: String) -> String { normalizePath(p.hasPrefix("/") || folder.isEmpty ? p : folder + "/" + p) }
+        func line(_ n: Node) -> Int? { n.mark.map { $0.line } }
+        func fail(_ n: Node, _ message: String) -> ConfigError { .file(path: path, line: line(n), message: message) }
+        func scalar(_ n: Node, _ key: String) throws -> String {
+            guard let s = n.scalar?.string else { throw fail(n, "'\(key)' must be a single value") }
+            return s
+        }
+
+        var values: [String: Node] = [:]
+        for (keyNode, value) in root {
+            let key = try scalar(keyNode, "key")
+            guard keys.contains(key) else {
+                let hint = closestMatch(key, among: keys).map { " Did you mean '\($0)'?" } ?? ""
+                throw fail(keyNode, "unknown key '\(key)'.\(hint) Known keys: \(keys.joined(separator: ", "))")
+            }
+            values[key] = value
+        }
+        func required(_ key: String) throws -> Node {
+            guard let v = values[key] else { throw ConfigError.file(path: path, line: nil, message: "missing key '\(key)'") }
+            return v
+        }
+        func wrap<T>(_ n: Node, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch let e as ConfigError {
+                if case .file = e { throw e }
+                throw fail(n, e.description)
+            }
+        }
+        let traceNode = try required("trace")
+        let modelNode = try required("model"), hardwareNode = try required("hardware")
+        let model: ModelProfile = try wrap(modelNode) { try profile(modelNode, preset: ModelProfile.preset, path: path) }
+        let hardware: HardwareProfile = try wrap(hardwareNode) {
+            try profile(hardwareNode, preset: HardwareProfile.preset, path: path)
+        }
+        let budgetNode = try required("budget")
+        let budget = try wrap(budgetNode) { try Budget.parse(try scalar(budgetNode, "budget")) }
+        var scope = CacheScope.global
+        if let n = values["cache_scope"] {
+            let s = try scalar(n, "cache_scope")
+            guard let v = CacheScope(rawValue: s) else { throw fail(n, "cache_scope must be global or per-layer, found '\(s)'") }
+            scope = v
+        }
+        var policies = PolicyKind.allCases
+        if let n = values["policies"] {
+            guard let list = n.sequence else { throw fail(n, "policies must be a list, e.g. [lru, belady]") }
+            policies = try list.map { item in try wrap(item) { try PolicyKind.named(try scalar(item, "policies")) } }
+            if policies.isEmpty { throw fail(n, "policies is empty") }
+        }
+        return RunConfig(tracePath: resolve(try scalar(traceNode, "trace")), model: model, hardware: hardware,
+                         budget: budget, scope: scope, policies: policies,
+                         outputPath: try values["output"].map { resolve(try scalar($0, "output")) })
+    }
+
+    /// A profile section: a preset name, or a mapping with `preset` and field overrides.
+    static func profile<P: OverridableProfile>(_ node: Node, preset: (String) throws -> P, path: String) throws -> P {
+        if let name = node.scalar?.string { return try preset(name) }
+        guard let mapping = node.mapping else {
+            throw ConfigError.file(path: path, line: node.mark?.line, message: "\(P.section) must be a preset name or a mapping")
+        }
+        guard let presetName = mapping["preset"]?.scalar?.string else {
+            throw ConfigError.file(path: path, line: node.mark?.line, message: "\(P.section) mapping needs 'preset: NAME'")
+        }
+        var profile = try preset(presetName)
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.scalar?.string, key != "preset" else { continue }
+            guard let text = value.scalar?.string else {
+                throw ConfigError.file(path: path, line: value.mark?.line, message: "\(P.section).\(key) must be a single value")
+            }
+            do { try profile.set(key, to: text, origin: path) } catch let e as ConfigError {
+                throw ConfigError.file(path: path, line: keyNode.mark?.line, message: e.description.replacingOccurrences(of: "\(path): ", with: ""))
+            }
+        }
+        return profile
+    }
+}
+
+/// Removes `.` and `dir/..` components without touching the file system: "configs/../traces/a" is "traces/a".
+func normalizePath(_ path: String) -> String {
+    var parts: [Substring] = []
+    for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+        if part == "." { continue }
+        if part == "..", let last = parts.last, last != ".." { parts.removeLast(); continue }
+        parts.append(part)
+    }
+    let joined = parts.joined(separator: "/")
+    return path.hasPrefix("/") ? "/" + joined : (joined.isEmpty ? "." : joined)
+}

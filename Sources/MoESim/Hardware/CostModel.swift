@@ -1,0 +1,58 @@
+/// Durations of GPU compute and host-to-GPU copies for one model on one GPU (SIMULATION.md, Execution model).
+///
+///     let cost = CostModel(model: mixtral, hardware: a100)
+///     cost.expertCompute(tokens: 1)   // max(2·n·params/FLOPs, bytes/HBM) + launch
+///
+/// All durations are integer nanoseconds; the one-token case, the hot one in decode, is precomputed.
+public struct CostModel: Sendable {
+    public let expertParams: Double
+    public let expertBytes: Int
+    public let residentParamsPerLayer: Double
+    public let residentBytesPerLayer: Double
+    public let hardware: HardwareProfile
+    /// Expert compute for one token, and one copy of a full-precision expert.
+    public let expertComputeOneToken: Int64
+    public let expertCopy: Int64
+
+    public init(model: ModelProfile, hardware: HardwareProfile) {
+        self.hardware = hardware
+        expertParams = Double(model.expertParams)
+        expertBytes = model.expertBytes
+        residentParamsPerLayer = Double(model.nonExpertParamsPerLayer + model.sharedParamsPerLayer)
+        residentBytesPerLayer = residentParamsPerLayer * model.bytesPerParam
+        expertComputeOneToken = CostModel.roofline(params: Double(model.expertParams), bytes: Double(model.expertBytes),
+                                                   tokens: 1, hardware: hardware)
+        expertCopy = CostModel.copy(bytes: model.expertBytes, hardware: hardware)
+    }
+
+    /// GPU time of an expert that `tokens` tokens were routed to.
+    public func expertCompute(tokens: Int32) -> Int64 {
+        tokens == 1 ? expertComputeOneToken
+            : computeNanoseconds(params: expertParams, bytes: Double(expertBytes), tokens: Int(tokens))
+    }
+
+    /// GPU time of a layer's always-resident part (attention, router, shared experts) for `tokens` tokens.
+    public func nonExpertCompute(tokens: Int32) -> Int64 {
+        computeNanoseconds(params: residentParamsPerLayer, bytes: residentBytesPerLayer, tokens: Int(tokens))
+    }
+
+    /// Time one copy engine takes for `bytes`: latency + bytes / (bandwidth / engines).
+    public func copy(bytes: Int) -> Int64 { CostModel.copy(bytes: bytes, hardware: hardware) }
+
+    static func copy(bytes: Int, hardware: HardwareProfile) -> Int64 {
+        let seconds = hardware.linkLatencySeconds
+            + Double(bytes) * Double(hardware.copyEngines) / hardware.linkBytesPerSecond
+        return SimTime(seconds: seconds).nanoseconds
+    }
+
+    /// max(2·n·params / FLOP/s, bytes / HBM bandwidth) + launch cost: the roofline of one weight-streaming kernel.
+    public func computeNanoseconds(params: Double, bytes: Double, tokens: Int) -> Int64 {
+        CostModel.roofline(params: params, bytes: bytes, tokens: tokens, hardware: hardware)
+    }
+
+    static func roofline(params: Double, bytes: Double, tokens: Int, hardware: HardwareProfile) -> Int64 {
+        let flopTime = 2 * Double(tokens) * params / hardware.gpuFlops
+        let memoryTime = bytes / hardware.hbmBytesPerSecond
+        return SimTime(seconds: max(flopTime, memoryTime) + hardware.kernelLaunchSeconds).nanoseconds
+    }
+}

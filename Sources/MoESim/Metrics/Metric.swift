@@ -1,0 +1,60 @@
+/// Every column of the replay report, in order; the raw value is the CSV header. Defined in docs/metrics.md.
+public enum Metric: String, CaseIterable, Sendable {
+    case trace, model, hardware, policy
+    case cacheScope = "cache_scope"
+    case budgetBytes = "budget_bytes"
+    case budgetExperts = "budget_experts"
+    case tokens, steps, accesses, hits, misses
+    case hitRate = "hit_rate"
+    case bytesH2D = "bytes_h2d"
+    case simSeconds = "sim_seconds"
+    case tokensPerSecond = "tokens_per_s"
+    case ttftSeconds = "ttft_s"
+    case tpotMeanSeconds = "tpot_mean_s"
+    case tpotP50Seconds = "tpot_p50_s"
+    case tpotP99Seconds = "tpot_p99_s"
+    case stallSeconds = "stall_seconds"
+    case linkBusyFraction = "link_busy_fraction"
+    case peakExpertBytes = "peak_expert_bytes"
+    case missingCells = "missing_cells"
+
+    public static var header: [String] { allCases.map(\.rawValue) }
+
+    /// The cell for `result`; undefined values (no decode step, zero time) are empty, which pandas reads as NaN.
+    public func cell(_ r: ReplayResult) -> String {
+        switch self {
+        case .trace: r.traceName
+        case .model: r.spec.model.name
+        case .hardware: r.spec.hardware.name
+        case .policy: r.spec.policy.rawValue
+        case .cacheScope: r.spec.policy.supportsPerLayerScope ? r.spec.scope.rawValue : CacheScope.global.rawValue
+        case .budgetBytes: "\(r.budgetBytes)"
+        case .budgetExperts: "\(r.budgetExperts)"
+        case .tokens: "\(r.tokens)"
+        case .steps: "\(r.steps)"
+        case .accesses: "\(r.counters.accesses)"
+        case .hits: "\(r.counters.hits)"
+        case .misses: "\(r.counters.misses)"
+        case .hitRate: format(r.hitRate)
+        case .bytesH2D: "\(r.counters.bytesH2D)"
+        case .simSeconds: format(r.simSeconds)
+        case .tokensPerSecond: format(r.tokensPerSecond)
+        case .ttftSeconds: format(r.ttftSeconds)
+        case .tpotMeanSeconds: format(r.tpotMeanSeconds)
+        case .tpotP50Seconds: format(r.tpotP50Seconds)
+        case .tpotP99Seconds: format(r.tpotP99Seconds)
+        case .stallSeconds: format(r.stallSeconds)
+        case .linkBusyFraction: format(r.linkBusyFraction)
+        case .peakExpertBytes: "\(r.counters.peakExpertBytes)"
+        case .missingCells: "\(r.missingCells)"
+        }
+    }
+
+    public static func row(_ r: ReplayResult) -> [String] { allCases.map { $0.cell(r) } }
+}
+
+/// Shortest round-trip decimal of a Double (stable for equal inputs), empty for nil.
+func format(_ value: Double?) -> String {
+    guard let value else { return "" }
+    return "\(value)"
+}

@@ -1,0 +1,45 @@
+/// One replay's inputs and counters, and the report metrics derived from them (docs/metrics.md).
+public struct ReplayResult: Sendable {
+    public let traceName: String
+    public let spec: ReplaySpec
+    public let budgetBytes: Int
+    public let tokens: Int
+    public let steps: Int
+    public let missingCells: Int
+    public let counters: ReplayCounters
+
+    init(traceName: String, spec: ReplaySpec, budgetBytes: Int, plan: StepPlan, counters: ReplayCounters) {
+        self.traceName = traceName
+        self.spec = spec
+        self.budgetBytes = budgetBytes
+        tokens = plan.tokens
+        steps = plan.steps
+        missingCells = plan.missingCells
+        self.counters = counters
+    }
+
+    public var simSeconds: Double { Double(counters.simNanoseconds) * 1e-9 }
+    public var hitRate: Double? { counters.accesses > 0 ? Double(counters.hits) / Double(counters.accesses) : nil }
+    public var tokensPerSecond: Double? { simSeconds > 0 ? Double(tokens) / simSeconds : nil }
+    public var budgetExperts: Int { budgetBytes / spec.model.expertBytes }
+    public var ttftSeconds: Double? { mean(counters.firstStepLatencies) }
+    public var tpotMeanSeconds: Double? { mean(counters.decodeStepLatencies) }
+    public var tpotP50Seconds: Double? { percentile(counters.decodeStepLatencies, 0.50) }
+    public var tpotP99Seconds: Double? { percentile(counters.decodeStepLatencies, 0.99) }
+    public var stallSeconds: Double { Double(counters.stallNanoseconds) * 1e-9 }
+    public var linkBusyFraction: Double? {
+        counters.simNanoseconds > 0 ? Double(counters.linkBusyNanoseconds) / Double(counters.simNanoseconds) : nil
+    }
+
+    private func mean(_ values: [Int64]) -> Double? {
+        values.isEmpty ? nil : Double(values.reduce(0, +)) / Double(values.count) * 1e-9
+    }
+
+    /// Nearest-rank percentile: the smallest value with at least a share `p` of values at or below it.
+    private func percentile(_ values: [Int64], _ p: Double) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        let rank = max(1, Int((p * Double(sorted.count)).rounded(.up)))
+        return Double(sorted[rank - 1]) * 1e-9
+    }
+}

@@ -1,0 +1,44 @@
+/// Ranks resident experts for eviction. The cache (`ExpertMemory`) owns residency and bytes; a policy only orders.
+///
+///     var lru = LRUPolicy(experts: 256, partitionOf: { _ in 0 }, partitions: 1)
+///     lru.didInsert(7, at: 0); lru.didAccess(7, at: 3)
+///     let v = lru.victim(in: 0, pinned: pins)
+///
+/// Hooks follow gem5's replacement-policy verbs: `didInsert` (reset) when an expert becomes resident, `didAccess`
+/// (touch) on a hit, `didEvict` (invalidate) when it leaves, `victim` (getVictim) when room is needed. `at` is the
+/// global access index of SIMULATION.md's accounting unit, which offline policies use to look up the future.
+public protocol CachePolicy {
+    /// Called when `expert` is admitted, at access `at`.
+    mutating func didInsert(_ expert: Int32, at access: Int)
+    /// Called when access `at` hits `expert`.
+    mutating func didAccess(_ expert: Int32, at access: Int)
+    /// Called when `expert` leaves memory.
+    mutating func didEvict(_ expert: Int32)
+    /// The resident, unpinned expert of `partition` to evict, or nil when every candidate is pinned.
+    /// - Complexity: O(1) amortised for LRU/FIFO, O(log n) for Belady.
+    mutating func victim(in partition: Int, pinned: PinSet) -> Int32?
+
+    /// Whether the cache is emptied after every layer (no reuse across layers: `on-demand`).
+    static var releasesAfterLayer: Bool { get }
+    /// Whether every expert is resident from the start and never copied (`all-resident`).
+    static var preloadsAll: Bool { get }
+    /// Whether a layer's misses are computed only after all of its copies land (MoE-OnDemand), instead of as each lands.
+    static var computesAfterAllCopies: Bool { get }
+}
+
+extension CachePolicy {
+    public static var releasesAfterLayer: Bool { false }
+    public static var preloadsAll: Bool { false }
+    public static var computesAfterAllCopies: Bool { false }
+    public mutating func didAccess(_ expert: Int32, at access: Int) {}
+}
+
+/// The experts of the layer being computed: they may not be evicted (SIMULATION.md, pinning).
+///
+/// An epoch stamp per expert makes unpinning a whole layer O(1): advance the epoch.
+public struct PinSet {
+    let stamps: UnsafeMutablePointer<Int32>
+    let epoch: Int32
+
+    @inline(__always) public func contains(_ expert: Int32) -> Bool { stamps[Int(expert)] == epoch }
+}

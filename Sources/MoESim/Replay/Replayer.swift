@@ -1,0 +1,103 @@
+/// What one replay is asked to do: a model on a GPU under one policy and budget.
+public struct ReplaySpec: Sendable, Equatable {
+    public var model: ModelProfile
+    public var hardware: HardwareProfile
+    public var policy: PolicyKind
+    public var scope: CacheScope
+    public var budget: Budget
+
+    public init(model: ModelProfile, hardware: HardwareProfile, policy: PolicyKind, scope: CacheScope = .global,
+                budget: Budget) {
+        self.model = model; self.hardware = hardware; self.policy = policy; self.scope = scope; self.budget = budget
+    }
+}
+
+/// Checks a spec against a trace and runs the replay with the policy's concrete type.
+///
+///     let result = try Replayer.run(plan: plan, traceName: "mixtral-synth", spec: spec)
+///     result.counters.hits
+///
+/// All configuration errors surface here, before any simulated time passes.
+public enum Replayer {
+    /// - Throws: `ConfigError` when the trace does not match the model, or the budget is impossible.
+    public static func run(plan: StepPlan, traceName: String, spec: ReplaySpec) throws -> ReplayResult {
+        var sink = NoEvents()
+        return try run(plan: plan, traceName: traceName, spec: spec, sink: &sink)
+    }
+
+    /// The same, reporting every event to `sink` (scenario tests, timelines).
+    public static func run<Sink: EventSink>(plan: StepPlan, traceName: String, spec: ReplaySpec,
+                                            sink: inout Sink) throws -> ReplayResult {
+        let layout = try BudgetLayout(plan: plan, spec: spec)
+        let cost = CostModel(model: spec.model, hardware: spec.hardware)
+        let flat = plan.layers * plan.experts
+        let memory = ExpertMemory(experts: flat, partitionOf: layout.partitionOf, capacities: layout.capacities)
+        func replay<P: CachePolicy>(_ policy: P) -> ReplayCounters {
+            let engine = ReplayEngine(plan: plan, cost: cost, policy: policy, memory: memory, sink: sink)
+            let counters = engine.run()
+            sink = engine.sink
+            return counters
+        }
+        let counters: ReplayCounters
+        switch spec.policy {
+        case .onDemand: counters = replay(OnDemandPolicy())
+        case .allResident: counters = replay(AllResidentPolicy())
+        case .lru, .fifo:
+            counters = replay(LRUPolicy(experts: flat, partitionOf: layout.partitionOf, partitions: layout.capacities.count,
+                                        touchesOnAccess: spec.policy == .lru))
+        case .belady: counters = replay(BeladyPolicy(experts: flat, future: FutureIndex(plan)))
+        }
+        return ReplayResult(traceName: traceName, spec: spec, budgetBytes: layout.budgetBytes, plan: plan, counters: counters)
+    }
+}
+
+/// How the budget is split into partitions, after checking that it can work at all.
+struct BudgetLayout {
+    let budgetBytes: Int
+    let partitionOf: [Int32]
+    let capacities: [Int]
+
+    init(plan: StepPlan, spec: ReplaySpec) throws {
+        let model = spec.model
+        try model.validate()
+        try spec.hardware.validate()
+        if plan.layers != model.layers {
+            throw ConfigError.traceModelMismatch(field: "layers", trace: plan.layers, model: model.layers, model_: model.name)
+        }
+        if plan.experts != model.experts {
+            throw ConfigError.traceModelMismatch(field: "experts", trace: plan.experts, model: model.experts, model_: model.name)
+        }
+        let expertBytes = model.expertBytes
+        budgetBytes = spec.budget.bytes(for: model)
+        let flat = plan.layers * plan.experts
+        if spec.policy == .allResident {
+            partitionOf = Array(repeating: 0, count: flat)
+            capacities = [model.totalExpertBytes]
+            return
+        }
+        let available = Int(spec.hardware.gpuMemoryBytes) - model.residentWeightBytes
+        if budgetBytes > available {
+            throw ConfigError.budgetExceedsGPU(budgetBytes: budgetBytes, availableBytes: max(0, available),
+                                               hardware: spec.hardware.name)
+        }
+        let largest = plan.largestWorkingSet()
+        if spec.scope == .perLayer && spec.policy.supportsPerLayerScope {
+            let share = budgetBytes / plan.layers
+            for (layer, n) in largest.enumerated() where n * expertBytes > share {
+                throw ConfigError.budgetTooSmall(budgetBytes: budgetBytes, neededBytes: n * expertBytes * plan.layers,
+                                                 where: "per-layer cache: layer \(layer) needs \(n) experts at once in one step, and gets budget / \(plan.layers)")
+            }
+            partitionOf = (0..<flat).map { Int32($0 / plan.experts) }
+            capacities = Array(repeating: share, count: plan.layers)
+        } else {
+            let n = largest.max() ?? 0
+            if n * expertBytes > budgetBytes {
+                let layer = largest.firstIndex(of: n) ?? 0
+                throw ConfigError.budgetTooSmall(budgetBytes: budgetBytes, neededBytes: n * expertBytes,
+                                                 where: "layer \(layer) needs \(n) experts at once in one step")
+            }
+            partitionOf = Array(repeating: 0, count: flat)
+            capacities = [budgetBytes]
+        }
+    }
+}

@@ -1,0 +1,86 @@
+/// A trace compiled into forward passes: for each step and layer, the set of experts to run, ascending by id.
+///
+///     let plan = StepPlan(trace)
+///     plan.accessRange(step: 0, layer: 5)   // indices into accessExpert / accessTokens
+///
+/// Batch of 1 (SIMULATION.md): a sequence's prefill tokens form one step (the union of their experts per layer,
+/// with a token count per expert); each decode token is one step. An access is one (step, layer, expert) of that set;
+/// `accessExpert` holds its flat id `layer * experts + expert`, which every per-expert array is indexed by.
+///
+/// Invariant: `layerStart` is non-decreasing, has `steps * layers + 1` entries, and ids within a layer ascend.
+public struct StepPlan: Sendable {
+    public let layers: Int
+    public let experts: Int
+    /// Offsets into the access arrays per (step, layer); the step-layer (s, l) is `layerStart[s*L+l] ..< layerStart[s*L+l+1]`.
+    public private(set) var layerStart: [Int32] = [0]
+    public private(set) var accessExpert: [Int32] = []
+    public private(set) var accessTokens: [Int32] = []
+    public private(set) var stepTokens: [Int32] = []
+    public private(set) var stepPhase: [Phase] = []
+    public private(set) var stepSeq: [Int32] = []
+    /// Whether the step is the first of its sequence (its latency is the sequence's time to first token).
+    public private(set) var stepStartsSequence: [Bool] = []
+    public let tokens: Int
+    public let missingCells: Int
+
+    public var steps: Int { stepTokens.count }
+    public var accesses: Int { accessExpert.count }
+
+    @inlinable public func accessRange(step: Int, layer: Int) -> Range<Int> {
+        Int(layerStart[step * layers + layer])..<Int(layerStart[step * layers + layer + 1])
+    }
+
+    public init(_ trace: RoutingTrace) {
+        let L = trace.header.layers, E = trace.header.experts, K = trace.header.topK
+        layers = L; experts = E
+        tokens = trace.tokenCount
+        missingCells = trace.missingCells
+        var counts = [Int32](repeating: 0, count: E)
+        var touched: [Int] = []
+        touched.reserveCapacity(E)
+        accessExpert.reserveCapacity(trace.recordedRoutings)
+        accessTokens.reserveCapacity(trace.recordedRoutings)
+
+        var t = 0
+        while t < trace.tokenCount {
+            // A step: one decode token, or the run of prefill tokens of one sequence.
+            var end = t + 1
+            if trace.phase[t] == .prefill {
+                while end < trace.tokenCount && trace.phase[end] == .prefill && trace.seq[end] == trace.seq[t] { end += 1 }
+            }
+            for l in 0..<L {
+                for token in t..<end {
+                    let base = (token * L + l) * K
+                    if trace.experts[base] == TokenRecord.missing { continue }
+                    for j in 0..<K {
+                        let e = Int(trace.experts[base + j])
+                        if counts[e] == 0 { touched.append(e) }
+                        counts[e] += 1
+                    }
+                }
+                touched.sort()
+                for e in touched {
+                    accessExpert.append(Int32(l * E + e))
+                    accessTokens.append(counts[e])
+                    counts[e] = 0
+                }
+                touched.removeAll(keepingCapacity: true)
+                layerStart.append(Int32(accessExpert.count))
+            }
+            stepTokens.append(Int32(end - t))
+            stepPhase.append(trace.phase[t])
+            stepSeq.append(trace.seq[t])
+            stepStartsSequence.append(t == 0 || trace.seq[t - 1] != trace.seq[t])
+            t = end
+        }
+    }
+
+    /// The largest number of distinct experts any single step-layer needs at once, per layer.
+    public func largestWorkingSet() -> [Int] {
+        var largest = [Int](repeating: 0, count: layers)
+        for s in 0..<steps {
+            for l in 0..<layers { largest[l] = max(largest[l], accessRange(step: s, layer: l).count) }
+        }
+        return largest
+    }
+}

@@ -1,0 +1,64 @@
+/// A routing trace held compactly in memory: 2 bytes per routed id, 4 per weight, a few per token.
+///
+///     let trace = try RoutingTrace.load("traces/mixtral-synth.jsonl.gz")
+///     trace.expertIDs(token: 0, layer: 3)   // the top-k ids, or nil when that cell is null
+///
+/// Invariant: `experts.count == tokenCount * layers * topK`; weights are empty or the same size.
+public struct RoutingTrace: Sendable {
+    public var header: TraceHeader
+    public var name: String
+    public private(set) var seq: [Int32] = []
+    public private(set) var pos: [Int32] = []
+    public private(set) var phase: [Phase] = []
+    /// Layer-major ids per token, `TokenRecord.missing` in null cells.
+    public private(set) var experts: [UInt16] = []
+    /// Gate weights shaped like `experts` (NaN in null cells), or empty when the trace has none.
+    public private(set) var weights: [Float] = []
+    public private(set) var missingCells = 0
+
+    public init(header: TraceHeader, name: String) {
+        self.header = header
+        self.name = name
+    }
+
+    public var tokenCount: Int { seq.count }
+    public var hasWeights: Bool { !weights.isEmpty }
+    /// Routed (token, layer, slot) entries that are recorded.
+    public var recordedRoutings: Int { (tokenCount * header.layers - missingCells) * header.topK }
+
+    /// Appends one token; the first token decides whether weights are kept.
+    public mutating func append(_ record: TokenRecord) {
+        let cells = header.layers * header.topK
+        precondition(record.experts.count == cells, "record shaped for another trace")
+        let keepWeights = record.hasWeights && (tokenCount == 0 || !weights.isEmpty)
+        seq.append(Int32(clamping: record.seq))
+        pos.append(Int32(clamping: record.pos))
+        phase.append(record.phase)
+        experts.append(contentsOf: record.experts)
+        if keepWeights { weights.append(contentsOf: record.weights) }
+        for l in 0..<header.layers where record.experts[l * header.topK] == TokenRecord.missing { missingCells += 1 }
+    }
+
+    /// The ids routed at (token, layer), or nil for a null cell.
+    public func expertIDs(token: Int, layer: Int) -> ArraySlice<UInt16>? {
+        let base = (token * header.layers + layer) * header.topK
+        return experts[base] == TokenRecord.missing ? nil : experts[base..<base + header.topK]
+    }
+
+    /// Reads a whole `.jsonl` or `.jsonl.gz` trace, validating every line.
+    /// - Throws: `TraceError` naming the file, line and field.
+    public static func load(_ path: String) throws -> RoutingTrace {
+        let reader = try TraceReader(path: path)
+        var trace = RoutingTrace(header: reader.header, name: traceName(path))
+        var record = TokenRecord(layers: reader.header.layers, topK: reader.header.topK)
+        while try reader.next(into: &record) { trace.append(record) }
+        return trace
+    }
+
+    /// The file name without directories and trace extensions: the `trace` column of reports.
+    public static func traceName(_ path: String) -> String {
+        var name = path.split(separator: "/").last.map(String.init) ?? path
+        for suffix in [".gz", ".jsonl"] where name.hasSuffix(suffix) { name.removeLast(suffix.count) }
+        return name
+    }
+}

@@ -1,0 +1,28 @@
+/// Whether a token was processed in the prompt (prefill) or generated (decode).
+public enum Phase: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case prefill = 0, decode = 1
+    public var description: String { self == .prefill ? "prefill" : "decode" }
+}
+
+/// One token line of a trace, in a reusable buffer (the reader fills the same record for every line).
+///
+/// `experts` is layer-major, `topK` ids per layer; a cell whose routing is unknown (`null`) holds
+/// `TokenRecord.missing` in every slot.
+public struct TokenRecord: Sendable {
+    public static let missing = UInt16.max
+
+    public var seq = 0
+    public var pos = 0
+    public var phase = Phase.decode
+    public var experts: [UInt16]
+    public var weights: [Float]
+    public var hasWeights = false
+
+    public init(layers: Int, topK: Int) {
+        experts = Array(repeating: TokenRecord.missing, count: layers * topK)
+        weights = Array(repeating: 0, count: layers * topK)
+    }
+
+    /// Whether the routing of `layer` is recorded.
+    @inlinable public func isKnown(layer: Int, topK: Int) -> Bool { experts[layer * topK] != TokenRecord.missing }
+}

@@ -1,0 +1,194 @@
+/// Streams the token lines of a v1 routing trace (`.jsonl` or `.jsonl.gz`), validating each one.
+///
+///     let reader = try TraceReader(path: "traces/mixtral-synth.jsonl.gz")
+///     var token = TokenRecord(layers: reader.header.layers, topK: reader.header.topK)
+///     while try reader.next(into: &token) { … }
+///
+/// Memory does not grow with the file: one line is held at a time. Errors name the file, line and field.
+/// Checked per line: layer count, ids in range, no duplicate id in a cell, weights shaped like the ids, known phase;
+/// across lines: a sequence's tokens are contiguous, positions increase, prefill never follows decode.
+public final class TraceReader {
+    public let path: String
+    public let header: TraceHeader
+    private let lines: LineReader
+    private var order = SequenceOrder()
+    private var weightsPresent: Bool?
+    public private(set) var missingCells = 0
+    public private(set) var tokens = 0
+
+    public init(path: String) throws {
+        self.path = path
+        lines = LineReader(source: try openByteSource(path))
+        guard let first = try lines.nextLine() else { throw TraceError.empty(path: path) }
+        header = try TraceHeader.parse(first, path: path)
+    }
+
+    /// The 1-based line number of the last line read.
+    public var lineNumber: Int { lines.lineNumber }
+
+    /// Reads the next token into `record`; returns false at the end of the file. Blank lines are skipped.
+    public func next(into record: inout TokenRecord) throws -> Bool {
+        while let line = try lines.nextLine() {
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            do {
+                try parse(line, into: &record)
+            } catch let failure as LineFailure {
+                throw TraceError.malformed(path: path, line: lines.lineNumber, field: failure.field, message: failure.message)
+            } catch let failure as JSONCursor.Failure {
+                throw TraceError.malformed(path: path, line: lines.lineNumber, field: nil, message: failure.message)
+            }
+            tokens += 1
+            return true
+        }
+        return false
+    }
+
+    private struct LineFailure: Error { let field: String?; let message: String }
+
+    private func parse(_ line: UnsafeBufferPointer<UInt8>, into record: inout TokenRecord) throws {
+        let layers = header.layers, k = header.topK
+        var cursor = JSONCursor(line)
+        var seen: (seq: Bool, pos: Bool, phase: Bool, experts: Bool, weights: Bool) = (false, false, false, false, false)
+        func wrap<T>(_ field: String, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch let f as JSONCursor.Failure { throw LineFailure(field: field, message: f.message) }
+        }
+        try cursor.expect(UInt8(ascii: "{"))
+        if !cursor.consume(UInt8(ascii: "}")) {
+            repeat {
+                let key = try cursor.string()
+                try cursor.expect(UInt8(ascii: ":"))
+                if key.equals("seq") {
+                    record.seq = try wrap("seq") { try cursor.integer() }
+                    if record.seq < 0 { throw LineFailure(field: "seq", message: "must be 0 or more, found \(record.seq)") }
+                    seen.seq = true
+                } else if key.equals("pos") {
+                    record.pos = try wrap("pos") { try cursor.integer() }
+                    if record.pos < 0 { throw LineFailure(field: "pos", message: "must be 0 or more, found \(record.pos)") }
+                    seen.pos = true
+                } else if key.equals("phase") {
+                    let value = try wrap("phase") { try cursor.string() }
+                    if value.equals("prefill") { record.phase = .prefill }
+                    else if value.equals("decode") { record.phase = .decode }
+                    else {
+                        throw LineFailure(field: "phase", message: "unknown phase \"\(String(decoding: value, as: UTF8.self))\"; expected \"prefill\" or \"decode\"")
+                    }
+                    seen.phase = true
+                } else if key.equals("experts") {
+                    try wrap("experts") { try parseExperts(&cursor, into: &record, layers: layers, k: k) }
+                    seen.experts = true
+                } else if key.equals("weights") {
+                    if cursor.consumeNull() { seen.weights = false } else {
+                        try wrap("weights") { try parseWeights(&cursor, into: &record, layers: layers, k: k) }
+                        seen.weights = true
+                    }
+                } else {
+                    try wrap(String(decoding: key, as: UTF8.self)) { try cursor.skipValue() }  // later versions' fields
+                }
+            } while cursor.consume(UInt8(ascii: ","))
+            try cursor.expect(UInt8(ascii: "}"))
+        }
+        if cursor.peek() != 0 { throw LineFailure(field: nil, message: "unexpected text after the JSON object") }
+        for (present, name) in [(seen.seq, "seq"), (seen.pos, "pos"), (seen.phase, "phase"), (seen.experts, "experts")] where !present {
+            throw LineFailure(field: name, message: "missing")
+        }
+        record.hasWeights = seen.weights
+        if let expected = weightsPresent, expected != seen.weights {
+            throw LineFailure(field: "weights", message: expected ? "missing here but present on earlier lines" : "present here but missing on earlier lines")
+        }
+        weightsPresent = seen.weights
+        if seen.weights {
+            for l in 0..<layers where (record.experts[l * k] == TokenRecord.missing) != (record.weights[l * k].isNaN) {
+                throw LineFailure(field: "weights", message: "layer \(l): weights must be null exactly where experts are null")
+            }
+        }
+        for l in 0..<layers where record.experts[l * k] == TokenRecord.missing { missingCells += 1 }
+        if let problem = order.admit(seq: record.seq, pos: record.pos, phase: record.phase) {
+            throw LineFailure(field: problem.field, message: problem.message)
+        }
+    }
+
+    private func parseExperts(_ c: inout JSONCursor, into record: inout TokenRecord, layers: Int, k: Int) throws {
+        try c.expect(UInt8(ascii: "["))
+        var layer = 0
+        if !c.consume(UInt8(ascii: "]")) {
+            repeat {
+                if layer >= layers { throw JSONCursor.Failure(message: "more than the header's \(layers) layers") }
+                let base = layer * k
+                if c.consumeNull() {
+                    for j in 0..<k { record.experts[base + j] = TokenRecord.missing }
+                } else {
+                    try c.expect(UInt8(ascii: "["))
+                    var n = 0
+                    if !c.consume(UInt8(ascii: "]")) {
+                        repeat {
+                            let id = try c.integer()
+                            if id < 0 || id >= header.experts {
+                                throw JSONCursor.Failure(message: "layer \(layer): expert id \(id) out of range 0..<\(header.experts)")
+                            }
+                            if n >= k { throw JSONCursor.Failure(message: "layer \(layer): more than top_k = \(k) ids") }
+                            for j in 0..<n where record.experts[base + j] == UInt16(id) {
+                                throw JSONCursor.Failure(message: "layer \(layer): duplicate expert id \(id)")
+                            }
+                            record.experts[base + n] = UInt16(id)
+                            n += 1
+                        } while c.consume(UInt8(ascii: ","))
+                        try c.expect(UInt8(ascii: "]"))
+                    }
+                    if n != k { throw JSONCursor.Failure(message: "layer \(layer): \(n) ids, expected top_k = \(k)") }
+                }
+                layer += 1
+            } while c.consume(UInt8(ascii: ","))
+            try c.expect(UInt8(ascii: "]"))
+        }
+        if layer != layers { throw JSONCursor.Failure(message: "\(layer) layers, expected \(layers) (header)") }
+    }
+
+    private func parseWeights(_ c: inout JSONCursor, into record: inout TokenRecord, layers: Int, k: Int) throws {
+        try c.expect(UInt8(ascii: "["))
+        var layer = 0
+        if !c.consume(UInt8(ascii: "]")) {
+            repeat {
+                if layer >= layers { throw JSONCursor.Failure(message: "more than the header's \(layers) layers") }
+                let base = layer * k
+                if c.consumeNull() {
+                    for j in 0..<k { record.weights[base + j] = .nan }
+                } else {
+                    try c.expect(UInt8(ascii: "["))
+                    var n = 0
+                    if !c.consume(UInt8(ascii: "]")) {
+                        repeat {
+                            let w = try c.number()
+                            if !(w >= 0 && w.isFinite) { throw JSONCursor.Failure(message: "layer \(layer): weight \(w) is not a finite non-negative number") }
+                            if n >= k { throw JSONCursor.Failure(message: "layer \(layer): more weights than top_k = \(k)") }
+                            record.weights[base + n] = Float(w)
+                            n += 1
+                        } while c.consume(UInt8(ascii: ","))
+                        try c.expect(UInt8(ascii: "]"))
+                    }
+                    if n != k { throw JSONCursor.Failure(message: "layer \(layer): \(n) weights do not match the \(k) expert ids") }
+                }
+                layer += 1
+            } while c.consume(UInt8(ascii: ","))
+            try c.expect(UInt8(ascii: "]"))
+        }
+        if layer != layers { throw JSONCursor.Failure(message: "\(layer) layers, expected \(layers) (header)") }
+    }
+}
+
+/// Checks that tokens arrive sequence by sequence, in position order, prefill before decode.
+struct SequenceOrder {
+    private var current: (seq: Int, pos: Int, phase: Phase)?
+    private var finished = Set<Int>()
+
+    mutating func admit(seq: Int, pos: Int, phase: Phase) -> (field: String, message: String)? {
+        if let c = current, c.seq == seq {
+            if pos <= c.pos { return ("pos", "position \(pos) does not follow \(c.pos) in sequence \(seq)") }
+            if phase == .prefill && c.phase == .decode { return ("phase", "prefill token after decode tokens in sequence \(seq)") }
+        } else {
+            if let c = current { finished.insert(c.seq) }
+            if finished.contains(seq) { return ("seq", "sequence \(seq) resumes after other sequences; a sequence's tokens must be contiguous") }
+        }
+        current = (seq, pos, phase)
+        return nil
+    }
+}

@@ -1,0 +1,40 @@
+import ArgumentParser
+import MoESim
+
+/// `--set section.field=value`, shared by the commands that take a model and hardware profile.
+struct OverrideOptions: ParsableArguments {
+    @Option(name: .customLong("set"), help: ArgumentHelp(
+        "Override a profile field, e.g. --set hardware.link_bytes_per_s=16e9 or --set model.top_k=4 (repeatable).",
+        valueName: "section.field=value"))
+    var overrides: [String] = []
+
+    /// Applies the overrides in order to the two profiles.
+    func apply(model: inout ModelProfile, hardware: inout HardwareProfile) throws {
+        for item in overrides {
+            guard let eq = item.firstIndex(of: "="), let dot = item[..<eq].firstIndex(of: ".") else {
+                throw ValidationError("--set expects section.field=value, e.g. hardware.link_bytes_per_s=16e9; got '\(item)'")
+            }
+            let section = String(item[..<dot]), field = String(item[item.index(after: dot)..<eq])
+            let value = String(item[item.index(after: eq)...])
+            switch section {
+            case ModelProfile.section: try model.set(field, to: value, origin: "--set")
+            case HardwareProfile.section: try hardware.set(field, to: value, origin: "--set")
+            default: throw ValidationError("--set: unknown section '\(section)'; use model.FIELD or hardware.FIELD")
+            }
+        }
+        try model.validate()
+        try hardware.validate()
+    }
+}
+
+/// Human-readable figures for summaries and tables.
+enum Human {
+    static func percent(_ v: Double?) -> String { v.map { String(format: "%.1f%%", $0 * 100) } ?? "-" }
+    static func seconds(_ v: Double?) -> String {
+        guard let v else { return "-" }
+        if v >= 1 { return String(format: "%.3f s", v) }
+        if v >= 1e-3 { return String(format: "%.2f ms", v * 1e3) }
+        return String(format: "%.1f µs", v * 1e6)
+    }
+    static func rate(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "-" }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import MoESim
+
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replay one trace under one strategy and budget; print a summary and append a CSV row.",
+        discussion: """
+            BUDGET is bytes with a unit (16GiB, 40GB), a share of all experts' bytes (25%), or a number of \
+            full-precision experts (96experts). Strategies: \
+            \(PolicyKind.allCases.map { "\($0.rawValue) (\($0.summary))" }.joined(separator: "; ")).
+            """)
+
+    @Argument(help: "Routing trace (.jsonl or .jsonl.gz, format in docs/trace-format.md).")
+    var trace: String
+
+    @Option(help: "Model preset (see `moesim profiles`); default: the preset the trace header names or has the shape of.")
+    var model: String?
+
+    @Option(help: "Hardware preset (see `moesim profiles`).")
+    var hardware: String = "a100-80gb-pcie"
+
+    @Option(help: "Offloading strategy.")
+    var policy: PolicyKind = .lru
+
+    @Option(help: "Expert memory budget: 16GiB, 40GB, 25%, 96experts.")
+    var budget: String = "25%"
+
+    @Option(help: "One cache for all layers (global) or budget/layers per layer (per-layer); lru and fifo only.")
+    var scope: CacheScope = .global
+
+    @OptionGroup var overrides: OverrideOptions
+
+    @Option(help: "Append the result row to this CSV (created with a header when absent).")
+    var out: String?
+
+    func run() throws {
+        if scope == .perLayer && !policy.supportsPerLayerScope {
+            throw ValidationError("--scope per-layer applies to \(PolicyKind.allCases.filter(\.supportsPerLayerScope).map(\.rawValue).joined(separator: " and ")), not \(policy.rawValue)")
+        }
+        let routing = try RoutingTrace.load(trace)
+        var modelProfile = try model.map(ModelProfile.preset) ?? ModelProfile.matching(routing.header)
+        var hardwareProfile = try HardwareProfile.preset(hardware)
+        try overrides.apply(model: &modelProfile, hardware: &hardwareProfile)
+        let spec = ReplaySpec(model: modelProfile, hardware: hardwareProfile, policy: policy, scope: scope,
+                              budget: try Budget.parse(budget))
+        let result = try Replayer.run(plan: StepPlan(routing), traceName: routing.name, spec: spec)
+        print(summary(result))
+        if let out {
+            try CSVFile.append(rows: [Metric.row(result)], header: Metric.header, to: out)
+            print("row appended to \(out)")
+        }
+    }
+
+    func summary(_ r: ReplayResult) -> String {
+        let c = r.counters
+        return """
+            \(r.traceName): \(r.spec.model.name) on \(r.spec.hardware.name), \(r.spec.policy.rawValue), \
+            budget \(formatBytes(r.budgetBytes)) (\(r.budgetExperts) experts)
+              tokens \(r.tokens) in \(r.steps) steps; accesses \(c.accesses), hits \(c.hits), misses \(c.misses), \
+            hit rate \(Human.percent(r.hitRate))
+              simulated \(Human.seconds(r.simSeconds)), \(Human.rate(r.tokensPerSecond)) tokens/s; \
+            TTFT \(Human.seconds(r.ttftSeconds)); TPOT mean \(Human.seconds(r.tpotMeanSeconds)), \
+            p50 \(Human.seconds(r.tpotP50Seconds)), p99 \(Human.seconds(r.tpotP99Seconds))
+              copied \(formatBytes(c.bytesH2D)); GPU stalled \(Human.seconds(r.stallSeconds)); \
+            link busy \(Human.percent(r.linkBusyFraction)); peak expert memory \(formatBytes(c.peakExpertBytes))
+            """
+    }
+}

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import MoESim
+
+struct TraceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trace",
+        abstract: "Check, summarise and generate routing traces.",
+        subcommands: [Validate.self, Stats.self, Gen.self])
+
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check every line of a trace; print its shape, or the first error with file, line and field.")
+
+        @Argument(help: "Routing trace (.jsonl or .jsonl.gz).")
+        var file: String
+
+        func run() throws {
+            let reader = try TraceReader(path: file)
+            var record = TokenRecord(layers: reader.header.layers, topK: reader.header.topK)
+            while try reader.next(into: &record) {}
+            let h = reader.header
+            print("\(file): valid moe-routing-trace v1: \(reader.tokens) tokens, \(h.layers) layers, "
+                  + "\(h.experts) experts, top-\(h.topK), \(reader.missingCells) null cells")
+        }
+    }
+
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a trace's shape, popularity skew, temporal reuse and inter-layer predictability.")
+
+        @Argument(help: "Routing trace (.jsonl or .jsonl.gz).")
+        var file: String
+
+        func run() throws {
+            let trace = try RoutingTrace.load(file)
+            let s = TraceStats(trace)
+            let h = trace.header
+            func f(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "-" }
+            let uniform = Double(max(1, (h.experts + 3) / 4)) / Double(h.experts)
+            print("""
+                trace            \(file)
+                model            \(h.model)
+                shape            \(h.layers) layers, \(h.experts) experts, top-\(h.topK)
+                tokens           \(s.tokens) (\(s.prefillTokens) prefill, \(s.decodeTokens) decode) in \(s.sequences) sequences
+                null cells       \(s.missingCells) of \(s.tokens * h.layers)
+                top-25% share    mean \(f(s.topQuarterShare.mean)), min \(f(s.topQuarterShare.min)), max \(f(s.topQuarterShare.max)) (uniform \(f(uniform)))
+                reuse t->t+1     all \(f(s.temporalReuse.all)), prefill \(f(s.temporalReuse.prefill)), decode \(f(s.temporalReuse.decode)) (uniform \(f(Double(h.topK) / Double(h.experts))))
+                inter-layer      recall@\(h.topK) \(f(s.interLayerRecall)) by conditional frequency, \(f(s.interLayerBaseline)) by popularity (\(s.recallTokens) tokens evaluated)
+                """)
+        }
+    }
+
+    struct Gen: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a seeded synthetic trace for a model preset.",
+            discussion: "Defaults reproduce the real Mixtral-8x7B routing statistics (docs/trace-format.md).")
+
+        @Option(help: "Model preset whose shape the trace takes.")
+        var model: String = "mixtral-8x7b"
+        @Option(help: "Tokens in all.") var tokens: Int
+        @Option(help: "Random seed.") var seed: UInt64 = 1
+        @Option(help: "Output file (.jsonl or .jsonl.gz).") var out: String
+        @Option(help: "Sequences the tokens are split into (default 4).") var sequences: Int?
+        @Option(help: "Prefill (prompt) tokens at the start of each sequence (default 32).") var prefill: Int?
+        @Option(help: "Zipf exponent of per-layer expert popularity, 0 = uniform (default 0.2).") var skew: Double?
+        @Option(help: "Chance a slot reuses an expert of the previous token (default 0.18).") var reuse: Double?
+        @Option(help: "Chance a slot follows the previous layer's affinity partner (default 0.25).") var affinity: Double?
+        @OptionGroup var overrides: OverrideOptions
+
+        func run() throws {
+            var profile = try ModelProfile.preset(model)
+            var unusedHardware = HardwareProfile.presets[0]
+            try overrides.apply(model: &profile, hardware: &unusedHardware)
+            var spec = SyntheticTraceSpec(tokens: tokens, seed: seed)
+            if let sequences { spec.sequences = sequences }
+            if let prefill { spec.prefillTokens = prefill }
+            if let skew { spec.zipfSkew = skew }
+            if let reuse { spec.reuse = reuse }
+            if let affinity { spec.affinity = affinity }
+            try SyntheticTraceGenerator(model: profile, spec: spec).write(to: out)
+            print("wrote \(out): \(tokens) tokens, \(profile.name) (\(profile.layers) layers, \(profile.experts) experts, top-\(profile.topK)), seed \(seed)")
+        }
+    }
+}
+
+struct Profiles: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the built-in model and hardware presets.")
+
+    func run() {
+        print("models:")
+        for m in ModelProfile.presets {
+            print("  \(m.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(m.layers) layers x \(m.experts) experts, "
+                  + "top-\(m.topK), expert \(formatBytes(m.expertBytes)), all experts \(formatBytes(m.totalExpertBytes))")
+        }
+        print("hardware:")
+        for h in HardwareProfile.presets {
+            print("  \(h.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(formatBytes(Int(h.gpuMemoryBytes))), "
+                  + "HBM \(Int(h.hbmBytesPerSecond / 1e9)) GB/s, \(Int(h.gpuFlops / 1e12)) TFLOP/s, "
+                  + "link \(Int(h.linkBytesPerSecond / 1e9)) GB/s + \(Int(h.linkLatencySeconds * 1e6)) µs")
+        }
+    }
+}
