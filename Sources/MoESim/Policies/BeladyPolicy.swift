@@ -6,7 +6,7 @@ import HeapModule
 ///
 /// With equal-size experts and demand fetching it misses least of all policies that obey pinning, so it bounds
 /// every demand-fetch cache. A max-heap of (next use, expert) with lazy deletion: stale entries are skipped when
-/// popped, and the heap is rebuilt when they outnumber live ones. Ties go to the higher flat id.
+/// popped, and the heap is rebuilt when they outnumber live ones. Ties go to the lower flat id (the first candidate).
 /// libCacheSim `cache/eviction/Belady.c`.
 ///
 /// Invariant: each resident expert has one live heap entry, keyed by its current next use.
@@ -24,7 +24,7 @@ public struct BeladyPolicy: CachePolicy {
     }
 
     @inline(__always) private static func key(_ next: Int32, _ expert: Int32) -> UInt64 {
-        UInt64(UInt32(next)) << 32 | UInt64(UInt32(expert))
+        UInt64(UInt32(next)) << 32 | UInt64(UInt32.max - UInt32(expert))  // max-heap: the lower id wins ties
     }
 
     public mutating func didInsert(_ expert: Int32, at access: Int) {
@@ -45,7 +45,7 @@ public struct BeladyPolicy: CachePolicy {
             stash.removeAll(keepingCapacity: true)
         }
         while let top = heap.popMax() {
-            let expert = Int32(truncatingIfNeeded: top & 0xFFFF_FFFF)
+            let expert = Int32(truncatingIfNeeded: UInt32.max - UInt32(truncatingIfNeeded: top))
             let next = Int32(truncatingIfNeeded: top >> 32)
             guard current[Int(expert)] == next else { continue }  // stale
             if pinned.contains(expert) { stash.append(top); continue }

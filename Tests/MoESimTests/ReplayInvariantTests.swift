@@ -1,0 +1,153 @@
+import Testing
+@testable import MoESim
+
+/// The invariants of SIMULATION.md as properties over many seeds and budgets.
+@Suite struct ReplayInvariantTests {
+    static let seeds: [UInt64] = Array(1...12)
+    static let shape = (layers: 4, experts: 16, topK: 2)
+
+    static func trace(_ seed: UInt64) -> RoutingTrace {
+        zipfTrace(seed: seed, layers: shape.layers, experts: shape.experts, topK: shape.topK, tokens: 120,
+                  prefill: seed % 2 == 0 ? 0 : 6)
+    }
+    static let model = tinyModel(layers: shape.layers, experts: shape.experts, topK: shape.topK)
+
+    /// At least `slots`, and never below what the trace's largest step-layer needs.
+    static func budget(_ trace: RoutingTrace, _ slots: Int) -> Budget {
+        .experts(max(slots, StepPlan(trace).largestWorkingSet().max()!))
+    }
+
+    @Test(arguments: seeds)
+    func memoryNeverExceedsTheBudget(seed: UInt64) throws {
+        let trace = Self.trace(seed)
+        let needed = StepPlan(trace).largestWorkingSet().max()!
+        for policy in [PolicyKind.onDemand, .lru, .fifo, .belady] {
+            for slots in [needed, needed + 3, 20, 40] {
+                let (result, events) = try replayLogged(trace, model: Self.model, policy: policy, budget: .experts(slots))
+                var resident = 0, peak = 0
+                for e in events {
+                    switch e.event {
+                    case .miss: resident += 1
+                    case .evict: resident -= 1
+                    case .layerEnd where policy == .onDemand: resident = 0
+                    default: break
+                    }
+                    peak = max(peak, resident)
+                    #expect(resident <= slots, "\(policy) seed \(seed): \(resident) experts resident with a budget of \(slots)")
+                }
+                #expect(result.counters.peakExpertBytes <= slots * Self.model.expertBytes)
+                #expect(result.counters.peakExpertBytes == peak * Self.model.expertBytes)
+            }
+        }
+    }
+
+    @Test(arguments: seeds)
+    func timeNeverGoesBack(seed: UInt64) throws {
+        let trace = Self.trace(seed)
+        for policy in PolicyKind.allCases {
+            let (_, events) = try replayLogged(trace, model: Self.model, policy: policy, budget: Self.budget(trace, 8))
+            var last = SimTime.zero, linkFree = SimTime.zero, layerEnd = SimTime.zero
+            for e in events {
+                #expect(e.time >= last)
+                last = e.time
+                switch e.event {
+                case .copyStart: #expect(e.time >= linkFree, "a copy started before the previous one landed")
+                case .copyEnd: linkFree = e.time
+                case .layerStart: #expect(e.time == layerEnd, "a layer started before the previous one ended")
+                case .layerEnd: layerEnd = e.time
+                default: break
+                }
+            }
+        }
+    }
+
+    @Test(arguments: seeds)
+    func rerunsAreByteIdentical(seed: UInt64) throws {
+        for policy in PolicyKind.allCases {
+            let budget = Self.budget(Self.trace(seed), 10)
+            let a = try replay(Self.trace(seed), model: Self.model, policy: policy, budget: budget)
+            let b = try replay(Self.trace(seed), model: Self.model, policy: policy, budget: budget)
+            #expect(CSVFile.line(Metric.row(a)) == CSVFile.line(Metric.row(b)))
+        }
+    }
+
+    @Test(arguments: seeds)
+    func lruNeverBeatsBeladyAndBothAreMonotoneInBudget(seed: UInt64) throws {
+        let trace = Self.trace(seed)
+        let needed = StepPlan(trace).largestWorkingSet().max()!
+        var previous: (lru: Int, belady: Int) = (-1, -1)
+        for slots in needed...(Self.shape.layers * Self.shape.experts) {
+            let lru = try replay(trace, model: Self.model, policy: .lru, budget: .experts(slots)).counters.hits
+            let belady = try replay(trace, model: Self.model, policy: .belady, budget: .experts(slots)).counters.hits
+            #expect(lru <= belady, "seed \(seed), \(slots) slots: LRU \(lru) hits > Belady \(belady)")
+            #expect(lru >= previous.lru, "seed \(seed): LRU hits fell from \(previous.lru) to \(lru) at \(slots) slots")
+            #expect(belady >= previous.belady, "seed \(seed): Belady hits fell at \(slots) slots")
+            previous = (lru, belady)
+        }
+    }
+
+    @Test(arguments: seeds)
+    func bytesCopiedAreMissesTimesExpertBytes(seed: UInt64) throws {
+        for policy in PolicyKind.allCases {
+            let r = try replay(Self.trace(seed), model: Self.model, policy: policy, budget: Self.budget(Self.trace(seed), 9))
+            #expect(r.counters.bytesH2D == r.counters.misses * Self.model.expertBytes)
+            #expect(r.counters.hits + r.counters.misses == r.counters.accesses)
+        }
+    }
+
+    @Test(arguments: seeds)
+    func accessesFollowTheAccountingUnit(seed: UInt64) throws {
+        // An access is one (step, layer, expert) of the step's expert set; count it independently of the plan.
+        let trace = Self.trace(seed)
+        var expected = 0, t = 0
+        let L = trace.header.layers
+        while t < trace.tokenCount {
+            var end = t + 1
+            if trace.phase[t] == .prefill {
+                while end < trace.tokenCount && trace.phase[end] == .prefill && trace.seq[end] == trace.seq[t] { end += 1 }
+            }
+            for l in 0..<L {
+                expected += Set((t..<end).flatMap { trace.expertIDs(token: $0, layer: l).map(Array.init) ?? [] }).count
+            }
+            t = end
+        }
+        let r = try replay(trace, model: Self.model, policy: .lru, budget: Self.budget(trace, 12))
+        #expect(r.counters.accesses == expected)
+    }
+
+    @Test(arguments: seeds)
+    func cachesConvergeToAllResidentWhenEverythingFits(seed: UInt64) throws {
+        // A first prefill step touches every expert; afterwards every caching policy must run like all-resident.
+        let E = Self.shape.experts, L = Self.shape.layers
+        let warmup: [[[Int]?]] = (0..<(E / 2)).map { i in (0..<L).map { _ in [2 * i, 2 * i + 1] } }
+        let rest = Self.trace(seed)
+        var cells = warmup
+        for t in 0..<rest.tokenCount {
+            cells.append((0..<L).map { l in rest.expertIDs(token: t, layer: l).map { $0.map(Int.init) } })
+        }
+        let phases = Array(repeating: Phase.prefill, count: warmup.count) + Array(repeating: .decode, count: rest.tokenCount)
+        let trace = makeTrace(cells, experts: E, topK: 2, phases: phases)
+        let bound = try replay(trace, model: Self.model, policy: .allResident, budget: .share(1))
+        for policy in [PolicyKind.lru, .fifo, .belady] {
+            let r = try replay(trace, model: Self.model, policy: policy, budget: .share(1))
+            #expect(r.counters.misses == E * L, "\(policy): only compulsory misses")
+            #expect(r.counters.decodeStepLatencies == bound.counters.decodeStepLatencies, "\(policy) after warm-up")
+        }
+    }
+
+    @Test func perLayerLRUKeepsEachLayerWithinItsShare() throws {
+        for seed in Self.seeds where seed % 2 == 0 {  // decode-only traces: one step never needs more than top-k
+            let trace = Self.trace(seed)
+            let slots = 3 * Self.shape.layers
+            let (r, events) = try replayLogged(trace, model: Self.model, policy: .lru, budget: .experts(slots), scope: .perLayer)
+            var perLayer = [Int](repeating: 0, count: Self.shape.layers)
+            for e in events {
+                if case let .miss(x) = e.event { perLayer[x / Self.shape.experts] += 1 }
+                if case let .evict(x) = e.event { perLayer[x / Self.shape.experts] -= 1 }
+                #expect(perLayer.allSatisfy { $0 <= 3 })
+            }
+            let global = try replay(trace, model: Self.model, policy: .lru, budget: .experts(slots))
+            #expect(r.counters.accesses == global.counters.accesses)
+        }
+    }
+}

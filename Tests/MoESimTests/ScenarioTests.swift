@@ -1,0 +1,73 @@
+import Testing
+@testable import MoESim
+
+/// Hand-worked replays: exact victims, exact event logs, and the closed form of on-demand.
+@Suite struct ScenarioTests {
+    @Test func twoExpertsOneLinkEventLog() throws {
+        let trace = makeTrace([[[0]], [[1]], [[0]]], experts: 2, topK: 1)
+        let model = tinyModel(layers: 1, experts: 2, topK: 1)
+        let (_, events) = try replayLogged(trace, model: model, policy: .lru, budget: .experts(1))
+        // Non-expert compute 2 µs, copy 1 µs + 200 kB / 1 GB/s = 201 µs, expert compute 2 µs + 1 µs launch.
+        let expected: [(SimEvent, Int64)] = [
+            (.layerStart(step: 0, layer: 0), 0), (.gate(step: 0, layer: 0), 2_000), (.miss(expert: 0), 2_000),
+            (.copyStart(expert: 0), 2_000), (.copyEnd(expert: 0), 203_000), (.computeStart(expert: 0), 203_000),
+            (.computeEnd(expert: 0), 206_000), (.layerEnd(step: 0, layer: 0), 206_000),
+            (.layerStart(step: 1, layer: 0), 206_000), (.gate(step: 1, layer: 0), 208_000), (.evict(expert: 0), 208_000),
+            (.miss(expert: 1), 208_000), (.copyStart(expert: 1), 208_000), (.copyEnd(expert: 1), 409_000),
+            (.computeStart(expert: 1), 409_000), (.computeEnd(expert: 1), 412_000), (.layerEnd(step: 1, layer: 0), 412_000),
+            (.layerStart(step: 2, layer: 0), 412_000), (.gate(step: 2, layer: 0), 414_000), (.evict(expert: 1), 414_000),
+            (.miss(expert: 0), 414_000), (.copyStart(expert: 0), 414_000), (.copyEnd(expert: 0), 615_000),
+            (.computeStart(expert: 0), 615_000), (.computeEnd(expert: 0), 618_000), (.layerEnd(step: 2, layer: 0), 618_000),
+        ]
+        #expect(events.map(\.event) == expected.map(\.0))
+        #expect(events.map(\.time.nanoseconds) == expected.map(\.1))
+    }
+
+    @Test func onDemandMatchesItsClosedForm() throws {
+        // Each layer: non-expert compute, then all k copies back to back, then k expert computes: no overlap.
+        for (tokens, layers, k) in [(6, 2, 2), (5, 3, 1), (4, 4, 3)] {
+            let trace = zipfTrace(seed: UInt64(tokens), layers: layers, experts: 6, topK: k, tokens: tokens, prefill: 0)
+            let model = tinyModel(layers: layers, experts: 6, topK: k)
+            let hw = tinyHardware()
+            let r = try replay(trace, model: model, hardware: hw, policy: .onDemand, budget: .experts(k))
+            let cost = CostModel(model: model, hardware: hw)
+            let layer = cost.nonExpertCompute(tokens: 1) + Int64(k) * (cost.expertCopy + cost.expertComputeOneToken)
+            #expect(r.counters.simNanoseconds == Int64(tokens * layers) * layer)
+            #expect(r.counters.stallNanoseconds == Int64(tokens * layers * k) * cost.expertCopy)
+            #expect(r.counters.misses == tokens * layers * k)
+            #expect(cost.expertCopy == 201_000 && cost.expertComputeOneToken == 3_000)
+        }
+    }
+
+    @Test func lruOverlapsComputeWithTheNextCopy() throws {
+        // One layer, two misses: the first expert computes while the second copies, so the layer is
+        // non-expert + 2 copies + 1 compute, not + 2 computes.
+        let trace = makeTrace([[[0, 1]]], experts: 2, topK: 2)
+        let model = tinyModel(layers: 1, experts: 2, topK: 2)
+        let r = try replay(trace, model: model, policy: .lru, budget: .experts(2))
+        #expect(r.counters.simNanoseconds == 2_000 + 2 * 201_000 + 3_000)
+    }
+
+    @Test func twoCopyEnginesShareTheBandwidth() throws {
+        let trace = makeTrace([[[0, 1]]], experts: 2, topK: 2)
+        let model = tinyModel(layers: 1, experts: 2, topK: 2)
+        let r = try replay(trace, model: model, hardware: tinyHardware(engines: 2), policy: .lru, budget: .experts(2))
+        // Both copies run at once, each at half the bandwidth: 1 µs + 400 µs; then two computes.
+        #expect(r.counters.simNanoseconds == 2_000 + 401_000 + 2 * 3_000)
+    }
+
+    /// The golden trace in traces/, with the counts and victims worked by hand in docs/trace-format.md.
+    @Test(arguments: PolicyKind.allCases)
+    func goldenTinyTrace(policy: PolicyKind) throws {
+        let trace = try RoutingTrace.load(packageRoot + "/traces/golden-tiny.jsonl")
+        let expected = try String(contentsOfFile: packageRoot + "/traces/golden-tiny.expected.csv", encoding: .utf8)
+            .split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+            .first { $0[0] == policy.rawValue }!
+        let (r, events) = try replayLogged(trace, model: tinyModel(), policy: policy, budget: .experts(Int(expected[1])!))
+        #expect(r.counters.accesses == Int(expected[2])!)
+        #expect(r.counters.hits == Int(expected[3])!)
+        #expect(r.counters.misses == Int(expected[4])!)
+        let victims = events.compactMap { if case let .evict(e) = $0.event { e } else { nil } }
+        #expect(victims.map(String.init).joined(separator: " ") == expected[5])
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import Testing
+@testable import MoESim
+
+@Suite struct TraceFormatTests {
+    static let header = #"{"format":"moe-routing-trace","version":1,"model":"t","layers":2,"experts":4,"top_k":2}"#
+
+    /// Loads a trace made of the header and `lines`, expecting an error whose text contains every fragment.
+    func expectError(_ lines: [String], header: String = TraceFormatTests.header, name: String = "bad.jsonl",
+                     _ fragments: String...) {
+        let path = writeTemporary(([header] + lines).joined(separator: "\n") + "\n", name: name)
+        do {
+            _ = try RoutingTrace.load(path)
+            Issue.record("expected an error containing \(fragments)")
+        } catch {
+            let text = "\(error)"
+            for f in fragments { #expect(text.contains(f), "'\(text)' lacks '\(f)'") }
+            #expect(text.hasPrefix(path), "the message names the file: \(text)")
+        }
+    }
+
+    @Test func badInputsAreNamedByLineAndField() {
+        let ok = #"{"seq":0,"pos":0,"phase":"decode","experts":[[0,1],[2,3]]}"#
+        expectError([ok, #"{"seq":0,"pos":1,"phase":"decode","experts":[[0,1]]}"#], ":3:", "'experts'", "1 layers, expected 2")
+        expectError([#"{"seq":0,"pos":0,"phase":"decode","experts":[[0,4],[2,3]]}"#], ":2:", "expert id 4 out of range 0..<4")
+        expectError([#"{"seq":0,"pos":0,"phase":"decode","experts":[[1,1],[2,3]]}"#], ":2:", "duplicate expert id 1")
+        expectError([#"{"seq":0,"pos":0,"phase":"decode","experts":[[0,1],[2,3]],"weights":[[0.5],[0.5,0.5]]}"#],
+                    ":2:", "'weights'", "1 weights do not match the 2 expert ids")
+        expectError([#"{"seq":0,"pos":0,"phase":"decode","experts":[[0,1],null],"weights":[[0.5,0.5],[0.5,0.5]]}"#],
+                    "'weights'", "null exactly where experts are null")
+        expectError([#"{"seq":0,"pos":0,"phase":"generate","experts":[[0,1],[2,3]]}"#], ":2:", "'phase'", "unknown phase \"generate\"")
+        expectError([#"{"seq":0,"pos":0,"phase":"decode"}"#], ":2:", "'experts'", "missing")
+        expectError([#"{"seq":0,"pos":0,"phase":"decode","experts":[[0,1],[2,3,1]]}"#], "more than top_k = 2 ids")
+        expectError([#"{"seq":0,"pos":0,"phase":"decode","experts":[[0,1],[2,3]]"#], ":2:", "expected '}'")
+        expectError([ok, #"{"seq":0,"pos":0,"phase":"decode","experts":[[0,1],[2,3]]}"#], ":3:", "'pos'", "does not follow")
+        expectError([ok, #"{"seq":1,"pos":0,"phase":"decode","experts":[[0,1],[2,3]]}"#,
+                     #"{"seq":0,"pos":5,"phase":"decode","experts":[[0,1],[2,3]]}"#], ":4:", "'seq'", "contiguous")
+        expectError([ok, #"{"seq":0,"pos":1,"phase":"prefill","experts":[[0,1],[2,3]]}"#], ":3:", "prefill token after decode")
+        expectError([#"{"seq":0,"pos":0,"phase":"decode","experts":[[0,-1],[2,3]]}"#], "expert id -1 out of range")
+        expectError([#"{"seq":0,"pos":0,"phase":"decode","experts":[[0,1.5],[2,3]]}"#], "expected an integer")
+    }
+
+    @Test func badHeadersAreRefused() {
+        expectError([], header: #"{"format":"something-else","version":1}"#, ":1:", "'format'")
+        expectError([], header: #"{"format":"moe-routing-trace","version":2,"layers":2,"experts":4,"top_k":2}"#, ":1:", "'version'", "expected 1")
+        expectError([], header: #"{"format":"moe-routing-trace","version":1,"layers":2,"experts":4}"#, ":1:", "'top_k'", "missing")
+        expectError([], header: #"{"format":"moe-routing-trace","version":1,"layers":2,"experts":4,"top_k":5}"#, "'top_k'", "exceeds experts")
+        expectError([], header: "not json", ":1:", "not a JSON object")
+    }
+
+    @Test func anEmptyFileAndAMissingFileAreErrors() {
+        let empty = writeTemporary("", name: "empty.jsonl")
+        #expect(throws: TraceError.empty(path: empty)) { try RoutingTrace.load(empty) }
+        #expect { try RoutingTrace.load("/nonexistent/trace.jsonl") } throws: { "\($0)".contains("cannot open") }
+    }
+
+    @Test func aTruncatedGzipIsReported() throws {
+        let dir = temporaryDirectory()
+        let whole = dir + "/whole.jsonl.gz"
+        try SyntheticTraceGenerator(model: tinyModel(), spec: SyntheticTraceSpec(tokens: 400)).write(to: whole)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: whole))
+        let cut = dir + "/cut.jsonl.gz"
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: cut))
+        #expect(throws: TraceError.truncatedGzip(path: cut)) { try RoutingTrace.load(cut) }
+        let garbage = dir + "/garbage.jsonl.gz"
+        try Data(bytes.prefix(20) + Data(repeating: 0xAB, count: 200)).write(to: URL(fileURLWithPath: garbage))
+        #expect { try RoutingTrace.load(garbage) } throws: { "\($0)".contains("corrupt gzip") }
+    }
+
+    @Test(arguments: ["t.jsonl", "t.jsonl.gz"])
+    func writeThenReadGivesTheSameTrace(name: String) throws {
+        let model = tinyModel(layers: 3, experts: 16, topK: 4)
+        let generator = try SyntheticTraceGenerator(model: model, spec: SyntheticTraceSpec(tokens: 300, seed: 9))
+        let path = temporaryDirectory() + "/" + name
+        try generator.write(to: path)
+        let read = try RoutingTrace.load(path)
+        let made = generator.makeTrace()
+        #expect(read.experts == made.experts)
+        #expect(read.seq == made.seq && read.pos == made.pos && read.phase == made.phase)
+        #expect(zip(read.weights, made.weights).allSatisfy { abs($0 - $1) <= 6e-6 })  // 5 decimals plus float rounding
+        #expect(read.header.layers == 3 && read.tokenCount == 300)
+        // Rewriting what was read gives the same token lines (the writer is byte-stable; the header keeps
+        // model, shape, source and notes, not the generator settings).
+        let again = temporaryDirectory() + "/" + name
+        let writer = try TraceWriter(path: again, header: read.header)
+        let reader = try TraceReader(path: path)
+        var record = TokenRecord(layers: 3, topK: 4)
+        while try reader.next(into: &record) { try writer.append(record) }
+        try writer.finish()
+        if !name.hasSuffix(".gz") {
+            let original = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").dropFirst()
+            let copy = try String(contentsOfFile: again, encoding: .utf8).split(separator: "\n").dropFirst()
+            #expect(original == copy)
+        }
+        #expect(try RoutingTrace.load(again).experts == read.experts)
+    }
+
+    @Test func generatedTracesAreDeterministicPerSeed() throws {
+        let model = tinyModel(layers: 4, experts: 32, topK: 4)
+        let a = try SyntheticTraceGenerator(model: model, spec: SyntheticTraceSpec(tokens: 200, seed: 5)).makeTrace()
+        let b = try SyntheticTraceGenerator(model: model, spec: SyntheticTraceSpec(tokens: 200, seed: 5)).makeTrace()
+        let c = try SyntheticTraceGenerator(model: model, spec: SyntheticTraceSpec(tokens: 200, seed: 6)).makeTrace()
+        #expect(a.experts == b.experts && a.weights == b.weights)
+        #expect(a.experts != c.experts)
+    }
+
+    @Test func nullCellsAreSkippedAndCounted() throws {
+        let path = writeTemporary([Self.header,
+            #"{"seq":0,"pos":0,"phase":"prefill","experts":[[0,1],null]}"#,
+            #"{"seq":0,"pos":1,"phase":"prefill","experts":[null,[1,2]]}"#,
+            #"{"seq":0,"pos":2,"phase":"decode","experts":[null,null],"extra":{"ignored":[1,2]}}"#].joined(separator: "\n"))
+        let trace = try RoutingTrace.load(path)
+        #expect(trace.missingCells == 4)
+        let plan = StepPlan(trace)
+        #expect(plan.steps == 2)                    // the two prefill tokens form one step
+        #expect(plan.accesses == 4)                 // {0,1} at layer 0 and {1,2} at layer 1; the decode step has none
+        #expect(plan.missingCells == 4)
+    }
+
+    @Test func prefillTokensFormOneStepWithTokenCounts() throws {
+        let trace = makeTrace([[[0, 1]], [[1, 2]], [[1, 3]], [[0, 1]]], experts: 4, topK: 2,
+                              phases: [.prefill, .prefill, .prefill, .decode])
+        let plan = StepPlan(trace)
+        #expect(plan.steps == 2)
+        #expect(Array(plan.accessExpert[plan.accessRange(step: 0, layer: 0)]) == [0, 1, 2, 3])
+        #expect(Array(plan.accessTokens[plan.accessRange(step: 0, layer: 0)]) == [1, 3, 1, 1])
+        #expect(plan.stepTokens == [3, 1])
+    }
+
+    @Test func realTracesLoadWithTheirDocumentedShape() throws {
+        guard let folder = realTracesFolder else { return }  // ../shared/traces-real is absent: nothing to check
+        let p0 = try RoutingTrace.load(folder + "/mixtral8x7b_humaneval_p0_prefill_decode.jsonl")
+        #expect(p0.tokenCount == 218 && p0.missingCells == 199 && p0.hasWeights)
+        #expect(p0.phase.filter { $0 == .prefill }.count == 135)
+        let decode = try RoutingTrace.load(folder + "/mixtral8x7b_humaneval_gsm8k_decode_approx.jsonl")
+        #expect(decode.tokenCount == 585 && decode.missingCells == 52)
+        #expect(Set(decode.seq).count == 4)
+    }
+}
