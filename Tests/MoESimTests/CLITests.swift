@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+@testable import MoESim
+
+/// Runs the built `moesim` binary as a user would and checks what it prints, writes and returns.
+@Suite struct CLITests {
+    struct Output { let status: Int32; let stdout: String; let stderr: String }
+
+    static let binary: String? = {
+        var candidates: [String] = []
+        if let exe = Bundle.main.executableURL { candidates.append(exe.deletingLastPathComponent().path + "/moesim") }
+        candidates.append(packageRoot + "/.build/debug/moesim")
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }()
+
+    func moesim(_ arguments: String..., in directory: String = packageRoot) throws -> Output {
+        let binary = try #require(Self.binary, "the moesim binary is built with the tests")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    @Test func traceHelpIsExact() throws {
+        let r = try moesim("trace", "--help")
+        #expect(r.status == 0)
+        #expect(r.stdout == """
+            OVERVIEW: Check, summarise and generate routing traces.
+
+            USAGE: moesim trace <subcommand>
+
+            OPTIONS:
+              --version               Show the version.
+              -h, --help              Show help information.
+
+            SUBCOMMANDS:
+              validate                Check every line of a trace; print its shape, or the
+                                      first error with file, line and field.
+              stats                   Print a trace's shape, popularity skew, temporal
+                                      reuse and inter-layer predictability.
+              gen                     Write a seeded synthetic trace for a model preset.
+
+              See 'moesim help trace <subcommand>' for detailed help.
+
+            """)
+    }
+
+    @Test func validateReportsTheShapeOrTheFirstError() throws {
+        let ok = try moesim("trace", "validate", "traces/golden-tiny.jsonl")
+        #expect(ok.status == 0)
+        #expect(ok.stdout == "traces/golden-tiny.jsonl: valid moe-routing-trace v1: 6 tokens, 2 layers, 4 experts, top-2, 0 null cells\n")
+        let bad = writeTemporary(TraceFormatTests.header + "\n" + #"{"seq":0,"pos":0,"phase":"decode","experts":[[0,9],[1,2]]}"# + "\n")
+        let r = try moesim("trace", "validate", bad)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("\(bad):2: field 'experts': layer 0: expert id 9 out of range 0..<4"))
+    }
+
+    @Test func replayPrintsASummaryAndAppendsIdenticalRows() throws {
+        let csv = temporaryDirectory() + "/runs.csv"
+        for _ in 0..<2 {
+            let r = try moesim("replay", "traces/mixtral-synth.jsonl.gz", "--policy", "lru", "--budget", "64experts", "--out", csv)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("mixtral-synth: mixtral-8x7b on a100-80gb-pcie, lru, budget 21.0 GiB (64 experts)"))
+            #expect(r.stdout.contains("row appended to \(csv)"))
+        }
+        let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 3)
+        #expect(lines[0] == Metric.header.joined(separator: ","))
+        #expect(lines[1] == lines[2])
+        #expect(lines[1].hasPrefix("mixtral-synth,mixtral-8x7b,a100-80gb-pcie,lru,global,22548578304,64,1024,"))
+    }
+
+    @Test func compareIsTheMainJob() throws {
+        let csv = temporaryDirectory() + "/compare.csv"
+        let r = try moesim("compare", "--out", csv)
+        #expect(r.status == 0, "\(r.stderr)")
+        for policy in PolicyKind.allCases { #expect(r.stdout.contains("\n\(policy.rawValue) ")) }
+        let rows = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
+        #expect(rows.count == 1 + PolicyKind.allCases.count)
+        let again = temporaryDirectory() + "/compare.csv"
+        _ = try moesim("compare", "--out", again)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: csv)) == Data(contentsOf: URL(fileURLWithPath: again)))
+    }
+
+    @Test func badInputExitsNonZeroWithAClearMessage() throws {
+        let budget = try moesim("replay", "traces/golden-tiny.jsonl", "--model", "mixtral-8x7b", "--budget", "20x")
+        #expect(budget.status != 0 && budget.stderr.contains("invalid budget '20x': unknown unit"))
+        let shape = try moesim("replay", "traces/qwen3-synth.jsonl.gz", "--model", "mixtral-8x7b")
+        #expect(shape.status != 0 && shape.stderr.contains("the trace has layers = 48 but model 'mixtral-8x7b' has 32"))
+        let small = try moesim("replay", "traces/mixtral-synth.jsonl.gz", "--budget", "2experts")
+        #expect(small.status != 0 && small.stderr.contains("cannot hold the largest layer working set"))
+        let key = try moesim("replay", "traces/mixtral-synth.jsonl.gz", "--set", "hardware.link_byte_per_s=1e9")
+        #expect(key.status != 0 && key.stderr.contains("unknown key 'hardware.link_byte_per_s'. Did you mean 'hardware.link_bytes_per_s'?"))
+        let scope = try moesim("replay", "traces/mixtral-synth.jsonl.gz", "--policy", "belady", "--scope", "per-layer")
+        #expect(scope.status != 0 && scope.stderr.contains("--scope per-layer applies to lru and fifo"))
+        let config = writeTemporary("trace: x.jsonl\nmodel: mixtral-8x7b\nhardware: t4\nbudgt: 25%\n", name: "c.yaml")
+        let cfg = try moesim("compare", "--config", config)
+        #expect(cfg.status != 0 && cfg.stderr.contains("\(config):4: unknown key 'budgt'. Did you mean 'budget'?"))
+    }
+
+    @Test func generatedTracesValidateAndMatchTheirSeed() throws {
+        let dir = temporaryDirectory()
+        for name in ["a.jsonl.gz", "b.jsonl.gz"] {
+            let r = try moesim("trace", "gen", "--model", "olmoe-1b-7b", "--tokens", "50", "--seed", "4", "--out", dir + "/" + name)
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/a.jsonl.gz"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: dir + "/b.jsonl.gz"))
+        #expect(a == b)
+        let v = try moesim("trace", "validate", dir + "/a.jsonl.gz")
+        #expect(v.stdout.contains("50 tokens, 16 layers, 64 experts, top-8"))
+    }
+}
