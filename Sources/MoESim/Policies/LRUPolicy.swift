@@ -7,27 +7,44 @@
 /// global LRU (mixtral-offloading uses one per layer: a partition per layer). ChampSim `replacement/lru`,
 /// libCacheSim `cache/eviction/LRU.c`.
 ///
+/// A class over raw buffers, not a struct of arrays: the replay loop updates the links on every access, and
+/// copy-on-write checks there cost a third of its time (docs/performance.md). One instance serves one replay.
+///
 /// Invariant: every resident expert is in exactly one list, its partition's.
-public struct LRUPolicy: CachePolicy {
-    private var previous: [Int32]
-    private var next: [Int32]
-    private var head: [Int32]
-    private var tail: [Int32]
-    private let partitionOf: [Int32]
+public final class LRUPolicy: CachePolicy {
+    private let previous: UnsafeMutablePointer<Int32>
+    private let next: UnsafeMutablePointer<Int32>
+    private let partitionOf: UnsafeMutablePointer<Int32>
+    private let head: UnsafeMutablePointer<Int32>
+    private let tail: UnsafeMutablePointer<Int32>
     private let touchesOnAccess: Bool
 
     public init(experts: Int, partitionOf: [Int32], partitions: Int, touchesOnAccess: Bool = true) {
-        previous = Array(repeating: -1, count: experts)
-        next = Array(repeating: -1, count: experts)
-        head = Array(repeating: -1, count: partitions)
-        tail = Array(repeating: -1, count: partitions)
-        self.partitionOf = partitionOf
+        precondition(partitionOf.count == experts, "one partition per expert")
+        previous = .allocate(capacity: experts)
+        previous.initialize(repeating: -1, count: experts)
+        next = .allocate(capacity: experts)
+        next.initialize(repeating: -1, count: experts)
+        self.partitionOf = .allocate(capacity: experts)
+        self.partitionOf.initialize(from: partitionOf, count: experts)
+        head = .allocate(capacity: partitions)
+        head.initialize(repeating: -1, count: partitions)
+        tail = .allocate(capacity: partitions)
+        tail.initialize(repeating: -1, count: partitions)
         self.touchesOnAccess = touchesOnAccess
     }
 
-    public mutating func didInsert(_ expert: Int32, at access: Int) { pushFront(expert) }
+    deinit {
+        previous.deallocate()
+        next.deallocate()
+        partitionOf.deallocate()
+        head.deallocate()
+        tail.deallocate()
+    }
 
-    public mutating func didAccess(_ expert: Int32, at access: Int) {
+    public func didInsert(_ expert: Int32, at access: Int) { pushFront(expert) }
+
+    public func didAccess(_ expert: Int32, at access: Int) {
         guard touchesOnAccess else { return }
         let p = Int(partitionOf[Int(expert)])
         if head[p] == expert { return }
@@ -35,15 +52,15 @@ public struct LRUPolicy: CachePolicy {
         pushFront(expert)
     }
 
-    public mutating func didEvict(_ expert: Int32) { unlink(expert) }
+    public func didEvict(_ expert: Int32) { unlink(expert) }
 
-    public mutating func victim(in partition: Int, pinned: PinSet) -> Int32? {
+    public func victim(in partition: Int, pinned: PinSet) -> Int32? {
         var candidate = tail[partition]
         while candidate >= 0 && pinned.contains(candidate) { candidate = previous[Int(candidate)] }
         return candidate >= 0 ? candidate : nil
     }
 
-    @inline(__always) private mutating func pushFront(_ e: Int32) {
+    @inline(__always) private func pushFront(_ e: Int32) {
         let p = Int(partitionOf[Int(e)])
         previous[Int(e)] = -1
         next[Int(e)] = head[p]
@@ -51,7 +68,7 @@ public struct LRUPolicy: CachePolicy {
         head[p] = e
     }
 
-    @inline(__always) private mutating func unlink(_ e: Int32) {
+    @inline(__always) private func unlink(_ e: Int32) {
         let p = Int(partitionOf[Int(e)])
         let before = previous[Int(e)], after = next[Int(e)]
         if before >= 0 { next[Int(before)] = after } else { head[p] = after }

@@ -12,7 +12,7 @@ public final class ReplayEngine<Policy: CachePolicy, Sink: EventSink> {
     let plan: StepPlan
     let cost: CostModel
     public private(set) var policy: Policy
-    public private(set) var memory: ExpertMemory
+    public let memory: ExpertMemory
     public private(set) var sink: Sink
     private var link: Link
     private let pinStamps: UnsafeMutablePointer<Int32>
@@ -30,26 +30,27 @@ public final class ReplayEngine<Policy: CachePolicy, Sink: EventSink> {
         pinStamps.initialize(repeating: 0, count: flat)
     }
 
-    deinit {
-        pinStamps.deallocate()
-        memory.deallocate()
-    }
+    deinit { pinStamps.deallocate() }
 
     public func run() -> ReplayCounters {
         var c = ReplayCounters(steps: plan.steps)
         let L = plan.layers
         let expertBytes = cost.expertBytes
         let copyTime = cost.expertCopy
+        // Work on local copies: the optimiser keeps them out of memory and skips class-property access checks.
+        var policy = self.policy, link = self.link, sink = self.sink
+        let memory = self.memory
+        defer { self.policy = policy; self.link = link; self.sink = sink }
+        var missLand = [Int64](repeating: 0, count: plan.experts)
+        var missTokens = [Int32](repeating: 0, count: plan.experts)
+        var missExpert = [Int32](repeating: 0, count: plan.experts)
+        var now: Int64 = 0
         if Policy.preloadsAll {
             for e in 0..<Int32(L * plan.experts) {
                 memory.admit(e, bytes: expertBytes)
                 policy.didInsert(e, at: 0)
             }
         }
-        var missLand = [Int64](repeating: 0, count: plan.experts)
-        var missTokens = [Int32](repeating: 0, count: plan.experts)
-        var missExpert = [Int32](repeating: 0, count: plan.experts)
-        var now: Int64 = 0
 
         plan.accessExpert.withUnsafeBufferPointer { accessExpert in
         plan.accessTokens.withUnsafeBufferPointer { accessTokens in

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import MoESim
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure replay speed on deterministic generated traces; print medians (and write them as CSV).",
+        discussion: """
+            Cases: each strategy on a 32-layer x 256-expert top-8 decode trace of about 10 million accesses, and on a \
+            Mixtral-shaped trace. Inputs are generated from fixed seeds, so every run measures the same work. \
+            Replay time covers planning-free replay only (the trace is compiled into steps once, outside the timer); \
+            Belady's future index is built inside the timer.
+            """)
+
+    @Option(help: "Timed runs per case; the median is reported.")
+    var runs: Int = 5
+
+    @Option(help: "Accesses in the large trace (tokens = accesses / (32 x 8)).")
+    var accesses: Int = 10_000_000
+
+    @Option(help: "Also write rows case,metric,median,min,max,unit to this CSV.")
+    var csv: String?
+
+    @Option(help: "Only cases whose name contains this text.")
+    var filter: String?
+
+    func validate() throws {
+        if runs < 1 { throw ValidationError("--runs must be at least 1") }
+        if accesses < 256 { throw ValidationError("--accesses must be at least 256") }
+    }
+
+    struct Row { let name: String; let metric: String; let values: [Double]; let unit: String }
+
+    func run() throws {
+        var rows: [Row] = []
+        var large = try ModelProfile.preset("qwen3-30b-a3b")
+        large.name = "bench-32x256"; large.layers = 32; large.experts = 256
+        let mixtral = try ModelProfile.preset("mixtral-8x7b")
+        let hardware = try HardwareProfile.preset("a100-80gb-pcie")
+        let workloads: [(label: String, model: ModelProfile, tokens: Int, budget: Budget)] = [
+            ("256x32-top8", large, accesses / (32 * 8), .share(0.25)),
+            ("mixtral", mixtral, accesses / (32 * 2), .share(0.25)),
+        ]
+        for w in workloads {
+            var spec = SyntheticTraceSpec(tokens: w.tokens, seed: 42)
+            spec.sequences = 8
+            spec.prefillTokens = 0
+            let trace = try SyntheticTraceGenerator(model: w.model, spec: spec).makeTrace(name: "bench-\(w.label)")
+            let plan = StepPlan(trace)
+            for policy in PolicyKind.allCases {
+                let name = "\(policy.rawValue)-\(w.label)"
+                if let filter, !name.contains(filter) { continue }
+                let replaySpec = ReplaySpec(model: w.model, hardware: hardware, policy: policy, budget: w.budget)
+                var rates: [Double] = []
+                var hitRate = 0.0
+                for _ in 0..<runs {
+                    let clock = ContinuousClock()
+                    var result: ReplayResult?
+                    let elapsed = try clock.measure { result = try Replayer.run(plan: plan, traceName: trace.name, spec: replaySpec) }
+                    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+                    rates.append(Double(plan.accesses) / seconds)
+                    hitRate = result?.hitRate ?? 0
+                }
+                rows.append(Row(name: name, metric: "replay_accesses_per_s", values: rates, unit: "accesses/s"))
+                printRow(rows.last!, note: "\(plan.accesses) accesses, hit rate \(String(format: "%.3f", hitRate))")
+            }
+        }
+        if let csv {
+            let table = rows.map { r -> [String] in
+                let s = r.values.sorted()
+                return [r.name, r.metric, "\(median(s))", "\(s.first!)", "\(s.last!)", r.unit]
+            }
+            try CSVFile.write(rows: table, header: ["case", "metric", "median", "min", "max", "unit"], to: csv)
+            print("wrote \(csv)")
+        }
+    }
+
+    func median(_ sorted: [Double]) -> Double {
+        sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
+
+    func printRow(_ r: Row, note: String) {
+        let s = r.values.sorted()
+        let name = r.name.padding(toLength: 26, withPad: " ", startingAt: 0)
+        print("\(name) \(String(format: "%7.2f", median(s) / 1e6)) M \(r.unit) median of \(s.count) "
+              + "(min \(String(format: "%.2f", s.first! / 1e6)), max \(String(format: "%.2f", s.last! / 1e6)))  \(note)")
+    }
+}
