@@ -38,3 +38,25 @@ enum Human {
     }
     static func rate(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "-" }
 }
+
+/// `--lookahead`, `--accuracy`, `--seed`: settings of the prefetching strategies.
+struct PrefetchArguments: ParsableArguments {
+    @Option(help: "Layers ahead that oracle-prefetch sees (default 1).")
+    var lookahead: Int?
+
+    @Option(help: "Per-expert accuracy of the modelled cross-layer-gate predictor (default 0.97).")
+    var accuracy: Double?
+
+    @Option(help: "Seed of the modelled cross-layer-gate predictor (default 1).")
+    var seed: UInt64?
+
+    /// `base` (from a config file, or the defaults) with the options given on the command line.
+    func options(base: PrefetchOptions) throws -> PrefetchOptions {
+        var o = base
+        if let lookahead { o.lookahead = lookahead }
+        if let accuracy { o.accuracy = accuracy }
+        if let seed { o.seed = seed }
+        try o.validate()
+        return o
+    }
+}

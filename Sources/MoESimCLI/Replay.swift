@@ -29,6 +29,8 @@ struct Replay: ParsableCommand {
     @Option(help: "One cache for all layers (global) or budget/layers per layer (per-layer); lru and fifo only.")
     var scope: CacheScope = .global
 
+    @OptionGroup var prefetch: PrefetchArguments
+
     @OptionGroup var overrides: OverrideOptions
 
     @Option(help: "Append the result row to this CSV (created with a header when absent).")
@@ -36,14 +38,14 @@ struct Replay: ParsableCommand {
 
     func run() throws {
         if scope == .perLayer && !policy.supportsPerLayerScope {
-            throw ValidationError("--scope per-layer applies to \(PolicyKind.allCases.filter(\.supportsPerLayerScope).map(\.rawValue).joined(separator: " and ")), not \(policy.rawValue)")
+            throw ValidationError("--scope per-layer applies to \(PolicyKind.allCases.filter(\.supportsPerLayerScope).map(\.rawValue).joined(separator: ", ")), not \(policy.rawValue)")
         }
         let routing = try RoutingTrace.load(trace)
         var modelProfile = try model.map(ModelProfile.preset) ?? ModelProfile.matching(routing.header)
         var hardwareProfile = try HardwareProfile.preset(hardware)
         try overrides.apply(model: &modelProfile, hardware: &hardwareProfile)
         let spec = ReplaySpec(model: modelProfile, hardware: hardwareProfile, policy: policy, scope: scope,
-                              budget: try Budget.parse(budget))
+                              budget: try Budget.parse(budget), prefetch: try prefetch.options(base: PrefetchOptions()))
         let result = try Replayer.run(plan: StepPlan(routing), traceName: routing.name, spec: spec)
         print(summary(result))
         if let out {

@@ -9,18 +9,21 @@ import Testing
         case .lru: LRUPolicy(experts: n, partitionOf: Array(repeating: 0, count: n), partitions: 1)
         case .fifo: LRUPolicy(experts: n, partitionOf: Array(repeating: 0, count: n), partitions: 1, touchesOnAccess: false)
         case .belady: BeladyPolicy(experts: n, future: FutureIndex(nextUse: accesses))
-        case .onDemand, .allResident: nil
+        default: nil
         }
     }
 
     final class Pins {
         let stamps = UnsafeMutablePointer<Int32>.allocate(capacity: 64)
-        init(_ pinned: [Int32]) {
+        let landTime = UnsafeMutablePointer<Int64>.allocate(capacity: 64)
+        init(_ pinned: [Int32], inFlight: [Int32] = []) {
             stamps.initialize(repeating: 0, count: 64)
+            landTime.initialize(repeating: 0, count: 64)
             for p in pinned { stamps[Int(p)] = 1 }
+            for p in inFlight { landTime[Int(p)] = 100 }
         }
-        deinit { stamps.deallocate() }
-        var set: PinSet { PinSet(stamps: stamps, epoch: 1) }
+        deinit { stamps.deallocate(); landTime.deallocate() }
+        var set: PinSet { PinSet(stamps: stamps, epoch: 1, landTime: landTime, now: 50) }
     }
 
     static let evicting: [PolicyKind] = [.lru, .fifo, .belady]
@@ -29,9 +32,10 @@ import Testing
     func aSingleCandidateIsAlwaysTheVictim(kind: PolicyKind) {
         var policy = Self.make(kind, n: 8, accesses: [3])!
         policy.didInsert(3, at: 0)
-        let none = Pins([]), three = Pins([3])
+        let none = Pins([]), three = Pins([3]), arriving = Pins([], inFlight: [3])
         #expect(policy.victim(in: 0, pinned: none.set) == 3)
         #expect(policy.victim(in: 0, pinned: three.set) == nil, "a pinned expert is never the victim")
+        #expect(policy.victim(in: 0, pinned: arriving.set) == nil, "nor one whose copy is still arriving")
     }
 
     @Test(arguments: evicting)

@@ -21,19 +21,20 @@ import Testing
     func memoryNeverExceedsTheBudget(seed: UInt64) throws {
         let trace = Self.trace(seed)
         let needed = StepPlan(trace).largestWorkingSet().max()!
-        for policy in [PolicyKind.onDemand, .lru, .fifo, .belady] {
+        for policy in PolicyKind.allCases where policy != .allResident {
             for slots in [needed, needed + 3, 20, 40] {
                 let (result, events) = try replayLogged(trace, model: Self.model, policy: policy, budget: .experts(slots))
-                var resident = 0, peak = 0
+                // Resident or in flight, rebuilt from the log: admitted by a miss or a prefetch, gone on evict/cancel.
+                var resident = Set<Int>(), peak = 0
                 for e in events {
                     switch e.event {
-                    case .miss: resident += 1
-                    case .evict: resident -= 1
-                    case .layerEnd where policy == .onDemand: resident = 0
+                    case let .miss(x), let .prefetch(x): resident.insert(x)
+                    case let .evict(x), let .cancel(x): resident.remove(x)
+                    case .layerEnd where policy == .onDemand: resident.removeAll()
                     default: break
                     }
-                    peak = max(peak, resident)
-                    #expect(resident <= slots, "\(policy) seed \(seed): \(resident) experts resident with a budget of \(slots)")
+                    peak = max(peak, resident.count)
+                    #expect(resident.count <= slots, "\(policy) seed \(seed): \(resident.count) experts held with a budget of \(slots)")
                 }
                 #expect(result.counters.peakExpertBytes <= slots * Self.model.expertBytes)
                 #expect(result.counters.peakExpertBytes == peak * Self.model.expertBytes)
@@ -87,11 +88,89 @@ import Testing
     }
 
     @Test(arguments: seeds)
-    func bytesCopiedAreMissesTimesExpertBytes(seed: UInt64) throws {
+    func bytesCopiedAreTheSumOverCopies(seed: UInt64) throws {
+        let trace = Self.trace(seed)
         for policy in PolicyKind.allCases {
-            let r = try replay(Self.trace(seed), model: Self.model, policy: policy, budget: Self.budget(Self.trace(seed), 9))
-            #expect(r.counters.bytesH2D == r.counters.misses * Self.model.expertBytes)
+            let (r, events) = try replayLogged(trace, model: Self.model, policy: policy, budget: Self.budget(trace, 9))
+            let copies = events.filter { if case .copyStart = $0.event { true } else { false } }.count
+            #expect(r.counters.bytesH2D == copies * Self.model.expertBytes)
+            if !policy.prefetches { #expect(r.counters.bytesH2D == r.counters.misses * Self.model.expertBytes) }
+            #expect(r.counters.prefetch.bytesPrefetch <= r.counters.bytesH2D)
             #expect(r.counters.hits + r.counters.misses == r.counters.accesses)
+        }
+    }
+
+    @Test(arguments: seeds)
+    func everyPrefetchEndsExactlyOnce(seed: UInt64) throws {
+        let trace = Self.trace(seed)
+        let needed = StepPlan(trace).largestWorkingSet().max()!
+        for policy in PolicyKind.allCases where policy.prefetches {
+            for slots in [needed, needed + 4, 24, 64] {
+                for hw in [tinyHardware(), Self.fastLink, Self.slowLink] {
+                    let r = try replay(trace, model: Self.model, hardware: hw, policy: policy, budget: .experts(slots))
+                    let p = r.counters.prefetch
+                    #expect(p.useful + p.late + p.wasted + p.cancelled == p.issued, "\(policy) seed \(seed) slots \(slots)")
+                    #expect(p.bytesWasted == p.wasted * Self.model.expertBytes)
+                    #expect(p.bytesPrefetch <= p.issued * Self.model.expertBytes)
+                }
+            }
+        }
+    }
+
+    /// Copies 100x faster than the tiny GPU's compute, so a prefetch one layer ahead always lands in time.
+    static let fastLink: HardwareProfile = { var h = tinyHardware(); h.linkBytesPerSecond = 1e12; h.linkLatencySeconds = 0; return h }()
+    /// A link so slow that prefetches queue up and get cancelled.
+    static let slowLink: HardwareProfile = { var h = tinyHardware(); h.linkBytesPerSecond = 1e7; return h }()
+
+    @Test(arguments: seeds)
+    func oraclePrefetchHidesEveryCopyOnAnInfinitelyFastLink(seed: UInt64) throws {
+        var instant = tinyHardware()
+        instant.linkBytesPerSecond = 1e30
+        instant.linkLatencySeconds = 0
+        let trace = Self.trace(seed)
+        for lookahead in [1, 2, 3] {
+            let r = try replay(trace, model: Self.model, hardware: instant, policy: .oraclePrefetch, budget: Self.budget(trace, 10),
+                               prefetch: PrefetchOptions(lookahead: lookahead))
+            #expect(r.counters.stallNanoseconds == 0)
+            #expect(r.counters.prefetch.late == 0 && r.counters.prefetch.useful > 0)
+        }
+        // On a fast (not infinite) link only each step's first layer, which no predictor sees, can stall.
+        let fast = try replay(trace, model: Self.model, hardware: Self.fastLink, policy: .oraclePrefetch, budget: Self.budget(trace, 12))
+        let lru = try replay(trace, model: Self.model, hardware: Self.fastLink, policy: .lru, budget: Self.budget(trace, 12))
+        #expect(fast.counters.prefetch.late == 0)
+        #expect(fast.counters.stallNanoseconds < lru.counters.stallNanoseconds)
+    }
+
+    @Test(arguments: seeds)
+    func aPerfectCrossLayerGateIsTheOracleAtLookaheadOne(seed: UInt64) throws {
+        let trace = Self.trace(seed)
+        for slots in [10, 20] {
+            let budget = Self.budget(trace, slots)
+            let oracle = try replay(trace, model: Self.model, policy: .oraclePrefetch, budget: budget)
+            let gate = try replay(trace, model: Self.model, policy: .crossLayerGate, budget: budget,
+                                  prefetch: PrefetchOptions(accuracy: 1.0, seed: seed))
+            #expect(gate.counters.simNanoseconds == oracle.counters.simNanoseconds)
+            #expect(gate.counters.hits == oracle.counters.hits)
+            #expect(gate.counters.prefetch == oracle.counters.prefetch)
+            #expect(gate.predPrecision == 1.0 && gate.predRecall == 1.0)
+            let noisy = try replay(trace, model: Self.model, policy: .crossLayerGate, budget: budget,
+                                   prefetch: PrefetchOptions(accuracy: 0.7, seed: seed))
+            #expect(abs(noisy.predRecall! - 0.7) < 0.1, "recall \(noisy.predRecall!) for accuracy 0.7")
+        }
+    }
+
+    @Test(arguments: seeds)
+    func pregatedIsNeverSlowerThanLRUWhenPrefetchDoesNotThrash(seed: UInt64) throws {
+        // Budgets that hold at least half of all experts: exact prefetches only bring forward copies LRU makes anyway.
+        let trace = Self.trace(seed)
+        let total = Self.shape.layers * Self.shape.experts
+        for slots in [total / 2, 3 * total / 4, total] {
+            for hw in [tinyHardware(), Self.fastLink] {
+                let lru = try replay(trace, model: Self.model, hardware: hw, policy: .lru, budget: .experts(slots))
+                let pre = try replay(trace, model: Self.model, hardware: hw, policy: .pregated, budget: .experts(slots))
+                #expect(pre.counters.simNanoseconds <= lru.counters.simNanoseconds, "seed \(seed), \(slots) slots")
+                #expect(pre.counters.prefetch.wasted == 0 && pre.predPrecision == 1.0)
+            }
         }
     }
 
@@ -128,7 +207,7 @@ import Testing
         let phases = Array(repeating: Phase.prefill, count: warmup.count) + Array(repeating: .decode, count: rest.tokenCount)
         let trace = makeTrace(cells, experts: E, topK: 2, phases: phases)
         let bound = try replay(trace, model: Self.model, policy: .allResident, budget: .share(1))
-        for policy in [PolicyKind.lru, .fifo, .belady] {
+        for policy in PolicyKind.allCases where policy != .onDemand && policy != .allResident {
             let r = try replay(trace, model: Self.model, policy: policy, budget: .share(1))
             #expect(r.counters.misses == E * L, "\(policy): only compulsory misses")
             #expect(r.counters.decodeStepLatencies == bound.counters.decodeStepLatencies, "\(policy) after warm-up")

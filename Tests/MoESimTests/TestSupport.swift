@@ -69,8 +69,9 @@ func replayLogged(_ trace: RoutingTrace, model: ModelProfile, hardware: Hardware
 }
 
 func replay(_ trace: RoutingTrace, model: ModelProfile, hardware: HardwareProfile = tinyHardware(),
-            policy: PolicyKind, budget: Budget, scope: CacheScope = .global) throws -> ReplayResult {
-    let spec = ReplaySpec(model: model, hardware: hardware, policy: policy, scope: scope, budget: budget)
+            policy: PolicyKind, budget: Budget, scope: CacheScope = .global,
+            prefetch: PrefetchOptions = PrefetchOptions()) throws -> ReplayResult {
+    let spec = ReplaySpec(model: model, hardware: hardware, policy: policy, scope: scope, budget: budget, prefetch: prefetch)
     return try Replayer.run(plan: StepPlan(trace), traceName: trace.name, spec: spec)
 }
 

@@ -8,6 +8,9 @@ public enum SimEvent: Equatable, Sendable, CustomStringConvertible {
     case hit(expert: Int)
     case miss(expert: Int)
     case evict(expert: Int)
+    /// A prefetch copy is queued, or cancelled before it started.
+    case prefetch(expert: Int)
+    case cancel(expert: Int)
     case copyStart(expert: Int)
     case copyEnd(expert: Int)
     case computeStart(expert: Int)
@@ -21,7 +24,7 @@ public enum SimEvent: Equatable, Sendable, CustomStringConvertible {
         case .layerEnd: 1
         case .layerStart: 2
         case .gate: 3
-        case .hit, .miss, .evict: 4
+        case .hit, .miss, .evict, .prefetch, .cancel: 4
         case .copyStart, .computeStart: 5
         }
     }
@@ -33,6 +36,8 @@ public enum SimEvent: Equatable, Sendable, CustomStringConvertible {
         case let .hit(e): "hit(\(e))"
         case let .miss(e): "miss(\(e))"
         case let .evict(e): "evict(\(e))"
+        case let .prefetch(e): "prefetch(\(e))"
+        case let .cancel(e): "cancel(\(e))"
         case let .copyStart(e): "copyStart(\(e))"
         case let .copyEnd(e): "copyEnd(\(e))"
         case let .computeStart(e): "computeStart(\(e))"

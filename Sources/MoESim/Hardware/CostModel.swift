@@ -42,7 +42,7 @@ public struct CostModel: Sendable {
     static func copy(bytes: Int, hardware: HardwareProfile) -> Int64 {
         let seconds = hardware.linkLatencySeconds
             + Double(bytes) * Double(hardware.copyEngines) / hardware.linkBytesPerSecond
-        return SimTime(seconds: seconds).nanoseconds
+        return Int64((seconds * 1e9).rounded())  // may be 0: an infinitely fast link is a valid what-if
     }
 
     /// max(2·n·params / FLOP/s, bytes / HBM bandwidth) + launch cost: the roofline of one weight-streaming kernel.

@@ -27,4 +27,12 @@ public struct Link: Sendable {
     }
 
     public var engines: Int { otherFree.count + 1 }
+
+    /// When a copy queued now, not before `earliest`, would start.
+    @inline(__always)
+    public func earliestStart(after earliest: Int64) -> Int64 {
+        var free = firstFree
+        for f in otherFree where f < free { free = f }
+        return max(earliest, free)
+    }
 }

@@ -2,11 +2,23 @@
 public enum Metric: String, CaseIterable, Sendable {
     case trace, model, hardware, policy
     case cacheScope = "cache_scope"
+    case lookahead
+    case predAccuracy = "pred_accuracy"
     case budgetBytes = "budget_bytes"
     case budgetExperts = "budget_experts"
     case tokens, steps, accesses, hits, misses
     case hitRate = "hit_rate"
     case bytesH2D = "bytes_h2d"
+    case prefetchIssued = "prefetch_issued"
+    case prefetchUseful = "prefetch_useful"
+    case prefetchLate = "prefetch_late"
+    case prefetchWasted = "prefetch_wasted"
+    case prefetchCancelled = "prefetch_cancelled"
+    case bytesPrefetch = "bytes_prefetch"
+    case bytesWasted = "bytes_wasted"
+    case predPrecision = "pred_precision"
+    case predRecall = "pred_recall"
+    case predictorSource = "predictor_source"
     case simSeconds = "sim_seconds"
     case tokensPerSecond = "tokens_per_s"
     case ttftSeconds = "ttft_s"
@@ -28,6 +40,8 @@ public enum Metric: String, CaseIterable, Sendable {
         case .hardware: r.spec.hardware.name
         case .policy: r.spec.policy.rawValue
         case .cacheScope: r.spec.policy.supportsPerLayerScope ? r.spec.scope.rawValue : CacheScope.global.rawValue
+        case .lookahead: r.spec.policy.prefetches ? "\(r.spec.policy.usesLookahead ? r.spec.prefetch.lookahead : 1)" : ""
+        case .predAccuracy: r.counters.predictorSource == "modelled" ? format(r.spec.prefetch.accuracy) : ""
         case .budgetBytes: "\(r.budgetBytes)"
         case .budgetExperts: "\(r.budgetExperts)"
         case .tokens: "\(r.tokens)"
@@ -37,6 +51,16 @@ public enum Metric: String, CaseIterable, Sendable {
         case .misses: "\(r.counters.misses)"
         case .hitRate: format(r.hitRate)
         case .bytesH2D: "\(r.counters.bytesH2D)"
+        case .prefetchIssued: "\(r.counters.prefetch.issued)"
+        case .prefetchUseful: "\(r.counters.prefetch.useful)"
+        case .prefetchLate: "\(r.counters.prefetch.late)"
+        case .prefetchWasted: "\(r.counters.prefetch.wasted)"
+        case .prefetchCancelled: "\(r.counters.prefetch.cancelled)"
+        case .bytesPrefetch: "\(r.counters.prefetch.bytesPrefetch)"
+        case .bytesWasted: "\(r.counters.prefetch.bytesWasted)"
+        case .predPrecision: format(r.predPrecision)
+        case .predRecall: format(r.predRecall)
+        case .predictorSource: r.counters.predictorSource
         case .simSeconds: format(r.simSeconds)
         case .tokensPerSecond: format(r.tokensPerSecond)
         case .ttftSeconds: format(r.ttftSeconds)

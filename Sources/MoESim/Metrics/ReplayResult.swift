@@ -31,6 +31,17 @@ public struct ReplayResult: Sendable {
         counters.simNanoseconds > 0 ? Double(counters.linkBusyNanoseconds) / Double(counters.simNanoseconds) : nil
     }
 
+    /// Σ|predicted ∩ actual| / Σ|predicted| over the layers predictions were made for; nil without predictions.
+    public var predPrecision: Double? {
+        let p = counters.prefetch
+        return p.predicted > 0 ? Double(p.predictedCorrect) / Double(p.predicted) : nil
+    }
+    /// Σ|predicted ∩ actual| / Σ|actual| over the same layers.
+    public var predRecall: Double? {
+        let p = counters.prefetch
+        return p.actual > 0 ? Double(p.predictedCorrect) / Double(p.actual) : nil
+    }
+
     private func mean(_ values: [Int64]) -> Double? {
         values.isEmpty ? nil : Double(values.reduce(0, +)) / Double(values.count) * 1e-9
     }

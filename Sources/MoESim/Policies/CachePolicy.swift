@@ -33,12 +33,18 @@ extension CachePolicy {
     public mutating func didAccess(_ expert: Int32, at access: Int) {}
 }
 
-/// The experts of the layer being computed: they may not be evicted (SIMULATION.md, pinning).
+/// The experts that may not be evicted now: those of the layer being computed (SIMULATION.md, pinning) and those
+/// whose copy is still on the link (bytes in flight cannot be un-sent).
 ///
 /// An epoch stamp per expert makes unpinning a whole layer O(1): advance the epoch.
 public struct PinSet {
     let stamps: UnsafeMutablePointer<Int32>
     let epoch: Int32
+    /// When each expert's last copy lands (0 when none is in flight), and the current time.
+    let landTime: UnsafeMutablePointer<Int64>
+    let now: Int64
 
-    @inline(__always) public func contains(_ expert: Int32) -> Bool { stamps[Int(expert)] == epoch }
+    @inline(__always) public func contains(_ expert: Int32) -> Bool {
+        stamps[Int(expert)] == epoch || landTime[Int(expert)] > now
+    }
 }

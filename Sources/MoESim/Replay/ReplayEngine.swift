@@ -1,54 +1,103 @@
-/// The replay loop: runs every step of a plan through the GPU stream, the link and expert memory under one policy.
+import DequeModule
+
+/// The replay loop: runs every step of a plan through the GPU stream, the link and expert memory under one cache
+/// policy and one prefetch predictor.
 ///
-///     let counters = ReplayEngine(plan: plan, cost: cost, policy: LRUPolicy(…), memory: memory, sink: NoEvents()).run()
+///     let counters = ReplayEngine(plan: plan, cost: cost, policy: LRUPolicy(…), predictor: NoPrefetch(),
+///                                 memory: memory, sink: NoEvents()).run()
 ///
-/// Per layer (SIMULATION.md): the non-expert compute runs, the gate reveals the expert set, hits are computed first,
-/// misses are copied in ascending id order (evicting unpinned experts chosen by the policy) and computed as each copy
-/// lands; the layer ends when its last expert is done, and the next layer starts then.
+/// Per layer (SIMULATION.md): the non-expert compute runs; the gate reveals the expert set, which is pinned; hits are computed
+/// first, misses are copied in ascending id order (evicting unpinned experts chosen by the policy) and computed as
+/// each copy lands; then the predictor's proposals are queued as prefetch copies behind the demand copies; the layer
+/// ends when its last expert is done, prefetches for it that never started are cancelled, and the next layer starts.
 ///
-/// Generic over the policy and the event sink so that both specialise: the loop touches dense arrays only.
+/// Generic over the policy, the predictor and the event sink so that all three specialise: the loop touches dense
+/// arrays only, and `NoPrefetch` and `NoEvents` compile away.
 /// Invariant: expert memory never exceeds a partition's capacity; time never decreases.
-public final class ReplayEngine<Policy: CachePolicy, Sink: EventSink> {
+public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredictor, Sink: EventSink> {
     let plan: StepPlan
     let cost: CostModel
     public private(set) var policy: Policy
+    public private(set) var predictor: Predictor
     public let memory: ExpertMemory
     public private(set) var sink: Sink
     private var link: Link
     private let pinStamps: UnsafeMutablePointer<Int32>
+    private let prefetch: PrefetchBook
     private var epoch: Int32 = 0
 
-    public init(plan: StepPlan, cost: CostModel, policy: Policy, memory: ExpertMemory, sink: Sink) {
+    public init(plan: StepPlan, cost: CostModel, policy: Policy, predictor: Predictor, memory: ExpertMemory, sink: Sink) {
         self.plan = plan
         self.cost = cost
         self.policy = policy
+        self.predictor = predictor
         self.memory = memory
         self.sink = sink
         link = Link(engines: cost.hardware.copyEngines)
         let flat = plan.layers * plan.experts
         pinStamps = .allocate(capacity: flat)
         pinStamps.initialize(repeating: 0, count: flat)
+        prefetch = PrefetchBook(experts: flat, layers: plan.layers)
     }
 
     deinit { pinStamps.deallocate() }
 
     public func run() -> ReplayCounters {
         var c = ReplayCounters(steps: plan.steps)
-        let L = plan.layers
+        let L = plan.layers, E = plan.experts
         let expertBytes = cost.expertBytes
         let copyTime = cost.expertCopy
         // Work on local copies: the optimiser keeps them out of memory and skips class-property access checks.
-        var policy = self.policy, link = self.link, sink = self.sink
-        let memory = self.memory
-        defer { self.policy = policy; self.link = link; self.sink = sink }
-        var missLand = [Int64](repeating: 0, count: plan.experts)
-        var missTokens = [Int32](repeating: 0, count: plan.experts)
-        var missExpert = [Int32](repeating: 0, count: plan.experts)
+        var policy = self.policy, predictor = self.predictor, link = self.link, sink = self.sink
+        let memory = self.memory, book = self.prefetch
+        defer { self.policy = policy; self.predictor = predictor; self.link = link; self.sink = sink }
+        var missLand = [Int64](repeating: 0, count: E)
+        var missTokens = [Int32](repeating: 0, count: E)
+        var missExpert = [Int32](repeating: 0, count: E)
+        var proposals: [Int32] = [], cancelled: [Int32] = []
         var now: Int64 = 0
         if Policy.preloadsAll {
-            for e in 0..<Int32(L * plan.experts) {
+            for e in 0..<Int32(L * E) {
                 memory.admit(e, bytes: expertBytes)
                 policy.didInsert(e, at: 0)
+            }
+        }
+
+        /// Frees room for an expert in `partition`: evicts the policy's victims, settling their prefetch accounts.
+        /// A demand copy that finds every candidate pinned or still arriving may evict a prefetch in flight: the
+        /// link serves copies in order, so that one lands before the demand copy starts.
+        @inline(__always) func makeRoom(_ partition: Int, _ pins: PinSet, at time: Int64, demand: Bool) -> Bool {
+            while !memory.fits(expertBytes, in: partition) {
+                var found = policy.victim(in: partition, pinned: pins)
+                if Predictor.isEnabled && found == nil && demand {
+                    found = policy.victim(in: partition, pinned: PinSet(stamps: pins.stamps, epoch: pins.epoch,
+                                                                         landTime: pins.landTime, now: .max))
+                }
+                guard let victim = found else { return false }
+                memory.release(victim, bytes: expertBytes)
+                policy.didEvict(victim)
+                if Predictor.isEnabled { book.settleEviction(victim, bytes: expertBytes) }
+                if Sink.isEnabled { sink.record(.evict(expert: Int(victim)), at: time) }
+            }
+            return true
+        }
+
+        /// Starts, in order, the queued prefetch copies that the link reaches before `time` (demand copies at
+        /// `time` go ahead of the rest).
+        @inline(__always) func startPrefetches(before time: Int64) {
+            while let e = book.pending.first {
+                guard book.state[Int(e)] == PrefetchBook.queued else { book.pending.removeFirst(); continue }
+                let issued = book.issuedAt[Int(e)]
+                if link.earliestStart(after: issued) >= time { break }
+                book.pending.removeFirst()
+                let copy = link.enqueue(duration: copyTime, earliest: issued)
+                book.state[Int(e)] = PrefetchBook.awaitingUse
+                book.landTime[Int(e)] = copy.end
+                book.bytesPrefetch += expertBytes
+                if Sink.isEnabled {
+                    sink.record(.copyStart(expert: Int(e)), at: copy.start)
+                    sink.record(.copyEnd(expert: Int(e)), at: copy.end)
+                }
             }
         }
 
@@ -58,56 +107,93 @@ public final class ReplayEngine<Policy: CachePolicy, Sink: EventSink> {
             for s in 0..<plan.steps {
                 let stepStart = now
                 let nonExpert = cost.nonExpertCompute(tokens: plan.stepTokens[s])
+                if Predictor.isEnabled { book.startStep() }
                 for l in 0..<L {
                     epoch &+= 1
-                    let pins = PinSet(stamps: pinStamps, epoch: epoch)
                     let first = Int(layerStart[s * L + l]), last = Int(layerStart[s * L + l + 1])
                     let gate = now + nonExpert
+                    let pins = PinSet(stamps: pinStamps, epoch: epoch, landTime: book.landTime, now: gate)
                     if Sink.isEnabled {
                         sink.record(.layerStart(step: s, layer: l), at: now)
                         sink.record(.gate(step: s, layer: l), at: gate)
                     }
+                    if Predictor.isEnabled {
+                        startPrefetches(before: gate)
+                        book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: accessExpert[first..<last]))
+                    }
                     var gpu = gate
                     var misses = 0
+                    // The whole set is pinned before any miss looks for room, so no miss evicts a later hit.
+                    for a in first..<last { pinStamps[Int(accessExpert[a])] = epoch }
                     for a in first..<last {
                         let e = accessExpert[a]
-                        pinStamps[Int(e)] = epoch
+                        var landsAt: Int64 = -1  // a miss: when its copy lands
                         if memory.isResident(e) {
                             policy.didAccess(e, at: a)
-                            let end = gpu + cost.expertCompute(tokens: accessTokens[a])
-                            if Sink.isEnabled {
-                                sink.record(.hit(expert: Int(e)), at: gate)
-                                sink.record(.computeStart(expert: Int(e)), at: gpu)
-                                sink.record(.computeEnd(expert: Int(e)), at: end)
-                            }
-                            gpu = end
-                        } else {
-                            let p = memory.partition(of: e)
-                            while !memory.fits(expertBytes, in: p) {
-                                guard let victim = policy.victim(in: p, pinned: pins) else {
-                                    preconditionFailure("budget below the layer working set passed validation")
+                            if Predictor.isEnabled && book.state[Int(e)] != PrefetchBook.none {
+                                landsAt = book.settleAccess(e, at: gate)  // -1 when the prefetch already landed
+                                if landsAt == PrefetchBook.promote {
+                                    let copy = link.enqueue(duration: copyTime, earliest: gate)
+                                    c.bytesH2D += expertBytes
+                                    landsAt = copy.end
+                                    if Sink.isEnabled {
+                                        sink.record(.copyStart(expert: Int(e)), at: copy.start)
+                                        sink.record(.copyEnd(expert: Int(e)), at: copy.end)
+                                    }
                                 }
-                                memory.release(victim, bytes: expertBytes)
-                                policy.didEvict(victim)
-                                if Sink.isEnabled { sink.record(.evict(expert: Int(victim)), at: gate) }
+                            }
+                            if landsAt < 0 {
+                                let end = gpu + cost.expertCompute(tokens: accessTokens[a])
+                                if Sink.isEnabled {
+                                    sink.record(.hit(expert: Int(e)), at: gate)
+                                    sink.record(.computeStart(expert: Int(e)), at: gpu)
+                                    sink.record(.computeEnd(expert: Int(e)), at: end)
+                                }
+                                gpu = end
+                                continue
+                            }
+                        } else {
+                            guard makeRoom(memory.partition(of: e), pins, at: gate, demand: true) else {
+                                preconditionFailure("budget below the layer working set passed validation")
                             }
                             memory.admit(e, bytes: expertBytes)
                             policy.didInsert(e, at: a)
                             let copy = link.enqueue(duration: copyTime, earliest: gate)
+                            c.bytesH2D += expertBytes
                             if Sink.isEnabled {
-                                sink.record(.miss(expert: Int(e)), at: gate)
                                 sink.record(.copyStart(expert: Int(e)), at: copy.start)
                                 sink.record(.copyEnd(expert: Int(e)), at: copy.end)
                             }
-                            missLand[misses] = copy.end
-                            missTokens[misses] = accessTokens[a]
-                            missExpert[misses] = e
-                            misses += 1
+                            landsAt = copy.end
                         }
+                        if Sink.isEnabled { sink.record(.miss(expert: Int(e)), at: gate) }
+                        missLand[misses] = landsAt
+                        missTokens[misses] = accessTokens[a]
+                        missExpert[misses] = e
+                        misses += 1
                     }
                     c.accesses += last - first
                     c.misses += misses
-                    c.bytesH2D += misses * expertBytes
+                    if Predictor.isEnabled {
+                        // Issue this layer's predictions behind its demand copies.
+                        proposals.removeAll(keepingCapacity: true)
+                        predictor.predict(step: s, layer: l, revealed: UnsafeBufferPointer(rebasing: accessExpert[first..<last]),
+                                          into: &proposals)
+                        // Proposals are pinned for this layer too: one prefetch must not evict another, nor a
+                        // predicted expert that is already resident.
+                        for e in proposals { pinStamps[Int(e)] = epoch }
+                        for e in proposals {
+                            book.notePrediction(e, layers: L, experts: E)
+                            if memory.isResident(e) { continue }
+                            guard makeRoom(memory.partition(of: e), pins, at: gate, demand: false) else { continue }
+                            memory.admit(e, bytes: expertBytes)
+                            policy.didInsert(e, at: first)
+                            book.queue(e, at: gate)
+                            if Sink.isEnabled { sink.record(.prefetch(expert: Int(e)), at: gate) }
+                        }
+                        // Late prefetches can land out of id order: compute misses as they land.
+                        if misses > 1 { sortByLanding(&missLand, &missTokens, &missExpert, count: misses) }
+                    }
                     if Policy.computesAfterAllCopies && misses > 0 {
                         var landed = missLand[0]
                         for m in 1..<misses { landed = max(landed, missLand[m]) }
@@ -128,6 +214,16 @@ public final class ReplayEngine<Policy: CachePolicy, Sink: EventSink> {
                             policy.didEvict(accessExpert[a])
                         }
                     }
+                    if Predictor.isEnabled && !book.pending.isEmpty {
+                        startPrefetches(before: gpu)
+                        cancelled.removeAll(keepingCapacity: true)
+                        book.cancelQueued(layer: l, experts: E, into: &cancelled)
+                        for e in cancelled {
+                            memory.release(e, bytes: expertBytes)
+                            policy.didEvict(e)
+                            if Sink.isEnabled { sink.record(.cancel(expert: Int(e)), at: gpu) }
+                        }
+                    }
                     if Sink.isEnabled { sink.record(.layerEnd(step: s, layer: l), at: gpu) }
                     now = gpu
                 }
@@ -136,11 +232,28 @@ public final class ReplayEngine<Policy: CachePolicy, Sink: EventSink> {
         }
         }
         }
+        if Predictor.isEnabled {
+            book.finish(bytes: expertBytes)
+            c.prefetch = book.counters
+            c.bytesH2D += book.bytesPrefetch
+            c.predictorSource = predictor.source
+        }
         c.hits = c.accesses - c.misses
         c.simNanoseconds = now
         c.linkBusyNanoseconds = link.busyNanoseconds / Int64(link.engines)
         c.peakExpertBytes = memory.peakUsed
         return c
+    }
+}
+
+/// Orders the first `count` misses by landing time (stable: equal times keep id order). Layers hold few misses.
+private func sortByLanding(_ land: inout [Int64], _ tokens: inout [Int32], _ experts: inout [Int32], count: Int) {
+    for i in 1..<count {
+        var j = i
+        while j > 0 && land[j - 1] > land[j] {
+            land.swapAt(j - 1, j); tokens.swapAt(j - 1, j); experts.swapAt(j - 1, j)
+            j -= 1
+        }
     }
 }
 
@@ -154,6 +267,8 @@ public struct ReplayCounters: Sendable, Equatable {
     public var simNanoseconds: Int64 = 0
     public var linkBusyNanoseconds: Int64 = 0
     public var peakExpertBytes = 0
+    public var prefetch = PrefetchCounters()
+    public var predictorSource = "none"
     /// Latency of the first step of each sequence (time to first token).
     public var firstStepLatencies: [Int64] = []
     /// Latency of every other decode step (time per output token).

@@ -5,10 +5,12 @@ public struct ReplaySpec: Sendable, Equatable {
     public var policy: PolicyKind
     public var scope: CacheScope
     public var budget: Budget
+    public var prefetch: PrefetchOptions
 
     public init(model: ModelProfile, hardware: HardwareProfile, policy: PolicyKind, scope: CacheScope = .global,
-                budget: Budget) {
+                budget: Budget, prefetch: PrefetchOptions = PrefetchOptions()) {
         self.model = model; self.hardware = hardware; self.policy = policy; self.scope = scope; self.budget = budget
+        self.prefetch = prefetch
     }
 }
 
@@ -32,20 +34,31 @@ public enum Replayer {
         let cost = CostModel(model: spec.model, hardware: spec.hardware)
         let flat = plan.layers * plan.experts
         let memory = ExpertMemory(experts: flat, partitionOf: layout.partitionOf, capacities: layout.capacities)
-        func replay<P: CachePolicy>(_ policy: P) -> ReplayCounters {
-            let engine = ReplayEngine(plan: plan, cost: cost, policy: policy, memory: memory, sink: sink)
+        try spec.prefetch.validate()
+        func replay<P: CachePolicy, F: PrefetchPredictor>(_ policy: P, _ predictor: F = NoPrefetch()) -> ReplayCounters {
+            let engine = ReplayEngine(plan: plan, cost: cost, policy: policy, predictor: predictor, memory: memory, sink: sink)
             let counters = engine.run()
             sink = engine.sink
             return counters
+        }
+        func lru(touchesOnAccess: Bool = true) -> LRUPolicy {
+            LRUPolicy(experts: flat, partitionOf: layout.partitionOf, partitions: layout.capacities.count,
+                      touchesOnAccess: touchesOnAccess)
         }
         let counters: ReplayCounters
         switch spec.policy {
         case .onDemand: counters = replay(OnDemandPolicy())
         case .allResident: counters = replay(AllResidentPolicy())
-        case .lru, .fifo:
-            counters = replay(LRUPolicy(experts: flat, partitionOf: layout.partitionOf, partitions: layout.capacities.count,
-                                        touchesOnAccess: spec.policy == .lru))
+        case .lru: counters = replay(lru())
+        case .fifo: counters = replay(lru(touchesOnAccess: false))
         case .belady: counters = replay(BeladyPolicy(experts: flat, future: FutureIndex(plan)))
+        case .prefetchAll: counters = replay(lru(), AllNextLayerPredictor(layers: plan.layers, experts: plan.experts))
+        case .pregated: counters = replay(lru(), ExactPredictor(plan: plan, lookahead: 1))
+        case .oraclePrefetch: counters = replay(lru(), ExactPredictor(plan: plan, lookahead: spec.prefetch.lookahead, source: "oracle"))
+        case .affinity: counters = replay(lru(), AffinityPredictor(layers: plan.layers, experts: plan.experts))
+        case .crossLayerGate:
+            if plan.hasPredictions { counters = replay(lru(), RecordedPredictor(plan: plan)) }
+            else { counters = replay(lru(), ModelledCrossLayerPredictor(plan: plan, accuracy: spec.prefetch.accuracy, seed: spec.prefetch.seed)) }
         }
         return ReplayResult(traceName: traceName, spec: spec, budgetBytes: layout.budgetBytes, plan: plan, counters: counters)
     }

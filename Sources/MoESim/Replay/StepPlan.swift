@@ -22,6 +22,16 @@ public struct StepPlan: Sendable {
     public private(set) var stepStartsSequence: [Bool] = []
     public let tokens: Int
     public let missingCells: Int
+    /// Recorded predictions per (step, layer), the union over the step's tokens (flat ids, ascending); empty when
+    /// the trace has none.
+    public private(set) var predictionStart: [Int32] = []
+    public private(set) var predictedExpert: [Int32] = []
+    public var hasPredictions: Bool { !predictionStart.isEmpty }
+
+    public func predictionRange(step: Int, layer: Int) -> Range<Int> {
+        guard hasPredictions else { return 0..<0 }
+        return Int(predictionStart[step * layers + layer])..<Int(predictionStart[step * layers + layer + 1])
+    }
 
     public var steps: Int { stepTokens.count }
     public var accesses: Int { accessExpert.count }
@@ -41,6 +51,8 @@ public struct StepPlan: Sendable {
         accessExpert.reserveCapacity(trace.recordedRoutings)
         accessTokens.reserveCapacity(trace.recordedRoutings)
 
+        if trace.hasPredictions { predictionStart = [0] }
+        var predictedScratch: [Int] = []
         var t = 0
         while t < trace.tokenCount {
             // A step: one decode token, or the run of prefill tokens of one sequence.
@@ -66,6 +78,12 @@ public struct StepPlan: Sendable {
                 }
                 touched.removeAll(keepingCapacity: true)
                 layerStart.append(Int32(accessExpert.count))
+                if trace.hasPredictions {
+                    for token in t..<end { predictedScratch.append(contentsOf: trace.predictedIDs(token: token, layer: l).map(Int.init)) }
+                    for e in Set(predictedScratch).sorted() { predictedExpert.append(Int32(l * E + e)) }
+                    predictedScratch.removeAll(keepingCapacity: true)
+                    predictionStart.append(Int32(predictedExpert.count))
+                }
             }
             stepTokens.append(Int32(end - t))
             stepPhase.append(trace.phase[t])

@@ -15,6 +15,9 @@ public struct RoutingTrace: Sendable {
     /// Gate weights shaped like `experts` (NaN in null cells), or empty when the trace has none.
     public private(set) var weights: [Float] = []
     public private(set) var missingCells = 0
+    /// Recorded predictions (`pred`), CSR over (token, layer): empty when no line has any.
+    public private(set) var predictedStart: [Int32] = []
+    public private(set) var predicted: [UInt16] = []
 
     public init(header: TraceHeader, name: String) {
         self.header = header
@@ -37,6 +40,27 @@ public struct RoutingTrace: Sendable {
         experts.append(contentsOf: record.experts)
         if keepWeights { weights.append(contentsOf: record.weights) }
         for l in 0..<header.layers where record.experts[l * header.topK] == TokenRecord.missing { missingCells += 1 }
+        if record.hasPredictions && predictedStart.isEmpty {
+            predictedStart = Array(repeating: 0, count: (tokenCount - 1) * header.layers + 1)  // earlier tokens: none
+        }
+        if !predictedStart.isEmpty {
+            for l in 0..<header.layers {
+                if record.hasPredictions {
+                    let range = Int(record.predictedStart[l])..<Int(record.predictedStart[l + 1])
+                    predicted.append(contentsOf: record.predicted[range])
+                }
+                predictedStart.append(Int32(predicted.count))
+            }
+        }
+    }
+
+    public var hasPredictions: Bool { !predictedStart.isEmpty }
+
+    /// The recorded predictions for (token, layer); empty when none.
+    public func predictedIDs(token: Int, layer: Int) -> ArraySlice<UInt16> {
+        guard hasPredictions else { return [] }
+        let i = token * header.layers + layer
+        return predicted[Int(predictedStart[i])..<Int(predictedStart[i + 1])]
     }
 
     /// The ids routed at (token, layer), or nil for a null cell.

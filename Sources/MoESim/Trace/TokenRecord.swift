@@ -17,10 +17,15 @@ public struct TokenRecord: Sendable {
     public var experts: [UInt16]
     public var weights: [Float]
     public var hasWeights = false
+    /// Recorded predictions (`pred`): for layer l, `predicted[predictedStart[l] ..< predictedStart[l+1]]`.
+    public var predicted: [UInt16] = []
+    public var predictedStart: [Int32]
+    public var hasPredictions = false
 
     public init(layers: Int, topK: Int) {
         experts = Array(repeating: TokenRecord.missing, count: layers * topK)
         weights = Array(repeating: 0, count: layers * topK)
+        predictedStart = Array(repeating: 0, count: layers + 1)
     }
 
     /// Whether the routing of `layer` is recorded.

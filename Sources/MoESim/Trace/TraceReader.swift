@@ -48,7 +48,7 @@ public final class TraceReader {
     private func parse(_ line: UnsafeBufferPointer<UInt8>, into record: inout TokenRecord) throws {
         let layers = header.layers, k = header.topK
         var cursor = JSONCursor(line)
-        var seen: (seq: Bool, pos: Bool, phase: Bool, experts: Bool, weights: Bool) = (false, false, false, false, false)
+        var seen: (seq: Bool, pos: Bool, phase: Bool, experts: Bool, weights: Bool, pred: Bool) = (false, false, false, false, false, false)
         func wrap<T>(_ field: String, _ body: () throws -> T) throws -> T {
             do { return try body() } catch let f as JSONCursor.Failure { throw LineFailure(field: field, message: f.message) }
         }
@@ -76,6 +76,12 @@ public final class TraceReader {
                 } else if key.equals("experts") {
                     try wrap("experts") { try parseExperts(&cursor, into: &record, layers: layers, k: k) }
                     seen.experts = true
+                } else if key.equals("pred") {
+                    if cursor.consumeNull() { record.hasPredictions = false } else {
+                        try wrap("pred") { try parsePredictions(&cursor, into: &record, layers: layers) }
+                        record.hasPredictions = true
+                    }
+                    seen.pred = true
                 } else if key.equals("weights") {
                     if cursor.consumeNull() { seen.weights = false } else {
                         try wrap("weights") { try parseWeights(&cursor, into: &record, layers: layers, k: k) }
@@ -92,6 +98,7 @@ public final class TraceReader {
             throw LineFailure(field: name, message: "missing")
         }
         record.hasWeights = seen.weights
+        if !seen.pred { record.hasPredictions = false }
         if let expected = weightsPresent, expected != seen.weights {
             throw LineFailure(field: "weights", message: expected ? "missing here but present on earlier lines" : "present here but missing on earlier lines")
         }
@@ -137,6 +144,40 @@ public final class TraceReader {
                     if n != k { throw JSONCursor.Failure(message: "layer \(layer): \(n) ids, expected top_k = \(k)") }
                 }
                 layer += 1
+            } while c.consume(UInt8(ascii: ","))
+            try c.expect(UInt8(ascii: "]"))
+        }
+        if layer != layers { throw JSONCursor.Failure(message: "\(layer) layers, expected \(layers) (header)") }
+    }
+
+    /// `pred`: per layer, null or the distinct ids a predictor running at an earlier layer proposed for this layer.
+    private func parsePredictions(_ c: inout JSONCursor, into record: inout TokenRecord, layers: Int) throws {
+        record.predicted.removeAll(keepingCapacity: true)
+        record.predictedStart[0] = 0
+        try c.expect(UInt8(ascii: "["))
+        var layer = 0
+        if !c.consume(UInt8(ascii: "]")) {
+            repeat {
+                if layer >= layers { throw JSONCursor.Failure(message: "more than the header's \(layers) layers") }
+                let start = record.predicted.count
+                if !c.consumeNull() {
+                    try c.expect(UInt8(ascii: "["))
+                    if !c.consume(UInt8(ascii: "]")) {
+                        repeat {
+                            let id = try c.integer()
+                            if id < 0 || id >= header.experts {
+                                throw JSONCursor.Failure(message: "layer \(layer): expert id \(id) out of range 0..<\(header.experts)")
+                            }
+                            if record.predicted[start...].contains(UInt16(id)) {
+                                throw JSONCursor.Failure(message: "layer \(layer): duplicate expert id \(id)")
+                            }
+                            record.predicted.append(UInt16(id))
+                        } while c.consume(UInt8(ascii: ","))
+                        try c.expect(UInt8(ascii: "]"))
+                    }
+                }
+                layer += 1
+                record.predictedStart[layer] = Int32(record.predicted.count)
             } while c.consume(UInt8(ascii: ","))
             try c.expect(UInt8(ascii: "]"))
         }

@@ -45,6 +45,19 @@ public final class TraceWriter {
             }
             line.append(UInt8(ascii: "]"))
         }
+        if r.hasPredictions {
+            line.append(contentsOf: ",\"pred\":[".utf8)
+            for l in 0..<header.layers {
+                if l > 0 { line.append(UInt8(ascii: ",")) }
+                line.append(UInt8(ascii: "["))
+                for (j, id) in r.predicted[Int(r.predictedStart[l])..<Int(r.predictedStart[l + 1])].enumerated() {
+                    if j > 0 { line.append(UInt8(ascii: ",")) }
+                    appendInteger(Int(id))
+                }
+                line.append(UInt8(ascii: "]"))
+            }
+            line.append(UInt8(ascii: "]"))
+        }
         line.append(contentsOf: "}\n".utf8)
         try sink.write(bytes: line)
     }

@@ -1,0 +1,197 @@
+/// Proposes experts to copy ahead of need. Called at each layer's gate, once the layer's routing is revealed.
+///
+///     var p = PregatedPredictor(plan: plan)
+///     p.predict(step: s, layer: l, revealed: ids, into: &proposals)   // flat ids of layers after l
+///
+/// The core issues the proposals as prefetch copies (after the layer's demand copies), counts them, and cancels
+/// those still queued when their layer has passed. Proposals target later layers of the same step; a predictor
+/// must not look at routing after `layer` unless it is an oracle (libCacheSim `prefetchAlgo.h` plays this role).
+public protocol PrefetchPredictor {
+    /// False for `NoPrefetch`: the replay loop then compiles the prefetch machinery away.
+    static var isEnabled: Bool { get }
+    /// Where predictions come from, for the `predictor_source` column: none, exact, oracle, trace, modelled, online.
+    var source: String { get }
+    /// Appends flat expert ids to prefetch, in priority order. `revealed` is layer `layer`'s expert set (flat ids).
+    mutating func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32])
+}
+
+extension PrefetchPredictor {
+    public static var isEnabled: Bool { true }
+}
+
+/// Demand fetching only.
+public struct NoPrefetch: PrefetchPredictor {
+    public init() {}
+    public static var isEnabled: Bool { false }
+    public var source: String { "none" }
+    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {}
+}
+
+/// `pregated`: the pre-gate computes layer l+1's routing during layer l, so layer l+1's set is known exactly one
+/// layer early (Pre-gated MoE, arXiv 2308.12066). With `lookahead` d, layers l+1 … l+d (the bound
+/// `oracle-prefetch`, source "oracle"). Like every predictor it stays inside the forward pass: the next token's
+/// routing does not exist before the token is sampled, so each step's first layer is loaded on demand.
+public struct ExactPredictor: PrefetchPredictor {
+    let plan: StepPlan
+    let lookahead: Int
+    public let source: String
+
+    public init(plan: StepPlan, lookahead: Int = 1, source: String = "exact") {
+        self.plan = plan
+        self.lookahead = max(1, lookahead)
+        self.source = source
+    }
+
+    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
+        let last = min(plan.layers - 1, layer + lookahead)
+        guard layer < last else { return }
+        for target in (layer + 1)...last {
+            for a in plan.accessRange(step: step, layer: target) { proposals.append(plan.accessExpert[a]) }
+        }
+    }
+}
+
+/// `prefetch-all`: copy every expert of layer l+1 during layer l (Pre-gated MoE's MoE-Prefetch baseline).
+public struct AllNextLayerPredictor: PrefetchPredictor {
+    let layers: Int
+    let experts: Int
+    public var source: String { "all" }
+
+    public init(layers: Int, experts: Int) { self.layers = layers; self.experts = experts }
+
+    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
+        guard layer + 1 < layers else { return }
+        let base = Int32((layer + 1) * experts)
+        for e in 0..<Int32(experts) { proposals.append(base + e) }
+    }
+}
+
+/// `cross-layer-gate` (Fate, arXiv 2502.12224): layer l+1's gate applied to layer l's input predicts l+1's experts.
+/// Without recorded predictions in the trace it is modelled: each true expert of layer l+1 is predicted with
+/// probability `accuracy`, otherwise replaced by a wrong one drawn uniformly (seeded, source "modelled").
+public struct ModelledCrossLayerPredictor: PrefetchPredictor {
+    let plan: StepPlan
+    let accuracy: Double
+    var rng: SplitMix64
+    public var source: String { "modelled" }
+
+    public init(plan: StepPlan, accuracy: Double, seed: UInt64) {
+        self.plan = plan
+        self.accuracy = accuracy
+        rng = SplitMix64(seed: seed)
+    }
+
+    public mutating func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
+        guard layer + 1 < plan.layers else { return }
+        let range = plan.accessRange(step: step, layer: layer + 1)
+        let start = proposals.count
+        let base = Int32((layer + 1) * plan.experts)
+        for a in range {
+            let truth = plan.accessExpert[a]
+            if rng.nextDouble() < accuracy { proposals.append(truth); continue }
+            // A wrong expert: not in the true set and not proposed yet (give up if every expert is taken).
+            for _ in 0..<(4 * plan.experts) {
+                let guess = base + Int32(rng.nextInt(below: plan.experts))
+                if !plan.accessExpert[range].contains(guess) && !proposals[start...].contains(guess) {
+                    proposals.append(guess)
+                    break
+                }
+            }
+        }
+    }
+}
+
+/// `cross-layer-gate` with the predictions recorded in the trace's `pred` field (source "trace").
+public struct RecordedPredictor: PrefetchPredictor {
+    let plan: StepPlan
+    public var source: String { "trace" }
+
+    public init(plan: StepPlan) { self.plan = plan }
+
+    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
+        guard layer + 1 < plan.layers else { return }
+        for a in plan.predictionRange(step: step, layer: layer + 1) { proposals.append(plan.predictedExpert[a]) }
+    }
+}
+
+/// `affinity` (ExFlow / MoE-Infinity style): online conditional frequencies of (layer l expert → layer l+1 expert),
+/// learned from the routing revealed so far, never from the future. It proposes as many experts as layer l used,
+/// ranked by Σ over layer l's experts of how often each candidate followed them.
+///
+/// Each (layer, expert) keeps its `followers` most frequent successors (a bounded top list over exact counts),
+/// so a prediction costs O(|S_l| · followers), not O(|S_l| · E).
+public struct AffinityPredictor: PrefetchPredictor {
+    let layers: Int
+    let experts: Int
+    let followers: Int
+    /// Exact counts, (l · E + i) · E + j, for the layer l expert i followed by layer l+1 expert j.
+    private var counts: [Int32]
+    /// Top `followers` successors per (l, i), by count: ids and counts side by side.
+    private var topIDs: [Int32]
+    private var topCounts: [Int32]
+    private var previous: [Int32] = []
+    private var previousStep = -1
+    private var score: [Int32]
+    private var touched: [Int32] = []
+    public var source: String { "online" }
+
+    public init(layers: Int, experts: Int, followers: Int = 16) {
+        self.layers = layers
+        self.experts = experts
+        self.followers = min(followers, experts)
+        counts = Array(repeating: 0, count: max(0, layers - 1) * experts * experts)
+        topIDs = Array(repeating: -1, count: layers * experts * self.followers)
+        topCounts = Array(repeating: 0, count: layers * experts * self.followers)
+        score = Array(repeating: 0, count: experts)
+    }
+
+    public mutating func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
+        let E = experts
+        // Learn: the previous layer of this step was followed by what was just revealed.
+        if layer > 0 && previousStep == step {
+            for i in previous {
+                let source = Int(i) - (layer - 1) * E
+                for j in revealed { record(layer: layer - 1, from: source, to: Int(j) - layer * E) }
+            }
+        }
+        previous = Array(revealed)
+        previousStep = step
+        guard layer + 1 < layers, !revealed.isEmpty else { return }
+        // Predict layer + 1.
+        for i in revealed {
+            let row = (Int(i) * followers)
+            for f in 0..<followers {
+                let j = topIDs[row + f]
+                if j < 0 { break }
+                if score[Int(j)] == 0 { touched.append(j) }
+                score[Int(j)] += topCounts[row + f]
+            }
+        }
+        touched.sort { (score[Int($0)], -$0) > (score[Int($1)], -$1) }
+        let base = Int32((layer + 1) * E)
+        for j in touched.prefix(revealed.count) { proposals.append(base + j) }
+        for j in touched { score[Int(j)] = 0 }
+        touched.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func record(layer: Int, from i: Int, to j: Int) {
+        let E = experts
+        counts[(layer * E + i) * E + j] += 1
+        let c = counts[(layer * E + i) * E + j]
+        let row = (layer * E + i) * followers
+        // Raise j in the top list, or put it in place of the weakest entry it now beats.
+        var slot = (0..<followers).first { topIDs[row + $0] == Int32(j) } ?? -1
+        if slot < 0 {
+            let weakest = followers - 1
+            guard topIDs[row + weakest] < 0 || topCounts[row + weakest] < c else { return }
+            slot = weakest
+            topIDs[row + slot] = Int32(j)
+        }
+        topCounts[row + slot] = c
+        while slot > 0 && (topIDs[row + slot - 1] < 0 || topCounts[row + slot - 1] < c) {
+            topIDs.swapAt(row + slot, row + slot - 1)
+            topCounts.swapAt(row + slot, row + slot - 1)
+            slot -= 1
+        }
+    }
+}
