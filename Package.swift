@@ -27,7 +27,6 @@ let package = Package(
             dependencies: [
                 "COpenBLAS", "CZlib",
                 .product(name: "HeapModule", package: "swift-collections"),
-                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]

@@ -118,20 +118,21 @@ public struct RecordedPredictor: PrefetchPredictor {
 /// learned from the routing revealed so far, never from the future. It proposes as many experts as layer l used,
 /// ranked by Σ over layer l's experts of how often each candidate followed them.
 ///
-/// Each (layer, expert) keeps its `followers` most frequent successors (a bounded top list over exact counts),
-/// so a prediction costs O(|S_l| · followers), not O(|S_l| · E).
-public struct AffinityPredictor: PrefetchPredictor {
+/// Each (layer, expert) keeps its `followers` most frequent successors with the Space-Saving algorithm (Metwally,
+/// Agrawal and El Abbadi 2005): a successor not in the list replaces the weakest entry and inherits its count plus
+/// one, so counts are exact for successors that never left the list and over-estimates otherwise. A prediction
+/// costs O(|S_l| · followers), and memory is O(layers · experts · followers), not O(layers · experts²).
+/// A class over raw buffers: it is updated |S_l|·|S_l+1| times per layer.
+public final class AffinityPredictor: PrefetchPredictor {
     let layers: Int
     let experts: Int
     let followers: Int
-    /// Exact counts, (l · E + i) · E + j, for the layer l expert i followed by layer l+1 expert j.
-    private var counts: [Int32]
-    /// Top `followers` successors per (l, i), by count: ids and counts side by side.
-    private var topIDs: [Int32]
-    private var topCounts: [Int32]
+    /// Successors of flat id i at `(i * followers) ..< (i + 1) * followers`, strongest first; -1 marks empty slots.
+    private let topIDs: UnsafeMutablePointer<Int32>
+    private let topCounts: UnsafeMutablePointer<Int32>
+    private let score: UnsafeMutablePointer<Int32>
     private var previous: [Int32] = []
     private var previousStep = -1
-    private var score: [Int32]
     private var touched: [Int32] = []
     public var source: String { "online" }
 
@@ -139,27 +140,27 @@ public struct AffinityPredictor: PrefetchPredictor {
         self.layers = layers
         self.experts = experts
         self.followers = min(followers, experts)
-        counts = Array(repeating: 0, count: max(0, layers - 1) * experts * experts)
-        topIDs = Array(repeating: -1, count: layers * experts * self.followers)
-        topCounts = Array(repeating: 0, count: layers * experts * self.followers)
-        score = Array(repeating: 0, count: experts)
+        let slots = layers * experts * self.followers
+        topIDs = .allocate(capacity: slots); topIDs.initialize(repeating: -1, count: slots)
+        topCounts = .allocate(capacity: slots); topCounts.initialize(repeating: 0, count: slots)
+        score = .allocate(capacity: experts); score.initialize(repeating: 0, count: experts)
     }
 
-    public mutating func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
+    deinit { topIDs.deallocate(); topCounts.deallocate(); score.deallocate() }
+
+    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
         let E = experts
         // Learn: the previous layer of this step was followed by what was just revealed.
         if layer > 0 && previousStep == step {
-            for i in previous {
-                let source = Int(i) - (layer - 1) * E
-                for j in revealed { record(layer: layer - 1, from: source, to: Int(j) - layer * E) }
-            }
+            for i in previous { for j in revealed { record(from: Int(i), to: j - Int32(layer * E)) } }
         }
-        previous = Array(revealed)
+        previous.removeAll(keepingCapacity: true)
+        previous.append(contentsOf: revealed)
         previousStep = step
         guard layer + 1 < layers, !revealed.isEmpty else { return }
         // Predict layer + 1.
         for i in revealed {
-            let row = (Int(i) * followers)
+            let row = Int(i) * followers
             for f in 0..<followers {
                 let j = topIDs[row + f]
                 if j < 0 { break }
@@ -167,30 +168,33 @@ public struct AffinityPredictor: PrefetchPredictor {
                 score[Int(j)] += topCounts[row + f]
             }
         }
-        touched.sort { (score[Int($0)], -$0) > (score[Int($1)], -$1) }
+        // Take the best |S_l| by score (ties: lower id), by selection: the lists are short.
         let base = Int32((layer + 1) * E)
-        for j in touched.prefix(revealed.count) { proposals.append(base + j) }
+        for _ in 0..<min(revealed.count, touched.count) {
+            var best: Int32 = -1
+            for j in touched where score[Int(j)] > 0 {
+                if best < 0 || score[Int(j)] > score[Int(best)] || (score[Int(j)] == score[Int(best)] && j < best) { best = j }
+            }
+            guard best >= 0 else { break }
+            proposals.append(base + best)
+            score[Int(best)] = 0
+        }
         for j in touched { score[Int(j)] = 0 }
         touched.removeAll(keepingCapacity: true)
     }
 
-    private mutating func record(layer: Int, from i: Int, to j: Int) {
-        let E = experts
-        counts[(layer * E + i) * E + j] += 1
-        let c = counts[(layer * E + i) * E + j]
-        let row = (layer * E + i) * followers
-        // Raise j in the top list, or put it in place of the weakest entry it now beats.
-        var slot = (0..<followers).first { topIDs[row + $0] == Int32(j) } ?? -1
-        if slot < 0 {
-            let weakest = followers - 1
-            guard topIDs[row + weakest] < 0 || topCounts[row + weakest] < c else { return }
-            slot = weakest
-            topIDs[row + slot] = Int32(j)
-        }
-        topCounts[row + slot] = c
-        while slot > 0 && (topIDs[row + slot - 1] < 0 || topCounts[row + slot - 1] < c) {
-            topIDs.swapAt(row + slot, row + slot - 1)
-            topCounts.swapAt(row + slot, row + slot - 1)
+    /// Counts that expert `j` of the next layer followed flat expert `i`.
+    private func record(from i: Int, to j: Int32) {
+        let row = i * followers
+        var slot = -1
+        for f in 0..<followers where topIDs[row + f] == j || topIDs[row + f] < 0 { slot = f; break }
+        if slot < 0 { slot = followers - 1; topIDs[row + slot] = j }  // Space-Saving: replace the weakest
+        if topIDs[row + slot] < 0 { topIDs[row + slot] = j }
+        topCounts[row + slot] += 1
+        let c = topCounts[row + slot]
+        while slot > 0 && topCounts[row + slot - 1] < c {
+            swap(&topIDs[row + slot], &topIDs[row + slot - 1])
+            swap(&topCounts[row + slot], &topCounts[row + slot - 1])
             slot -= 1
         }
     }

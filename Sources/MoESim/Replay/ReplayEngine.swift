@@ -1,5 +1,3 @@
-import DequeModule
-
 /// The replay loop: runs every step of a plan through the GPU stream, the link and expert memory under one cache
 /// policy and one prefetch predictor.
 ///
@@ -51,10 +49,15 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         var policy = self.policy, predictor = self.predictor, link = self.link, sink = self.sink
         let memory = self.memory, book = self.prefetch
         defer { self.policy = policy; self.predictor = predictor; self.link = link; self.sink = sink }
-        var missLand = [Int64](repeating: 0, count: E)
-        var missTokens = [Int32](repeating: 0, count: E)
-        var missExpert = [Int32](repeating: 0, count: E)
+        // The layer's misses, in raw buffers (arrays here cost uniqueness checks on every write).
+        let missLand = UnsafeMutablePointer<Int64>.allocate(capacity: E)
+        let missTokens = UnsafeMutablePointer<Int32>.allocate(capacity: E)
+        let missExpert = UnsafeMutablePointer<Int32>.allocate(capacity: E)
+        defer { missLand.deallocate(); missTokens.deallocate(); missExpert.deallocate() }
         var proposals: [Int32] = [], cancelled: [Int32] = []
+        proposals.reserveCapacity(L * E)
+        var pending = PendingCopies()  // prefetch copies not yet started, in issue order
+        defer { pending.deallocate() }
         var now: Int64 = 0
         if Policy.preloadsAll {
             for e in 0..<Int32(L * E) {
@@ -85,11 +88,11 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         /// Starts, in order, the queued prefetch copies that the link reaches before `time` (demand copies at
         /// `time` go ahead of the rest).
         @inline(__always) func startPrefetches(before time: Int64) {
-            while let e = book.pending.first {
-                guard book.state[Int(e)] == PrefetchBook.queued else { book.pending.removeFirst(); continue }
+            while let e = pending.first {
+                guard book.state[Int(e)] == PrefetchBook.queued else { pending.removeFirst(); continue }
                 let issued = book.issuedAt[Int(e)]
                 if link.earliestStart(after: issued) >= time { break }
-                book.pending.removeFirst()
+                pending.removeFirst()
                 let copy = link.enqueue(duration: copyTime, earliest: issued)
                 book.state[Int(e)] = PrefetchBook.awaitingUse
                 book.landTime[Int(e)] = copy.end
@@ -123,6 +126,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                     }
                     var gpu = gate
                     var misses = 0
+                    var outOfOrder = false  // a late prefetch may land before earlier demand copies
                     // The whole set is pinned before any miss looks for room, so no miss evicts a later hit.
                     for a in first..<last { pinStamps[Int(accessExpert[a])] = epoch }
                     for a in first..<last {
@@ -132,6 +136,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                             policy.didAccess(e, at: a)
                             if Predictor.isEnabled && book.state[Int(e)] != PrefetchBook.none {
                                 landsAt = book.settleAccess(e, at: gate)  // -1 when the prefetch already landed
+                                outOfOrder = outOfOrder || (landsAt >= 0 && misses > 0)
                                 if landsAt == PrefetchBook.promote {
                                     let copy = link.enqueue(duration: copyTime, earliest: gate)
                                     c.bytesH2D += expertBytes
@@ -189,10 +194,11 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                             memory.admit(e, bytes: expertBytes)
                             policy.didInsert(e, at: first)
                             book.queue(e, at: gate)
+                            pending.append(e)
                             if Sink.isEnabled { sink.record(.prefetch(expert: Int(e)), at: gate) }
                         }
                         // Late prefetches can land out of id order: compute misses as they land.
-                        if misses > 1 { sortByLanding(&missLand, &missTokens, &missExpert, count: misses) }
+                        if outOfOrder { sortByLanding(missLand, missTokens, missExpert, count: misses) }
                     }
                     if Policy.computesAfterAllCopies && misses > 0 {
                         var landed = missLand[0]
@@ -214,10 +220,10 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                             policy.didEvict(accessExpert[a])
                         }
                     }
-                    if Predictor.isEnabled && !book.pending.isEmpty {
+                    if Predictor.isEnabled && !pending.isEmpty {
                         startPrefetches(before: gpu)
                         cancelled.removeAll(keepingCapacity: true)
-                        book.cancelQueued(layer: l, experts: E, into: &cancelled)
+                        book.cancelQueued(layer: l, experts: E, pending: &pending, into: &cancelled)
                         for e in cancelled {
                             memory.release(e, bytes: expertBytes)
                             policy.didEvict(e)
@@ -247,11 +253,12 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
 }
 
 /// Orders the first `count` misses by landing time (stable: equal times keep id order). Layers hold few misses.
-private func sortByLanding(_ land: inout [Int64], _ tokens: inout [Int32], _ experts: inout [Int32], count: Int) {
-    for i in 1..<count {
+private func sortByLanding(_ land: UnsafeMutablePointer<Int64>, _ tokens: UnsafeMutablePointer<Int32>,
+                           _ experts: UnsafeMutablePointer<Int32>, count: Int) {
+    for i in 1..<max(1, count) {
         var j = i
         while j > 0 && land[j - 1] > land[j] {
-            land.swapAt(j - 1, j); tokens.swapAt(j - 1, j); experts.swapAt(j - 1, j)
+            swap(&land[j - 1], &land[j]); swap(&tokens[j - 1], &tokens[j]); swap(&experts[j - 1], &experts[j])
             j -= 1
         }
     }
