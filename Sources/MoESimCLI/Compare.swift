@@ -16,6 +16,14 @@ struct Compare: ParsableCommand {
     @Option(help: "Override the config's budget: 16GiB, 40GB, 25%, 96experts.")
     var budget: String?
 
+    @Option(help: "Run every strategy at each of these budgets instead, comma-separated (e.g. 12.5%,25%,50%).")
+    var budgets: String?
+
+    @Option(help: "Also write the table as Markdown to this file (for docs).")
+    var markdown: String?
+
+    @OptionGroup var prefetch: PrefetchArguments
+
     @OptionGroup var overrides: OverrideOptions
 
     @Option(help: "Write the CSV here (default: the config's output, else reports/compare.csv).")
@@ -29,30 +37,61 @@ struct Compare: ParsableCommand {
         if let trace { cfg.tracePath = trace }
         if let budget { cfg.budget = try Budget.parse(budget) }
         try overrides.apply(model: &cfg.model, hardware: &cfg.hardware)
+        cfg.prefetch = try prefetch.options(base: cfg.prefetch)
+        let budgetList = try budgets.map { try $0.split(separator: ",").map { try Budget.parse(String($0)) } } ?? [cfg.budget]
         let routing = try RoutingTrace.load(cfg.tracePath)
         let plan = StepPlan(routing)
         var results: [ReplayResult] = []
-        for policy in cfg.policies {
-            let spec = ReplaySpec(model: cfg.model, hardware: cfg.hardware, policy: policy, scope: cfg.scope,
-                                  budget: cfg.budget)
-            results.append(try Replayer.run(plan: plan, traceName: routing.name, spec: spec))
+        for b in budgetList {
+            var group: [ReplayResult] = []
+            for policy in cfg.policies {
+                let spec = ReplaySpec(model: cfg.model, hardware: cfg.hardware, policy: policy, scope: cfg.scope,
+                                      budget: b, prefetch: cfg.prefetch)
+                group.append(try Replayer.run(plan: plan, traceName: routing.name, spec: spec))
+            }
+            print(table(group))
+            results += group
         }
-        print(table(results))
+        if let markdown {
+            try CSVFile.ensureDirectory(for: markdown)
+            let sink = try AtomicFileSink(path: markdown)
+            try sink.write(markdownTable(results, command: CommandLine.arguments.dropFirst().joined(separator: " ")))
+            try sink.commit()
+            print("wrote \(markdown)")
+        }
         let path = out ?? cfg.outputPath ?? "reports/compare.csv"
         try CSVFile.write(rows: results.map(Metric.row), header: Metric.header, to: path)
         print("wrote \(path) (\(results.count) rows)")
+    }
+
+    /// One Markdown table of every result, with the command that made it.
+    func markdownTable(_ results: [ReplayResult], command: String) -> String {
+        guard let first = results.first else { return "" }
+        var lines = ["Made by `moesim \(command)`: trace `\(first.traceName)` (\(first.tokens) tokens), "
+                     + "\(first.spec.model.name) on \(first.spec.hardware.name).", "",
+                     "| budget | policy | tokens/s | hit rate | TPOT mean | copied | wasted | prefetch useful / late / wasted / cancelled |",
+                     "|---|---|---|---|---|---|---|---|"]
+        for r in results {
+            let p = r.counters.prefetch
+            let prefetchCell = r.spec.policy.prefetches ? "\(p.useful) / \(p.late) / \(p.wasted) / \(p.cancelled)" : "–"
+            lines.append("| \(formatBytes(r.budgetBytes)) (\(r.budgetExperts) experts) | \(r.spec.policy.rawValue) | "
+                         + "\(Human.rate(r.tokensPerSecond)) | \(Human.percent(r.hitRate)) | \(Human.seconds(r.tpotMeanSeconds)) | "
+                         + "\(formatBytes(r.counters.bytesH2D)) | \(formatBytes(r.counters.prefetch.bytesWasted)) | \(prefetchCell) |")
+        }
+        return lines.joined(separator: "\n") + "\n"
     }
 
     func table(_ results: [ReplayResult]) -> String {
         guard let first = results.first else { return "" }
         var lines = ["\(first.traceName): \(first.tokens) tokens, \(first.spec.model.name) on \(first.spec.hardware.name), "
                      + "budget \(formatBytes(first.budgetBytes)) (\(first.budgetExperts) experts)"]
-        let header = ["policy", "hit rate", "tokens/s", "TTFT", "TPOT mean", "TPOT p99", "copied", "stall"]
+        let header = ["policy", "hit rate", "tokens/s", "TTFT", "TPOT mean", "TPOT p99", "copied", "wasted", "stall"]
         var rows = [header]
         for r in results {
             rows.append([r.spec.policy.rawValue, Human.percent(r.hitRate), Human.rate(r.tokensPerSecond),
                          Human.seconds(r.ttftSeconds), Human.seconds(r.tpotMeanSeconds), Human.seconds(r.tpotP99Seconds),
-                         formatBytes(r.counters.bytesH2D), Human.seconds(r.stallSeconds)])
+                         formatBytes(r.counters.bytesH2D), formatBytes(r.counters.prefetch.bytesWasted),
+                         Human.seconds(r.stallSeconds)])
         }
         let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         for row in rows {

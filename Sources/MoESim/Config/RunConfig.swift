@@ -21,8 +21,10 @@ public struct RunConfig: Sendable {
     public var scope: CacheScope
     public var policies: [PolicyKind]
     public var outputPath: String?
+    public var prefetch = PrefetchOptions()
 
-    static let keys = ["trace", "model", "hardware", "budget", "cache_scope", "policies", "output"]
+    static let keys = ["trace", "model", "hardware", "budget", "cache_scope", "policies", "prefetch", "output"]
+    static let prefetchKeys = ["lookahead", "accuracy", "seed"]
 
     public init(tracePath: String, model: ModelProfile, hardware: HardwareProfile, budget: Budget,
                 scope: CacheScope = .global, policies: [PolicyKind] = PolicyKind.allCases, outputPath: String? = nil) {
@@ -95,9 +97,31 @@ public struct RunConfig: Sendable {
             policies = try list.map { item in try wrap(item) { try PolicyKind.named(try scalar(item, "policies")) } }
             if policies.isEmpty { throw fail(n, "policies is empty") }
         }
-        return RunConfig(tracePath: resolve(try scalar(traceNode, "trace")), model: model, hardware: hardware,
-                         budget: budget, scope: scope, policies: policies,
-                         outputPath: try values["output"].map { resolve(try scalar($0, "output")) })
+        var config = RunConfig(tracePath: resolve(try scalar(traceNode, "trace")), model: model, hardware: hardware,
+                               budget: budget, scope: scope, policies: policies,
+                               outputPath: try values["output"].map { resolve(try scalar($0, "output")) })
+        if let n = values["prefetch"] {
+            guard let mapping = n.mapping else { throw fail(n, "prefetch must be a mapping, e.g. {lookahead: 2, accuracy: 0.97}") }
+            for (keyNode, value) in mapping {
+                let key = try scalar(keyNode, "prefetch key"), text = try scalar(value, "prefetch.\(key)")
+                switch key {
+                case "lookahead":
+                    guard let v = Int(text) else { throw fail(value, "prefetch.lookahead must be an integer, found '\(text)'") }
+                    config.prefetch.lookahead = v
+                case "accuracy":
+                    guard let v = Double(text) else { throw fail(value, "prefetch.accuracy must be a number, found '\(text)'") }
+                    config.prefetch.accuracy = v
+                case "seed":
+                    guard let v = UInt64(text) else { throw fail(value, "prefetch.seed must be a non-negative integer, found '\(text)'") }
+                    config.prefetch.seed = v
+                default:
+                    let hint = closestMatch(key, among: prefetchKeys).map { " Did you mean 'prefetch.\($0)'?" } ?? ""
+                    throw fail(keyNode, "unknown key 'prefetch.\(key)'.\(hint) Known keys: \(prefetchKeys.joined(separator: ", "))")
+                }
+            }
+            try wrap(n) { try config.prefetch.validate() }
+        }
+        return config
     }
 
     /// A profile section: a preset name, or a mapping with `preset` and field overrides.

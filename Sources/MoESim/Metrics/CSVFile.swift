@@ -44,7 +44,7 @@ public enum CSVFile {
         try sink.commit()
     }
 
-    static func ensureDirectory(for path: String) throws {
+    public static func ensureDirectory(for path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
         guard !dir.isEmpty else { return }
         do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
