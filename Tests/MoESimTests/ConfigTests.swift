@@ -58,13 +58,15 @@ import Testing
             do { _ = try RunConfig.parse(yaml, path: "c.yaml"); return "no error" } catch { return "\(error)" }
         }
         let base = "trace: t.jsonl\nmodel: mixtral-8x7b\nhardware: t4\n"
-        #expect(message(base + "budget: 25%\npolicys: [lru]") == "c.yaml:5: unknown key 'policys'. Did you mean 'policies'? Known keys: trace, model, hardware, budget, cache_scope, policies, output")
+        #expect(message(base + "budget: 25%\npolicys: [lru]") == "c.yaml:5: unknown key 'policys'. Did you mean 'policies'? Known keys: trace, model, hardware, budget, cache_scope, policies, prefetch, output")
         #expect(message(base + "budget: lots").hasPrefix("c.yaml:4: invalid budget 'lots'"))
         #expect(message(base + "budget: 25%\npolicies: [lru, beladi]").contains("Did you mean 'belady'?"))
         #expect(message("trace: t.jsonl\nmodel: {preset: mixtral-8x7b, topk: 3}\nhardware: t4\nbudget: 1%").hasPrefix("c.yaml:2: "))
         #expect(message("trace: t.jsonl\nmodel: {preset: mixtral-8x7b, topk: 3}\nhardware: t4\nbudget: 1%").contains("Did you mean 'model.top_k'?"))
         #expect(message("trace: t.jsonl\nmodel: mixtral-8x8b\nhardware: t4\nbudget: 1%").contains("Did you mean 'mixtral-8x7b'?"))
         #expect(message("trace: t.jsonl\nmodel: mixtral-8x7b\nbudget: 1%") == "c.yaml: missing key 'hardware'")
+        #expect(message(base + "budget: 1%\nprefetch: {lookahed: 2}").hasPrefix("c.yaml:5: unknown key 'prefetch.lookahed'. Did you mean 'prefetch.lookahead'?"))
+        #expect(message(base + "budget: 1%\nprefetch: {accuracy: 1.5}").contains("expected a probability in [0, 1]"))
     }
 
     @Test func impossibleBudgetsAreConfigurationErrors() throws {

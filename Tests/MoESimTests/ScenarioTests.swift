@@ -70,4 +70,27 @@ import Testing
         let victims = events.compactMap { if case let .evict(e) = $0.event { e } else { nil } }
         #expect(victims.map(String.init).joined(separator: " ") == expected[5])
     }
+
+    @Test func recordedPredictionsDriveTheCrossLayerGate() throws {
+        let path = writeTemporary("""
+            {"format":"moe-routing-trace","version":1,"model":"t","layers":2,"experts":4,"top_k":1}
+            {"seq":0,"pos":0,"phase":"decode","experts":[[0],[1]],"pred":[null,[1]]}
+            {"seq":0,"pos":1,"phase":"decode","experts":[[2],[3]],"pred":[null,[0]]}
+            {"seq":0,"pos":2,"phase":"decode","experts":[[1],[2]],"pred":[[],[2,3]]}
+            """)
+        let trace = try RoutingTrace.load(path)
+        #expect(trace.hasPredictions && Array(trace.predictedIDs(token: 2, layer: 1)) == [2, 3])
+        let r = try replay(trace, model: tinyModel(layers: 2, experts: 4, topK: 1), policy: .crossLayerGate, budget: .experts(3))
+        #expect(r.counters.predictorSource == "trace")
+        #expect(r.predPrecision == 0.5)         // 1 of 1, 0 of 1, 1 of 2
+        #expect(r.predRecall == 2.0 / 3.0)
+        // The writer keeps the field.
+        let copy = temporaryDirectory() + "/copy.jsonl"
+        let writer = try TraceWriter(path: copy, header: trace.header)
+        let reader = try TraceReader(path: path)
+        var record = TokenRecord(layers: 2, topK: 1)
+        while try reader.next(into: &record) { try writer.append(record) }
+        try writer.finish()
+        #expect(try RoutingTrace.load(copy).predicted == trace.predicted)
+    }
 }

@@ -41,7 +41,7 @@ public struct TraceHeader: Equatable, Sendable {
             throw fail("version", "expected \(TraceHeader.version), found \(object["version"].map { "\($0)" } ?? "nothing")")
         }
         func count(_ key: String) throws -> Int {
-            guard let n = object[key] as? Int, !(object[key] is Bool) else { throw fail(key, "missing or not an integer") }
+            guard let n = object[key] as? Int else { throw fail(key, "missing or not an integer") }
             if n <= 0 { throw fail(key, "must be positive, found \(n)") }
             return n
         }

@@ -114,105 +114,99 @@ public final class TraceReader {
         }
     }
 
-    private func parseExperts(_ c: inout JSONCursor, into record: inout TokenRecord, layers: Int, k: Int) throws {
+    /// Reads `[cell, cell, …]` with exactly one cell per layer; `cell` gets the layer and whether it is `null`
+    /// (when it is not, `cell` reads it from the cursor).
+    private func parseLayers(_ c: inout JSONCursor, layers: Int,
+                             cell: (inout JSONCursor, Int, Bool) throws -> Void) throws {
         try c.expect(UInt8(ascii: "["))
         var layer = 0
         if !c.consume(UInt8(ascii: "]")) {
             repeat {
                 if layer >= layers { throw JSONCursor.Failure(message: "more than the header's \(layers) layers") }
-                let base = layer * k
-                if c.consumeNull() {
-                    for j in 0..<k { record.experts[base + j] = TokenRecord.missing }
-                } else {
-                    try c.expect(UInt8(ascii: "["))
-                    var n = 0
-                    if !c.consume(UInt8(ascii: "]")) {
-                        repeat {
-                            let id = try c.integer()
-                            if id < 0 || id >= header.experts {
-                                throw JSONCursor.Failure(message: "layer \(layer): expert id \(id) out of range 0..<\(header.experts)")
-                            }
-                            if n >= k { throw JSONCursor.Failure(message: "layer \(layer): more than top_k = \(k) ids") }
-                            for j in 0..<n where record.experts[base + j] == UInt16(id) {
-                                throw JSONCursor.Failure(message: "layer \(layer): duplicate expert id \(id)")
-                            }
-                            record.experts[base + n] = UInt16(id)
-                            n += 1
-                        } while c.consume(UInt8(ascii: ","))
-                        try c.expect(UInt8(ascii: "]"))
-                    }
-                    if n != k { throw JSONCursor.Failure(message: "layer \(layer): \(n) ids, expected top_k = \(k)") }
-                }
+                let isNull = c.consumeNull()
+                try cell(&c, layer, isNull)
                 layer += 1
             } while c.consume(UInt8(ascii: ","))
             try c.expect(UInt8(ascii: "]"))
         }
         if layer != layers { throw JSONCursor.Failure(message: "\(layer) layers, expected \(layers) (header)") }
+    }
+
+    /// Reads `[v, v, …]`, calling `value` for each element.
+    private func parseList(_ c: inout JSONCursor, value: (inout JSONCursor) throws -> Void) throws {
+        try c.expect(UInt8(ascii: "["))
+        if c.consume(UInt8(ascii: "]")) { return }
+        repeat { try value(&c) } while c.consume(UInt8(ascii: ","))
+        try c.expect(UInt8(ascii: "]"))
+    }
+
+    private func parseExperts(_ c: inout JSONCursor, into record: inout TokenRecord, layers: Int, k: Int) throws {
+        let experts = header.experts
+        try parseLayers(&c, layers: layers) { c, layer, isNull in
+            let base = layer * k
+            if isNull {
+                for j in 0..<k { record.experts[base + j] = TokenRecord.missing }
+                return
+            }
+            var n = 0
+            try parseList(&c) { c in
+                let id = try c.integer()
+                if id < 0 || id >= experts {
+                    throw JSONCursor.Failure(message: "layer \(layer): expert id \(id) out of range 0..<\(experts)")
+                }
+                if n >= k { throw JSONCursor.Failure(message: "layer \(layer): more than top_k = \(k) ids") }
+                for j in 0..<n where record.experts[base + j] == UInt16(id) {
+                    throw JSONCursor.Failure(message: "layer \(layer): duplicate expert id \(id)")
+                }
+                record.experts[base + n] = UInt16(id)
+                n += 1
+            }
+            if n != k { throw JSONCursor.Failure(message: "layer \(layer): \(n) ids, expected top_k = \(k)") }
+        }
     }
 
     /// `pred`: per layer, null or the distinct ids a predictor running at an earlier layer proposed for this layer.
     private func parsePredictions(_ c: inout JSONCursor, into record: inout TokenRecord, layers: Int) throws {
+        let experts = header.experts
         record.predicted.removeAll(keepingCapacity: true)
         record.predictedStart[0] = 0
-        try c.expect(UInt8(ascii: "["))
-        var layer = 0
-        if !c.consume(UInt8(ascii: "]")) {
-            repeat {
-                if layer >= layers { throw JSONCursor.Failure(message: "more than the header's \(layers) layers") }
-                let start = record.predicted.count
-                if !c.consumeNull() {
-                    try c.expect(UInt8(ascii: "["))
-                    if !c.consume(UInt8(ascii: "]")) {
-                        repeat {
-                            let id = try c.integer()
-                            if id < 0 || id >= header.experts {
-                                throw JSONCursor.Failure(message: "layer \(layer): expert id \(id) out of range 0..<\(header.experts)")
-                            }
-                            if record.predicted[start...].contains(UInt16(id)) {
-                                throw JSONCursor.Failure(message: "layer \(layer): duplicate expert id \(id)")
-                            }
-                            record.predicted.append(UInt16(id))
-                        } while c.consume(UInt8(ascii: ","))
-                        try c.expect(UInt8(ascii: "]"))
+        try parseLayers(&c, layers: layers) { c, layer, isNull in
+            let start = record.predicted.count
+            if !isNull {
+                try parseList(&c) { c in
+                    let id = try c.integer()
+                    if id < 0 || id >= experts {
+                        throw JSONCursor.Failure(message: "layer \(layer): expert id \(id) out of range 0..<\(experts)")
                     }
+                    if record.predicted[start...].contains(UInt16(id)) {
+                        throw JSONCursor.Failure(message: "layer \(layer): duplicate expert id \(id)")
+                    }
+                    record.predicted.append(UInt16(id))
                 }
-                layer += 1
-                record.predictedStart[layer] = Int32(record.predicted.count)
-            } while c.consume(UInt8(ascii: ","))
-            try c.expect(UInt8(ascii: "]"))
+            }
+            record.predictedStart[layer + 1] = Int32(record.predicted.count)
         }
-        if layer != layers { throw JSONCursor.Failure(message: "\(layer) layers, expected \(layers) (header)") }
     }
 
     private func parseWeights(_ c: inout JSONCursor, into record: inout TokenRecord, layers: Int, k: Int) throws {
-        try c.expect(UInt8(ascii: "["))
-        var layer = 0
-        if !c.consume(UInt8(ascii: "]")) {
-            repeat {
-                if layer >= layers { throw JSONCursor.Failure(message: "more than the header's \(layers) layers") }
-                let base = layer * k
-                if c.consumeNull() {
-                    for j in 0..<k { record.weights[base + j] = .nan }
-                } else {
-                    try c.expect(UInt8(ascii: "["))
-                    var n = 0
-                    if !c.consume(UInt8(ascii: "]")) {
-                        repeat {
-                            let w = try c.number()
-                            if !(w >= 0 && w.isFinite) { throw JSONCursor.Failure(message: "layer \(layer): weight \(w) is not a finite non-negative number") }
-                            if n >= k { throw JSONCursor.Failure(message: "layer \(layer): more weights than top_k = \(k)") }
-                            record.weights[base + n] = Float(w)
-                            n += 1
-                        } while c.consume(UInt8(ascii: ","))
-                        try c.expect(UInt8(ascii: "]"))
-                    }
-                    if n != k { throw JSONCursor.Failure(message: "layer \(layer): \(n) weights do not match the \(k) expert ids") }
+        try parseLayers(&c, layers: layers) { c, layer, isNull in
+            let base = layer * k
+            if isNull {
+                for j in 0..<k { record.weights[base + j] = .nan }
+                return
+            }
+            var n = 0
+            try parseList(&c) { c in
+                let w = try c.number()
+                if !(w >= 0 && w.isFinite) {
+                    throw JSONCursor.Failure(message: "layer \(layer): weight \(w) is not a finite non-negative number")
                 }
-                layer += 1
-            } while c.consume(UInt8(ascii: ","))
-            try c.expect(UInt8(ascii: "]"))
+                if n >= k { throw JSONCursor.Failure(message: "layer \(layer): more weights than top_k = \(k)") }
+                record.weights[base + n] = Float(w)
+                n += 1
+            }
+            if n != k { throw JSONCursor.Failure(message: "layer \(layer): \(n) weights do not match the \(k) expert ids") }
         }
-        if layer != layers { throw JSONCursor.Failure(message: "\(layer) layers, expected \(layers) (header)") }
     }
 }
 
