@@ -18,3 +18,4 @@ struct MoESimCommand: ParsableCommand {
 
 extension PolicyKind: ExpressibleByArgument {}
 extension CacheScope: ExpressibleByArgument {}
+extension CacheEviction: ExpressibleByArgument {}

@@ -50,12 +50,20 @@ struct PrefetchArguments: ParsableArguments {
     @Option(help: "Seed of the modelled cross-layer-gate predictor (default 1).")
     var seed: UInt64?
 
+    @Option(help: "Eviction rule of the prefetching strategies' cache: lru or arc (default lru).")
+    var eviction: CacheEviction?
+
+    @Option(help: "Most of the budget that prefetched, not yet used experts may hold, in (0, 1] (default 1: no limit).")
+    var buffer: Double?
+
     /// `base` (from a config file, or the defaults) with the options given on the command line.
     func options(base: PrefetchOptions) throws -> PrefetchOptions {
         var o = base
         if let lookahead { o.lookahead = lookahead }
         if let accuracy { o.accuracy = accuracy }
         if let seed { o.seed = seed }
+        if let eviction { o.eviction = eviction }
+        if let buffer { o.bufferShare = buffer }
         try o.validate()
         return o
     }

@@ -26,7 +26,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Expert memory budget: 16GiB, 40GB, 25%, 96experts.")
     var budget: String = "25%"
 
-    @Option(help: "One cache for all layers (global) or budget/layers per layer (per-layer); lru and fifo only.")
+    @Option(help: "One cache for all layers (global), budget/layers per layer (per-layer), or per-layer shares favouring shallow layers (shallow-favoring); strategies with a cache.")
     var scope: CacheScope = .global
 
     @OptionGroup var prefetch: PrefetchArguments

@@ -76,7 +76,7 @@ import Testing
         #expect(lines.count == 3)
         #expect(lines[0] == Metric.header.joined(separator: ","))
         #expect(lines[1] == lines[2])
-        #expect(lines[1].hasPrefix("mixtral-synth,mixtral-8x7b,a100-80gb-pcie,lru,global,,,22548578304,64,1024,"))
+        #expect(lines[1].hasPrefix("mixtral-synth,mixtral-8x7b,a100-80gb-pcie,lru,global,lru,,,,22548578304,64,1024,"))
     }
 
     @Test func compareIsTheMainJob() throws {
@@ -101,7 +101,7 @@ import Testing
         let key = try moesim("replay", "traces/mixtral-synth.jsonl.gz", "--set", "hardware.link_byte_per_s=1e9")
         #expect(key.status != 0 && key.stderr.contains("unknown key 'hardware.link_byte_per_s'. Did you mean 'hardware.link_bytes_per_s'?"))
         let scope = try moesim("replay", "traces/mixtral-synth.jsonl.gz", "--policy", "belady", "--scope", "per-layer")
-        #expect(scope.status != 0 && scope.stderr.contains("--scope per-layer applies to lru, fifo, prefetch-all, pregated"))
+        #expect(scope.status != 0 && scope.stderr.contains("--scope per-layer applies to lru, fifo, arc, prefetch-all, pregated"))
         let config = writeTemporary("trace: x.jsonl\nmodel: mixtral-8x7b\nhardware: t4\nbudgt: 25%\n", name: "c.yaml")
         let cfg = try moesim("compare", "--config", config)
         #expect(cfg.status != 0 && cfg.stderr.contains("\(config):4: unknown key 'budgt'. Did you mean 'budget'?"))

@@ -9,6 +9,7 @@ import Testing
         case .lru: LRUPolicy(experts: n, partitionOf: Array(repeating: 0, count: n), partitions: 1)
         case .fifo: LRUPolicy(experts: n, partitionOf: Array(repeating: 0, count: n), partitions: 1, touchesOnAccess: false)
         case .belady: BeladyPolicy(experts: n, future: FutureIndex(nextUse: accesses))
+        case .arc: ARCPolicy(experts: n, partitionOf: Array(repeating: 0, count: n), capacities: [4])
         default: nil
         }
     }
@@ -26,7 +27,7 @@ import Testing
         var set: PinSet { PinSet(stamps: stamps, epoch: 1, landTime: landTime, now: 50) }
     }
 
-    static let evicting: [PolicyKind] = [.lru, .fifo, .belady]
+    static let evicting: [PolicyKind] = [.lru, .fifo, .arc, .belady]
 
     @Test(arguments: evicting)
     func aSingleCandidateIsAlwaysTheVictim(kind: PolicyKind) {
@@ -81,6 +82,40 @@ import Testing
         opt.didInsert(3, at: 5)
         // 0, 1, 2, 3 are all never used again now: the tie goes to the lowest id.
         #expect(opt.victim(in: 0, pinned: none.set) == 0)
+    }
+}
+
+@Suite struct ARCTests {
+    @Test func aHitMovesAnExpertOutOfTheRecencyListAndGhostHitsAdapt() {
+        let arc = ARCPolicy(experts: 16, partitionOf: Array(repeating: 0, count: 16), capacities: [2])
+        let stamps = UnsafeMutablePointer<Int32>.allocate(capacity: 16), land = UnsafeMutablePointer<Int64>.allocate(capacity: 16)
+        defer { stamps.deallocate(); land.deallocate() }
+        stamps.initialize(repeating: 0, count: 16); land.initialize(repeating: 0, count: 16)
+        let none = PinSet(stamps: stamps, epoch: 1, landTime: land, now: 0)
+        arc.didInsert(0, at: 0); arc.didInsert(1, at: 1)
+        arc.didAccess(0, at: 2)                  // 0 is frequent (T2), 1 recent (T1)
+        #expect(arc.victim(in: 0, pinned: none) == 1, "T1 is larger than the target 0: evict from T1")
+        arc.didEvict(1)                          // 1 becomes a ghost in B1
+        arc.didInsert(2, at: 3)
+        arc.didInsert(1, at: 4)                  // a ghost hit in B1 raises the target and puts 1 in T2
+        arc.didEvict(2)
+        #expect(arc.victim(in: 0, pinned: none) == 0, "T1 is empty: the least recent of T2 goes")
+    }
+
+    @Test func arcResistsAScanThatFlushesLRU() throws {
+        // One layer, top-1: a hot pair used over and over, interrupted by one-off scans of 3 cold experts.
+        var cells: [[[Int]?]] = []
+        for round in 0..<20 {
+            for _ in 0..<3 { cells.append([[0]]); cells.append([[1]]) }
+            for k in 0..<3 { cells.append([[2 + (round * 3 + k) % 14]]) }
+        }
+        let trace = makeTrace(cells, experts: 16, topK: 1)
+        let model = tinyModel(layers: 1, experts: 16, topK: 1)
+        let lru = try replay(trace, model: model, policy: .lru, budget: .experts(3))
+        let arc = try replay(trace, model: model, policy: .arc, budget: .experts(3))
+        let opt = try replay(trace, model: model, policy: .belady, budget: .experts(3))
+        #expect(arc.counters.hits > lru.counters.hits)
+        #expect(arc.counters.hits <= opt.counters.hits)
     }
 }
 

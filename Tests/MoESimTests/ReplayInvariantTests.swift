@@ -80,7 +80,9 @@ import Testing
         for slots in needed...(Self.shape.layers * Self.shape.experts) {
             let lru = try replay(trace, model: Self.model, policy: .lru, budget: .experts(slots)).counters.hits
             let belady = try replay(trace, model: Self.model, policy: .belady, budget: .experts(slots)).counters.hits
+            let arc = try replay(trace, model: Self.model, policy: .arc, budget: .experts(slots)).counters.hits
             #expect(lru <= belady, "seed \(seed), \(slots) slots: LRU \(lru) hits > Belady \(belady)")
+            #expect(arc <= belady, "seed \(seed), \(slots) slots: ARC \(arc) hits > Belady \(belady)")
             #expect(lru >= previous.lru, "seed \(seed): LRU hits fell from \(previous.lru) to \(lru) at \(slots) slots")
             #expect(belady >= previous.belady, "seed \(seed): Belady hits fell at \(slots) slots")
             previous = (lru, belady)
@@ -106,14 +108,57 @@ import Testing
         let needed = StepPlan(trace).largestWorkingSet().max()!
         for policy in PolicyKind.allCases where policy.prefetches {
             for slots in [needed, needed + 4, 24, 64] {
-                for hw in [tinyHardware(), Self.fastLink, Self.slowLink] {
-                    let r = try replay(trace, model: Self.model, hardware: hw, policy: policy, budget: .experts(slots))
+                for (hw, options) in [(tinyHardware(), PrefetchOptions()), (Self.fastLink, PrefetchOptions(eviction: .arc)),
+                                      (Self.slowLink, PrefetchOptions(bufferShare: 0.2))] {
+                    let r = try replay(trace, model: Self.model, hardware: hw, policy: policy, budget: .experts(slots),
+                                       prefetch: options)
                     let p = r.counters.prefetch
                     #expect(p.useful + p.late + p.wasted + p.cancelled == p.issued, "\(policy) seed \(seed) slots \(slots)")
                     #expect(p.bytesWasted == p.wasted * Self.model.expertBytes)
                     #expect(p.bytesPrefetch <= p.issued * Self.model.expertBytes)
                 }
             }
+        }
+    }
+
+    @Test(arguments: seeds)
+    func prefetchesNeverHoldMoreThanTheirBuffer(seed: UInt64) throws {
+        let trace = Self.trace(seed)
+        let slots = max(20, StepPlan(trace).largestWorkingSet().max()!)
+        for policy in [PolicyKind.prefetchAll, .crossLayerGate, .affinity] {
+            for share in [0.1, 0.25, 0.5] {
+                let (_, events) = try replayLogged(trace, model: Self.model, hardware: Self.slowLink, policy: policy,
+                                                   budget: .experts(slots), prefetch: PrefetchOptions(bufferShare: share))
+                // Held: prefetched and not yet asked for, evicted or cancelled.
+                var held = Set<Int>()
+                for e in events {
+                    switch e.event {
+                    case let .prefetch(x): held.insert(x)
+                    case let .hit(x), let .miss(x), let .evict(x), let .cancel(x): held.remove(x)
+                    default: break
+                    }
+                    #expect(Double(held.count) <= Double(slots) * share, "\(policy) holds \(held.count) of \(slots)")
+                }
+            }
+        }
+    }
+
+    @Test func shallowFavoringSharesDecreaseWithDepth() throws {
+        let trace = Self.trace(2)  // decode only: a layer needs top-k = 2 experts at once
+        let plan = StepPlan(trace)
+        for slots in [8, 13, 30, 64] {
+            let spec = ReplaySpec(model: Self.model, hardware: tinyHardware(), policy: .lru, scope: .shallowFavoring,
+                                  budget: .experts(slots))
+            let layout = try BudgetLayout(plan: plan, spec: spec)
+            let experts = layout.capacities.map { $0 / Self.model.expertBytes }
+            #expect(experts.reduce(0, +) == slots)
+            #expect(experts.allSatisfy { $0 >= 2 })
+            #expect(zip(experts, experts.dropFirst()).allSatisfy { $0 >= $1 }, "\(experts)")
+            _ = try replay(trace, model: Self.model, policy: .pregated, budget: .experts(slots), scope: .shallowFavoring)
+        }
+        #expect(throws: ConfigError.self) {
+            try BudgetLayout(plan: plan, spec: ReplaySpec(model: Self.model, hardware: tinyHardware(), policy: .lru,
+                                                          scope: .shallowFavoring, budget: .experts(7)))
         }
     }
 

@@ -61,9 +61,10 @@ func zipfTrace(seed: UInt64, layers: Int, experts: Int, topK: Int, tokens: Int, 
 
 /// Replays and also returns the ordered event log.
 func replayLogged(_ trace: RoutingTrace, model: ModelProfile, hardware: HardwareProfile = tinyHardware(),
-                  policy: PolicyKind, budget: Budget, scope: CacheScope = .global) throws -> (ReplayResult, [ScheduledEvent]) {
+                  policy: PolicyKind, budget: Budget, scope: CacheScope = .global,
+                  prefetch: PrefetchOptions = PrefetchOptions()) throws -> (ReplayResult, [ScheduledEvent]) {
     var log = EventLog()
-    let spec = ReplaySpec(model: model, hardware: hardware, policy: policy, scope: scope, budget: budget)
+    let spec = ReplaySpec(model: model, hardware: hardware, policy: policy, scope: scope, budget: budget, prefetch: prefetch)
     let result = try Replayer.run(plan: StepPlan(trace), traceName: trace.name, spec: spec, sink: &log)
     return (result, log.drain())
 }

@@ -24,7 +24,7 @@ public struct RunConfig: Sendable {
     public var prefetch = PrefetchOptions()
 
     static let keys = ["trace", "model", "hardware", "budget", "cache_scope", "policies", "prefetch", "output"]
-    static let prefetchKeys = ["lookahead", "accuracy", "seed"]
+    static let prefetchKeys = ["lookahead", "accuracy", "seed", "eviction", "buffer"]
 
     public init(tracePath: String, model: ModelProfile, hardware: HardwareProfile, budget: Budget,
                 scope: CacheScope = .global, policies: [PolicyKind] = PolicyKind.allCases, outputPath: String? = nil) {
@@ -88,7 +88,9 @@ public struct RunConfig: Sendable {
         var scope = CacheScope.global
         if let n = values["cache_scope"] {
             let s = try scalar(n, "cache_scope")
-            guard let v = CacheScope(rawValue: s) else { throw fail(n, "cache_scope must be global or per-layer, found '\(s)'") }
+            guard let v = CacheScope(rawValue: s) else {
+                throw fail(n, "cache_scope must be one of \(CacheScope.allCases.map(\.rawValue).joined(separator: ", ")), found '\(s)'")
+            }
             scope = v
         }
         var policies = PolicyKind.allCases
@@ -114,6 +116,12 @@ public struct RunConfig: Sendable {
                 case "seed":
                     guard let v = UInt64(text) else { throw fail(value, "prefetch.seed must be a non-negative integer, found '\(text)'") }
                     config.prefetch.seed = v
+                case "eviction":
+                    guard let v = CacheEviction(rawValue: text) else { throw fail(value, "prefetch.eviction must be lru or arc, found '\(text)'") }
+                    config.prefetch.eviction = v
+                case "buffer":
+                    guard let v = Double(text) else { throw fail(value, "prefetch.buffer must be a number, found '\(text)'") }
+                    config.prefetch.bufferShare = v
                 default:
                     let hint = closestMatch(key, among: prefetchKeys).map { " Did you mean 'prefetch.\($0)'?" } ?? ""
                     throw fail(keyNode, "unknown key 'prefetch.\(key)'.\(hint) Known keys: \(prefetchKeys.joined(separator: ", "))")

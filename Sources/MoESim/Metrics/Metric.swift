@@ -2,8 +2,10 @@
 public enum Metric: String, CaseIterable, Sendable {
     case trace, model, hardware, policy
     case cacheScope = "cache_scope"
+    case eviction
     case lookahead
     case predAccuracy = "pred_accuracy"
+    case prefetchBuffer = "prefetch_buffer"
     case budgetBytes = "budget_bytes"
     case budgetExperts = "budget_experts"
     case tokens, steps, accesses, hits, misses
@@ -40,6 +42,8 @@ public enum Metric: String, CaseIterable, Sendable {
         case .hardware: r.spec.hardware.name
         case .policy: r.spec.policy.rawValue
         case .cacheScope: r.spec.policy.supportsPerLayerScope ? r.spec.scope.rawValue : CacheScope.global.rawValue
+        case .eviction: r.spec.policy.eviction(r.spec.prefetch)
+        case .prefetchBuffer: r.spec.policy.prefetches ? format(r.spec.prefetch.bufferShare) : ""
         case .lookahead: r.spec.policy.prefetches ? "\(r.spec.policy.usesLookahead ? r.spec.prefetch.lookahead : 1)" : ""
         case .predAccuracy: r.counters.predictorSource == "modelled" ? format(r.spec.prefetch.accuracy) : ""
         case .budgetBytes: "\(r.budgetBytes)"

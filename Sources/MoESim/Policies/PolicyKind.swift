@@ -3,6 +3,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     case onDemand = "on-demand"
     case lru
     case fifo
+    case arc
     case belady
     case allResident = "all-resident"
     case prefetchAll = "prefetch-all"
@@ -17,13 +18,14 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         case .onDemand: "no cache across layers; load on the gate, compute after all copies land (MoE-OnDemand)"
         case .lru: "cache with least-recently-used eviction, demand loads only (mixtral-offloading)"
         case .fifo: "cache with first-in-first-out eviction, demand loads only"
+        case .arc: "cache with adaptive replacement (ARC: recency and frequency), demand loads only"
         case .belady: "optimal offline eviction: evict the expert used farthest in the future (Belady 1966)"
         case .allResident: "every expert on the GPU: the compute-only lower bound"
-        case .prefetchAll: "LRU cache + copy every expert of layer l+1 during layer l (MoE-Prefetch)"
-        case .pregated: "LRU cache + exact prefetch of layer l+1's experts at layer l's gate (Pre-gated MoE)"
-        case .crossLayerGate: "LRU cache + prefetch of layer l+1's experts predicted from layer l's input (Fate)"
-        case .affinity: "LRU cache + prefetch by online layer-to-layer co-activation counts (ExFlow / MoE-Infinity)"
-        case .oraclePrefetch: "LRU cache + perfect prefetch of the next `lookahead` layers: the bound for prediction"
+        case .prefetchAll: "cache + copy every expert of layer l+1 during layer l (MoE-Prefetch)"
+        case .pregated: "cache + exact prefetch of layer l+1's experts at layer l's gate (Pre-gated MoE)"
+        case .crossLayerGate: "cache + prefetch of layer l+1's experts predicted from layer l's input (Fate)"
+        case .affinity: "cache + prefetch by online layer-to-layer co-activation counts (ExFlow / MoE-Infinity)"
+        case .oraclePrefetch: "cache + perfect prefetch of the next `lookahead` layers: the bound for prediction"
         }
     }
 
@@ -32,6 +34,18 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .onDemand, .belady, .allResident: false
         default: true
+        }
+    }
+
+    /// The eviction rule the strategy's cache uses, for the `eviction` column.
+    public func eviction(_ options: PrefetchOptions) -> String {
+        switch self {
+        case .onDemand, .allResident: "none"
+        case .lru: "lru"
+        case .fifo: "fifo"
+        case .arc: "arc"
+        case .belady: "belady"
+        default: options.eviction.rawValue
         }
     }
 
@@ -55,6 +69,12 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     }
 }
 
+/// The eviction rule of the prefetching strategies' cache (`lru` by default; Fate uses ARC).
+public enum CacheEviction: String, CaseIterable, Sendable, Codable {
+    case lru
+    case arc
+}
+
 /// Settings of the prefetching strategies.
 public struct PrefetchOptions: Sendable, Equatable {
     /// Layers ahead that `oracle-prefetch` sees (the others look one layer ahead).
@@ -63,9 +83,15 @@ public struct PrefetchOptions: Sendable, Equatable {
     public var accuracy = 0.97
     /// Seed of the modelled predictor.
     public var seed: UInt64 = 1
+    /// The most of the budget that prefetched experts not yet used may hold (1 = no limit): the rest is the cache's.
+    public var bufferShare = 1.0
+    /// The cache's eviction rule.
+    public var eviction = CacheEviction.lru
 
-    public init(lookahead: Int = 1, accuracy: Double = 0.97, seed: UInt64 = 1) {
+    public init(lookahead: Int = 1, accuracy: Double = 0.97, seed: UInt64 = 1, bufferShare: Double = 1,
+                eviction: CacheEviction = .lru) {
         self.lookahead = lookahead; self.accuracy = accuracy; self.seed = seed
+        self.bufferShare = bufferShare; self.eviction = eviction
     }
 
     public func validate() throws {
@@ -73,11 +99,17 @@ public struct PrefetchOptions: Sendable, Equatable {
         if !(accuracy >= 0 && accuracy <= 1) {
             throw ConfigError.invalidValue(field: "accuracy", value: "\(accuracy)", expected: "a probability in [0, 1]")
         }
+        if !(bufferShare > 0 && bufferShare <= 1) {
+            throw ConfigError.invalidValue(field: "buffer", value: "\(bufferShare)", expected: "a share in (0, 1]")
+        }
     }
 }
 
-/// Whether one cache spans all layers or each layer gets `budget / layers` of its own.
+/// How the budget is split: one cache for all layers, an equal share per layer, or per-layer shares that favour
+/// shallow layers (Fate): each layer first gets room for its largest working set, the rest goes to layer l in
+/// proportion to L − l.
 public enum CacheScope: String, CaseIterable, Sendable, Codable {
     case global
     case perLayer = "per-layer"
+    case shallowFavoring = "shallow-favoring"
 }

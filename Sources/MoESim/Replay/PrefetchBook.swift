@@ -37,6 +37,9 @@ final class PrefetchBook {
     private let predictedInStep: UnsafeMutablePointer<Int32>
     private let experts: Int
     private(set) var counters = PrefetchCounters()
+    /// Bytes held by prefetches not yet settled (queued or awaiting use): capped by the prefetch buffer.
+    private(set) var heldBytes = 0
+    let bytesPerCopy: Int
     private let predictedPerLayer: UnsafeMutablePointer<Int>
     private let layers: Int
     private var stepStamp: Int32 = 0
@@ -46,8 +49,9 @@ final class PrefetchBook {
         set { counters.bytesPrefetch = newValue }
     }
 
-    init(experts: Int, layers: Int) {
+    init(experts: Int, layers: Int, bytesPerCopy: Int) {
         self.experts = experts
+        self.bytesPerCopy = bytesPerCopy
         state = .allocate(capacity: experts); state.initialize(repeating: 0, count: experts)
         landTime = .allocate(capacity: experts); landTime.initialize(repeating: 0, count: experts)
         issuedAt = .allocate(capacity: experts); issuedAt.initialize(repeating: 0, count: experts)
@@ -88,6 +92,7 @@ final class PrefetchBook {
         state[Int(e)] = PrefetchBook.queued
         issuedAt[Int(e)] = time
         counters.issued += 1
+        heldBytes += bytesPerCopy
     }
 
     /// Settles a prefetched expert that a gate asks for at `time`. Returns -1 if it had landed (a hit), its landing
@@ -95,6 +100,7 @@ final class PrefetchBook {
     func settleAccess(_ e: Int32, at time: Int64) -> Int64 {
         let s = state[Int(e)]
         state[Int(e)] = PrefetchBook.none
+        heldBytes -= bytesPerCopy
         if s == PrefetchBook.queued {
             counters.late += 1
             return PrefetchBook.promote
@@ -115,6 +121,7 @@ final class PrefetchBook {
         default: return
         }
         state[Int(e)] = PrefetchBook.none
+        heldBytes -= bytesPerCopy
     }
 
     /// Cancels the copies in `pending` for `layer` still queued once it has ended, appending them to `cancelled` so
@@ -124,6 +131,7 @@ final class PrefetchBook {
         pending.forEach { e in
             guard state[Int(e)] == PrefetchBook.queued && Int(e) / perLayer == layer else { return }
             state[Int(e)] = PrefetchBook.none
+            heldBytes -= bytesPerCopy
             counters.cancelled += 1
             cancelled.append(e)
         }
@@ -133,6 +141,7 @@ final class PrefetchBook {
     func finish(bytes: Int) {
         for e in 0..<experts where state[e] == PrefetchBook.awaitingUse {
             state[e] = PrefetchBook.none
+            heldBytes -= bytesPerCopy
             counters.wasted += 1
             counters.bytesWasted += bytes
         }

@@ -24,7 +24,12 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     private let prefetch: PrefetchBook
     private var epoch: Int32 = 0
 
-    public init(plan: StepPlan, cost: CostModel, policy: Policy, predictor: Predictor, memory: ExpertMemory, sink: Sink) {
+    /// Bytes that prefetched experts not yet used may hold at once.
+    private let prefetchBufferBytes: Int
+
+    public init(plan: StepPlan, cost: CostModel, policy: Policy, predictor: Predictor, memory: ExpertMemory, sink: Sink,
+                prefetchBufferBytes: Int = .max) {
+        self.prefetchBufferBytes = prefetchBufferBytes
         self.plan = plan
         self.cost = cost
         self.policy = policy
@@ -35,7 +40,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         let flat = plan.layers * plan.experts
         pinStamps = .allocate(capacity: flat)
         pinStamps.initialize(repeating: 0, count: flat)
-        prefetch = PrefetchBook(experts: flat, layers: plan.layers)
+        prefetch = PrefetchBook(experts: flat, layers: plan.layers, bytesPerCopy: cost.expertBytes)
     }
 
     deinit { pinStamps.deallocate() }
@@ -189,7 +194,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                         for e in proposals { pinStamps[Int(e)] = epoch }
                         for e in proposals {
                             book.notePrediction(e, layers: L, experts: E)
-                            if memory.isResident(e) { continue }
+                            if memory.isResident(e) || book.heldBytes + expertBytes > prefetchBufferBytes { continue }
                             guard makeRoom(memory.partition(of: e), pins, at: gate, demand: false) else { continue }
                             memory.admit(e, bytes: expertBytes)
                             policy.didInsert(e, at: first)

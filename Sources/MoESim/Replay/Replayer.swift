@@ -36,7 +36,9 @@ public enum Replayer {
         let memory = ExpertMemory(experts: flat, partitionOf: layout.partitionOf, capacities: layout.capacities)
         try spec.prefetch.validate()
         func replay<P: CachePolicy, F: PrefetchPredictor>(_ policy: P, _ predictor: F = NoPrefetch()) -> ReplayCounters {
-            let engine = ReplayEngine(plan: plan, cost: cost, policy: policy, predictor: predictor, memory: memory, sink: sink)
+            let buffer = spec.prefetch.bufferShare >= 1 ? Int.max : Int(Double(layout.budgetBytes) * spec.prefetch.bufferShare)
+            let engine = ReplayEngine(plan: plan, cost: cost, policy: policy, predictor: predictor, memory: memory, sink: sink,
+                                      prefetchBufferBytes: buffer)
             let counters = engine.run()
             sink = engine.sink
             return counters
@@ -45,20 +47,33 @@ public enum Replayer {
             LRUPolicy(experts: flat, partitionOf: layout.partitionOf, partitions: layout.capacities.count,
                       touchesOnAccess: touchesOnAccess)
         }
+        func arc() -> ARCPolicy {
+            ARCPolicy(experts: flat, partitionOf: layout.partitionOf,
+                      capacities: layout.capacities.map { $0 / spec.model.expertBytes })
+        }
+        /// A prefetching strategy: its predictor over the cache its options choose.
+        func prefetching<F: PrefetchPredictor>(_ predictor: F) -> ReplayCounters {
+            switch spec.prefetch.eviction {
+            case .lru: replay(lru(), predictor)
+            case .arc: replay(arc(), predictor)
+            }
+        }
         let counters: ReplayCounters
         switch spec.policy {
         case .onDemand: counters = replay(OnDemandPolicy())
         case .allResident: counters = replay(AllResidentPolicy())
         case .lru: counters = replay(lru())
         case .fifo: counters = replay(lru(touchesOnAccess: false))
+        case .arc: counters = replay(arc())
         case .belady: counters = replay(BeladyPolicy(experts: flat, future: FutureIndex(plan)))
-        case .prefetchAll: counters = replay(lru(), AllNextLayerPredictor(layers: plan.layers, experts: plan.experts))
-        case .pregated: counters = replay(lru(), ExactPredictor(plan: plan, lookahead: 1))
-        case .oraclePrefetch: counters = replay(lru(), ExactPredictor(plan: plan, lookahead: spec.prefetch.lookahead, source: "oracle"))
-        case .affinity: counters = replay(lru(), AffinityPredictor(layers: plan.layers, experts: plan.experts))
+        case .prefetchAll: counters = prefetching(AllNextLayerPredictor(layers: plan.layers, experts: plan.experts))
+        case .pregated: counters = prefetching(ExactPredictor(plan: plan, lookahead: 1))
+        case .oraclePrefetch:
+            counters = prefetching(ExactPredictor(plan: plan, lookahead: min(spec.prefetch.lookahead, plan.layers - 1), source: "oracle"))
+        case .affinity: counters = prefetching(AffinityPredictor(layers: plan.layers, experts: plan.experts))
         case .crossLayerGate:
-            if plan.hasPredictions { counters = replay(lru(), RecordedPredictor(plan: plan)) }
-            else { counters = replay(lru(), ModelledCrossLayerPredictor(plan: plan, accuracy: spec.prefetch.accuracy, seed: spec.prefetch.seed)) }
+            if plan.hasPredictions { counters = prefetching(RecordedPredictor(plan: plan)) }
+            else { counters = prefetching(ModelledCrossLayerPredictor(plan: plan, accuracy: spec.prefetch.accuracy, seed: spec.prefetch.seed)) }
         }
         return ReplayResult(traceName: traceName, spec: spec, budgetBytes: layout.budgetBytes, plan: plan, counters: counters)
     }
@@ -102,6 +117,21 @@ struct BudgetLayout {
             }
             partitionOf = (0..<flat).map { Int32($0 / plan.experts) }
             capacities = Array(repeating: share, count: plan.layers)
+        } else if spec.scope == .shallowFavoring && spec.policy.supportsPerLayerScope {
+            let floor = largest.map { $0 * expertBytes }
+            let needed = floor.reduce(0, +)
+            if needed > budgetBytes {
+                throw ConfigError.budgetTooSmall(budgetBytes: budgetBytes, neededBytes: needed,
+                                                 where: "shallow-favoring cache: every layer needs room for its largest working set")
+            }
+            // Whole experts of the remainder go to layer l in proportion to L - l (largest remainders first).
+            let L = plan.layers, spare = (budgetBytes - needed) / expertBytes
+            let weights = (0..<L).map { Double(L - $0) }, total = weights.reduce(0, +)
+            var extra = weights.map { Int(Double(spare) * $0 / total) }
+            let order = (0..<L).sorted { Double(spare) * weights[$0] / total - Double(extra[$0]) > Double(spare) * weights[$1] / total - Double(extra[$1]) }
+            for l in order.prefix(spare - extra.reduce(0, +)) { extra[l] += 1 }
+            partitionOf = (0..<flat).map { Int32($0 / plan.experts) }
+            capacities = (0..<L).map { floor[$0] + extra[$0] * expertBytes }
         } else {
             let n = largest.max() ?? 0
             if n * expertBytes > budgetBytes {
