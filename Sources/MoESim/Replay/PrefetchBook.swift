@@ -41,6 +41,8 @@ final class PrefetchBook {
     private(set) var heldBytes = 0
     let bytesPerCopy: Int
     private let predictedPerLayer: UnsafeMutablePointer<Int>
+    /// The layer of each flat id (a lookup instead of a division in the per-proposal path).
+    private let layerOf: UnsafeMutablePointer<Int32>
     private let layers: Int
     private var stepStamp: Int32 = 0
 
@@ -58,11 +60,14 @@ final class PrefetchBook {
         predictedInStep = .allocate(capacity: experts); predictedInStep.initialize(repeating: 0, count: experts)
         self.layers = layers
         predictedPerLayer = .allocate(capacity: layers); predictedPerLayer.initialize(repeating: 0, count: layers)
+        layerOf = .allocate(capacity: experts)
+        let perLayer = experts / max(1, layers)
+        for e in 0..<experts { layerOf[e] = Int32(e / max(1, perLayer)) }
     }
 
     deinit {
         state.deallocate(); landTime.deallocate(); issuedAt.deallocate(); predictedInStep.deallocate()
-        predictedPerLayer.deallocate()
+        predictedPerLayer.deallocate(); layerOf.deallocate()
     }
 
     func startStep() {
@@ -71,10 +76,10 @@ final class PrefetchBook {
     }
 
     /// Counts a proposal for prediction quality (each expert once per step).
-    func notePrediction(_ e: Int32, layers: Int, experts perLayer: Int) {
+    func notePrediction(_ e: Int32) {
         guard predictedInStep[Int(e)] != stepStamp else { return }
         predictedInStep[Int(e)] = stepStamp
-        predictedPerLayer[Int(e) / perLayer] += 1
+        predictedPerLayer[Int(layerOf[Int(e)])] += 1
     }
 
     /// At a layer's gate: how many of its experts were predicted this step.
@@ -126,10 +131,10 @@ final class PrefetchBook {
 
     /// Cancels the copies in `pending` for `layer` still queued once it has ended, appending them to `cancelled` so
     /// the caller frees their memory. Entries already started, promoted or cancelled are dropped from the front.
-    func cancelQueued(layer: Int, experts perLayer: Int, pending: inout PendingCopies, into cancelled: inout [Int32]) {
+    func cancelQueued(layer: Int, pending: inout PendingCopies, into cancelled: inout [Int32]) {
         while let e = pending.first, state[Int(e)] != PrefetchBook.queued { pending.removeFirst() }
         pending.forEach { e in
-            guard state[Int(e)] == PrefetchBook.queued && Int(e) / perLayer == layer else { return }
+            guard state[Int(e)] == PrefetchBook.queued && Int(layerOf[Int(e)]) == layer else { return }
             state[Int(e)] = PrefetchBook.none
             heldBytes -= bytesPerCopy
             counters.cancelled += 1

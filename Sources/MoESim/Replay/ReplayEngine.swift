@@ -71,44 +71,6 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
             }
         }
 
-        /// Frees room for an expert in `partition`: evicts the policy's victims, settling their prefetch accounts.
-        /// A demand copy that finds every candidate pinned or still arriving may evict a prefetch in flight: the
-        /// link serves copies in order, so that one lands before the demand copy starts.
-        @inline(__always) func makeRoom(_ partition: Int, _ pins: PinSet, at time: Int64, demand: Bool) -> Bool {
-            while !memory.fits(expertBytes, in: partition) {
-                var found = policy.victim(in: partition, pinned: pins)
-                if Predictor.isEnabled && found == nil && demand {
-                    found = policy.victim(in: partition, pinned: PinSet(stamps: pins.stamps, epoch: pins.epoch,
-                                                                         landTime: pins.landTime, now: .max))
-                }
-                guard let victim = found else { return false }
-                memory.release(victim, bytes: expertBytes)
-                policy.didEvict(victim)
-                if Predictor.isEnabled { book.settleEviction(victim, bytes: expertBytes) }
-                if Sink.isEnabled { sink.record(.evict(expert: Int(victim)), at: time) }
-            }
-            return true
-        }
-
-        /// Starts, in order, the queued prefetch copies that the link reaches before `time` (demand copies at
-        /// `time` go ahead of the rest).
-        @inline(__always) func startPrefetches(before time: Int64) {
-            while let e = pending.first {
-                guard book.state[Int(e)] == PrefetchBook.queued else { pending.removeFirst(); continue }
-                let issued = book.issuedAt[Int(e)]
-                if link.earliestStart(after: issued) >= time { break }
-                pending.removeFirst()
-                let copy = link.enqueue(duration: copyTime, earliest: issued)
-                book.state[Int(e)] = PrefetchBook.awaitingUse
-                book.landTime[Int(e)] = copy.end
-                book.bytesPrefetch += expertBytes
-                if Sink.isEnabled {
-                    sink.record(.copyStart(expert: Int(e)), at: copy.start)
-                    sink.record(.copyEnd(expert: Int(e)), at: copy.end)
-                }
-            }
-        }
-
         plan.accessExpert.withUnsafeBufferPointer { accessExpert in
         plan.accessTokens.withUnsafeBufferPointer { accessTokens in
         plan.layerStart.withUnsafeBufferPointer { layerStart in
@@ -126,7 +88,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                         sink.record(.gate(step: s, layer: l), at: gate)
                     }
                     if Predictor.isEnabled {
-                        startPrefetches(before: gate)
+                        startPrefetches(before: gate, &pending, &link, &sink)
                         book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: accessExpert[first..<last]))
                     }
                     var gpu = gate
@@ -163,7 +125,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                                 continue
                             }
                         } else {
-                            guard makeRoom(memory.partition(of: e), pins, at: gate, demand: true) else {
+                            guard makeRoom(memory.partition(of: e), pins, at: gate, demand: true, &policy, &sink) else {
                                 preconditionFailure("budget below the layer working set passed validation")
                             }
                             memory.admit(e, bytes: expertBytes)
@@ -193,9 +155,9 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                         // predicted expert that is already resident.
                         for e in proposals { pinStamps[Int(e)] = epoch }
                         for e in proposals {
-                            book.notePrediction(e, layers: L, experts: E)
+                            book.notePrediction(e)
                             if memory.isResident(e) || book.heldBytes + expertBytes > prefetchBufferBytes { continue }
-                            guard makeRoom(memory.partition(of: e), pins, at: gate, demand: false) else { continue }
+                            guard makeRoom(memory.partition(of: e), pins, at: gate, demand: false, &policy, &sink) else { continue }
                             memory.admit(e, bytes: expertBytes)
                             policy.didInsert(e, at: first)
                             book.queue(e, at: gate)
@@ -226,9 +188,9 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                         }
                     }
                     if Predictor.isEnabled && !pending.isEmpty {
-                        startPrefetches(before: gpu)
+                        startPrefetches(before: gpu, &pending, &link, &sink)
                         cancelled.removeAll(keepingCapacity: true)
-                        book.cancelQueued(layer: l, experts: E, pending: &pending, into: &cancelled)
+                        book.cancelQueued(layer: l, pending: &pending, into: &cancelled)
                         for e in cancelled {
                             memory.release(e, bytes: expertBytes)
                             policy.didEvict(e)
@@ -254,6 +216,50 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         c.linkBusyNanoseconds = link.busyNanoseconds / Int64(link.engines)
         c.peakExpertBytes = memory.peakUsed
         return c
+    }
+
+    /// Frees room for an expert in `partition`: evicts the policy's victims, settling their prefetch accounts.
+    /// A demand copy that finds every candidate pinned or still arriving may evict a prefetch in flight: the link
+    /// serves copies in order, so that one lands before the demand copy starts.
+    /// (A method with explicit `inout` state rather than a nested function: captured locals would be boxed.)
+    @inline(__always)
+    private func makeRoom(_ partition: Int, _ pins: PinSet, at time: Int64, demand: Bool,
+                          _ policy: inout Policy, _ sink: inout Sink) -> Bool {
+        let bytes = cost.expertBytes
+        while !memory.fits(bytes, in: partition) {
+            var found = policy.victim(in: partition, pinned: pins)
+            if Predictor.isEnabled && found == nil && demand {
+                found = policy.victim(in: partition, pinned: PinSet(stamps: pins.stamps, epoch: pins.epoch,
+                                                                     landTime: pins.landTime, now: .max))
+            }
+            guard let victim = found else { return false }
+            memory.release(victim, bytes: bytes)
+            policy.didEvict(victim)
+            if Predictor.isEnabled { prefetch.settleEviction(victim, bytes: bytes) }
+            if Sink.isEnabled { sink.record(.evict(expert: Int(victim)), at: time) }
+        }
+        return true
+    }
+
+    /// Starts, in order, the queued prefetch copies that the link reaches before `time` (demand copies at `time`
+    /// go ahead of the rest).
+    @inline(__always)
+    private func startPrefetches(before time: Int64, _ pending: inout PendingCopies, _ link: inout Link, _ sink: inout Sink) {
+        let book = prefetch
+        while let e = pending.first {
+            guard book.state[Int(e)] == PrefetchBook.queued else { pending.removeFirst(); continue }
+            let issued = book.issuedAt[Int(e)]
+            if link.earliestStart(after: issued) >= time { break }
+            pending.removeFirst()
+            let copy = link.enqueue(duration: cost.expertCopy, earliest: issued)
+            book.state[Int(e)] = PrefetchBook.awaitingUse
+            book.landTime[Int(e)] = copy.end
+            book.bytesPrefetch += cost.expertBytes
+            if Sink.isEnabled {
+                sink.record(.copyStart(expert: Int(e)), at: copy.start)
+                sink.record(.copyEnd(expert: Int(e)), at: copy.end)
+            }
+        }
     }
 }
 
