@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import MoESim
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -41,11 +44,13 @@ struct Bench: ParsableCommand {
             ("256x32-top8", large, accesses / (32 * 8), .share(0.25)),
             ("mixtral", mixtral, accesses / (32 * 2), .share(0.25)),
         ]
+        var largeTrace: RoutingTrace?
         for w in workloads {
             var spec = SyntheticTraceSpec(tokens: w.tokens, seed: 42)
             spec.sequences = 8
             spec.prefillTokens = 0
             let trace = try SyntheticTraceGenerator(model: w.model, spec: spec).makeTrace(name: "bench-\(w.label)")
+            if largeTrace == nil { largeTrace = trace }
             let plan = StepPlan(trace)
             for policy in PolicyKind.allCases {
                 let name = "\(policy.rawValue)-\(w.label)"
@@ -65,6 +70,8 @@ struct Bench: ParsableCommand {
                 printRow(rows.last!, note: "\(plan.accesses) accesses, hit rate \(String(format: "%.3f", hitRate))")
             }
         }
+        if let trace = largeTrace { rows += try readingCases(trace) }
+        printMemory(largeTrace)
         if let csv {
             let table = rows.map { r -> [String] in
                 let s = r.values.sorted()
@@ -75,14 +82,57 @@ struct Bench: ParsableCommand {
         }
     }
 
+    /// Loading the large trace from each format: file MB/s and routed ids per second.
+    func readingCases(_ trace: RoutingTrace) throws -> [Row] {
+        let dir = NSTemporaryDirectory() + "moesim-bench-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var rows: [Row] = []
+        for format in ["jsonl", "jsonl.gz", "moet"] {
+            let name = "read-\(format.replacingOccurrences(of: ".", with: "-"))-256x32-top8"
+            if let filter, !name.contains(filter) { continue }
+            let path = "\(dir)/trace.\(format)"
+            try trace.write(to: path)
+            let size = Double((try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+            var mbps: [Double] = [], rates: [Double] = []
+            for _ in 0..<runs {
+                let clock = ContinuousClock()
+                var loaded: RoutingTrace?
+                let elapsed = try clock.measure { loaded = try RoutingTrace.load(path) }
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+                mbps.append(size / 1e6 / seconds)
+                rates.append(Double(loaded?.recordedRoutings ?? 0) / seconds)
+            }
+            rows.append(Row(name: name, metric: "read_mb_per_s", values: mbps, unit: "MB/s"))
+            printRow(rows.last!, note: String(format: "%.1f MB file", size / 1e6), scale: 1)
+            rows.append(Row(name: name, metric: "read_routings_per_s", values: rates, unit: "routings/s"))
+            printRow(rows.last!, note: "\(trace.recordedRoutings) routed ids")
+        }
+        return rows
+    }
+
+    /// The process's peak resident memory, beside the sizes of what a replay holds.
+    func printMemory(_ trace: RoutingTrace?) {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        guard let trace else { return }
+        let traceBytes = trace.experts.count * 2 + trace.weights.count * 4 + trace.tokenCount * 9
+        let accesses = trace.tokenCount * trace.header.layers * trace.header.topK
+        print("memory: peak RSS \(formatBytes(usage.ru_maxrss * 1024)) for the whole bench; the 256x32 trace holds "
+              + "\(formatBytes(traceBytes)) in memory, its step plan \(formatBytes(accesses * 8)), Belady's future index "
+              + "\(formatBytes(accesses * 4))")
+    }
+
     func median(_ sorted: [Double]) -> Double {
         sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 
-    func printRow(_ r: Row, note: String) {
+    /// One line per case: median (min, max), in millions unless `scale` says otherwise.
+    func printRow(_ r: Row, note: String, scale: Double = 1e6) {
         let s = r.values.sorted()
-        let name = r.name.padding(toLength: 26, withPad: " ", startingAt: 0)
-        print("\(name) \(String(format: "%7.2f", median(s) / 1e6)) M \(r.unit) median of \(s.count) "
-              + "(min \(String(format: "%.2f", s.first! / 1e6)), max \(String(format: "%.2f", s.last! / 1e6)))  \(note)")
+        let name = r.name.padding(toLength: 30, withPad: " ", startingAt: 0)
+        let prefix = scale == 1e6 ? " M" : ""
+        print("\(name) \(String(format: "%8.2f", median(s) / scale))\(prefix) \(r.unit) median of \(s.count) "
+              + "(min \(String(format: "%.2f", s.first! / scale)), max \(String(format: "%.2f", s.last! / scale)))  \(note)")
     }
 }

@@ -137,3 +137,66 @@ import Testing
         #expect(Set(decode.seq).count == 4)
     }
 }
+
+@Suite struct BinaryTraceTests {
+    static func sample() throws -> RoutingTrace {
+        try SyntheticTraceGenerator(model: tinyModel(layers: 3, experts: 16, topK: 4), spec: SyntheticTraceSpec(tokens: 200, seed: 3))
+            .makeTrace(name: "t")
+    }
+
+    @Test func binaryRoundTripsEveryColumn() throws {
+        let original = try Self.sample()
+        let path = temporaryDirectory() + "/t.moet"
+        try original.write(to: path)
+        let read = try RoutingTrace.load(path)
+        #expect(read.experts == original.experts && read.weights == original.weights)
+        #expect(read.seq == original.seq && read.pos == original.pos && read.phase == original.phase)
+        #expect(read.header.layers == 3 && read.header.topK == 4 && read.header.model == original.header.model)
+        #expect(read.missingCells == original.missingCells)
+        // Through JSON and back: the same routing; a second trip gives the same bytes (weights are rounded once).
+        let dir = temporaryDirectory()
+        try read.write(to: dir + "/1.jsonl")
+        try RoutingTrace.load(dir + "/1.jsonl").write(to: dir + "/2.moet")
+        try RoutingTrace.load(dir + "/2.moet").write(to: dir + "/3.jsonl")
+        try RoutingTrace.load(dir + "/3.jsonl").write(to: dir + "/4.moet")
+        #expect(try RoutingTrace.load(dir + "/2.moet").experts == original.experts)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/2.moet")) == Data(contentsOf: URL(fileURLWithPath: dir + "/4.moet")))
+    }
+
+    @Test func nullCellsSurviveTheBinaryFormat() throws {
+        let trace = makeTrace([[[0, 1], nil], [nil, [2, 3]]], experts: 4, topK: 2)
+        let path = temporaryDirectory() + "/n.moet"
+        try trace.write(to: path)
+        let read = try RoutingTrace.load(path)
+        #expect(read.missingCells == 2 && read.expertIDs(token: 0, layer: 1) == nil)
+    }
+
+    @Test func badBinaryFilesAreNamed() throws {
+        let path = temporaryDirectory() + "/t.moet"
+        try Self.sample().write(to: path)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        func expectError(_ data: Data, _ fragment: String) throws {
+            let p = temporaryDirectory() + "/bad.moet"
+            try data.write(to: URL(fileURLWithPath: p))
+            #expect { try RoutingTrace.load(p) } throws: { "\($0)".hasPrefix(p) && "\($0)".contains(fragment) }
+        }
+        try expectError(Data("NOTATRACE".utf8) + bytes.dropFirst(9), "bad magic")
+        try expectError(bytes.prefix(bytes.count - 10), "truncated")
+        try expectError(bytes + Data([1, 2, 3]), "unexpected bytes")
+        // The first expert id of token 0 sits after the header, seq, pos and phase columns.
+        let jsonCount = Int(bytes[36]) | Int(bytes[37]) << 8
+        let firstID = 40 + jsonCount + 200 * 9
+        var corrupt = bytes
+        corrupt[firstID] = 99
+        try expectError(corrupt, "expert id 99 out of range 0..<16")
+    }
+
+    @Test func recordedPredictionsAreRefusedByTheBinaryWriter() throws {
+        let path = writeTemporary("""
+            {"format":"moe-routing-trace","version":1,"model":"t","layers":1,"experts":4,"top_k":1}
+            {"seq":0,"pos":0,"phase":"decode","experts":[[0]],"pred":[[1]]}
+            """)
+        let trace = try RoutingTrace.load(path)
+        #expect { try trace.write(to: temporaryDirectory() + "/p.moet") } throws: { "\($0)".contains("does not hold recorded predictions") }
+    }
+}

@@ -24,6 +24,15 @@ public struct RoutingTrace: Sendable {
         self.name = name
     }
 
+    /// A trace from whole columns (the binary reader); the caller has checked them.
+    init(header: TraceHeader, name: String, seq: [Int32], pos: [Int32], phase: [Phase], experts: [UInt16], weights: [Float]) {
+        self.header = header
+        self.name = name
+        self.seq = seq; self.pos = pos; self.phase = phase; self.experts = experts; self.weights = weights
+        let k = header.topK
+        missingCells = stride(from: 0, to: experts.count, by: k).reduce(0) { $0 + (experts[$1] == TokenRecord.missing ? 1 : 0) }
+    }
+
     public var tokenCount: Int { seq.count }
     public var hasWeights: Bool { !weights.isEmpty }
     /// Routed (token, layer, slot) entries that are recorded.
@@ -69,9 +78,10 @@ public struct RoutingTrace: Sendable {
         return experts[base] == TokenRecord.missing ? nil : experts[base..<base + header.topK]
     }
 
-    /// Reads a whole `.jsonl` or `.jsonl.gz` trace, validating every line.
+    /// Reads a whole `.jsonl`, `.jsonl.gz` or binary `.moet` trace, validating every line or record.
     /// - Throws: `TraceError` naming the file, line and field.
     public static func load(_ path: String) throws -> RoutingTrace {
+        if BinaryTrace.isBinary(path) { return try BinaryTrace.read(path) }
         let reader = try TraceReader(path: path)
         var trace = RoutingTrace(header: reader.header, name: traceName(path))
         var record = TokenRecord(layers: reader.header.layers, topK: reader.header.topK)
@@ -79,10 +89,39 @@ public struct RoutingTrace: Sendable {
         return trace
     }
 
+    /// Fills `record` with token `t` (the inverse of `append`).
+    public func record(_ t: Int, into record: inout TokenRecord) {
+        let cells = header.layers * header.topK
+        record.seq = Int(seq[t]); record.pos = Int(pos[t]); record.phase = phase[t]
+        for i in 0..<cells { record.experts[i] = experts[t * cells + i] }
+        record.hasWeights = hasWeights
+        if hasWeights { for i in 0..<cells { record.weights[i] = weights[t * cells + i] } }
+        record.hasPredictions = hasPredictions
+        if hasPredictions {
+            record.predicted.removeAll(keepingCapacity: true)
+            for l in 0..<header.layers {
+                record.predicted.append(contentsOf: predictedIDs(token: t, layer: l))
+                record.predictedStart[l + 1] = Int32(record.predicted.count)
+            }
+        }
+    }
+
+    /// Writes the trace as `.jsonl`, `.jsonl.gz` or binary `.moet`, by the name's ending; atomically.
+    public func write(to path: String) throws {
+        if BinaryTrace.isBinary(path) { return try BinaryTrace.write(self, to: path) }
+        let writer = try TraceWriter(path: path, header: header)
+        var r = TokenRecord(layers: header.layers, topK: header.topK)
+        for t in 0..<tokenCount {
+            record(t, into: &r)
+            try writer.append(r)
+        }
+        try writer.finish()
+    }
+
     /// The file name without directories and trace extensions: the `trace` column of reports.
     public static func traceName(_ path: String) -> String {
         var name = path.split(separator: "/").last.map(String.init) ?? path
-        for suffix in [".gz", ".jsonl"] where name.hasSuffix(suffix) { name.removeLast(suffix.count) }
+        for suffix in [".gz", ".jsonl", ".moet"] where name.hasSuffix(suffix) { name.removeLast(suffix.count) }
         return name
     }
 }

@@ -1,0 +1,121 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The compact binary trace format (`.moet`): the columns of a `RoutingTrace` laid out as they sit in memory, so
+/// loading is a handful of bulk reads (docs/trace-format.md, "Binary format").
+///
+///     try BinaryTrace.write(trace, to: "t.moet")
+///     let same = try BinaryTrace.read("t.moet")
+///
+/// Layout, little-endian: magic `MOETRACE`, u32 version (1), u32 layers, u32 experts, u32 top_k, u32 flags
+/// (bit 0: weights), u64 tokens, u32 n + n bytes of the JSON header line (provenance), then the columns
+/// seq i32[T], pos i32[T], phase u8[T], experts u16[T·L·K] (0xFFFF in null cells), weights f32[T·L·K] if flagged.
+/// Reading checks what the JSON reader checks: ids in range, no duplicates, whole null cells, phases, order.
+public enum BinaryTrace {
+    static let magic: [UInt8] = Array("MOETRACE".utf8)
+    static let version: UInt32 = 1
+
+    public static func isBinary(_ path: String) -> Bool { path.hasSuffix(".moet") }
+
+    /// Writes `trace` atomically. Recorded predictions (`pred`) are not part of version 1: they are refused.
+    public static func write(_ trace: RoutingTrace, to path: String) throws {
+        if trace.hasPredictions {
+            throw ConfigError.file(path: path, line: nil, message: "the binary format does not hold recorded predictions (pred); keep this trace as .jsonl")
+        }
+        let sink = try AtomicFileSink(path: path)
+        var head: [UInt8] = magic
+        func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { head.append(contentsOf: $0) } }
+        let h = trace.header
+        u32(Int(version)); u32(h.layers); u32(h.experts); u32(h.topK); u32(trace.hasWeights ? 1 : 0)
+        withUnsafeBytes(of: UInt64(trace.tokenCount).littleEndian) { head.append(contentsOf: $0) }
+        let json = Array(h.jsonLine().utf8)
+        u32(json.count)
+        head.append(contentsOf: json)
+        try sink.write(bytes: head)
+        try sink.write(bytes: bytes(of: trace.seq))
+        try sink.write(bytes: bytes(of: trace.pos))
+        try sink.write(bytes: trace.phase.map(\.rawValue))
+        try sink.write(bytes: bytes(of: trace.experts))
+        if trace.hasWeights { try sink.write(bytes: bytes(of: trace.weights)) }
+        try sink.commit()
+    }
+
+    /// Reads and checks a `.moet` file.
+    /// - Throws: `TraceError` naming the file and, for bad content, the token (as `line` = token index + 2, the line
+    ///   it would have in the JSON form).
+    public static func read(_ path: String) throws -> RoutingTrace {
+        guard let file = fopen(path, "rb") else {
+            throw TraceError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { fclose(file) }
+        func fail(_ message: String) -> TraceError { .malformed(path: path, line: 1, field: nil, message: message) }
+        func readExactly(_ count: Int, into pointer: UnsafeMutableRawPointer?) throws {
+            guard count > 0 else { return }
+            if fread(pointer, 1, count, file) != count { throw fail("the file ends early (truncated binary trace)") }
+        }
+        var fixed = [UInt8](repeating: 0, count: 8 + 5 * 4 + 8 + 4)
+        try fixed.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
+        guard Array(fixed[0..<8]) == magic else { throw fail("not a moesim binary trace (bad magic)") }
+        func u32(_ at: Int) -> Int { Int(fixed[at..<at + 4].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }) }
+        let fileVersion = u32(8), layers = u32(12), experts = u32(16), topK = u32(20), flags = u32(24)
+        let tokens = Int(fixed[28..<36].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+        let jsonCount = u32(36)
+        guard fileVersion == Int(version) else { throw fail("version \(fileVersion), this moesim reads version \(version)") }
+        guard layers > 0, experts > 0, experts < Int(UInt16.max), topK > 0, topK <= experts, tokens < 1 << 40,
+              jsonCount < 1 << 24 else { throw fail("implausible shape in the header") }
+        var json = [UInt8](repeating: 0, count: jsonCount)
+        try json.withUnsafeMutableBytes { try readExactly(jsonCount, into: $0.baseAddress) }
+        var header = try json.withUnsafeBufferPointer { try TraceHeader.parse($0, path: path) }
+        header.layers = layers; header.experts = experts; header.topK = topK
+        let cells = tokens * layers * topK
+        var seq = [Int32](repeating: 0, count: tokens), pos = [Int32](repeating: 0, count: tokens)
+        var phaseBytes = [UInt8](repeating: 0, count: tokens)
+        var ids = [UInt16](repeating: 0, count: cells)
+        var weights = [Float](repeating: 0, count: flags & 1 == 1 ? cells : 0)
+        try seq.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
+        try pos.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
+        try phaseBytes.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
+        try ids.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
+        try weights.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
+        #if _endian(big)
+        seq = seq.map { Int32(littleEndian: $0) }; pos = pos.map { Int32(littleEndian: $0) }
+        ids = ids.map { UInt16(littleEndian: $0) }
+        weights = weights.map { Float(bitPattern: UInt32(littleEndian: $0.bitPattern)) }
+        #endif
+        // Check the content as the JSON reader does.
+        var order = SequenceOrder()
+        var phases: [Phase] = []
+        phases.reserveCapacity(tokens)
+        for t in 0..<tokens {
+            func bad(_ field: String, _ message: String) -> TraceError {
+                .malformed(path: path, line: t + 2, field: field, message: "token \(t): \(message)")
+            }
+            guard let phase = Phase(rawValue: phaseBytes[t]) else { throw bad("phase", "unknown phase code \(phaseBytes[t])") }
+            phases.append(phase)
+            for l in 0..<layers {
+                let base = (t * layers + l) * topK
+                let missing = ids[base] == TokenRecord.missing
+                for j in 0..<topK {
+                    let id = ids[base + j]
+                    if (id == TokenRecord.missing) != missing { throw bad("experts", "layer \(l): a cell is either all null or all ids") }
+                    if !missing && Int(id) >= experts { throw bad("experts", "layer \(l): expert id \(id) out of range 0..<\(experts)") }
+                    if !missing && ids[base..<base + j].contains(id) { throw bad("experts", "layer \(l): duplicate expert id \(id)") }
+                }
+            }
+            if let problem = order.admit(seq: Int(seq[t]), pos: Int(pos[t]), phase: phase) { throw bad(problem.field, problem.message) }
+        }
+        if fgetc(file) != EOF { throw fail("unexpected bytes after the last column") }
+        return RoutingTrace(header: header, name: RoutingTrace.traceName(path), seq: seq, pos: pos, phase: phases,
+                            experts: ids, weights: weights)
+    }
+
+    private static func bytes<T>(of array: [T]) -> [UInt8] {
+        #if _endian(big)
+        #error("the binary trace writer assumes a little-endian host")
+        #endif
+        return array.withUnsafeBytes { Array($0) }
+    }
+}
