@@ -48,6 +48,8 @@ import Testing
               stats                   Print a trace's shape, popularity skew, temporal
                                       reuse and inter-layer predictability.
               gen                     Write a seeded synthetic trace for a model preset.
+              convert                 Convert a trace between .jsonl, .jsonl.gz and the
+                                      binary .moet format (by the names' endings).
 
               See 'moesim help trace <subcommand>' for detailed help.
 

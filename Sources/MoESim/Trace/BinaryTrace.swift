@@ -71,41 +71,60 @@ public enum BinaryTrace {
         var header = try json.withUnsafeBufferPointer { try TraceHeader.parse($0, path: path) }
         header.layers = layers; header.experts = experts; header.topK = topK
         let cells = tokens * layers * topK
-        var seq = [Int32](repeating: 0, count: tokens), pos = [Int32](repeating: 0, count: tokens)
-        var phaseBytes = [UInt8](repeating: 0, count: tokens)
-        var ids = [UInt16](repeating: 0, count: cells)
-        var weights = [Float](repeating: 0, count: flags & 1 == 1 ? cells : 0)
-        try seq.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
-        try pos.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
-        try phaseBytes.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
-        try ids.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
-        try weights.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
+        /// A column read straight into uninitialised array storage (no zero-filling first).
+        func column<T>(_ count: Int, of: T.Type) throws -> [T] {
+            try [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+                try readExactly(count * MemoryLayout<T>.stride, into: buffer.baseAddress)
+                initialized = count
+            }
+        }
+        var seq = try column(tokens, of: Int32.self), pos = try column(tokens, of: Int32.self)
+        let phaseBytes = try column(tokens, of: UInt8.self)
+        var ids = try column(cells, of: UInt16.self)
+        var weights = try column(flags & 1 == 1 ? cells : 0, of: Float.self)
         #if _endian(big)
         seq = seq.map { Int32(littleEndian: $0) }; pos = pos.map { Int32(littleEndian: $0) }
         ids = ids.map { UInt16(littleEndian: $0) }
         weights = weights.map { Float(bitPattern: UInt32(littleEndian: $0.bitPattern)) }
         #endif
-        // Check the content as the JSON reader does.
+        // Check the content as the JSON reader does (on raw buffers: this loop bounds the loading speed).
         var order = SequenceOrder()
         var phases: [Phase] = []
         phases.reserveCapacity(tokens)
-        for t in 0..<tokens {
-            func bad(_ field: String, _ message: String) -> TraceError {
-                .malformed(path: path, line: t + 2, field: field, message: "token \(t): \(message)")
-            }
-            guard let phase = Phase(rawValue: phaseBytes[t]) else { throw bad("phase", "unknown phase code \(phaseBytes[t])") }
-            phases.append(phase)
-            for l in 0..<layers {
-                let base = (t * layers + l) * topK
-                let missing = ids[base] == TokenRecord.missing
-                for j in 0..<topK {
-                    let id = ids[base + j]
-                    if (id == TokenRecord.missing) != missing { throw bad("experts", "layer \(l): a cell is either all null or all ids") }
-                    if !missing && Int(id) >= experts { throw bad("experts", "layer \(l): expert id \(id) out of range 0..<\(experts)") }
-                    if !missing && ids[base..<base + j].contains(id) { throw bad("experts", "layer \(l): duplicate expert id \(id)") }
+        let cellsPerToken = layers * topK
+        // The cell that last used each id: an O(k) duplicate check per cell.
+        let seenInCell = UnsafeMutablePointer<Int>.allocate(capacity: experts)
+        seenInCell.initialize(repeating: -1, count: experts)
+        defer { seenInCell.deallocate() }
+        try ids.withUnsafeBufferPointer { ids in
+            for t in 0..<tokens {
+                func bad(_ field: String, _ message: String) -> TraceError {
+                    .malformed(path: path, line: t + 2, field: field, message: "token \(t): \(message)")
+                }
+                guard let phase = Phase(rawValue: phaseBytes[t]) else { throw bad("phase", "unknown phase code \(phaseBytes[t])") }
+                phases.append(phase)
+                if let problem = order.admit(seq: Int(seq[t]), pos: Int(pos[t]), phase: phase) { throw bad(problem.field, problem.message) }
+                var base = t * cellsPerToken
+                for l in 0..<layers {
+                    let first = ids[base]
+                    if first == TokenRecord.missing {
+                        for j in 1..<max(1, topK) where ids[base + j] != TokenRecord.missing {
+                            throw bad("experts", "layer \(l): a cell is either all null or all ids")
+                        }
+                    } else {
+                        for j in 0..<topK {
+                            let id = ids[base + j]
+                            if Int(id) >= experts {
+                                throw bad("experts", id == TokenRecord.missing ? "layer \(l): a cell is either all null or all ids"
+                                                                                : "layer \(l): expert id \(id) out of range 0..<\(experts)")
+                            }
+                            if seenInCell[Int(id)] == base { throw bad("experts", "layer \(l): duplicate expert id \(id)") }
+                            seenInCell[Int(id)] = base
+                        }
+                    }
+                    base += topK
                 }
             }
-            if let problem = order.admit(seq: Int(seq[t]), pos: Int(pos[t]), phase: phase) { throw bad(problem.field, problem.message) }
         }
         if fgetc(file) != EOF { throw fail("unexpected bytes after the last column") }
         return RoutingTrace(header: header, name: RoutingTrace.traceName(path), seq: seq, pos: pos, phase: phases,
