@@ -36,6 +36,18 @@ struct Replay: ParsableCommand {
     @Option(help: "Append the result row to this CSV (created with a header when absent).")
     var out: String?
 
+    @Option(help: "Write the run's first steps as Chrome trace-event JSON (open in Perfetto or chrome://tracing).")
+    var timeline: String?
+
+    @Option(help: "Steps the timeline covers (default 20).")
+    var timelineSteps: Int = 20
+
+    @Option(help: "Write hits, misses and GPU stall per layer to this CSV.")
+    var perLayer: String?
+
+    @Option(help: "Write latency, hits and misses per step (decode token or prefill) to this CSV.")
+    var perToken: String?
+
     func run() throws {
         if scope == .perLayer && !policy.supportsPerLayerScope {
             throw ValidationError("--scope per-layer applies to \(PolicyKind.allCases.filter(\.supportsPerLayerScope).map(\.rawValue).joined(separator: ", ")), not \(policy.rawValue)")
@@ -46,11 +58,43 @@ struct Replay: ParsableCommand {
         try overrides.apply(model: &modelProfile, hardware: &hardwareProfile)
         let spec = ReplaySpec(model: modelProfile, hardware: hardwareProfile, policy: policy, scope: scope,
                               budget: try Budget.parse(budget), prefetch: try prefetch.options(base: PrefetchOptions()))
-        let result = try Replayer.run(plan: StepPlan(routing), traceName: routing.name, spec: spec)
+        let plan = StepPlan(routing)
+        let result = try Replayer.run(plan: plan, traceName: routing.name, spec: spec)
         print(summary(result))
         if let out {
             try CSVFile.append(rows: [Metric.row(result)], header: Metric.header, to: out)
             print("row appended to \(out)")
+        }
+        if timeline != nil || perLayer != nil || perToken != nil {
+            try writeDetails(plan: plan, name: routing.name, spec: spec)
+        }
+    }
+
+    /// Replays again with an event log (the fast replay keeps none) and writes the views asked for.
+    func writeDetails(plan: StepPlan, name: String, spec: ReplaySpec) throws {
+        var log = EventLog(stepLimit: perLayer == nil && perToken == nil ? max(1, timelineSteps) : .max)
+        _ = try Replayer.run(plan: plan, traceName: name, spec: spec, sink: &log)
+        if log.truncated && (perLayer != nil || perToken != nil) {
+            throw ValidationError("--per-layer and --per-token keep every event of the run in memory, and this trace has more than \(log.limit); replay a shorter trace (moesim trace gen, or cut the file) for them")
+        }
+        let events = log.drain()
+        if let perLayer {
+            try CSVFile.write(rows: LayerBreakdown.rows(events, layers: plan.layers, experts: plan.experts),
+                              header: LayerBreakdown.header, to: perLayer)
+            print("wrote \(perLayer)")
+        }
+        if let perToken {
+            try CSVFile.write(rows: StepBreakdown.rows(events, plan: plan), header: StepBreakdown.header, to: perToken)
+            print("wrote \(perToken)")
+        }
+        if let timeline {
+            let window = events.filter { e in
+                if case let .layerStart(s, _) = e.event { return s < timelineSteps }
+                return true
+            }
+            let cutoff = events.first { if case let .layerStart(s, _) = $0.event { s >= timelineSteps } else { false } }?.time
+            try Timeline.write(cutoff.map { c in window.filter { $0.time < c } } ?? window, experts: plan.experts, to: timeline)
+            print("wrote \(timeline) (first \(timelineSteps) steps)")
         }
     }
 

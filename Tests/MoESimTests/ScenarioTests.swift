@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import MoESim
 
@@ -92,5 +93,44 @@ import Testing
         while try reader.next(into: &record) { try writer.append(record) }
         try writer.finish()
         #expect(try RoutingTrace.load(copy).predicted == trace.predicted)
+    }
+}
+
+@Suite struct EventReportTests {
+    @Test(arguments: [PolicyKind.lru, .pregated, .onDemand])
+    func timelineAndBreakdownsAgreeWithTheCounters(policy: PolicyKind) throws {
+        let trace = zipfTrace(seed: 4, layers: 3, experts: 8, topK: 2, tokens: 60)
+        let model = tinyModel(layers: 3, experts: 8, topK: 2)
+        let (r, events) = try replayLogged(trace, model: model, policy: policy, budget: .experts(8))
+        let plan = StepPlan(trace)
+        // Per layer: accesses, hits and misses add up; stall adds up to the run's.
+        let layers = LayerBreakdown.rows(events, layers: 3, experts: 8)
+        #expect(layers.map { Int($0[1])! }.reduce(0, +) == r.counters.accesses)
+        #expect(layers.map { Int($0[2])! }.reduce(0, +) == r.counters.hits)
+        #expect(layers.map { Int($0[3])! }.reduce(0, +) == r.counters.misses)
+        #expect(abs(layers.map { Double($0[4])! }.reduce(0, +) - r.stallSeconds) < 1e-9)
+        // Per step: one row per step, latencies add up to the simulated time.
+        let steps = StepBreakdown.rows(events, plan: plan)
+        #expect(steps.count == plan.steps)
+        #expect(abs(steps.map { Double($0[5])! }.reduce(0, +) - r.simSeconds) < 1e-6)
+        #expect(steps.map { Int($0[6])! }.reduce(0, +) == r.counters.hits)
+        // The timeline is JSON whose complete events are balanced: one per compute, copy and layer.
+        let json = try JSONSerialization.jsonObject(with: Data(Timeline.json(events, experts: 8).utf8)) as! [String: Any]
+        let traceEvents = json["traceEvents"] as! [[String: Any]]
+        let complete = traceEvents.filter { $0["ph"] as? String == "X" }
+        #expect(complete.allSatisfy { ($0["dur"] as! Double) >= 0 })
+        let computes = events.filter { if case .computeStart = $0.event { true } else { false } }.count
+        let copies = events.filter { if case .copyStart = $0.event { true } else { false } }.count
+        #expect(complete.count == computes + copies + plan.steps * 3)
+    }
+
+    @Test func theLogStopsAtItsStepLimit() throws {
+        let trace = zipfTrace(seed: 4, layers: 3, experts: 8, topK: 2, tokens: 60, prefill: 0)
+        var log = EventLog(stepLimit: 5)
+        let spec = ReplaySpec(model: tinyModel(layers: 3, experts: 8, topK: 2), hardware: tinyHardware(), policy: .lru,
+                              budget: .experts(8))
+        _ = try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: spec, sink: &log)
+        let starts = log.drain().compactMap { if case let .layerStart(s, _) = $0.event { s } else { nil } }
+        #expect(Set(starts) == Set(0..<5))
     }
 }

@@ -93,16 +93,26 @@ public struct NoEvents: EventSink {
     @inline(__always) public mutating func record(_ event: SimEvent, at nanoseconds: Int64) {}
 }
 
-/// Collects events, up to a cap, and returns them in (time, priority, insertion) order.
+/// Collects the events of the first `stepLimit` steps (and at most `limit` events), and returns them in
+/// (time, priority, insertion) order.
 public struct EventLog: EventSink {
     public static var isEnabled: Bool { true }
     private var queue = EventQueue()
     public let limit: Int
+    public let stepLimit: Int
+    private var closed = false
+    /// Whether events were dropped because `limit` was reached (views built from the log would be incomplete).
+    public private(set) var truncated = false
 
-    public init(limit: Int = 1_000_000) { self.limit = limit }
+    public init(limit: Int = 5_000_000, stepLimit: Int = .max) {
+        self.limit = limit
+        self.stepLimit = stepLimit
+    }
 
     public mutating func record(_ event: SimEvent, at nanoseconds: Int64) {
-        if queue.count < limit { queue.schedule(event, at: SimTime(nanoseconds: nanoseconds)) }
+        if case let .layerStart(step, _) = event, step >= stepLimit { closed = true }
+        guard !closed else { return }
+        if queue.count < limit { queue.schedule(event, at: SimTime(nanoseconds: nanoseconds)) } else { truncated = true }
     }
 
     /// Every recorded event, earliest first; empties the log.
