@@ -1,0 +1,185 @@
+import Foundation
+import Yams
+
+/// A sweep: the cartesian product of traces × models × hardware × axis values × policies, one replay per cell.
+///
+///     traces: [../traces/mixtral-synth.jsonl.gz]
+///     models: [mixtral-8x7b]                      # presets or {preset: …, field: …} mappings
+///     hardware: [a100-80gb-pcie, {preset: rtx3090, link_bytes_per_s: 8e9}]
+///     policies: [lru, belady, pregated]
+///     cache_scope: global
+///     prefetch: {accuracy: 0.97}
+///     axes:
+///       budget: [10%, 25%, 50%]                   # required
+///       hardware.link_bytes_per_s: [12e9, 25e9]   # any numeric profile field
+///       prefetch.accuracy: [0.9, 0.97]            # or lookahead, buffer, seed
+///
+/// Cells are numbered in a fixed order (trace, model, hardware, then axes in file order, policy last), so a
+/// sweep, a resumed sweep and merged shards all give the same rows. docs/sweep.md lists every key.
+public struct SweepConfig: Sendable {
+    public struct Axis: Sendable, Equatable {
+        public let key: String
+        public let values: [String]
+    }
+
+    public var traces: [String]
+    public var models: [ModelProfile]
+    public var hardware: [HardwareProfile]
+    public var policies: [PolicyKind]
+    public var scope: CacheScope
+    public var prefetch: PrefetchOptions
+    public var axes: [Axis]
+
+    static let keys = ["traces", "models", "hardware", "policies", "cache_scope", "prefetch", "axes"]
+    static let prefetchAxes = ["lookahead", "accuracy", "seed", "buffer"]
+
+    /// One cell: everything one replay needs, and the axis values that name it.
+    public struct Cell: Sendable {
+        public let index: Int
+        public let trace: String
+        public let spec: ReplaySpec
+        public let axisValues: [String]
+    }
+
+    /// Every cell, in order.
+    /// - Throws: `ConfigError` for an axis value that does not parse, naming the axis.
+    public func cells() throws -> [Cell] {
+        var out: [Cell] = []
+        var combos: [[String]] = [[]]
+        for axis in axes { combos = combos.flatMap { c in axis.values.map { c + [$0] } } }
+        for trace in traces {
+            for model in models {
+                for hw in hardware {
+                    for combo in combos {
+                        var m = model, h = hw, p = prefetch
+                        var budget: Budget = .share(0.25)
+                        for (axis, value) in zip(axes, combo) {
+                            try Self.apply(axis.key, value, model: &m, hardware: &h, prefetch: &p, budget: &budget)
+                        }
+                        try m.validate(); try h.validate(); try p.validate()
+                        for policy in policies {
+                            out.append(Cell(index: out.count, trace: trace,
+                                            spec: ReplaySpec(model: m, hardware: h, policy: policy, scope: scope, budget: budget, prefetch: p),
+                                            axisValues: combo))
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    static func apply(_ key: String, _ value: String, model: inout ModelProfile, hardware: inout HardwareProfile,
+                      prefetch: inout PrefetchOptions, budget: inout Budget) throws {
+        let parts = key.split(separator: ".", maxSplits: 1).map(String.init)
+        switch (parts.first, parts.count) {
+        case ("budget", 1): budget = try Budget.parse(value)
+        case ("model", 2): try model.set(parts[1], to: value, origin: "axes")
+        case ("hardware", 2): try hardware.set(parts[1], to: value, origin: "axes")
+        case ("prefetch", 2):
+            guard let v = Double(value) else {
+                throw ConfigError.invalidValue(field: key, value: value, expected: "a number")
+            }
+            switch parts[1] {
+            case "lookahead": prefetch.lookahead = Int(v)
+            case "accuracy": prefetch.accuracy = v
+            case "seed": prefetch.seed = UInt64(max(0, v))
+            case "buffer": prefetch.bufferShare = v
+            default:
+                throw ConfigError.unknownKey(key: key, origin: "axes", suggestion: closestMatch(parts[1], among: prefetchAxes).map { "prefetch.\($0)" })
+            }
+        default:
+            throw ConfigError.unknownKey(key: key, origin: "axes",
+                                         suggestion: closestMatch(key, among: ["budget"] + ModelProfile.fieldKeys.map { "model.\($0)" }
+                                            + HardwareProfile.fieldKeys.map { "hardware.\($0)" } + prefetchAxes.map { "prefetch.\($0)" }))
+        }
+    }
+
+    public static func load(_ path: String) throws -> SweepConfig {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError.file(path: path, line: nil, message: "cannot read the sweep file")
+        }
+        return try parse(text, path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws -> SweepConfig {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
+            throw ConfigError.file(path: path, line: nil, message: "not valid YAML: \(error)")
+        }
+        guard let root = node?.mapping else {
+            throw ConfigError.file(path: path, line: 1, message: "expected a mapping of keys (traces, models, hardware, policies, axes, …)")
+        }
+        let folder = (path as NSString).deletingLastPathComponent
+        func resolve(_ p: String) -> String { normalizePath(p.hasPrefix("/") || folder.isEmpty ? p : folder + "/" + p) }
+        func fail(_ n: Node, _ message: String) -> ConfigError { .file(path: path, line: n.mark?.line, message: message) }
+        func list(_ n: Node) -> [Node] { n.sequence.map(Array.init) ?? [n] }
+        func scalar(_ n: Node, _ what: String) throws -> String {
+            guard let s = n.scalar?.string else { throw fail(n, "\(what) must be a single value") }
+            return s
+        }
+        func wrap<T>(_ n: Node, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch let e as ConfigError {
+                if case .file = e { throw e }
+                throw fail(n, e.description)
+            }
+        }
+        var values: [String: Node] = [:]
+        for (k, v) in root {
+            let key = try scalar(k, "a key")
+            guard keys.contains(key) else {
+                let hint = closestMatch(key, among: keys).map { " Did you mean '\($0)'?" } ?? ""
+                throw fail(k, "unknown key '\(key)'.\(hint) Known keys: \(keys.joined(separator: ", "))")
+            }
+            values[key] = v
+        }
+        func required(_ key: String) throws -> Node {
+            guard let v = values[key] else { throw ConfigError.file(path: path, line: nil, message: "missing key '\(key)'") }
+            return v
+        }
+        let traces = try list(try required("traces")).map { resolve(try scalar($0, "traces")) }
+        let models = try list(try required("models")).map { n in try wrap(n) { try RunConfig.profile(n, preset: ModelProfile.preset, path: path) } }
+        let hardware = try list(try required("hardware")).map { n in try wrap(n) { try RunConfig.profile(n, preset: HardwareProfile.preset, path: path) } }
+        let policies = try list(try required("policies")).map { n in try wrap(n) { try PolicyKind.named(try scalar(n, "policies")) } }
+        var scope = CacheScope.global
+        if let n = values["cache_scope"] {
+            guard let v = CacheScope(rawValue: try scalar(n, "cache_scope")) else {
+                throw fail(n, "cache_scope must be one of \(CacheScope.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            scope = v
+        }
+        var prefetch = PrefetchOptions()
+        if let n = values["prefetch"] {
+            guard let mapping = n.mapping else { throw fail(n, "prefetch must be a mapping, e.g. {accuracy: 0.97}") }
+            for (k, v) in mapping {
+                let key = try scalar(k, "a prefetch key")
+                var unusedModel = models[0], unusedHardware = hardware[0], unusedBudget = Budget.share(0.25)
+                try wrap(k) { try apply("prefetch.\(key)", try scalar(v, key), model: &unusedModel, hardware: &unusedHardware,
+                                        prefetch: &prefetch, budget: &unusedBudget) }
+            }
+        }
+        guard let axesNode = values["axes"]?.mapping else {
+            throw ConfigError.file(path: path, line: values["axes"]?.mark?.line,
+                                   message: "missing or malformed 'axes': a mapping with at least budget: [..]")
+        }
+        var axes: [Axis] = []
+        for (k, v) in axesNode {
+            let key = try scalar(k, "an axis")
+            let items = try list(v).map { try scalar($0, "axis \(key)") }
+            if items.isEmpty { throw fail(v, "axis \(key) has no values") }
+            axes.append(Axis(key: key, values: items))
+        }
+        guard axes.contains(where: { $0.key == "budget" }) else { throw fail(axesNode.keys.first ?? Node(""), "axes must include budget") }
+        let config = SweepConfig(traces: traces, models: models, hardware: hardware, policies: policies, scope: scope,
+                                 prefetch: prefetch, axes: axes)
+        // Check every axis value now, with the line of its axis, rather than mid-sweep.
+        for (k, v) in axesNode {
+            let key = try scalar(k, "an axis")
+            for item in list(v) {
+                var m = models[0], h = hardware[0], p = prefetch, b = Budget.share(0.25)
+                try wrap(item) { try apply(key, try scalar(item, key), model: &m, hardware: &h, prefetch: &p, budget: &b) }
+            }
+        }
+        return config
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+@testable import MoESim
+
+@Suite struct SweepTests {
+    static let yaml = """
+        traces: [\(packageRoot)/traces/golden-tiny.jsonl]
+        models: [{preset: mixtral-8x7b, layers: 2, experts: 4, top_k: 2, name: tiny}]
+        hardware: [a100-80gb-pcie, {preset: t4, link_bytes_per_s: 8e9}]
+        policies: [lru, belady, pregated]
+        axes:
+          budget: [2experts, 3experts, 4experts, 6experts]
+          prefetch.accuracy: [0.9, 1.0]
+        """
+
+    @Test func aSweepHasOneRowPerCellInCellOrder() throws {
+        let cfg = try SweepConfig.parse(Self.yaml, path: "s.yaml")
+        let cells = try cfg.cells()
+        #expect(cells.count == 1 * 1 * 2 * 4 * 2 * 3)
+        let out = temporaryDirectory() + "/s.csv"
+        try SweepRunner(config: cfg, output: out, jobs: 2).run()
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == cells.count + 1)
+        #expect(lines[0].hasPrefix("cell,budget,prefetch.accuracy,trace,"))
+        #expect(lines.dropFirst().map { Int($0.split(separator: ",")[0])! } == Array(0..<cells.count))
+        #expect(!FileManager.default.fileExists(atPath: out + ".partial"))
+        // Each row matches a single replay of its cell.
+        let trace = try RoutingTrace.load(cfg.traces[0])
+        let one = try Replayer.run(plan: StepPlan(trace), traceName: trace.name, spec: cells[7].spec)
+        #expect(String(lines[8]) == CSVFile.line(["7"] + cells[7].axisValues + Metric.row(one)).dropLast())
+    }
+
+    @Test func jobsAndShardsGiveTheSameBytes() throws {
+        let cfg = try SweepConfig.parse(Self.yaml, path: "s.yaml")
+        let dir = temporaryDirectory()
+        try SweepRunner(config: cfg, output: dir + "/one.csv", jobs: 1).run()
+        try SweepRunner(config: cfg, output: dir + "/two.csv", jobs: 2).run()
+        for i in 1...3 { try SweepRunner(config: cfg, output: dir + "/shard\(i).csv", jobs: 2, shard: (i, 3)).run() }
+        try SweepRunner.merge((1...3).map { dir + "/shard\($0).csv" }, to: dir + "/merged.csv")
+        let one = try Data(contentsOf: URL(fileURLWithPath: dir + "/one.csv"))
+        #expect(one == (try Data(contentsOf: URL(fileURLWithPath: dir + "/two.csv"))))
+        #expect(one == (try Data(contentsOf: URL(fileURLWithPath: dir + "/merged.csv"))))
+        #expect(throws: ConfigError.self) { try SweepRunner.merge([dir + "/shard1.csv", dir + "/shard1.csv"], to: dir + "/x.csv") }
+    }
+
+    @Test func aKilledSweepResumesToTheSameBytes() throws {
+        let binary = try #require(CLITests.binary)
+        let dir = temporaryDirectory()
+        let config = dir + "/s.yaml"
+        try """
+            traces: [\(packageRoot)/traces/mixtral-synth.jsonl.gz]
+            models: [mixtral-8x7b]
+            hardware: [a100-80gb-pcie]
+            policies: [lru, fifo, belady, pregated]
+            axes:
+              budget: [5%, 10%, 15%, 20%, 25%, 30%, 40%, 50%, 60%, 75%]
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        func sweep(_ out: String, _ extra: [String] = []) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["sweep", config, "--out", out, "--jobs", "1"] + extra
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        let clean = try sweep(dir + "/clean.csv")
+        clean.waitUntilExit()
+        #expect(clean.terminationStatus == 0)
+        // Kill a second run once a few rows are journalled, then resume it.
+        let victim = try sweep(dir + "/resumed.csv")
+        let journal = dir + "/resumed.csv.partial"
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let rows = (try? String(contentsOfFile: journal, encoding: .utf8))?.split(separator: "\n").count ?? 0
+            if rows >= 3 || !victim.isRunning { break }
+            usleep(20_000)
+        }
+        let killed = victim.isRunning
+        kill(victim.processIdentifier, SIGKILL)
+        victim.waitUntilExit()
+        if killed {
+            #expect(FileManager.default.fileExists(atPath: journal))
+            let again = try sweep(dir + "/resumed.csv")
+            again.waitUntilExit()
+            #expect(again.terminationStatus != 0, "without --resume an unfinished journal is refused")
+        }
+        let resumed = try sweep(dir + "/resumed.csv", ["--resume"])
+        resumed.waitUntilExit()
+        #expect(resumed.terminationStatus == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/clean.csv")) == Data(contentsOf: URL(fileURLWithPath: dir + "/resumed.csv")))
+    }
+
+    @Test func sweepConfigErrorsNameTheKey() {
+        func message(_ yaml: String) -> String {
+            do { _ = try SweepConfig.parse(yaml, path: "s.yaml"); return "no error" } catch { return "\(error)" }
+        }
+        let base = "traces: [t.jsonl]\nmodels: [mixtral-8x7b]\nhardware: [t4]\npolicies: [lru]\n"
+        #expect(message(base + "axes:\n  budget: [10%]\n  hardware.link_byte_per_s: [1e9]").contains("Did you mean 'hardware.link_bytes_per_s'?"))
+        #expect(message(base + "axes:\n  budget: [10%, lots]").hasPrefix("s.yaml:6: invalid budget 'lots'"))
+        #expect(message(base + "axes:\n  hardware.gpu_flops: [1e12]").contains("axes must include budget"))
+        #expect(message(base + "axis:\n  budget: [10%]").contains("unknown key 'axis'. Did you mean 'axes'?"))
+    }
+}
