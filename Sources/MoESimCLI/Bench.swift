@@ -71,6 +71,7 @@ struct Bench: ParsableCommand {
             }
         }
         if let trace = largeTrace { rows += try readingCases(trace) }
+        if let trace = largeTrace { rows += try sweepCases(trace, model: large, hardware: hardware) }
         printMemory(largeTrace)
         if let csv {
             let table = rows.map { r -> [String] in
@@ -108,6 +109,38 @@ struct Bench: ParsableCommand {
             rows.append(Row(name: name, metric: "read_routings_per_s", values: rates, unit: "routings/s"))
             printRow(rows.last!, note: "\(trace.recordedRoutings) routed ids")
         }
+        return rows
+    }
+
+    /// A 4-strategy x 4-budget sweep of the large trace, with 1 and 2 jobs: cells per second.
+    func sweepCases(_ trace: RoutingTrace, model: ModelProfile, hardware: HardwareProfile) throws -> [Row] {
+        guard filter.map({ "sweep".contains($0) || $0.contains("sweep") }) ?? true else { return [] }
+        let dir = NSTemporaryDirectory() + "moesim-bench-sweep-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/trace.moet"
+        try trace.write(to: path)
+        let config = SweepConfig(traces: [path], models: [model], hardware: [hardware],
+                                 policies: [.onDemand, .lru, .fifo, .pregated], scope: .global, prefetch: PrefetchOptions(),
+                                 axes: [.init(key: "budget", values: ["10%", "25%", "50%", "75%"])])
+        var rows: [Row] = []
+        var outputs: [Data] = []
+        for jobs in [1, 2] {
+            var rates: [Double] = []
+            for run in 0..<runs {
+                let out = dir + "/sweep-\(jobs)-\(run).csv"
+                let clock = ContinuousClock()
+                let elapsed = try clock.measure { try SweepRunner(config: config, output: out, jobs: jobs).run() }
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+                rates.append(16 / seconds)
+                if run == 0 { outputs.append(try Data(contentsOf: URL(fileURLWithPath: out))) }
+            }
+            rows.append(Row(name: "sweep-16cells-256x32-jobs\(jobs)", metric: "sweep_cells_per_s", values: rates, unit: "cells/s"))
+            printRow(rows.last!, note: "16 cells of 10 M accesses (trace load included)", scale: 1)
+        }
+        let one = rows[0].values.sorted(), two = rows[1].values.sorted()
+        print(String(format: "sweep speed-up with 2 jobs: %.2fx (medians); outputs identical: %@", median(two) / median(one),
+                     outputs[0] == outputs[1] ? "yes" : "NO"))
         return rows
     }
 

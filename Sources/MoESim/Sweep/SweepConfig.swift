@@ -20,6 +20,8 @@ public struct SweepConfig: Sendable {
     public struct Axis: Sendable, Equatable {
         public let key: String
         public let values: [String]
+
+        public init(key: String, values: [String]) { self.key = key; self.values = values }
     }
 
     public var traces: [String]
@@ -29,6 +31,12 @@ public struct SweepConfig: Sendable {
     public var scope: CacheScope
     public var prefetch: PrefetchOptions
     public var axes: [Axis]
+
+    public init(traces: [String], models: [ModelProfile], hardware: [HardwareProfile], policies: [PolicyKind],
+                scope: CacheScope = .global, prefetch: PrefetchOptions = PrefetchOptions(), axes: [Axis]) {
+        self.traces = traces; self.models = models; self.hardware = hardware; self.policies = policies
+        self.scope = scope; self.prefetch = prefetch; self.axes = axes
+    }
 
     static let keys = ["traces", "models", "hardware", "policies", "cache_scope", "prefetch", "axes"]
     static let prefetchAxes = ["lookahead", "accuracy", "seed", "buffer"]
