@@ -102,3 +102,32 @@ import Testing
         #expect(message(base + "axis:\n  budget: [10%]").contains("unknown key 'axis'. Did you mean 'axes'?"))
     }
 }
+
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+@Suite struct PlotTests {
+    @Test func plotsAndReportsParseWithOneSeriesPerStrategy() throws {
+        let cfg = try SweepConfig.parse(SweepTests.yaml, path: "s.yaml")
+        let dir = temporaryDirectory()
+        try SweepRunner(config: cfg, output: dir + "/s.csv", jobs: 2).run()
+        let table = try ReportTable.load(dir + "/s.csv")
+        let svg = try LinePlot(table: table, x: "budget_experts", y: "tokens_per_s").svg()
+        let doc = try XMLDocument(data: Data(svg.utf8))
+        let names = try doc.nodes(forXPath: "//*[local-name()='g'][@class='series']/@data-name").compactMap(\.stringValue)
+        #expect(names == ["lru", "belady", "pregated"])
+        let dashed = try doc.nodes(forXPath: "//*[local-name()='g'][@data-name='belady']/*[local-name()='polyline'][@stroke-dasharray]")
+        #expect(dashed.count == 1, "bounds are dashed")
+        let solid = try doc.nodes(forXPath: "//*[local-name()='g'][@data-name='lru']/*[local-name()='polyline'][@stroke-dasharray]")
+        #expect(solid.isEmpty)
+        // One point per budget on each line (the other axes are averaged).
+        let points = try doc.nodes(forXPath: "//*[local-name()='g'][@data-name='lru']/*[local-name()='circle']")
+        #expect(points.count == 4)
+        let html = try HTMLReport.html(table, source: "s.csv", x: "budget_experts")
+        let page = try XMLDocument(data: Data(html.utf8))
+        #expect(try page.nodes(forXPath: "//*[local-name()='svg']").count == 4)
+        #expect(try page.nodes(forXPath: "//*[local-name()='tbody']/*[local-name()='tr']").count == table.rows.count)
+        #expect(throws: ConfigError.self) { try LinePlot(table: table, x: "budget_expert", y: "tokens_per_s").svg() }
+    }
+}
