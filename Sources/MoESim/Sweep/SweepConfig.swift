@@ -39,7 +39,7 @@ public struct SweepConfig: Sendable {
     }
 
     static let keys = ["traces", "models", "hardware", "policies", "cache_scope", "prefetch", "axes"]
-    static let prefetchAxes = ["lookahead", "accuracy", "seed", "buffer"]
+    static let prefetchAxes = ["lookahead", "accuracy", "seed", "buffer", "eviction"]
 
     /// One cell: everything one replay needs, and the axis values that name it.
     public struct Cell: Sendable {
@@ -84,6 +84,11 @@ public struct SweepConfig: Sendable {
         case ("budget", 1): budget = try Budget.parse(value)
         case ("model", 2): try model.set(parts[1], to: value, origin: "axes")
         case ("hardware", 2): try hardware.set(parts[1], to: value, origin: "axes")
+        case ("prefetch", 2) where parts[1] == "eviction":
+            guard let v = CacheEviction(rawValue: value) else {
+                throw ConfigError.invalidValue(field: key, value: value, expected: "lru or arc")
+            }
+            prefetch.eviction = v
         case ("prefetch", 2):
             guard let v = Double(value) else {
                 throw ConfigError.invalidValue(field: key, value: value, expected: "a number")
