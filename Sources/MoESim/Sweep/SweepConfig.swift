@@ -59,15 +59,16 @@ public struct SweepConfig: Sendable {
             for model in models {
                 for hw in hardware {
                     for combo in combos {
-                        var m = model, h = hw, p = prefetch
+                        var m = model, h = hw, p = prefetch, cellScope = scope
                         var budget: Budget = .share(0.25)
                         for (axis, value) in zip(axes, combo) {
+                            if axis.key == "cache_scope" { cellScope = try Self.scope(value); continue }
                             try Self.apply(axis.key, value, model: &m, hardware: &h, prefetch: &p, budget: &budget)
                         }
                         try m.validate(); try h.validate(); try p.validate()
                         for policy in policies {
                             out.append(Cell(index: out.count, trace: trace,
-                                            spec: ReplaySpec(model: m, hardware: h, policy: policy, scope: scope, budget: budget, prefetch: p),
+                                            spec: ReplaySpec(model: m, hardware: h, policy: policy, scope: cellScope, budget: budget, prefetch: p),
                                             axisValues: combo))
                         }
                     }
@@ -77,11 +78,20 @@ public struct SweepConfig: Sendable {
         return out
     }
 
+    static func scope(_ value: String) throws -> CacheScope {
+        guard let v = CacheScope(rawValue: value) else {
+            throw ConfigError.invalidValue(field: "cache_scope", value: value,
+                                           expected: CacheScope.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        return v
+    }
+
     static func apply(_ key: String, _ value: String, model: inout ModelProfile, hardware: inout HardwareProfile,
                       prefetch: inout PrefetchOptions, budget: inout Budget) throws {
         let parts = key.split(separator: ".", maxSplits: 1).map(String.init)
         switch (parts.first, parts.count) {
         case ("budget", 1): budget = try Budget.parse(value)
+        case ("cache_scope", 1): _ = try scope(value)
         case ("model", 2): try model.set(parts[1], to: value, origin: "axes")
         case ("hardware", 2): try hardware.set(parts[1], to: value, origin: "axes")
         case ("prefetch", 2) where parts[1] == "eviction":
@@ -103,7 +113,7 @@ public struct SweepConfig: Sendable {
             }
         default:
             throw ConfigError.unknownKey(key: key, origin: "axes",
-                                         suggestion: closestMatch(key, among: ["budget"] + ModelProfile.fieldKeys.map { "model.\($0)" }
+                                         suggestion: closestMatch(key, among: ["budget", "cache_scope"] + ModelProfile.fieldKeys.map { "model.\($0)" }
                                             + HardwareProfile.fieldKeys.map { "hardware.\($0)" } + prefetchAxes.map { "prefetch.\($0)" }))
         }
     }
