@@ -24,7 +24,6 @@ public struct RunConfig: Sendable {
     public var prefetch = PrefetchOptions()
 
     static let keys = ["trace", "model", "hardware", "budget", "cache_scope", "policies", "prefetch", "output"]
-    static let prefetchKeys = ["lookahead", "accuracy", "seed", "eviction", "buffer"]
 
     public init(tracePath: String, model: ModelProfile, hardware: HardwareProfile, budget: Budget,
                 scope: CacheScope = .global, policies: [PolicyKind] = PolicyKind.allCases, outputPath: String? = nil) {
@@ -42,49 +41,22 @@ public struct RunConfig: Sendable {
     }
 
     public static func parse(_ text: String, path: String) throws -> RunConfig {
-        let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch {
-            throw ConfigError.file(path: path, line: nil, message: "not valid YAML: \(error)")
-        }
-        guard let root = node?.mapping else {
-            throw ConfigError.file(path: path, line: 1, message: "expected a mapping of keys (trace, model, hardware, …)")
-        }
-        let folder = (path as NSString).deletingLastPathComponent
-        func resolve(_ p: String) -> String { normalizePath(p.hasPrefix("/") || folder.isEmpty ? p : folder + "/" + p) }
-        func line(_ n: Node) -> Int? { n.mark.map { $0.line } }
-        func fail(_ n: Node, _ message: String) -> ConfigError { .file(path: path, line: line(n), message: message) }
-        func scalar(_ n: Node, _ key: String) throws -> String {
-            guard let s = n.scalar?.string else { throw fail(n, "'\(key)' must be a single value") }
-            return s
-        }
-
-        var values: [String: Node] = [:]
-        for (keyNode, value) in root {
-            let key = try scalar(keyNode, "key")
-            guard keys.contains(key) else {
-                let hint = closestMatch(key, among: keys).map { " Did you mean '\($0)'?" } ?? ""
-                throw fail(keyNode, "unknown key '\(key)'.\(hint) Known keys: \(keys.joined(separator: ", "))")
-            }
-            values[key] = value
-        }
+        let file = YAMLFile(path: path)
+        let values = try file.topLevel(text, keys: keys)
+        let resolve = file.resolve, fail = file.fail, scalar = file.scalar
         func required(_ key: String) throws -> Node {
             guard let v = values[key] else { throw ConfigError.file(path: path, line: nil, message: "missing key '\(key)'") }
             return v
         }
-        func wrap<T>(_ n: Node, _ body: () throws -> T) throws -> T {
-            do { return try body() } catch let e as ConfigError {
-                if case .file = e { throw e }
-                throw fail(n, e.description)
-            }
-        }
+
         let traceNode = try required("trace")
         let modelNode = try required("model"), hardwareNode = try required("hardware")
-        let model: ModelProfile = try wrap(modelNode) { try profile(modelNode, preset: ModelProfile.preset, path: path) }
-        let hardware: HardwareProfile = try wrap(hardwareNode) {
+        let model: ModelProfile = try file.wrap(modelNode) { try profile(modelNode, preset: ModelProfile.preset, path: path) }
+        let hardware: HardwareProfile = try file.wrap(hardwareNode) {
             try profile(hardwareNode, preset: HardwareProfile.preset, path: path)
         }
         let budgetNode = try required("budget")
-        let budget = try wrap(budgetNode) { try Budget.parse(try scalar(budgetNode, "budget")) }
+        let budget = try file.wrap(budgetNode) { try Budget.parse(try scalar(budgetNode, "budget")) }
         var scope = CacheScope.global
         if let n = values["cache_scope"] {
             let s = try scalar(n, "cache_scope")
@@ -96,39 +68,13 @@ public struct RunConfig: Sendable {
         var policies = PolicyKind.allCases
         if let n = values["policies"] {
             guard let list = n.sequence else { throw fail(n, "policies must be a list, e.g. [lru, belady]") }
-            policies = try list.map { item in try wrap(item) { try PolicyKind.named(try scalar(item, "policies")) } }
+            policies = try list.map { item in try file.wrap(item) { try PolicyKind.named(try scalar(item, "policies")) } }
             if policies.isEmpty { throw fail(n, "policies is empty") }
         }
         var config = RunConfig(tracePath: resolve(try scalar(traceNode, "trace")), model: model, hardware: hardware,
                                budget: budget, scope: scope, policies: policies,
                                outputPath: try values["output"].map { resolve(try scalar($0, "output")) })
-        if let n = values["prefetch"] {
-            guard let mapping = n.mapping else { throw fail(n, "prefetch must be a mapping, e.g. {lookahead: 2, accuracy: 0.97}") }
-            for (keyNode, value) in mapping {
-                let key = try scalar(keyNode, "prefetch key"), text = try scalar(value, "prefetch.\(key)")
-                switch key {
-                case "lookahead":
-                    guard let v = Int(text) else { throw fail(value, "prefetch.lookahead must be an integer, found '\(text)'") }
-                    config.prefetch.lookahead = v
-                case "accuracy":
-                    guard let v = Double(text) else { throw fail(value, "prefetch.accuracy must be a number, found '\(text)'") }
-                    config.prefetch.accuracy = v
-                case "seed":
-                    guard let v = UInt64(text) else { throw fail(value, "prefetch.seed must be a non-negative integer, found '\(text)'") }
-                    config.prefetch.seed = v
-                case "eviction":
-                    guard let v = CacheEviction(rawValue: text) else { throw fail(value, "prefetch.eviction must be lru or arc, found '\(text)'") }
-                    config.prefetch.eviction = v
-                case "buffer":
-                    guard let v = Double(text) else { throw fail(value, "prefetch.buffer must be a number, found '\(text)'") }
-                    config.prefetch.bufferShare = v
-                default:
-                    let hint = closestMatch(key, among: prefetchKeys).map { " Did you mean 'prefetch.\($0)'?" } ?? ""
-                    throw fail(keyNode, "unknown key 'prefetch.\(key)'.\(hint) Known keys: \(prefetchKeys.joined(separator: ", "))")
-                }
-            }
-            try wrap(n) { try config.prefetch.validate() }
-        }
+        if let n = values["prefetch"] { config.prefetch = try file.prefetchOptions(n) }
         return config
     }
 
@@ -152,6 +98,68 @@ public struct RunConfig: Sendable {
             }
         }
         return profile
+    }
+}
+
+/// What every YAML file of moesim shares: the top-level keys checked against a list, errors with file and line,
+/// paths relative to the file.
+struct YAMLFile {
+    let path: String
+
+    /// The top-level mapping by key; an unknown key is an error with the closest known one.
+    func topLevel(_ text: String, keys: [String]) throws -> [String: Node] {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
+            throw ConfigError.file(path: path, line: nil, message: "not valid YAML: \(error)")
+        }
+        guard let root = node?.mapping else {
+            throw ConfigError.file(path: path, line: 1, message: "expected a mapping of keys (\(keys.joined(separator: ", ")))")
+        }
+        var values: [String: Node] = [:]
+        for (keyNode, value) in root {
+            let key = try scalar(keyNode, "key")
+            guard keys.contains(key) else {
+                let hint = closestMatch(key, among: keys).map { " Did you mean '\($0)'?" } ?? ""
+                throw fail(keyNode, "unknown key '\(key)'.\(hint) Known keys: \(keys.joined(separator: ", "))")
+            }
+            values[key] = value
+        }
+        return values
+    }
+
+    func resolve(_ p: String) -> String {
+        let folder = (path as NSString).deletingLastPathComponent
+        return normalizePath(p.hasPrefix("/") || folder.isEmpty ? p : folder + "/" + p)
+    }
+
+    func fail(_ n: Node, _ message: String) -> ConfigError { .file(path: path, line: n.mark?.line, message: message) }
+
+    func scalar(_ n: Node, _ key: String) throws -> String {
+        guard let s = n.scalar?.string else { throw fail(n, "'\(key)' must be a single value") }
+        return s
+    }
+
+    /// Runs `body`, turning a `ConfigError` without a place into one at `n`'s line.
+    func wrap<T>(_ n: Node, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as ConfigError {
+            if case .file = e { throw e }
+            throw fail(n, e.description)
+        }
+    }
+
+    /// A `prefetch:` mapping, checked.
+    func prefetchOptions(_ n: Node) throws -> PrefetchOptions {
+        guard let mapping = n.mapping else { throw fail(n, "prefetch must be a mapping, e.g. {lookahead: 2, accuracy: 0.97}") }
+        var options = PrefetchOptions()
+        for (keyNode, value) in mapping {
+            do { try options.set(try scalar(keyNode, "prefetch key"), to: try scalar(value, "prefetch value"), origin: path) }
+            catch let e as ConfigError {
+                if case .file = e { throw e }
+                throw fail(keyNode, e.description.replacingOccurrences(of: "\(path): ", with: ""))
+            }
+        }
+        do { try options.validate() } catch let e as ConfigError { throw fail(n, e.description) }
+        return options
     }
 }
 

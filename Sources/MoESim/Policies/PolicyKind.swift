@@ -94,6 +94,38 @@ public struct PrefetchOptions: Sendable, Equatable {
         self.bufferShare = bufferShare; self.eviction = eviction
     }
 
+    /// The option names, as config files and sweep axes (`prefetch.NAME`) write them.
+    public static let keys = ["lookahead", "accuracy", "seed", "buffer", "eviction"]
+
+    /// Sets one option from its text.
+    /// - Throws: `ConfigError.unknownKey` (with a suggestion) or `ConfigError.invalidValue`.
+    public mutating func set(_ key: String, to text: String, origin: String) throws {
+        func number() throws -> Double {
+            guard let v = Double(text), v.isFinite else {
+                throw ConfigError.invalidValue(field: "prefetch.\(key)", value: text, expected: "a number")
+            }
+            return v
+        }
+        switch key {
+        case "lookahead": lookahead = Int(try number())
+        case "accuracy": accuracy = try number()
+        case "seed":
+            guard let v = UInt64(text) else {
+                throw ConfigError.invalidValue(field: "prefetch.seed", value: text, expected: "a non-negative integer")
+            }
+            seed = v
+        case "buffer": bufferShare = try number()
+        case "eviction":
+            guard let v = CacheEviction(rawValue: text) else {
+                throw ConfigError.invalidValue(field: "prefetch.eviction", value: text, expected: "lru or arc")
+            }
+            eviction = v
+        default:
+            throw ConfigError.unknownKey(key: "prefetch.\(key)", origin: origin,
+                                         suggestion: closestMatch(key, among: Self.keys).map { "prefetch.\($0)" })
+        }
+    }
+
     public func validate() throws {
         if lookahead < 1 { throw ConfigError.invalidValue(field: "lookahead", value: "\(lookahead)", expected: "1 or more") }
         if !(accuracy >= 0 && accuracy <= 1) {

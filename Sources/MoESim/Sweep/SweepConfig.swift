@@ -39,7 +39,6 @@ public struct SweepConfig: Sendable {
     }
 
     static let keys = ["traces", "models", "hardware", "policies", "cache_scope", "prefetch", "axes"]
-    static let prefetchAxes = ["lookahead", "accuracy", "seed", "buffer", "eviction"]
 
     /// One cell: everything one replay needs, and the axis values that name it.
     public struct Cell: Sendable {
@@ -94,27 +93,11 @@ public struct SweepConfig: Sendable {
         case ("cache_scope", 1): _ = try scope(value)
         case ("model", 2): try model.set(parts[1], to: value, origin: "axes")
         case ("hardware", 2): try hardware.set(parts[1], to: value, origin: "axes")
-        case ("prefetch", 2) where parts[1] == "eviction":
-            guard let v = CacheEviction(rawValue: value) else {
-                throw ConfigError.invalidValue(field: key, value: value, expected: "lru or arc")
-            }
-            prefetch.eviction = v
-        case ("prefetch", 2):
-            guard let v = Double(value) else {
-                throw ConfigError.invalidValue(field: key, value: value, expected: "a number")
-            }
-            switch parts[1] {
-            case "lookahead": prefetch.lookahead = Int(v)
-            case "accuracy": prefetch.accuracy = v
-            case "seed": prefetch.seed = UInt64(max(0, v))
-            case "buffer": prefetch.bufferShare = v
-            default:
-                throw ConfigError.unknownKey(key: key, origin: "axes", suggestion: closestMatch(parts[1], among: prefetchAxes).map { "prefetch.\($0)" })
-            }
+        case ("prefetch", 2): try prefetch.set(parts[1], to: value, origin: "axes")
         default:
             throw ConfigError.unknownKey(key: key, origin: "axes",
                                          suggestion: closestMatch(key, among: ["budget", "cache_scope"] + ModelProfile.fieldKeys.map { "model.\($0)" }
-                                            + HardwareProfile.fieldKeys.map { "hardware.\($0)" } + prefetchAxes.map { "prefetch.\($0)" }))
+                                            + HardwareProfile.fieldKeys.map { "hardware.\($0)" } + PrefetchOptions.keys.map { "prefetch.\($0)" }))
         }
     }
 
@@ -126,44 +109,19 @@ public struct SweepConfig: Sendable {
     }
 
     public static func parse(_ text: String, path: String) throws -> SweepConfig {
-        let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch {
-            throw ConfigError.file(path: path, line: nil, message: "not valid YAML: \(error)")
-        }
-        guard let root = node?.mapping else {
-            throw ConfigError.file(path: path, line: 1, message: "expected a mapping of keys (traces, models, hardware, policies, axes, …)")
-        }
-        let folder = (path as NSString).deletingLastPathComponent
-        func resolve(_ p: String) -> String { normalizePath(p.hasPrefix("/") || folder.isEmpty ? p : folder + "/" + p) }
-        func fail(_ n: Node, _ message: String) -> ConfigError { .file(path: path, line: n.mark?.line, message: message) }
+        let file = YAMLFile(path: path)
+        let values = try file.topLevel(text, keys: keys)
+        let resolve = file.resolve, fail = file.fail, scalar = file.scalar
         func list(_ n: Node) -> [Node] { n.sequence.map(Array.init) ?? [n] }
-        func scalar(_ n: Node, _ what: String) throws -> String {
-            guard let s = n.scalar?.string else { throw fail(n, "\(what) must be a single value") }
-            return s
-        }
-        func wrap<T>(_ n: Node, _ body: () throws -> T) throws -> T {
-            do { return try body() } catch let e as ConfigError {
-                if case .file = e { throw e }
-                throw fail(n, e.description)
-            }
-        }
-        var values: [String: Node] = [:]
-        for (k, v) in root {
-            let key = try scalar(k, "a key")
-            guard keys.contains(key) else {
-                let hint = closestMatch(key, among: keys).map { " Did you mean '\($0)'?" } ?? ""
-                throw fail(k, "unknown key '\(key)'.\(hint) Known keys: \(keys.joined(separator: ", "))")
-            }
-            values[key] = v
-        }
+
         func required(_ key: String) throws -> Node {
             guard let v = values[key] else { throw ConfigError.file(path: path, line: nil, message: "missing key '\(key)'") }
             return v
         }
         let traces = try list(try required("traces")).map { resolve(try scalar($0, "traces")) }
-        let models = try list(try required("models")).map { n in try wrap(n) { try RunConfig.profile(n, preset: ModelProfile.preset, path: path) } }
-        let hardware = try list(try required("hardware")).map { n in try wrap(n) { try RunConfig.profile(n, preset: HardwareProfile.preset, path: path) } }
-        let policies = try list(try required("policies")).map { n in try wrap(n) { try PolicyKind.named(try scalar(n, "policies")) } }
+        let models = try list(try required("models")).map { n in try file.wrap(n) { try RunConfig.profile(n, preset: ModelProfile.preset, path: path) } }
+        let hardware = try list(try required("hardware")).map { n in try file.wrap(n) { try RunConfig.profile(n, preset: HardwareProfile.preset, path: path) } }
+        let policies = try list(try required("policies")).map { n in try file.wrap(n) { try PolicyKind.named(try scalar(n, "policies")) } }
         var scope = CacheScope.global
         if let n = values["cache_scope"] {
             guard let v = CacheScope(rawValue: try scalar(n, "cache_scope")) else {
@@ -171,16 +129,7 @@ public struct SweepConfig: Sendable {
             }
             scope = v
         }
-        var prefetch = PrefetchOptions()
-        if let n = values["prefetch"] {
-            guard let mapping = n.mapping else { throw fail(n, "prefetch must be a mapping, e.g. {accuracy: 0.97}") }
-            for (k, v) in mapping {
-                let key = try scalar(k, "a prefetch key")
-                var unusedModel = models[0], unusedHardware = hardware[0], unusedBudget = Budget.share(0.25)
-                try wrap(k) { try apply("prefetch.\(key)", try scalar(v, key), model: &unusedModel, hardware: &unusedHardware,
-                                        prefetch: &prefetch, budget: &unusedBudget) }
-            }
-        }
+        let prefetch = try values["prefetch"].map(file.prefetchOptions) ?? PrefetchOptions()
         guard let axesNode = values["axes"]?.mapping else {
             throw ConfigError.file(path: path, line: values["axes"]?.mark?.line,
                                    message: "missing or malformed 'axes': a mapping with at least budget: [..]")
@@ -200,7 +149,7 @@ public struct SweepConfig: Sendable {
             let key = try scalar(k, "an axis")
             for item in list(v) {
                 var m = models[0], h = hardware[0], p = prefetch, b = Budget.share(0.25)
-                try wrap(item) { try apply(key, try scalar(item, key), model: &m, hardware: &h, prefetch: &p, budget: &b) }
+                try file.wrap(item) { try apply(key, try scalar(item, key), model: &m, hardware: &h, prefetch: &p, budget: &b) }
             }
         }
         return config
