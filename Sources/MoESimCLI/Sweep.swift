@@ -30,11 +30,11 @@ struct Sweep: ParsableCommand {
         let cfg = try SweepConfig.load(config)
         let runner = SweepRunner(config: cfg, output: out, jobs: jobs, resume: resume, shard: (parts[0], parts[1]))
         let progress = Progress(interactive: isatty(STDERR_FILENO) == 1)
-        let clock = ContinuousClock(), start = clock.now
-        let computed = try runner.run { done, total in progress.update(done, total, since: start) }
+        let start = ContinuousClock.now
+        let stats = try runner.run { done, total in progress.update(done, total, since: start) }
         progress.finish()
-        let seconds = (clock.now - start).components.seconds
-        print("wrote \(out): \(computed) cells computed in \(seconds) s with \(jobs) jobs")
+        print(String(format: "wrote %@: %d cells computed with %d jobs (%.2f s loading and checking, %.2f s replaying)",
+                     out, stats.computed, jobs, stats.setupSeconds, stats.replaySeconds))
     }
 }
 

@@ -26,10 +26,17 @@ public struct SweepRunner: Sendable {
     public var header: [String] { ["cell"] + config.axes.map(\.key) + Metric.header }
     var journal: String { output + ".partial" }
 
+    /// What a run did: cells computed, and the seconds spent loading and checking (serial) and replaying (parallel).
+    public struct Stats: Sendable {
+        public let computed: Int
+        public let setupSeconds: Double
+        public let replaySeconds: Double
+    }
+
     /// Runs the sweep; `progress(done, total)` is called after each cell (from worker threads, one at a time).
-    /// - Returns: the number of cells this run computed.
     @discardableResult
-    public func run(progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }) throws -> Int {
+    public func run(progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }) throws -> Stats {
+        let clock = ContinuousClock(), started = clock.now
         let cells = try config.cells().filter { $0.index % shard.count == shard.index - 1 }
         var done: [Int: String] = [:]
         if FileManager.default.fileExists(atPath: journal) {
@@ -51,6 +58,7 @@ public struct SweepRunner: Sendable {
             }
         }
         let todo = cells.filter { done[$0.index] == nil }
+        let replayStarted = clock.now
         let state = SharedState(journal: journal, total: cells.count, alreadyDone: cells.count - todo.count)
         try state.open()
         let plansSnapshot = plans
@@ -67,12 +75,15 @@ public struct SweepRunner: Sendable {
             }
         }
         state.close()
+        let replayEnded = clock.now
         if let error = state.error { throw error }
         let rows = try Self.readRows(journal, columns: header.count, keepPartialLastLine: false)
         let mine = Set(cells.map(\.index))
         try Self.writeSorted(rows.filter { mine.contains($0.key) }, header: header, to: output)
         try? FileManager.default.removeItem(atPath: journal)
-        return todo.count
+        func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+        return Stats(computed: todo.count, setupSeconds: seconds(replayStarted - started),
+                     replaySeconds: seconds(replayEnded - replayStarted))
     }
 
     func describe(_ cell: SweepConfig.Cell) -> String {
