@@ -27,7 +27,4 @@ public struct TokenRecord: Sendable {
         weights = Array(repeating: 0, count: layers * topK)
         predictedStart = Array(repeating: 0, count: layers + 1)
     }
-
-    /// Whether the routing of `layer` is recorded.
-    @inlinable public func isKnown(layer: Int, topK: Int) -> Bool { experts[layer * topK] != TokenRecord.missing }
 }
