@@ -62,7 +62,7 @@ struct Bench: ParsableCommand {
                     let clock = ContinuousClock()
                     var result: ReplayResult?
                     let elapsed = try clock.measure { result = try Replayer.run(plan: plan, traceName: trace.name, spec: replaySpec) }
-                    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+                    let seconds = elapsed.seconds
                     rates.append(Double(plan.accesses) / seconds)
                     hitRate = result?.hitRate ?? 0
                 }
@@ -100,7 +100,7 @@ struct Bench: ParsableCommand {
                 let clock = ContinuousClock()
                 var loaded: RoutingTrace?
                 let elapsed = try clock.measure { loaded = try RoutingTrace.load(path) }
-                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+                let seconds = elapsed.seconds
                 mbps.append(size / 1e6 / seconds)
                 rates.append(Double(loaded?.recordedRoutings ?? 0) / seconds)
             }

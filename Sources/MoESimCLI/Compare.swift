@@ -53,10 +53,8 @@ struct Compare: ParsableCommand {
             results += group
         }
         if let markdown {
-            try CSVFile.ensureDirectory(for: markdown)
-            let sink = try AtomicFileSink(path: markdown)
-            try sink.write(markdownTable(results, command: CommandLine.arguments.dropFirst().joined(separator: " ")))
-            try sink.commit()
+            try AtomicFileSink.write(markdownTable(results, command: CommandLine.arguments.dropFirst().joined(separator: " ")),
+                                     to: markdown)
             print("wrote \(markdown)")
         }
         let path = out ?? cfg.outputPath ?? "reports/compare.csv"

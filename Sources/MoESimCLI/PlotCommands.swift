@@ -14,11 +14,7 @@ struct Plot: ParsableCommand {
     @Option(help: "The SVG to write.") var out: String
 
     func run() throws {
-        let svg = try LinePlot(table: ReportTable.load(csv), x: x, y: y, series: series, logY: logY).svg()
-        try CSVFile.ensureDirectory(for: out)
-        let sink = try AtomicFileSink(path: out)
-        try sink.write(svg)
-        try sink.commit()
+        try AtomicFileSink.write(LinePlot(table: ReportTable.load(csv), x: x, y: y, series: series, logY: logY).svg(), to: out)
         print("wrote \(out)")
     }
 }
@@ -32,11 +28,7 @@ struct Report: ParsableCommand {
     @Option(help: "The HTML file to write.") var out: String
 
     func run() throws {
-        let html = try HTMLReport.html(ReportTable.load(csv), source: csv, x: x)
-        try CSVFile.ensureDirectory(for: out)
-        let sink = try AtomicFileSink(path: out)
-        try sink.write(html)
-        try sink.commit()
+        try AtomicFileSink.write(HTMLReport.html(ReportTable.load(csv), source: csv, x: x), to: out)
         print("wrote \(out)")
     }
 }

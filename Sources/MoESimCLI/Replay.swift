@@ -88,12 +88,9 @@ struct Replay: ParsableCommand {
             print("wrote \(perToken)")
         }
         if let timeline {
-            let window = events.filter { e in
-                if case let .layerStart(s, _) = e.event { return s < timelineSteps }
-                return true
-            }
+            // Everything before the first layer of step `timelineSteps` (the log may hold the whole run).
             let cutoff = events.first { if case let .layerStart(s, _) = $0.event { s >= timelineSteps } else { false } }?.time
-            try Timeline.write(cutoff.map { c in window.filter { $0.time < c } } ?? window, experts: plan.experts, to: timeline)
+            try Timeline.write(cutoff.map { c in events.filter { $0.time < c } } ?? events, experts: plan.experts, to: timeline)
             print("wrote \(timeline) (first \(timelineSteps) steps)")
         }
     }

@@ -59,8 +59,7 @@ final class Progress: @unchecked Sendable {
     init(interactive: Bool) { self.interactive = interactive }
 
     func update(_ done: Int, _ total: Int, since start: ContinuousClock.Instant) {
-        let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let seconds = (ContinuousClock.now - start).seconds
         let eta = done > 0 ? seconds / Double(done) * Double(total - done) : 0
         if interactive {
             let width = 30, filled = total > 0 ? width * done / total : width

@@ -33,12 +33,7 @@ public struct RunConfig: Sendable {
 
     /// Loads and checks a YAML file; relative paths in it are relative to the file's folder.
     /// - Throws: `ConfigError.file` with the line of the offending key.
-    public static func load(_ path: String) throws -> RunConfig {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ConfigError.file(path: path, line: nil, message: "cannot read the config file")
-        }
-        return try parse(text, path: path)
-    }
+    public static func load(_ path: String) throws -> RunConfig { try parse(YAMLFile(path: path).text(), path: path) }
 
     public static func parse(_ text: String, path: String) throws -> RunConfig {
         let file = YAMLFile(path: path)
@@ -105,6 +100,14 @@ public struct RunConfig: Sendable {
 /// paths relative to the file.
 struct YAMLFile {
     let path: String
+
+    /// The file's text.
+    func text() throws -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError.file(path: path, line: nil, message: "cannot read this YAML file")
+        }
+        return text
+    }
 
     /// The top-level mapping by key; an unknown key is an error with the closest known one.
     func topLevel(_ text: String, keys: [String]) throws -> [String: Node] {

@@ -1,3 +1,8 @@
+extension Duration {
+    /// The duration in seconds, for wall-clock measurements (benchmarks, sweep timings).
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
 /// A point or span of simulated time in integer nanoseconds.
 ///
 ///     let copy = SimTime(seconds: 14e-3)   // 14 ms

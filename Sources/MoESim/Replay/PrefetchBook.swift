@@ -119,10 +119,10 @@ final class PrefetchBook {
     }
 
     /// Settles a prefetched expert being evicted before any use.
-    func settleEviction(_ e: Int32, bytes: Int) {
+    func settleEviction(_ e: Int32) {
         switch state[Int(e)] {
         case PrefetchBook.queued: counters.cancelled += 1
-        case PrefetchBook.awaitingUse: counters.wasted += 1; counters.bytesWasted += bytes
+        case PrefetchBook.awaitingUse: counters.wasted += 1; counters.bytesWasted += bytesPerCopy
         default: return
         }
         state[Int(e)] = PrefetchBook.none
@@ -143,12 +143,12 @@ final class PrefetchBook {
     }
 
     /// At the end of the replay, prefetched experts never asked for are wasted.
-    func finish(bytes: Int) {
+    func finish() {
         for e in 0..<experts where state[e] == PrefetchBook.awaitingUse {
             state[e] = PrefetchBook.none
             heldBytes -= bytesPerCopy
             counters.wasted += 1
-            counters.bytesWasted += bytes
+            counters.bytesWasted += bytesPerCopy
         }
         precondition(counters.useful + counters.late + counters.wasted + counters.cancelled == counters.issued)
     }

@@ -206,7 +206,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         }
         }
         if Predictor.isEnabled {
-            book.finish(bytes: expertBytes)
+            book.finish()
             c.prefetch = book.counters
             c.bytesH2D += book.bytesPrefetch
             c.predictorSource = predictor.source
@@ -235,7 +235,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
             guard let victim = found else { return false }
             memory.release(victim, bytes: bytes)
             policy.didEvict(victim)
-            if Predictor.isEnabled { prefetch.settleEviction(victim, bytes: bytes) }
+            if Predictor.isEnabled { prefetch.settleEviction(victim) }
             if Sink.isEnabled { sink.record(.evict(expert: Int(victim)), at: time) }
         }
         return true

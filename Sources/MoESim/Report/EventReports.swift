@@ -48,10 +48,7 @@ public enum Timeline {
     }
 
     public static func write(_ events: [ScheduledEvent], experts: Int, to path: String) throws {
-        try CSVFile.ensureDirectory(for: path)
-        let sink = try AtomicFileSink(path: path)
-        try sink.write(json(events, experts: experts))
-        try sink.commit()
+        try AtomicFileSink.write(json(events, experts: experts), to: path)
     }
 }
 

@@ -101,12 +101,7 @@ public struct SweepConfig: Sendable {
         }
     }
 
-    public static func load(_ path: String) throws -> SweepConfig {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ConfigError.file(path: path, line: nil, message: "cannot read the sweep file")
-        }
-        return try parse(text, path: path)
-    }
+    public static func load(_ path: String) throws -> SweepConfig { try parse(YAMLFile(path: path).text(), path: path) }
 
     public static func parse(_ text: String, path: String) throws -> SweepConfig {
         let file = YAMLFile(path: path)

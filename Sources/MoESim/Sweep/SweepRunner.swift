@@ -81,9 +81,8 @@ public struct SweepRunner: Sendable {
         let mine = Set(cells.map(\.index))
         try Self.writeSorted(rows.filter { mine.contains($0.key) }, header: header, to: output)
         try? FileManager.default.removeItem(atPath: journal)
-        func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
-        return Stats(computed: todo.count, setupSeconds: seconds(replayStarted - started),
-                     replaySeconds: seconds(replayEnded - replayStarted))
+        return Stats(computed: todo.count, setupSeconds: (replayStarted - started).seconds,
+                     replaySeconds: (replayEnded - replayStarted).seconds)
     }
 
     func describe(_ cell: SweepConfig.Cell) -> String {

@@ -39,6 +39,14 @@ public final class AtomicFileSink {
         if let z = deflater { deflateEnd(z); z.deallocate() }
     }
 
+    /// Writes `text` as the whole file at `path` (creating its folder), atomically.
+    public static func write(_ text: String, to path: String) throws {
+        try CSVFile.ensureDirectory(for: path)
+        let sink = try AtomicFileSink(path: path)
+        try sink.write(text)
+        try sink.commit()
+    }
+
     public func write(_ text: String) throws {
         buffer.append(contentsOf: text.utf8)
         if buffer.count >= chunk { try flush(final: false) }
