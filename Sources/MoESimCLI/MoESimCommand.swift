@@ -19,3 +19,4 @@ struct MoESimCommand: ParsableCommand {
 extension PolicyKind: ExpressibleByArgument {}
 extension CacheScope: ExpressibleByArgument {}
 extension CacheEviction: ExpressibleByArgument {}
+extension LowPrecisionHit: ExpressibleByArgument {}

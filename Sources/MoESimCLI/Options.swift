@@ -68,3 +68,42 @@ struct PrefetchArguments: ParsableArguments {
         return o
     }
 }
+
+/// `--threshold`, `--low-bits`, `--group-size`, `--low-hit`: settings of mixed-precision.
+struct PrecisionArguments: ParsableArguments {
+    @Option(help: "mixed-precision: misses whose gate weight is below this are copied in low precision (default 0.3).")
+    var threshold: Double?
+
+    @Option(help: "mixed-precision: bits per weight of the low-precision version, 8, 4 or 2 (default 4).")
+    var lowBits: Int?
+
+    @Option(help: "mixed-precision: weights per quantisation scale (default 64).")
+    var groupSize: Int?
+
+    @Option(help: "mixed-precision: on a hit of a low-precision expert that needs full precision, accept it or upgrade (copy the full one) (default accept).")
+    var lowHit: LowPrecisionHit?
+
+    func options(base: PrecisionOptions) throws -> PrecisionOptions {
+        var o = base
+        if let threshold { o.threshold = threshold }
+        if let lowBits { o.lowBits = lowBits }
+        if let groupSize { o.groupSize = groupSize }
+        if let lowHit { o.lowHit = lowHit }
+        try o.validate()
+        return o
+    }
+}
+
+/// `--numerics`, `--numerics-scale`, `--numerics-seed`: real expert outputs with OpenBLAS.
+struct NumericsArguments: ParsableArguments {
+    @Flag(help: "Also compute every layer's real MoE output (OpenBLAS) with the precision the strategy chose and the fp32 reference; fills output_rel_error_mean, output_rel_error_p99, output_cosine_min.")
+    var numerics = false
+
+    @Option(help: "Numerics at the profile's hidden and FFN sizes divided by this (default 16; 1 = full size).")
+    var numericsScale: Int = 16
+
+    @Option(help: "Seed of the numerics' synthetic weights and hidden states (default 1).")
+    var numericsSeed: UInt64 = 1
+
+    var options: NumericsOptions { NumericsOptions(scale: numericsScale, seed: numericsSeed) }
+}

@@ -31,6 +31,13 @@ struct Replay: ParsableCommand {
 
     @OptionGroup var prefetch: PrefetchArguments
 
+    @OptionGroup var precision: PrecisionArguments
+
+    @OptionGroup var numerics: NumericsArguments
+
+    @Option(help: "With --numerics: write the error of every (token, layer) to this CSV.")
+    var numericsCsv: String?
+
     @OptionGroup var overrides: OverrideOptions
 
     @Option(help: "Append the result row to this CSV (created with a header when absent).")
@@ -57,9 +64,22 @@ struct Replay: ParsableCommand {
         var hardwareProfile = try HardwareProfile.preset(hardware)
         try overrides.apply(model: &modelProfile, hardware: &hardwareProfile)
         let spec = ReplaySpec(model: modelProfile, hardware: hardwareProfile, policy: policy, scope: scope,
-                              budget: try Budget.parse(budget), prefetch: try prefetch.options(base: PrefetchOptions()))
+                              budget: try Budget.parse(budget), prefetch: try prefetch.options(base: PrefetchOptions()),
+                              precision: try precision.options(base: PrecisionOptions()))
         let plan = StepPlan(routing)
-        let result = try Replayer.run(plan: plan, traceName: routing.name, spec: spec)
+        if numericsCsv != nil && !numerics.numerics { throw ValidationError("--numerics-csv needs --numerics") }
+        let result: ReplayResult
+        if numerics.numerics {
+            var samples: [[String]] = []
+            result = try NumericsRun.replay(trace: routing, plan: plan, spec: spec, options: numerics.options,
+                                            perSample: numericsCsv == nil ? nil : { samples.append($0.row) })
+            if let numericsCsv {
+                try CSVFile.write(rows: samples, header: NumericsSample.header, to: numericsCsv)
+                print("wrote \(numericsCsv)")
+            }
+        } else {
+            result = try Replayer.run(plan: plan, traceName: routing.name, spec: spec)
+        }
         print(summary(result))
         if let out {
             try CSVFile.append(rows: [Metric.row(result)], header: Metric.header, to: out)
@@ -107,6 +127,22 @@ struct Replay: ParsableCommand {
             p50 \(Human.seconds(r.tpotP50Seconds)), p99 \(Human.seconds(r.tpotP99Seconds))
               copied \(formatBytes(c.bytesH2D)); GPU stalled \(Human.seconds(r.stallSeconds)); \
             link busy \(Human.percent(r.linkBusyFraction)); peak expert memory \(formatBytes(c.peakExpertBytes))
-            """
+            """ + fallbackLine(r) + numericsLine(r)
+    }
+
+    func fallbackLine(_ r: ReplayResult) -> String {
+        switch r.spec.policy {
+        case .mixedPrecision:
+            "\n  low precision (int\(r.spec.precision.lowBits)): \(Human.percent(r.lowPrecisionShare)) of gate weight; saved \(formatBytes(r.counters.bytesSaved))"
+        case .cpuFallback:
+            "\n  CPU computed \(r.counters.cpuExperts) experts in \(Human.seconds(r.cpuSeconds)); saved \(formatBytes(r.counters.bytesSaved))"
+        default: ""
+        }
+    }
+
+    func numericsLine(_ r: ReplayResult) -> String {
+        guard let n = r.numerics else { return "" }
+        return "\n  output error vs fp32 over \(n.samples) (token, layer): mean \(String(format: "%.3g", n.relErrorMean)), "
+            + "p99 \(String(format: "%.3g", n.relErrorP99)), cosine min \(String(format: "%.6f", n.cosineMin))"
     }
 }

@@ -22,8 +22,9 @@ public struct RunConfig: Sendable {
     public var policies: [PolicyKind]
     public var outputPath: String?
     public var prefetch = PrefetchOptions()
+    public var precision = PrecisionOptions()
 
-    static let keys = ["trace", "model", "hardware", "budget", "cache_scope", "policies", "prefetch", "output"]
+    static let keys = ["trace", "model", "hardware", "budget", "cache_scope", "policies", "prefetch", "precision", "output"]
 
     public init(tracePath: String, model: ModelProfile, hardware: HardwareProfile, budget: Budget,
                 scope: CacheScope = .global, policies: [PolicyKind] = PolicyKind.allCases, outputPath: String? = nil) {
@@ -69,7 +70,8 @@ public struct RunConfig: Sendable {
         var config = RunConfig(tracePath: resolve(try scalar(traceNode, "trace")), model: model, hardware: hardware,
                                budget: budget, scope: scope, policies: policies,
                                outputPath: try values["output"].map { resolve(try scalar($0, "output")) })
-        if let n = values["prefetch"] { config.prefetch = try file.prefetchOptions(n) }
+        if let n = values["prefetch"] { config.prefetch = try file.options(n) }
+        if let n = values["precision"] { config.precision = try file.options(n) }
         return config
     }
 
@@ -150,13 +152,17 @@ struct YAMLFile {
         }
     }
 
-    /// A `prefetch:` mapping, checked.
-    func prefetchOptions(_ n: Node) throws -> PrefetchOptions {
-        guard let mapping = n.mapping else { throw fail(n, "prefetch must be a mapping, e.g. {lookahead: 2, accuracy: 0.97}") }
-        var options = PrefetchOptions()
+    /// An options section (`prefetch:`, `precision:`), checked.
+    func options<Section: OptionSection>(_ n: Node) throws -> Section {
+        guard let mapping = n.mapping else {
+            throw fail(n, "\(Section.section) must be a mapping of \(Section.keys.joined(separator: ", "))")
+        }
+        var options = Section()
         for (keyNode, value) in mapping {
-            do { try options.set(try scalar(keyNode, "prefetch key"), to: try scalar(value, "prefetch value"), origin: path) }
-            catch let e as ConfigError {
+            do {
+                try options.set(try scalar(keyNode, "\(Section.section) key"), to: try scalar(value, "\(Section.section) value"),
+                                origin: path)
+            } catch let e as ConfigError {
                 if case .file = e { throw e }
                 throw fail(keyNode, e.description.replacingOccurrences(of: "\(path): ", with: ""))
             }

@@ -15,17 +15,20 @@ public enum SimEvent: Equatable, Sendable, CustomStringConvertible {
     case copyEnd(expert: Int)
     case computeStart(expert: Int)
     case computeEnd(expert: Int)
+    /// An expert computed on the host CPU (`cpu-fallback`).
+    case cpuStart(expert: Int)
+    case cpuEnd(expert: Int)
     case layerEnd(step: Int, layer: Int)
 
     /// Tie-break among events at the same time: completions before starts.
     public var priority: Int {
         switch self {
-        case .copyEnd, .computeEnd: 0
+        case .copyEnd, .computeEnd, .cpuEnd: 0
         case .layerEnd: 1
         case .layerStart: 2
         case .gate: 3
         case .hit, .miss, .evict, .prefetch, .cancel: 4
-        case .copyStart, .computeStart: 5
+        case .copyStart, .computeStart, .cpuStart: 5
         }
     }
 
@@ -42,6 +45,8 @@ public enum SimEvent: Equatable, Sendable, CustomStringConvertible {
         case let .copyEnd(e): "copyEnd(\(e))"
         case let .computeStart(e): "computeStart(\(e))"
         case let .computeEnd(e): "computeEnd(\(e))"
+        case let .cpuStart(e): "cpuStart(\(e))"
+        case let .cpuEnd(e): "cpuEnd(\(e))"
         case let .layerEnd(s, l): "layerEnd(\(s),\(l))"
         }
     }

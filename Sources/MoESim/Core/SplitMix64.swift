@@ -25,3 +25,18 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         Int((UInt64(bound).multipliedFullWidth(by: next())).high)
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension SplitMix64 {
+    /// `count` Gaussian samples N(0, scale²), by Box-Muller from two uniforms (seeded synthetic weights and
+    /// hidden states for numerics).
+    public mutating func gaussians(_ count: Int, scale: Double = 1) -> [Float] {
+        (0..<count).map { _ in
+            let u = 1 - nextDouble(), v = nextDouble()  // u in (0, 1]: log(u) is finite
+            return Float((-2 * log(u)).squareRoot() * cos(2 * Double.pi * v) * scale)
+        }
+    }
+}

@@ -13,6 +13,8 @@ public struct CostModel: Sendable {
     /// Expert compute for one token, and one copy of a full-precision expert.
     public let expertComputeOneToken: Int64
     public let expertCopy: Int64
+    /// Bytes of one token's hidden state (what CPU fallback moves each way).
+    public let activationBytesPerToken: Double
 
     public init(model: ModelProfile, hardware: HardwareProfile) {
         self.hardware = hardware
@@ -23,6 +25,20 @@ public struct CostModel: Sendable {
         expertComputeOneToken = CostModel.roofline(params: Double(model.expertParams), bytes: Double(model.expertBytes),
                                                    tokens: 1, hardware: hardware)
         expertCopy = CostModel.copy(bytes: model.expertBytes, hardware: hardware)
+        activationBytesPerToken = Double(model.hidden) * model.bytesPerParam
+    }
+
+    /// Host CPU time of an expert for `tokens` tokens: max(2·n·params / host FLOP/s, bytes / host bandwidth), the
+    /// roofline `calibrate` fits (the host reads the weights in the model's precision).
+    public func hostExpertCompute(tokens: Int32) -> Int64 {
+        let flopTime = 2 * Double(tokens) * expertParams / hardware.hostFlops
+        return SimTime(seconds: max(flopTime, Double(expertBytes) / hardware.hostBytesPerSecond)).nanoseconds
+    }
+
+    /// One-way move of `tokens` hidden states between GPU and host: latency + bytes / link bandwidth. Small, so
+    /// it does not queue behind expert copies (a separate, short DMA).
+    public func activationTransfer(tokens: Int32) -> Int64 {
+        SimTime(seconds: hardware.linkLatencySeconds + Double(tokens) * activationBytesPerToken / hardware.linkBytesPerSecond).nanoseconds
     }
 
     /// GPU time of an expert that `tokens` tokens were routed to.

@@ -6,6 +6,8 @@ public enum Metric: String, CaseIterable, Sendable {
     case lookahead
     case predAccuracy = "pred_accuracy"
     case prefetchBuffer = "prefetch_buffer"
+    case precisionThreshold = "precision_threshold"
+    case lowBits = "low_bits"
     case budgetBytes = "budget_bytes"
     case budgetExperts = "budget_experts"
     case tokens, steps, accesses, hits, misses
@@ -30,6 +32,13 @@ public enum Metric: String, CaseIterable, Sendable {
     case stallSeconds = "stall_seconds"
     case linkBusyFraction = "link_busy_fraction"
     case peakExpertBytes = "peak_expert_bytes"
+    case lowPrecisionShare = "low_precision_share"
+    case bytesSaved = "bytes_saved"
+    case cpuExperts = "cpu_experts"
+    case cpuSeconds = "cpu_seconds"
+    case outputRelErrorMean = "output_rel_error_mean"
+    case outputRelErrorP99 = "output_rel_error_p99"
+    case outputCosineMin = "output_cosine_min"
     case missingCells = "missing_cells"
 
     public static var header: [String] { allCases.map(\.rawValue) }
@@ -46,6 +55,8 @@ public enum Metric: String, CaseIterable, Sendable {
         case .prefetchBuffer: r.spec.policy.prefetches ? format(r.spec.prefetch.bufferShare) : ""
         case .lookahead: r.spec.policy.prefetches ? "\(r.spec.policy.usesLookahead ? r.spec.prefetch.lookahead : 1)" : ""
         case .predAccuracy: r.counters.predictorSource == "modelled" ? format(r.spec.prefetch.accuracy) : ""
+        case .precisionThreshold: r.spec.policy == .mixedPrecision ? format(r.spec.precision.threshold) : ""
+        case .lowBits: r.spec.policy == .mixedPrecision ? "\(r.spec.precision.lowBits)" : ""
         case .budgetBytes: "\(r.budgetBytes)"
         case .budgetExperts: "\(r.budgetExperts)"
         case .tokens: "\(r.tokens)"
@@ -74,6 +85,13 @@ public enum Metric: String, CaseIterable, Sendable {
         case .stallSeconds: format(r.stallSeconds)
         case .linkBusyFraction: format(r.linkBusyFraction)
         case .peakExpertBytes: "\(r.counters.peakExpertBytes)"
+        case .lowPrecisionShare: format(r.lowPrecisionShare)
+        case .bytesSaved: "\(r.counters.bytesSaved)"
+        case .cpuExperts: "\(r.counters.cpuExperts)"
+        case .cpuSeconds: format(r.cpuSeconds)
+        case .outputRelErrorMean: format(r.numerics?.relErrorMean)
+        case .outputRelErrorP99: format(r.numerics?.relErrorP99)
+        case .outputCosineMin: format(r.numerics?.cosineMin)
         case .missingCells: "\(r.missingCells)"
         }
     }

@@ -7,6 +7,12 @@ public struct ReplayResult: Sendable {
     public let steps: Int
     public let missingCells: Int
     public let counters: ReplayCounters
+    /// Gate weight of all accesses (nil when the trace has no weights).
+    public let routedWeight: Double?
+    /// How each access was computed; empty unless the replay was asked to record it.
+    public var precisionLog: [AccessPrecision] = []
+    /// Output error against fp32, when numerics ran.
+    public var numerics: NumericsSummary?
 
     init(traceName: String, spec: ReplaySpec, budgetBytes: Int, plan: StepPlan, counters: ReplayCounters) {
         self.traceName = traceName
@@ -16,7 +22,15 @@ public struct ReplayResult: Sendable {
         steps = plan.steps
         missingCells = plan.missingCells
         self.counters = counters
+        routedWeight = plan.hasWeights ? plan.totalWeight : nil
     }
+
+    /// Σ gate weight computed in low precision / Σ gate weight of every access.
+    public var lowPrecisionShare: Double? {
+        guard let routedWeight, routedWeight > 0 else { return nil }
+        return counters.lowPrecisionWeight / routedWeight
+    }
+    public var cpuSeconds: Double { Double(counters.cpuNanoseconds) * 1e-9 }
 
     public var simSeconds: Double { Double(counters.simNanoseconds) * 1e-9 }
     public var hitRate: Double? { counters.accesses > 0 ? Double(counters.hits) / Double(counters.accesses) : nil }

@@ -19,14 +19,7 @@ public struct ExpertFFN: Sendable {
         precondition(matrices == 2 || matrices == 3)
         self.hidden = hidden; self.ffn = ffn; self.matrices = matrices
         var rng = SplitMix64(seed: seed)
-        func gaussian(_ count: Int, fanIn: Int) -> [Float] {
-            let scale = 1 / Double(fanIn).squareRoot()
-            return (0..<count).map { _ in
-                // Box-Muller from two uniforms in (0, 1].
-                let u = 1 - rng.nextDouble(), v = rng.nextDouble()
-                return Float((-2 * log(u)).squareRoot() * cos(2 * Double.pi * v) * scale)
-            }
-        }
+        func gaussian(_ count: Int, fanIn: Int) -> [Float] { rng.gaussians(count, scale: 1 / Double(fanIn).squareRoot()) }
         var w = [gaussian(hidden * ffn, fanIn: hidden)]
         if matrices == 3 { w.append(gaussian(hidden * ffn, fanIn: hidden)) }
         w.append(gaussian(ffn * hidden, fanIn: ffn))

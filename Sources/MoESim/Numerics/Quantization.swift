@@ -46,5 +46,9 @@ public struct QuantizedWeights: Sendable {
     }
 
     /// Bytes of the packed form: `bits` per weight plus a 2-byte (fp16) scale per group.
-    public var packedBytes: Int { (count * bits + 7) / 8 + 2 * scales.count }
+    public var packedBytes: Int { Self.packedBytes(count: count, bits: bits, groupSize: groupSize) }
+
+    public static func packedBytes(count: Int, bits: Int, groupSize: Int) -> Int {
+        (count * bits + 7) / 8 + 2 * ((count + groupSize - 1) / groupSize)
+    }
 }

@@ -11,6 +11,8 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     case crossLayerGate = "cross-layer-gate"
     case affinity
     case oraclePrefetch = "oracle-prefetch"
+    case mixedPrecision = "mixed-precision"
+    case cpuFallback = "cpu-fallback"
 
     /// One line for `--help` and reports.
     public var summary: String {
@@ -26,6 +28,8 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         case .crossLayerGate: "cache + prefetch of layer l+1's experts predicted from layer l's input (Fate)"
         case .affinity: "cache + prefetch by online layer-to-layer co-activation counts (ExFlow / MoE-Infinity)"
         case .oraclePrefetch: "cache + perfect prefetch of the next `lookahead` layers: the bound for prediction"
+        case .mixedPrecision: "LRU cache; misses of low-gate-weight experts are copied in int4/int2 (HOBBIT)"
+        case .cpuFallback: "popular experts placed on the GPU; a miss runs on the host CPU when that is sooner (Fiddler)"
         }
     }
 
@@ -41,7 +45,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     public func eviction(_ options: PrefetchOptions) -> String {
         switch self {
         case .onDemand, .allResident: "none"
-        case .lru: "lru"
+        case .lru, .mixedPrecision, .cpuFallback: "lru"
         case .fifo: "fifo"
         case .arc: "arc"
         case .belady: "belady"
@@ -76,7 +80,8 @@ public enum CacheEviction: String, CaseIterable, Sendable, Codable {
 }
 
 /// Settings of the prefetching strategies.
-public struct PrefetchOptions: Sendable, Equatable {
+public struct PrefetchOptions: OptionSection {
+    public static let section = "prefetch"
     /// Layers ahead that `oracle-prefetch` sees (the others look one layer ahead).
     public var lookahead = 1
     /// Per-expert accuracy of the modelled `cross-layer-gate` predictor (Fate reports about 97%).
@@ -88,6 +93,8 @@ public struct PrefetchOptions: Sendable, Equatable {
     /// The cache's eviction rule.
     public var eviction = CacheEviction.lru
 
+    public init() {}
+
     public init(lookahead: Int = 1, accuracy: Double = 0.97, seed: UInt64 = 1, bufferShare: Double = 1,
                 eviction: CacheEviction = .lru) {
         self.lookahead = lookahead; self.accuracy = accuracy; self.seed = seed
@@ -97,32 +104,22 @@ public struct PrefetchOptions: Sendable, Equatable {
     /// The option names, as config files and sweep axes (`prefetch.NAME`) write them.
     public static let keys = ["lookahead", "accuracy", "seed", "buffer", "eviction"]
 
-    /// Sets one option from its text.
-    /// - Throws: `ConfigError.unknownKey` (with a suggestion) or `ConfigError.invalidValue`.
     public mutating func set(_ key: String, to text: String, origin: String) throws {
-        func number() throws -> Double {
-            guard let v = Double(text), v.isFinite else {
-                throw ConfigError.invalidValue(field: "prefetch.\(key)", value: text, expected: "a number")
-            }
-            return v
-        }
         switch key {
-        case "lookahead": lookahead = Int(try number())
-        case "accuracy": accuracy = try number()
+        case "lookahead": lookahead = Int(try Self.number(key, text))
+        case "accuracy": accuracy = try Self.number(key, text)
         case "seed":
             guard let v = UInt64(text) else {
                 throw ConfigError.invalidValue(field: "prefetch.seed", value: text, expected: "a non-negative integer")
             }
             seed = v
-        case "buffer": bufferShare = try number()
+        case "buffer": bufferShare = try Self.number(key, text)
         case "eviction":
             guard let v = CacheEviction(rawValue: text) else {
                 throw ConfigError.invalidValue(field: "prefetch.eviction", value: text, expected: "lru or arc")
             }
             eviction = v
-        default:
-            throw ConfigError.unknownKey(key: "prefetch.\(key)", origin: origin,
-                                         suggestion: closestMatch(key, among: Self.keys).map { "prefetch.\($0)" })
+        default: throw Self.unknown(key, origin: origin)
         }
     }
 

@@ -4,10 +4,12 @@
 ///     memory.admit(17, bytes: b)   // precondition: it fits
 ///
 /// Works like SimPy's Container: `admit` and `release` keep `0 <= used <= capacity` in every partition, checked
-/// after each mutation. Copies in flight count as resident from the moment they are issued.
+/// after each mutation. Copies in flight count as resident from the moment they are issued. Each resident expert
+/// keeps the size it was admitted with (a low-precision version is smaller), which its release gives back.
 /// Raw buffers for the same reason as `LRUPolicy`: it is touched on every miss.
 public final class ExpertMemory {
-    private let resident: UnsafeMutablePointer<Bool>
+    /// Bytes each expert holds; 0 when it is not resident.
+    private let held: UnsafeMutablePointer<Int>
     private let partitionOf: UnsafeMutablePointer<Int32>
     private let used: UnsafeMutablePointer<Int>
     private let capacity: UnsafeMutablePointer<Int>
@@ -20,8 +22,8 @@ public final class ExpertMemory {
         precondition(partitionOf.count == experts && partitionOf.allSatisfy { Int($0) < capacities.count })
         self.experts = experts
         partitions = capacities.count
-        resident = .allocate(capacity: experts)
-        resident.initialize(repeating: false, count: experts)
+        held = .allocate(capacity: experts)
+        held.initialize(repeating: 0, count: experts)
         self.partitionOf = .allocate(capacity: experts)
         self.partitionOf.initialize(from: partitionOf, count: experts)
         used = .allocate(capacity: capacities.count)
@@ -31,7 +33,7 @@ public final class ExpertMemory {
     }
 
     deinit {
-        resident.deallocate()
+        held.deallocate()
         partitionOf.deallocate()
         used.deallocate()
         capacity.deallocate()
@@ -40,24 +42,28 @@ public final class ExpertMemory {
     public func used(in partition: Int) -> Int { used[partition] }
     public func capacity(of partition: Int) -> Int { capacity[partition] }
 
-    @inline(__always) public func isResident(_ e: Int32) -> Bool { resident[Int(e)] }
+    @inline(__always) public func isResident(_ e: Int32) -> Bool { held[Int(e)] != 0 }
+    /// The bytes `e` holds (0 when it is not resident).
+    @inline(__always) public func bytes(of e: Int32) -> Int { held[Int(e)] }
     @inline(__always) public func partition(of e: Int32) -> Int { Int(partitionOf[Int(e)]) }
     @inline(__always) public func fits(_ bytes: Int, in partition: Int) -> Bool { used[partition] + bytes <= capacity[partition] }
 
     @inline(__always) public func admit(_ e: Int32, bytes: Int) {
         let p = partition(of: e)
-        precondition(!resident[Int(e)] && used[p] + bytes <= capacity[p], "expert memory over budget")
-        resident[Int(e)] = true
+        precondition(held[Int(e)] == 0 && bytes > 0 && used[p] + bytes <= capacity[p], "expert memory over budget")
+        held[Int(e)] = bytes
         used[p] += bytes
         totalUsed += bytes
         if totalUsed > peakUsed { peakUsed = totalUsed }
     }
 
-    @inline(__always) public func release(_ e: Int32, bytes: Int) {
-        let p = partition(of: e)
-        precondition(resident[Int(e)] && used[p] >= bytes, "released an expert that is not resident")
-        resident[Int(e)] = false
+    /// Frees `e`'s bytes and returns how many they were.
+    @discardableResult @inline(__always) public func release(_ e: Int32) -> Int {
+        let p = partition(of: e), bytes = held[Int(e)]
+        precondition(bytes > 0, "released an expert that is not resident")
+        held[Int(e)] = 0
         used[p] -= bytes
         totalUsed -= bytes
+        return bytes
     }
 }

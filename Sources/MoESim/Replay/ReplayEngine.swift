@@ -26,10 +26,20 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
 
     /// Bytes that prefetched experts not yet used may hold at once.
     private let prefetchBufferBytes: Int
+    private let fallback: MissFallback
+    /// Experts placed on the GPU before the first step (Fiddler's popularity placement).
+    private let initialResident: [Int32]
+    private let recordsPrecision: Bool
+    /// How each access was computed, indexed like `plan.accessExpert`; filled when `recordsPrecision`.
+    public private(set) var precisionLog: [AccessPrecision] = []
 
     public init(plan: StepPlan, cost: CostModel, policy: Policy, predictor: Predictor, memory: ExpertMemory, sink: Sink,
-                prefetchBufferBytes: Int = .max) {
+                prefetchBufferBytes: Int = .max, fallback: MissFallback = .none, initialResident: [Int32] = [],
+                recordsPrecision: Bool = false) {
         self.prefetchBufferBytes = prefetchBufferBytes
+        self.fallback = fallback
+        self.initialResident = initialResident
+        self.recordsPrecision = recordsPrecision
         self.plan = plan
         self.cost = cost
         self.policy = policy
@@ -70,6 +80,29 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                 policy.didInsert(e, at: 0)
             }
         }
+        for e in initialResident {
+            memory.admit(e, bytes: expertBytes)
+            policy.didInsert(e, at: 0)
+        }
+        // The fallback's settings as locals; the weight arrays are read on misses and low-precision hits only.
+        var lowMode = false, cpuMode = false, upgradeOnLowHit = false
+        var threshold: Float = 0, lowBytes = expertBytes
+        switch fallback.mode {
+        case .none: break
+        case let .lowPrecision(t, bytes, upgrade): lowMode = true; threshold = t; lowBytes = bytes; upgradeOnLowHit = upgrade
+        case .cpu: cpuMode = true
+        }
+        let lowCopy = cost.copy(bytes: lowBytes)
+        let weightMax = plan.accessWeightMax, weightSum = plan.accessWeightSum
+        var cpuFree: Int64 = 0  // the host CPU: one FIFO server, like the GPU stream
+        let log: UnsafeMutablePointer<AccessPrecision>? = recordsPrecision ? .allocate(capacity: plan.accesses) : nil
+        log?.initialize(repeating: .full, count: plan.accesses)
+        defer {
+            if let log {
+                precisionLog = Array(UnsafeBufferPointer(start: log, count: plan.accesses))
+                log.deallocate()
+            }
+        }
 
         plan.accessExpert.withUnsafeBufferPointer { accessExpert in
         plan.accessTokens.withUnsafeBufferPointer { accessTokens in
@@ -92,6 +125,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                         book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: accessExpert[first..<last]))
                     }
                     var gpu = gate
+                    var cpuDone: Int64 = 0  // when the last CPU-computed expert's output is back on the GPU
                     var misses = 0
                     var outOfOrder = false  // a late prefetch may land before earlier demand copies
                     // The whole set is pinned before any miss looks for room, so no miss evicts a later hit.
@@ -101,17 +135,24 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                         var landsAt: Int64 = -1  // a miss: when its copy lands
                         if memory.isResident(e) {
                             policy.didAccess(e, at: a)
+                            if lowMode && memory.bytes(of: e) < expertBytes {  // held in low precision
+                                if upgradeOnLowHit && weightMax[a] >= threshold {
+                                    memory.release(e)
+                                    guard makeRoom(memory.partition(of: e), bytes: expertBytes, pins, at: gate, demand: true, &policy, &sink) else {
+                                        preconditionFailure("budget below the layer working set passed validation")
+                                    }
+                                    memory.admit(e, bytes: expertBytes)
+                                    landsAt = demandCopy(e, duration: copyTime, bytes: expertBytes, at: gate, &link, &sink, &c)
+                                } else {
+                                    c.lowPrecisionWeight += Double(weightSum[a])
+                                    log?[a] = .low
+                                }
+                            }
                             if Predictor.isEnabled && book.state[Int(e)] != PrefetchBook.none {
                                 landsAt = book.settleAccess(e, at: gate)  // -1 when the prefetch already landed
                                 outOfOrder = outOfOrder || (landsAt >= 0 && misses > 0)
                                 if landsAt == PrefetchBook.promote {
-                                    let copy = link.enqueue(duration: copyTime, earliest: gate)
-                                    c.bytesH2D += expertBytes
-                                    landsAt = copy.end
-                                    if Sink.isEnabled {
-                                        sink.record(.copyStart(expert: Int(e)), at: copy.start)
-                                        sink.record(.copyEnd(expert: Int(e)), at: copy.end)
-                                    }
+                                    landsAt = demandCopy(e, duration: copyTime, bytes: expertBytes, at: gate, &link, &sink, &c)
                                 }
                             }
                             if landsAt < 0 {
@@ -125,18 +166,42 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                                 continue
                             }
                         } else {
-                            guard makeRoom(memory.partition(of: e), pins, at: gate, demand: true, &policy, &sink) else {
+                            if cpuMode {
+                                // Fiddler: compute on the host when its output is back no later than a copy would
+                                // land plus the GPU's compute.
+                                let tokens = accessTokens[a]
+                                let move = cost.activationTransfer(tokens: tokens), work = cost.hostExpertCompute(tokens: tokens)
+                                let start = max(gate + move, cpuFree)
+                                let back = start + work + move
+                                if back <= link.earliestStart(after: gate) + copyTime + cost.expertCompute(tokens: tokens) {
+                                    cpuFree = start + work
+                                    cpuDone = max(cpuDone, back)
+                                    c.cpuExperts += 1
+                                    c.cpuNanoseconds += work
+                                    c.bytesSaved += expertBytes
+                                    c.misses += 1
+                                    log?[a] = .cpu
+                                    if Sink.isEnabled {
+                                        sink.record(.miss(expert: Int(e)), at: gate)
+                                        sink.record(.cpuStart(expert: Int(e)), at: start)
+                                        sink.record(.cpuEnd(expert: Int(e)), at: start + work)
+                                    }
+                                    continue
+                                }
+                            }
+                            var bytes = expertBytes, duration = copyTime
+                            if lowMode && weightMax[a] < threshold {
+                                bytes = lowBytes; duration = lowCopy
+                                c.bytesSaved += expertBytes - lowBytes
+                                c.lowPrecisionWeight += Double(weightSum[a])
+                                log?[a] = .low
+                            }
+                            guard makeRoom(memory.partition(of: e), bytes: bytes, pins, at: gate, demand: true, &policy, &sink) else {
                                 preconditionFailure("budget below the layer working set passed validation")
                             }
-                            memory.admit(e, bytes: expertBytes)
+                            memory.admit(e, bytes: bytes)
                             policy.didInsert(e, at: a)
-                            let copy = link.enqueue(duration: copyTime, earliest: gate)
-                            c.bytesH2D += expertBytes
-                            if Sink.isEnabled {
-                                sink.record(.copyStart(expert: Int(e)), at: copy.start)
-                                sink.record(.copyEnd(expert: Int(e)), at: copy.end)
-                            }
-                            landsAt = copy.end
+                            landsAt = demandCopy(e, duration: duration, bytes: bytes, at: gate, &link, &sink, &c)
                         }
                         if Sink.isEnabled { sink.record(.miss(expert: Int(e)), at: gate) }
                         missLand[misses] = landsAt
@@ -157,7 +222,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                         for e in proposals {
                             book.notePrediction(e)
                             if memory.isResident(e) || book.heldBytes + expertBytes > prefetchBufferBytes { continue }
-                            guard makeRoom(memory.partition(of: e), pins, at: gate, demand: false, &policy, &sink) else { continue }
+                            guard makeRoom(memory.partition(of: e), bytes: expertBytes, pins, at: gate, demand: false, &policy, &sink) else { continue }
                             memory.admit(e, bytes: expertBytes)
                             policy.didInsert(e, at: first)
                             book.queue(e, at: gate)
@@ -181,9 +246,10 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                         }
                         gpu = end
                     }
+                    if cpuDone > gpu { c.stallNanoseconds += cpuDone - gpu; gpu = cpuDone }
                     if Policy.releasesAfterLayer {
                         for a in first..<last {
-                            memory.release(accessExpert[a], bytes: expertBytes)
+                            memory.release(accessExpert[a])
                             policy.didEvict(accessExpert[a])
                         }
                     }
@@ -192,7 +258,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                         cancelled.removeAll(keepingCapacity: true)
                         book.cancelQueued(layer: l, pending: &pending, into: &cancelled)
                         for e in cancelled {
-                            memory.release(e, bytes: expertBytes)
+                            memory.release(e)
                             policy.didEvict(e)
                             if Sink.isEnabled { sink.record(.cancel(expert: Int(e)), at: gpu) }
                         }
@@ -223,9 +289,8 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     /// serves copies in order, so that one lands before the demand copy starts.
     /// (A method with explicit `inout` state rather than a nested function: captured locals would be boxed.)
     @inline(__always)
-    private func makeRoom(_ partition: Int, _ pins: PinSet, at time: Int64, demand: Bool,
+    private func makeRoom(_ partition: Int, bytes: Int, _ pins: PinSet, at time: Int64, demand: Bool,
                           _ policy: inout Policy, _ sink: inout Sink) -> Bool {
-        let bytes = cost.expertBytes
         while !memory.fits(bytes, in: partition) {
             var found = policy.victim(in: partition, pinned: pins)
             if Predictor.isEnabled && found == nil && demand {
@@ -233,12 +298,25 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                                                                      landTime: pins.landTime, now: .max))
             }
             guard let victim = found else { return false }
-            memory.release(victim, bytes: bytes)
+            memory.release(victim)
             policy.didEvict(victim)
             if Predictor.isEnabled { prefetch.settleEviction(victim) }
             if Sink.isEnabled { sink.record(.evict(expert: Int(victim)), at: time) }
         }
         return true
+    }
+
+    /// Queues a demand copy of `e` (ahead of queued prefetches) and returns when it lands.
+    @inline(__always)
+    private func demandCopy(_ e: Int32, duration: Int64, bytes: Int, at gate: Int64, _ link: inout Link, _ sink: inout Sink,
+                            _ c: inout ReplayCounters) -> Int64 {
+        let copy = link.enqueue(duration: duration, earliest: gate)
+        c.bytesH2D += bytes
+        if Sink.isEnabled {
+            sink.record(.copyStart(expert: Int(e)), at: copy.start)
+            sink.record(.copyEnd(expert: Int(e)), at: copy.end)
+        }
+        return copy.end
     }
 
     /// Starts, in order, the queued prefetch copies that the link reaches before `time` (demand copies at `time`
@@ -287,6 +365,13 @@ public struct ReplayCounters: Sendable, Equatable {
     public var peakExpertBytes = 0
     public var prefetch = PrefetchCounters()
     public var predictorSource = "none"
+    /// Gate weight of the accesses computed with a low-precision version.
+    public var lowPrecisionWeight = 0.0
+    /// Bytes not copied because a low-precision version or the CPU served a miss instead of a full copy.
+    public var bytesSaved = 0
+    /// Experts computed on the host CPU, and the CPU's busy time.
+    public var cpuExperts = 0
+    public var cpuNanoseconds: Int64 = 0
     /// Latency of the first step of each sequence (time to first token).
     public var firstStepLatencies: [Int64] = []
     /// Latency of every other decode step (time per output token).

@@ -6,11 +6,12 @@ public struct ReplaySpec: Sendable, Equatable {
     public var scope: CacheScope
     public var budget: Budget
     public var prefetch: PrefetchOptions
+    public var precision: PrecisionOptions
 
     public init(model: ModelProfile, hardware: HardwareProfile, policy: PolicyKind, scope: CacheScope = .global,
-                budget: Budget, prefetch: PrefetchOptions = PrefetchOptions()) {
+                budget: Budget, prefetch: PrefetchOptions = PrefetchOptions(), precision: PrecisionOptions = PrecisionOptions()) {
         self.model = model; self.hardware = hardware; self.policy = policy; self.scope = scope; self.budget = budget
-        self.prefetch = prefetch
+        self.prefetch = prefetch; self.precision = precision
     }
 }
 
@@ -22,25 +23,46 @@ public struct ReplaySpec: Sendable, Equatable {
 /// All configuration errors surface here, before any simulated time passes.
 public enum Replayer {
     /// - Throws: `ConfigError` when the trace does not match the model, or the budget is impossible.
-    public static func run(plan: StepPlan, traceName: String, spec: ReplaySpec) throws -> ReplayResult {
+    /// - Parameter recordPrecision: keep how each access was computed (`ReplayResult.precisionLog`), for numerics.
+    public static func run(plan: StepPlan, traceName: String, spec: ReplaySpec, recordPrecision: Bool = false) throws -> ReplayResult {
         var sink = NoEvents()
-        return try run(plan: plan, traceName: traceName, spec: spec, sink: &sink)
+        return try run(plan: plan, traceName: traceName, spec: spec, sink: &sink, recordPrecision: recordPrecision)
     }
 
     /// The same, reporting every event to `sink` (scenario tests, timelines).
     public static func run<Sink: EventSink>(plan: StepPlan, traceName: String, spec: ReplaySpec,
-                                            sink: inout Sink) throws -> ReplayResult {
+                                            sink: inout Sink, recordPrecision: Bool = false) throws -> ReplayResult {
         let layout = try BudgetLayout(plan: plan, spec: spec)
         let cost = CostModel(model: spec.model, hardware: spec.hardware)
         let flat = plan.layers * plan.experts
         let memory = ExpertMemory(experts: flat, partitionOf: layout.partitionOf, capacities: layout.capacities)
         try spec.prefetch.validate()
+        try spec.precision.validate()
+        var fallback = MissFallback.none
+        var initialResident: [Int32] = []
+        switch spec.policy {
+        case .mixedPrecision:
+            guard plan.hasWeights else {
+                throw ConfigError.invalidValue(field: "policy", value: "mixed-precision",
+                                               expected: "a trace with gate weights (its lines have no 'weights')")
+            }
+            fallback = MissFallback(.lowPrecision(threshold: Float(spec.precision.threshold),
+                                                  lowBytes: spec.precision.lowBytes(params: spec.model.expertParams),
+                                                  upgradeOnLowHit: spec.precision.lowHit == .upgrade))
+        case .cpuFallback:
+            fallback = MissFallback(.cpu)
+            initialResident = layout.popularPlacement(plan: plan, expertBytes: spec.model.expertBytes)
+        default: break
+        }
+        var precisionLog: [AccessPrecision] = []
         func replay<P: CachePolicy, F: PrefetchPredictor>(_ policy: P, _ predictor: F = NoPrefetch()) -> ReplayCounters {
             let buffer = spec.prefetch.bufferShare >= 1 ? Int.max : Int(Double(layout.budgetBytes) * spec.prefetch.bufferShare)
             let engine = ReplayEngine(plan: plan, cost: cost, policy: policy, predictor: predictor, memory: memory, sink: sink,
-                                      prefetchBufferBytes: buffer)
+                                      prefetchBufferBytes: buffer, fallback: fallback, initialResident: initialResident,
+                                      recordsPrecision: recordPrecision)
             let counters = engine.run()
             sink = engine.sink
+            precisionLog = engine.precisionLog
             return counters
         }
         func lru(touchesOnAccess: Bool = true) -> LRUPolicy {
@@ -62,7 +84,7 @@ public enum Replayer {
         switch spec.policy {
         case .onDemand: counters = replay(OnDemandPolicy())
         case .allResident: counters = replay(AllResidentPolicy())
-        case .lru: counters = replay(lru())
+        case .lru, .mixedPrecision, .cpuFallback: counters = replay(lru())
         case .fifo: counters = replay(lru(touchesOnAccess: false))
         case .arc: counters = replay(arc())
         case .belady: counters = replay(BeladyPolicy(experts: flat, future: FutureIndex(plan)))
@@ -75,7 +97,9 @@ public enum Replayer {
             if plan.hasPredictions { counters = prefetching(RecordedPredictor(plan: plan)) }
             else { counters = prefetching(ModelledCrossLayerPredictor(plan: plan, accuracy: spec.prefetch.accuracy, seed: spec.prefetch.seed)) }
         }
-        return ReplayResult(traceName: traceName, spec: spec, budgetBytes: layout.budgetBytes, plan: plan, counters: counters)
+        var result = ReplayResult(traceName: traceName, spec: spec, budgetBytes: layout.budgetBytes, plan: plan, counters: counters)
+        result.precisionLog = precisionLog
+        return result
     }
 }
 
@@ -142,5 +166,19 @@ struct BudgetLayout {
             partitionOf = Array(repeating: 0, count: flat)
             capacities = [budgetBytes]
         }
+    }
+
+    /// Fiddler's placement: the experts the trace routes to most often (ties: lower id), as many as each partition
+    /// holds. Fiddler profiles popularity offline; using the replayed trace itself is the optimistic stand-in.
+    func popularPlacement(plan: StepPlan, expertBytes: Int) -> [Int32] {
+        var uses = [Int](repeating: 0, count: partitionOf.count)
+        for e in plan.accessExpert { uses[Int(e)] += 1 }
+        var room = capacities
+        var placed: [Int32] = []
+        for e in uses.indices.sorted(by: { (uses[$0], $1) > (uses[$1], $0) }) where uses[e] > 0 {
+            let p = Int(partitionOf[e])
+            if room[p] >= expertBytes { room[p] -= expertBytes; placed.append(Int32(e)) }
+        }
+        return placed
     }
 }

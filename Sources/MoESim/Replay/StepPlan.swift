@@ -27,6 +27,13 @@ public struct StepPlan: Sendable {
     public private(set) var predictionStart: [Int32] = []
     public private(set) var predictedExpert: [Int32] = []
     public var hasPredictions: Bool { !predictionStart.isEmpty }
+    /// Per access, the largest and the summed gate weight of the step's tokens routed to it; empty when the trace
+    /// has no weights. `mixed-precision` decides on the largest; `low_precision_share` adds up the sums.
+    public private(set) var accessWeightMax: [Float] = []
+    public private(set) var accessWeightSum: [Float] = []
+    public var hasWeights: Bool { !accessWeightMax.isEmpty }
+    /// Σ of every routed gate weight (0 without weights).
+    public private(set) var totalWeight = 0.0
 
     public func predictionRange(step: Int, layer: Int) -> Range<Int> {
         guard hasPredictions else { return 0..<0 }
@@ -47,6 +54,12 @@ public struct StepPlan: Sendable {
         missingCells = trace.missingCells
         largestSet = Array(repeating: 0, count: L)
         var counts = [Int32](repeating: 0, count: E)
+        var weightMax = [Float](repeating: 0, count: E), weightSum = [Float](repeating: 0, count: E)
+        let weighted = trace.hasWeights
+        if weighted {
+            accessWeightMax.reserveCapacity(trace.recordedRoutings)
+            accessWeightSum.reserveCapacity(trace.recordedRoutings)
+        }
         var touched: [Int] = []
         touched.reserveCapacity(E)
         accessExpert.reserveCapacity(trace.recordedRoutings)
@@ -69,6 +82,12 @@ public struct StepPlan: Sendable {
                         let e = Int(trace.experts[base + j])
                         if counts[e] == 0 { touched.append(e) }
                         counts[e] += 1
+                        if weighted {
+                            let w = trace.weights[base + j]
+                            weightMax[e] = max(weightMax[e], w)
+                            weightSum[e] += w
+                            totalWeight += Double(w)
+                        }
                     }
                 }
                 touched.sort()
@@ -77,6 +96,10 @@ public struct StepPlan: Sendable {
                     accessExpert.append(Int32(l * E + e))
                     accessTokens.append(counts[e])
                     counts[e] = 0
+                    if weighted {
+                        accessWeightMax.append(weightMax[e]); accessWeightSum.append(weightSum[e])
+                        weightMax[e] = 0; weightSum[e] = 0
+                    }
                 }
                 touched.removeAll(keepingCapacity: true)
                 layerStart.append(Int32(accessExpert.count))

@@ -13,7 +13,8 @@ public enum Timeline {
     /// complete events on their own tracks, hits, misses and evictions as instant events. Times in microseconds.
     public static func json(_ events: [ScheduledEvent], experts: Int) -> String {
         var out: [String] = []
-        var openCompute: [Int: SimTime] = [:], openCopy: [Int: SimTime] = [:], openLayer: [String: SimTime] = [:]
+        var openCompute: [Int: SimTime] = [:], openCopy: [Int: SimTime] = [:], openCPU: [Int: SimTime] = [:]
+        var openLayer: [String: SimTime] = [:]
         func us(_ t: SimTime) -> String { String(format: "%.3f", Double(t.nanoseconds) / 1000) }
         func name(_ e: Int) -> String { "L\(e / experts)E\(e % experts)" }
         func complete(_ n: String, _ track: Int, _ start: SimTime, _ end: SimTime, _ category: String) {
@@ -33,6 +34,9 @@ public enum Timeline {
             case let .copyStart(x): openCopy[x] = e.time
             case let .copyEnd(x):
                 if let start = openCopy.removeValue(forKey: x) { complete("copy \(name(x))", 3, start, e.time, "copy") }
+            case let .cpuStart(x): openCPU[x] = e.time
+            case let .cpuEnd(x):
+                if let start = openCPU.removeValue(forKey: x) { complete("cpu \(name(x))", 5, start, e.time, "cpu") }
             case let .hit(x): instant("hit \(name(x))", e.time, "hit")
             case let .miss(x): instant("miss \(name(x))", e.time, "miss")
             case let .evict(x): instant("evict \(name(x))", e.time, "evict")
@@ -41,7 +45,7 @@ public enum Timeline {
             case .gate: break
             }
         }
-        let tracks = [(1, "layers"), (2, "GPU compute"), (3, "host-to-GPU link"), (4, "cache events")].map {
+        let tracks = [(1, "layers"), (2, "GPU compute"), (3, "host-to-GPU link"), (4, "cache events"), (5, "host CPU")].map {
             "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":\($0.0),\"args\":{\"name\":\"\($0.1)\"}}"
         }
         return "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n" + (tracks + out).joined(separator: ",\n") + "\n]}\n"

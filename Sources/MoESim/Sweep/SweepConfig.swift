@@ -30,15 +30,17 @@ public struct SweepConfig: Sendable {
     public var policies: [PolicyKind]
     public var scope: CacheScope
     public var prefetch: PrefetchOptions
+    public var precision: PrecisionOptions
     public var axes: [Axis]
 
     public init(traces: [String], models: [ModelProfile], hardware: [HardwareProfile], policies: [PolicyKind],
-                scope: CacheScope = .global, prefetch: PrefetchOptions = PrefetchOptions(), axes: [Axis]) {
+                scope: CacheScope = .global, prefetch: PrefetchOptions = PrefetchOptions(),
+                precision: PrecisionOptions = PrecisionOptions(), axes: [Axis]) {
         self.traces = traces; self.models = models; self.hardware = hardware; self.policies = policies
-        self.scope = scope; self.prefetch = prefetch; self.axes = axes
+        self.scope = scope; self.prefetch = prefetch; self.precision = precision; self.axes = axes
     }
 
-    static let keys = ["traces", "models", "hardware", "policies", "cache_scope", "prefetch", "axes"]
+    static let keys = ["traces", "models", "hardware", "policies", "cache_scope", "prefetch", "precision", "axes"]
 
     /// One cell: everything one replay needs, and the axis values that name it.
     public struct Cell: Sendable {
@@ -58,17 +60,14 @@ public struct SweepConfig: Sendable {
             for model in models {
                 for hw in hardware {
                     for combo in combos {
-                        var m = model, h = hw, p = prefetch, cellScope = scope
-                        var budget: Budget = .share(0.25)
-                        for (axis, value) in zip(axes, combo) {
-                            if axis.key == "cache_scope" { cellScope = try Self.scope(value); continue }
-                            try Self.apply(axis.key, value, model: &m, hardware: &h, prefetch: &p, budget: &budget)
-                        }
-                        try m.validate(); try h.validate(); try p.validate()
+                        var spec = ReplaySpec(model: model, hardware: hw, policy: .lru, scope: scope, budget: .share(0.25),
+                                              prefetch: prefetch, precision: precision)
+                        for (axis, value) in zip(axes, combo) { try Self.apply(axis.key, value, to: &spec) }
+                        try spec.model.validate(); try spec.hardware.validate()
+                        try spec.prefetch.validate(); try spec.precision.validate()
                         for policy in policies {
-                            out.append(Cell(index: out.count, trace: trace,
-                                            spec: ReplaySpec(model: m, hardware: h, policy: policy, scope: cellScope, budget: budget, prefetch: p),
-                                            axisValues: combo))
+                            spec.policy = policy
+                            out.append(Cell(index: out.count, trace: trace, spec: spec, axisValues: combo))
                         }
                     }
                 }
@@ -85,19 +84,21 @@ public struct SweepConfig: Sendable {
         return v
     }
 
-    static func apply(_ key: String, _ value: String, model: inout ModelProfile, hardware: inout HardwareProfile,
-                      prefetch: inout PrefetchOptions, budget: inout Budget) throws {
+    /// Sets the cell's value of one axis.
+    static func apply(_ key: String, _ value: String, to spec: inout ReplaySpec) throws {
         let parts = key.split(separator: ".", maxSplits: 1).map(String.init)
         switch (parts.first, parts.count) {
-        case ("budget", 1): budget = try Budget.parse(value)
-        case ("cache_scope", 1): _ = try scope(value)
-        case ("model", 2): try model.set(parts[1], to: value, origin: "axes")
-        case ("hardware", 2): try hardware.set(parts[1], to: value, origin: "axes")
-        case ("prefetch", 2): try prefetch.set(parts[1], to: value, origin: "axes")
+        case ("budget", 1): spec.budget = try Budget.parse(value)
+        case ("cache_scope", 1): spec.scope = try scope(value)
+        case ("model", 2): try spec.model.set(parts[1], to: value, origin: "axes")
+        case ("hardware", 2): try spec.hardware.set(parts[1], to: value, origin: "axes")
+        case (PrefetchOptions.section, 2): try spec.prefetch.set(parts[1], to: value, origin: "axes")
+        case (PrecisionOptions.section, 2): try spec.precision.set(parts[1], to: value, origin: "axes")
         default:
-            throw ConfigError.unknownKey(key: key, origin: "axes",
-                                         suggestion: closestMatch(key, among: ["budget", "cache_scope"] + ModelProfile.fieldKeys.map { "model.\($0)" }
-                                            + HardwareProfile.fieldKeys.map { "hardware.\($0)" } + PrefetchOptions.keys.map { "prefetch.\($0)" }))
+            let known = ["budget", "cache_scope"] + ModelProfile.fieldKeys.map { "model.\($0)" }
+                + HardwareProfile.fieldKeys.map { "hardware.\($0)" } + PrefetchOptions.keys.map { "prefetch.\($0)" }
+                + PrecisionOptions.keys.map { "precision.\($0)" }
+            throw ConfigError.unknownKey(key: key, origin: "axes", suggestion: closestMatch(key, among: known))
         }
     }
 
@@ -124,7 +125,8 @@ public struct SweepConfig: Sendable {
             }
             scope = v
         }
-        let prefetch = try values["prefetch"].map(file.prefetchOptions) ?? PrefetchOptions()
+        let prefetch: PrefetchOptions = try values["prefetch"].map(file.options) ?? PrefetchOptions()
+        let precision: PrecisionOptions = try values["precision"].map(file.options) ?? PrecisionOptions()
         guard let axesNode = values["axes"]?.mapping else {
             throw ConfigError.file(path: path, line: values["axes"]?.mark?.line,
                                    message: "missing or malformed 'axes': a mapping with at least budget: [..]")
@@ -138,13 +140,13 @@ public struct SweepConfig: Sendable {
         }
         guard axes.contains(where: { $0.key == "budget" }) else { throw fail(axesNode.keys.first ?? Node(""), "axes must include budget") }
         let config = SweepConfig(traces: traces, models: models, hardware: hardware, policies: policies, scope: scope,
-                                 prefetch: prefetch, axes: axes)
+                                 prefetch: prefetch, precision: precision, axes: axes)
         // Check every axis value now, with the line of its axis, rather than mid-sweep.
         for (k, v) in axesNode {
             let key = try scalar(k, "an axis")
             for item in list(v) {
-                var m = models[0], h = hardware[0], p = prefetch, b = Budget.share(0.25)
-                try file.wrap(item) { try apply(key, try scalar(item, key), model: &m, hardware: &h, prefetch: &p, budget: &b) }
+                var spec = ReplaySpec(model: models[0], hardware: hardware[0], policy: .lru, budget: .share(0.25))
+                try file.wrap(item) { try apply(key, try scalar(item, key), to: &spec) }
             }
         }
         return config

@@ -1,0 +1,225 @@
+/// Settings of numerics mode (`--numerics`).
+public struct NumericsOptions: Sendable, Equatable {
+    /// Hidden and FFN sizes are the profile's divided by this (1: full size). Relative quantisation error depends
+    /// on the weight distribution and group size, not on the matrix size, so a scale-down keeps it.
+    public var scale = 16
+    /// Seed of the synthetic weights and hidden states.
+    public var seed: UInt64 = 1
+    /// Most bytes of fp32 expert weights held at once; evicted experts are regenerated from their seed.
+    public var memoryCapBytes = 512 << 20
+
+    public init(scale: Int = 16, seed: UInt64 = 1, memoryCapBytes: Int = 512 << 20) {
+        self.scale = scale; self.seed = seed; self.memoryCapBytes = memoryCapBytes
+    }
+
+    public func validate() throws {
+        if scale < 1 { throw ConfigError.invalidValue(field: "numerics-scale", value: "\(scale)", expected: "1 or more") }
+    }
+}
+
+/// What numerics mode measured over every (token, layer) of a replay (docs/metrics.md).
+public struct NumericsSummary: Sendable, Equatable {
+    /// (token, layer) outputs compared.
+    public var samples = 0
+    public var relErrorMean = 0.0
+    public var relErrorP99 = 0.0
+    public var cosineMin = 1.0
+}
+
+/// One (token, layer) comparison, for the per-token CSV.
+public struct NumericsSample: Sendable, Equatable {
+    public static let header = ["step", "seq", "pos", "layer", "low_experts", "cpu_experts", "rel_error", "cosine"]
+    public var step: Int, seq: Int, pos: Int, layer: Int
+    public var lowExperts: Int, cpuExperts: Int
+    public var relError: Double, cosine: Double
+
+    public var row: [String] {
+        ["\(step)", "\(seq)", "\(pos)", "\(layer)", "\(lowExperts)", "\(cpuExperts)", "\(relError)", "\(cosine)"]
+    }
+}
+
+/// Computes each layer's real MoE output, `y = Σ_k w_k · FFN_k(x)`, for every token of a replay with the precision
+/// the strategy chose for each expert, and the fp32 reference, with OpenBLAS (SIMULATION.md, Real numerics).
+///
+///     let result = try Replayer.run(plan: plan, traceName: name, spec: spec, recordPrecision: true)
+///     let summary = NumericsRun(model: spec.model, precision: spec.precision, options: .init())
+///         .evaluate(trace: trace, plan: plan, precisionLog: result.precisionLog)
+///
+/// Hidden states are seeded per (token, layer), so layers are compared one at a time (the error does not
+/// compound through the network). Experts computed on the CPU run in fp32: their error is zero. An output equal
+/// to its reference bit for bit has error 0 and cosine 1 exactly, so full-precision strategies report no error.
+public struct NumericsRun {
+    public let hidden: Int
+    public let ffn: Int
+    let matrices: Int
+    let precision: PrecisionOptions
+    let options: NumericsOptions
+
+    public init(model: ModelProfile, precision: PrecisionOptions, options: NumericsOptions) {
+        hidden = max(1, model.hidden / options.scale)
+        ffn = max(1, model.expertFFN / options.scale)
+        matrices = model.matrices
+        self.precision = precision
+        self.options = options
+    }
+
+    /// - Parameter perSample: called for every (token, layer), layer by layer and in trace order within a layer
+    ///   (the per-token CSV).
+    ///
+    /// Layer by layer, and within a layer in chunks of steps, so that only one layer's experts are held and each
+    /// expert runs one sgemm over every token of the chunk routed to it (hidden states are independent per token).
+    public func evaluate(trace: RoutingTrace, plan: StepPlan, precisionLog: [AccessPrecision],
+                         perSample: ((NumericsSample) -> Void)? = nil) -> NumericsSummary {
+        precondition(precisionLog.count == plan.accesses, "numerics needs the replay's precision log")
+        let L = plan.layers, E = plan.experts, K = trace.header.topK
+        let chunkTokens = 2048
+        var stepOfToken: [Int32] = [], firstTokenOfStep: [Int] = []
+        for s in 0..<plan.steps {
+            firstTokenOfStep.append(stepOfToken.count)
+            stepOfToken += Array(repeating: Int32(s), count: Int(plan.stepTokens[s]))
+        }
+        var errors: [Double] = []
+        errors.reserveCapacity(trace.tokenCount * L)
+        var cosineMin = 1.0
+        var kindOf = [AccessPrecision](repeating: .full, count: E)
+        for l in 0..<L {
+            let bank = ExpertBank(run: self)  // this layer's experts only
+            var t0 = 0
+            while t0 < trace.tokenCount {
+                // Whole steps, about `chunkTokens` tokens.
+                var t1 = min(trace.tokenCount, t0 + chunkTokens)
+                if t1 < trace.tokenCount { t1 = firstTokenOfStep[Int(stepOfToken[t1])] }
+                if t1 <= t0 { t1 = firstTokenOfStep[Int(stepOfToken[t0])] + Int(plan.stepTokens[Int(stepOfToken[t0])]) }
+                let n = t1 - t0
+                // Per expert: the chunk's tokens routed to it, their gate weights, and whether it ran in low precision.
+                var rows = [[Int]](repeating: [], count: E), gates = [[Double]](repeating: [], count: E)
+                var low = [[Bool]](repeating: [], count: E)
+                var lowCount = [Int](repeating: 0, count: n), cpuCount = lowCount
+                var t = t0
+                while t < t1 {
+                    let s = Int(stepOfToken[t])
+                    for a in plan.accessRange(step: s, layer: l) { kindOf[Int(plan.accessExpert[a]) % E] = precisionLog[a] }
+                    let end = firstTokenOfStep[s] + Int(plan.stepTokens[s])
+                    for token in t..<end {
+                        let base = (token * L + l) * K
+                        if trace.experts[base] == TokenRecord.missing { continue }
+                        for j in 0..<K {
+                            let e = Int(trace.experts[base + j]), kind = kindOf[e]
+                            rows[e].append(token - t0)
+                            gates[e].append(trace.hasWeights ? Double(trace.weights[base + j]) : 1 / Double(K))
+                            low[e].append(kind == .low)
+                            if kind == .low { lowCount[token - t0] += 1 } else if kind == .cpu { cpuCount[token - t0] += 1 }
+                        }
+                    }
+                    t = end
+                }
+                var reference = [Double](repeating: 0, count: n * hidden), served = reference
+                for e in 0..<E where !rows[e].isEmpty {
+                    var x = [Float]()
+                    x.reserveCapacity(rows[e].count * hidden)
+                    for r in rows[e] { x += hiddenState(token: t0 + r, layer: l) }
+                    let full = bank.expert(l * E + e, low: false).forward(x, tokens: rows[e].count)
+                    let lowRows = low[e].indices.filter { low[e][$0] }
+                    var lowOut: [Float] = []
+                    if !lowRows.isEmpty {
+                        var xl = [Float]()
+                        xl.reserveCapacity(lowRows.count * hidden)
+                        for r in lowRows { xl += x[(r * hidden)..<((r + 1) * hidden)] }
+                        lowOut = bank.expert(l * E + e, low: true).forward(xl, tokens: lowRows.count)
+                    }
+                    var nextLow = 0
+                    for (r, row) in rows[e].enumerated() {
+                        let g = gates[e][r], out = row * hidden
+                        let isLow = low[e][r]
+                        let usedBase = isLow ? nextLow * hidden : r * hidden
+                        for h in 0..<hidden {
+                            reference[out + h] += g * Double(full[r * hidden + h])
+                            served[out + h] += g * Double(isLow ? lowOut[usedBase + h] : full[usedBase + h])
+                        }
+                        if isLow { nextLow += 1 }
+                    }
+                }
+                for i in 0..<n {
+                    let token = t0 + i
+                    if trace.experts[(token * L + l) * K] == TokenRecord.missing { continue }
+                    let (error, cosine) = compare(served[(i * hidden)..<((i + 1) * hidden)], reference[(i * hidden)..<((i + 1) * hidden)])
+                    errors.append(error)
+                    cosineMin = min(cosineMin, cosine)
+                    perSample?(NumericsSample(step: Int(stepOfToken[token]), seq: Int(trace.seq[token]), pos: Int(trace.pos[token]),
+                                              layer: l, lowExperts: lowCount[i], cpuExperts: cpuCount[i],
+                                              relError: error, cosine: cosine))
+                }
+                t0 = t1
+            }
+        }
+        guard !errors.isEmpty else { return NumericsSummary() }
+        let sorted = errors.sorted()
+        let rank = max(1, Int((0.99 * Double(sorted.count)).rounded(.up)))
+        return NumericsSummary(samples: errors.count, relErrorMean: errors.reduce(0, +) / Double(errors.count),
+                               relErrorP99: sorted[rank - 1], cosineMin: cosineMin)
+    }
+
+    /// ‖y − ref‖ / ‖ref‖ and the cosine of the angle between them; exactly (0, 1) when they are equal.
+    func compare(_ y: ArraySlice<Double>, _ ref: ArraySlice<Double>) -> (Double, Double) {
+        if y.elementsEqual(ref) { return (0, 1) }
+        var diff = 0.0, dot = 0.0, yy = 0.0, rr = 0.0
+        for (a, b) in zip(y, ref) {
+            diff += (a - b) * (a - b); dot += a * b; yy += a * a; rr += b * b
+        }
+        let error = rr > 0 ? (diff / rr).squareRoot() : (diff > 0 ? .infinity : 0)
+        let cosine = yy > 0 && rr > 0 ? dot / (yy.squareRoot() * rr.squareRoot()) : 0
+        return (error, cosine)
+    }
+
+    /// The seeded input of `token` at `layer`: N(0, 1) per element.
+    func hiddenState(token: Int, layer: Int) -> [Float] {
+        var rng = SplitMix64(seed: options.seed ^ (UInt64(token) &* 0x9E37_79B9) ^ (UInt64(layer) << 48) ^ 0x5EED)
+        return rng.gaussians(hidden)
+    }
+}
+
+/// Expert weights made on first use and held under a byte cap (oldest dropped first; they regenerate from the
+/// seed, so dropping changes nothing but time).
+final class ExpertBank {
+    let run: NumericsRun
+    private var held: [Int: ExpertFFN] = [:]
+    private var order: [Int] = []
+    private var heldBytes = 0
+
+    init(run: NumericsRun) { self.run = run }
+
+    /// Expert `flat` in full precision, or its dequantised low-precision version.
+    func expert(_ flat: Int, low: Bool) -> ExpertFFN {
+        let key = flat * 2 + (low ? 1 : 0)
+        if let e = held[key] { return e }
+        let made: ExpertFFN
+        if low {
+            made = expert(flat, low: false).quantized(bits: run.precision.lowBits, groupSize: run.precision.groupSize)
+        } else {
+            made = ExpertFFN(hidden: run.hidden, ffn: run.ffn, matrices: run.matrices,
+                             seed: run.options.seed &+ UInt64(flat) &* 0x2545_F491_4F6C_DD1D)
+        }
+        let bytes = run.matrices * run.hidden * run.ffn * MemoryLayout<Float>.size
+        while heldBytes + bytes > run.options.memoryCapBytes, !order.isEmpty {
+            held[order.removeFirst()] = nil
+            heldBytes -= bytes
+        }
+        held[key] = made
+        order.append(key)
+        heldBytes += bytes
+        return made
+    }
+}
+
+extension NumericsRun {
+    /// Replays `spec` recording each access's precision, then measures the output error: what `--numerics` runs.
+    public static func replay(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec, options: NumericsOptions,
+                              perSample: ((NumericsSample) -> Void)? = nil) throws -> ReplayResult {
+        try options.validate()
+        var result = try Replayer.run(plan: plan, traceName: trace.name, spec: spec, recordPrecision: true)
+        result.numerics = NumericsRun(model: spec.model, precision: spec.precision, options: options)
+            .evaluate(trace: trace, plan: plan, precisionLog: result.precisionLog, perSample: perSample)
+        result.precisionLog = []
+        return result
+    }
+}
