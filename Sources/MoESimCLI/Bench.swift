@@ -70,6 +70,8 @@ struct Bench: ParsableCommand {
                 printRow(rows.last!, note: "\(plan.accesses) accesses, hit rate \(String(format: "%.3f", hitRate))")
             }
         }
+        rows += try kernelCases()
+        rows += try numericsCases(mixtral, hardware: hardware)
         if let trace = largeTrace { rows += try readingCases(trace) }
         if let trace = largeTrace { rows += try sweepCases(trace, model: large, hardware: hardware) }
         printMemory(largeTrace)
@@ -81,6 +83,64 @@ struct Bench: ParsableCommand {
             try CSVFile.write(rows: table, header: ["case", "metric", "median", "min", "max", "unit"], to: csv)
             print("wrote \(csv)")
         }
+    }
+
+    /// Expert FFN GFLOP/s of `ExpertFFN.forward` beside the bare sgemm calls of the same shapes, at Mixtral's and
+    /// DeepSeek-V2-Lite's expert shapes divided by 4, for 1, 16 and 128 tokens.
+    func kernelCases() throws -> [Row] {
+        var rows: [Row] = []
+        for (label, preset) in [("mixtral", "mixtral-8x7b"), ("deepseek-v2-lite", "deepseek-v2-lite")] {
+            let model = try ModelProfile.preset(preset)
+            let hidden = model.hidden / 4, ffn = model.expertFFN / 4
+            let expert = ExpertFFN(hidden: hidden, ffn: ffn, matrices: model.matrices, seed: 1)
+            for tokens in [1, 16, 128] {
+                let name = "ffn-\(label)-t\(tokens)"
+                if let filter, !name.contains(filter) { continue }
+                let flops = 2 * Double(tokens * model.matrices * hidden * ffn)
+                var rng = SplitMix64(seed: 9)
+                let x = rng.gaussians(tokens * hidden)
+                let raw = RawSGEMM(hidden: hidden, ffn: ffn, matrices: model.matrices, tokens: tokens)
+                let repeats = max(1, 20_000_000_000 / Int(flops * 1000))  // about 20 GFLOP of work per timed run
+                func gflops(_ body: () -> Void) -> [Double] {
+                    body()  // warm-up
+                    return (0..<runs).map { _ in
+                        let elapsed = ContinuousClock().measure { for _ in 0..<repeats { body() } }
+                        return flops * Double(repeats) / elapsed.seconds / 1e9
+                    }
+                }
+                let ours = gflops { _ = expert.forward(x, tokens: tokens) }
+                let bare = gflops { raw.run() }
+                rows.append(Row(name: name, metric: "ffn_gflops", values: ours, unit: "GFLOP/s"))
+                printRow(rows.last!, note: "ExpertFFN.forward, expert \(hidden)x\(ffn)", scale: 1)
+                rows.append(Row(name: name, metric: "raw_sgemm_gflops", values: bare, unit: "GFLOP/s"))
+                printRow(rows.last!, note: String(format: "bare sgemm calls; ours / bare = %.3f",
+                                                  median(ours.sorted()) / median(bare.sorted())), scale: 1)
+            }
+        }
+        return rows
+    }
+
+    /// Seconds of a Mixtral replay of 256 tokens with and without `--numerics` (scale 16), mixed-precision.
+    func numericsCases(_ model: ModelProfile, hardware: HardwareProfile) throws -> [Row] {
+        let name = "numerics-mixtral-256tokens"
+        if let filter, !name.contains(filter) { return [] }
+        var spec = SyntheticTraceSpec(tokens: 256, seed: 7)
+        spec.sequences = 2
+        let trace = try SyntheticTraceGenerator(model: model, spec: spec).makeTrace(name: "bench-numerics")
+        let plan = StepPlan(trace)
+        let replay = ReplaySpec(model: model, hardware: hardware, policy: .mixedPrecision, budget: .share(0.25))
+        var plain: [Double] = [], withNumerics: [Double] = []
+        for _ in 0..<runs {
+            plain.append(try ContinuousClock().measure { _ = try Replayer.run(plan: plan, traceName: trace.name, spec: replay) }.seconds)
+            withNumerics.append(try ContinuousClock().measure {
+                _ = try NumericsRun.replay(trace: trace, plan: plan, spec: replay, options: NumericsOptions())
+            }.seconds)
+        }
+        let rows = [Row(name: name, metric: "replay_seconds", values: plain, unit: "s"),
+                    Row(name: name, metric: "replay_numerics_seconds", values: withNumerics, unit: "s")]
+        printRow(rows[0], note: "\(plan.accesses) accesses, no numerics", scale: 1)
+        printRow(rows[1], note: "--numerics at 1/16 size: \(trace.tokenCount * model.layers) (token, layer) outputs", scale: 1)
+        return rows
     }
 
     /// Loading the large trace from each format: file MB/s and routed ids per second.

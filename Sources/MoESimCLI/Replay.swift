@@ -17,7 +17,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Model preset (see `moesim profiles`); default: the preset the trace header names or has the shape of.")
     var model: String?
 
-    @Option(help: "Hardware preset (see `moesim profiles`).")
+    @Option(help: "Hardware preset (see `moesim profiles`), or a profile file such as `moesim calibrate` writes (host.yaml).")
     var hardware: String = "a100-80gb-pcie"
 
     @Option(help: "Offloading strategy.")
@@ -60,8 +60,9 @@ struct Replay: ParsableCommand {
             throw ValidationError("--scope per-layer applies to \(PolicyKind.allCases.filter(\.supportsPerLayerScope).map(\.rawValue).joined(separator: ", ")), not \(policy.rawValue)")
         }
         let routing = try RoutingTrace.load(trace)
-        var modelProfile = try model.map(ModelProfile.preset) ?? ModelProfile.matching(routing.header)
-        var hardwareProfile = try HardwareProfile.preset(hardware)
+        var modelProfile = try model.map { try RunConfig.profile(named: $0, preset: ModelProfile.preset) }
+            ?? ModelProfile.matching(routing.header)
+        var hardwareProfile = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset)
         try overrides.apply(model: &modelProfile, hardware: &hardwareProfile)
         let spec = ReplaySpec(model: modelProfile, hardware: hardwareProfile, policy: policy, scope: scope,
                               budget: try Budget.parse(budget), prefetch: try prefetch.options(base: PrefetchOptions()),

@@ -75,9 +75,34 @@ public struct RunConfig: Sendable {
         return config
     }
 
-    /// A profile section: a preset name, or a mapping with `preset` and field overrides.
+    static func isProfileFile(_ name: String) -> Bool { name.hasSuffix(".yaml") || name.hasSuffix(".yml") }
+
+    /// A profile file: the mapping of a profile section (`preset:` and field overrides) as a whole YAML file.
+    public static func profileFile<P: OverridableProfile>(_ path: String, preset: (String) throws -> P) throws -> P {
+        let text = try YAMLFile(path: path).text()
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
+            throw ConfigError.file(path: path, line: nil, message: "not valid YAML: \(error)")
+        }
+        guard let node, node.mapping != nil else {
+            throw ConfigError.file(path: path, line: 1, message: "a profile file is a mapping: preset: NAME, then fields to override")
+        }
+        return try profile(node, preset: preset, path: path)
+    }
+
+    /// A preset name, or a profile file's path (CLI `--model`, `--hardware`).
+    public static func profile<P: OverridableProfile>(named name: String, preset: (String) throws -> P) throws -> P {
+        isProfileFile(name) ? try profileFile(name, preset: preset) : try preset(name)
+    }
+
+    /// A profile section: a preset name or profile file, or a mapping with `preset` and field overrides.
+    /// A scalar ending in `.yaml` or `.yml` names a profile file (relative to this file) holding such a mapping,
+    /// as `moesim calibrate` writes.
     static func profile<P: OverridableProfile>(_ node: Node, preset: (String) throws -> P, path: String) throws -> P {
-        if let name = node.scalar?.string { return try preset(name) }
+        if let name = node.scalar?.string {
+            guard isProfileFile(name) else { return try preset(name) }
+            return try profileFile(YAMLFile(path: path).resolve(name), preset: preset)
+        }
         guard let mapping = node.mapping else {
             throw ConfigError.file(path: path, line: node.mark?.line, message: "\(P.section) must be a preset name or a mapping")
         }

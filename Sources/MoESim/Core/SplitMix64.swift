@@ -31,12 +31,18 @@ import Glibc
 #endif
 
 extension SplitMix64 {
-    /// `count` Gaussian samples N(0, scale²), by Box-Muller from two uniforms (seeded synthetic weights and
-    /// hidden states for numerics).
+    /// `count` Gaussian samples N(0, scale²), by Box-Muller: each pair of uniforms gives two samples (seeded
+    /// synthetic weights and hidden states for numerics).
     public mutating func gaussians(_ count: Int, scale: Double = 1) -> [Float] {
-        (0..<count).map { _ in
+        var out = [Float](repeating: 0, count: count)
+        var i = 0
+        while i < count {
             let u = 1 - nextDouble(), v = nextDouble()  // u in (0, 1]: log(u) is finite
-            return Float((-2 * log(u)).squareRoot() * cos(2 * Double.pi * v) * scale)
+            let r = (-2 * log(u)).squareRoot() * scale, angle = 2 * Double.pi * v
+            out[i] = Float(r * cos(angle))
+            if i + 1 < count { out[i + 1] = Float(r * sin(angle)) }
+            i += 2
         }
+        return out
     }
 }

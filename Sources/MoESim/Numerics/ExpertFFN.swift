@@ -16,10 +16,21 @@ public struct ExpertFFN: Sendable {
     public var weights: [[Float]]
 
     public init(hidden: Int, ffn: Int, matrices: Int, seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        self.init(hidden: hidden, ffn: ffn, matrices: matrices) { count, scale in rng.gaussians(count, scale: scale) }
+    }
+
+    /// Weights drawn from `pool` (numerics mode makes hundreds of experts; fresh Box-Muller samples for each
+    /// would take most of its time).
+    public init(hidden: Int, ffn: Int, matrices: Int, pool: GaussianPool, seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        self.init(hidden: hidden, ffn: ffn, matrices: matrices) { count, scale in pool.draw(count, scale: scale, rng: &rng) }
+    }
+
+    private init(hidden: Int, ffn: Int, matrices: Int, gaussians: (Int, Double) -> [Float]) {
         precondition(matrices == 2 || matrices == 3)
         self.hidden = hidden; self.ffn = ffn; self.matrices = matrices
-        var rng = SplitMix64(seed: seed)
-        func gaussian(_ count: Int, fanIn: Int) -> [Float] { rng.gaussians(count, scale: 1 / Double(fanIn).squareRoot()) }
+        func gaussian(_ count: Int, fanIn: Int) -> [Float] { gaussians(count, 1 / Double(fanIn).squareRoot()) }
         var w = [gaussian(hidden * ffn, fanIn: hidden)]
         if matrices == 3 { w.append(gaussian(hidden * ffn, fanIn: hidden)) }
         w.append(gaussian(ffn * hidden, fanIn: ffn))
@@ -66,3 +77,68 @@ public struct ExpertFFN: Sendable {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// A fixed table of seeded N(0, 1) samples that weight matrices read from a seeded start along a seeded small odd
+/// stride (coprime with the power-of-two size, and short enough to read memory in order): every matrix is Gaussian
+/// element by element, at the cost of a copy.
+public final class GaussianPool: Sendable {
+    let values: [Float]
+    let mask: Int
+
+    public init(log2Size: Int = 22, seed: UInt64 = 0x600D) {
+        var rng = SplitMix64(seed: seed)
+        values = rng.gaussians(1 << log2Size)
+        mask = (1 << log2Size) - 1
+    }
+
+    /// `count` samples times `scale`, from a start and stride `rng` picks; random signs per draw.
+    public func draw(_ count: Int, scale: Double, rng: inout SplitMix64) -> [Float] {
+        let start = Int(rng.next() & UInt64(mask)), stride = Int(rng.next() & 7) | 1
+        let sign: Float = rng.next() & 1 == 0 ? 1 : -1, s = Float(scale) * sign
+        return values.withUnsafeBufferPointer { v in
+            (0..<count).map { i in v[(start &+ i &* stride) & mask] * s }
+        }
+    }
+}
+
+/// The sgemm calls of one `ExpertFFN.forward`, on buffers allocated once and nothing else: the yardstick for the
+/// overhead of our code around BLAS (`moesim bench --filter ffn`).
+public final class RawSGEMM {
+    let hidden: Int, ffn: Int, matrices: Int, tokens: Int
+    private let x: [Float], w: [[Float]]
+    private var h: [Float], u: [Float], y: [Float]
+
+    public init(hidden: Int, ffn: Int, matrices: Int, tokens: Int) {
+        self.hidden = hidden; self.ffn = ffn; self.matrices = matrices; self.tokens = tokens
+        var rng = SplitMix64(seed: 3)
+        x = rng.gaussians(tokens * hidden)
+        w = (0..<matrices).map { _ in rng.gaussians(hidden * ffn) }
+        h = [Float](repeating: 0, count: tokens * ffn)
+        u = h
+        y = [Float](repeating: 0, count: tokens * hidden)
+    }
+
+    /// The forward pass's sgemms on its own weight matrices.
+    public func run() {
+        let (m, n, k) = (Int32(tokens), Int32(ffn), Int32(hidden))
+        x.withUnsafeBufferPointer { px in
+            h.withUnsafeMutableBufferPointer { ph in
+                w[0].withUnsafeBufferPointer { pw in
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1, px.baseAddress, k, pw.baseAddress, n, 0, ph.baseAddress, n)
+                }
+                if matrices == 3 {
+                    u.withUnsafeMutableBufferPointer { pu in
+                        w[1].withUnsafeBufferPointer { pw in
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1, px.baseAddress, k, pw.baseAddress, n, 0, pu.baseAddress, n)
+                        }
+                    }
+                }
+                y.withUnsafeMutableBufferPointer { py in
+                    w[matrices - 1].withUnsafeBufferPointer { pw in
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1, ph.baseAddress, n, pw.baseAddress, k, 0, py.baseAddress, k)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -82,8 +82,9 @@ public struct NumericsRun {
         errors.reserveCapacity(trace.tokenCount * L)
         var cosineMin = 1.0
         var kindOf = [AccessPrecision](repeating: .full, count: E)
+        let pool = GaussianPool(seed: options.seed)
         for l in 0..<L {
-            let bank = ExpertBank(run: self)  // this layer's experts only
+            let bank = ExpertBank(run: self, pool: pool)  // this layer's experts only
             var t0 = 0
             while t0 < trace.tokenCount {
                 // Whole steps, about `chunkTokens` tokens.
@@ -182,11 +183,12 @@ public struct NumericsRun {
 /// seed, so dropping changes nothing but time).
 final class ExpertBank {
     let run: NumericsRun
+    let pool: GaussianPool
     private var held: [Int: ExpertFFN] = [:]
     private var order: [Int] = []
     private var heldBytes = 0
 
-    init(run: NumericsRun) { self.run = run }
+    init(run: NumericsRun, pool: GaussianPool) { self.run = run; self.pool = pool }
 
     /// Expert `flat` in full precision, or its dequantised low-precision version.
     func expert(_ flat: Int, low: Bool) -> ExpertFFN {
@@ -196,7 +198,7 @@ final class ExpertBank {
         if low {
             made = expert(flat, low: false).quantized(bits: run.precision.lowBits, groupSize: run.precision.groupSize)
         } else {
-            made = ExpertFFN(hidden: run.hidden, ffn: run.ffn, matrices: run.matrices,
+            made = ExpertFFN(hidden: run.hidden, ffn: run.ffn, matrices: run.matrices, pool: pool,
                              seed: run.options.seed &+ UInt64(flat) &* 0x2545_F491_4F6C_DD1D)
         }
         let bytes = run.matrices * run.hidden * run.ffn * MemoryLayout<Float>.size

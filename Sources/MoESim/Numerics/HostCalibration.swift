@@ -1,0 +1,88 @@
+import COpenBLAS
+import Foundation
+
+/// Measures this host's expert FFN time with OpenBLAS and fits the CPU side of a hardware profile to it
+/// (`moesim calibrate`, used by `cpu-fallback`).
+///
+///     let cal = HostCalibration.measure(model: mixtral, scale: 2, tokenCounts: [1, 4, 16, 64], runs: 3)
+///     cal.fitted.hostFlops   // FLOP/s at large batches; hostBytesPerSecond: weight bytes streamed at batch 1
+///
+/// The fit is the roofline `CostModel.hostExpertCompute` uses: `t(n) = max(2·n·P / F, B / W)` with `P` the
+/// expert's parameters and `B` its fp32 bytes. `W` comes from the smallest batch (weight streaming dominates),
+/// `F` from the best FLOP rate over all batches; `points` keep each measurement beside the fit.
+public struct HostCalibration: Sendable {
+    public struct Point: Sendable {
+        public let tokens: Int
+        /// Median seconds of one expert forward pass over `tokens` tokens.
+        public let seconds: Double
+        public let fittedSeconds: Double
+        /// Achieved GFLOP/s: 2·tokens·params / seconds / 1e9.
+        public let gflops: Double
+    }
+
+    public let params: Int
+    public let bytes: Int
+    public let hidden: Int
+    public let ffn: Int
+    public let threads: Int
+    public let points: [Point]
+    public let hostFlops: Double
+    public let hostBytesPerSecond: Double
+
+    /// Sets OpenBLAS's thread count for this process (0 leaves OpenBLAS's default).
+    public static func setThreads(_ n: Int) { if n > 0 { openblas_set_num_threads(Int32(n)) } }
+    public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// Times `ExpertFFN.forward` at the model's shape divided by `scale`, the median of `runs` per token count.
+    public static func measure(model: ModelProfile, scale: Int, tokenCounts: [Int], runs: Int,
+                               progress: ((Point) -> Void)? = nil) -> HostCalibration {
+        let hidden = max(1, model.hidden / scale), ffn = max(1, model.expertFFN / scale)
+        let expert = ExpertFFN(hidden: hidden, ffn: ffn, matrices: model.matrices, seed: 1)
+        let params = model.matrices * hidden * ffn
+        var rng = SplitMix64(seed: 2)
+        var timed: [(Int, Double)] = []
+        for n in tokenCounts {
+            let x = rng.gaussians(n * hidden)
+            _ = expert.forward(x, tokens: n)  // warm-up: page in the weights, start OpenBLAS's threads
+            var samples: [Double] = []
+            for _ in 0..<max(1, runs) {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = expert.forward(x, tokens: n)
+                samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+            }
+            let median = samples.sorted()[samples.count / 2]
+            timed.append((n, median))
+            progress?(Point(tokens: n, seconds: median, fittedSeconds: median, gflops: 2 * Double(n) * Double(params) / median / 1e9))
+        }
+        return HostCalibration(params: params, hidden: hidden, ffn: ffn, threads: threads, timed: timed)
+    }
+
+    init(params: Int, hidden: Int, ffn: Int, threads: Int, timed: [(Int, Double)]) {
+        self.params = params; self.hidden = hidden; self.ffn = ffn; self.threads = threads
+        bytes = params * MemoryLayout<Float>.size
+        let smallest = timed.min { $0.0 < $1.0 }!
+        let bandwidth = Double(bytes) / smallest.1
+        let flops = timed.map { 2 * Double($0.0) * Double(params) / $0.1 }.max()!
+        hostBytesPerSecond = bandwidth
+        hostFlops = flops
+        points = timed.map { n, t in
+            Point(tokens: n, seconds: t, fittedSeconds: max(2 * Double(n) * Double(params) / flops, Double(params * 4) / bandwidth),
+                  gflops: 2 * Double(n) * Double(params) / t / 1e9)
+        }
+    }
+
+    /// `base` with the measured host figures, renamed, as a YAML profile file that configs name by path
+    /// (`hardware: host.yaml`): the same mapping a config writes inline.
+    public func profileYAML(base: HardwareProfile, name: String, note: String) -> String {
+        var lines = ["# Written by `moesim calibrate`: \(note)",
+                     "# Fit: t(n) = max(2·n·params / host_flops, fp32 weight bytes / host_bytes_per_s)",
+                     "#   tokens  measured_s  fitted_s"]
+        for p in points {
+            lines.append("#   \(String(format: "%6d  %.6g  %.6g", p.tokens, p.seconds, p.fittedSeconds))")
+        }
+        lines += ["preset: \(base.name)", "name: \(name)",
+                  "host_flops: \(hostFlops.rounded())", "host_bytes_per_s: \(hostBytesPerSecond.rounded())",
+                  "source: \"host CPU calibrated by moesim calibrate (\(threads) OpenBLAS threads, expert \(hidden)x\(ffn)); GPU and link from preset \(base.name)\""]
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
