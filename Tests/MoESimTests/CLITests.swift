@@ -78,7 +78,7 @@ import Testing
         #expect(lines.count == 3)
         #expect(lines[0] == Metric.header.joined(separator: ","))
         #expect(lines[1] == lines[2])
-        #expect(lines[1].hasPrefix("mixtral-synth,mixtral-8x7b,a100-80gb-pcie,lru,global,lru,,,,22548578304,64,1024,"))
+        #expect(lines[1].hasPrefix("mixtral-synth,mixtral-8x7b,a100-80gb-pcie,lru,global,lru,,,,,,22548578304,64,1024,"))
     }
 
     @Test func compareIsTheMainJob() throws {

@@ -24,20 +24,24 @@ import Testing
         for policy in PolicyKind.allCases where policy != .allResident {
             for slots in [needed, needed + 3, 20, 40] {
                 let (result, events) = try replayLogged(trace, model: Self.model, policy: policy, budget: .experts(slots))
-                // Resident or in flight, rebuilt from the log: admitted by a miss or a prefetch, gone on evict/cancel.
+                // Resident or in flight, rebuilt from the log: admitted by a miss, a prefetch or the initial
+                // placement, gone on evict/cancel (a miss the CPU computes logs no .miss: nothing is admitted).
                 var resident = Set<Int>(), peak = 0
                 for e in events {
                     switch e.event {
-                    case let .miss(x), let .prefetch(x): resident.insert(x)
+                    case let .miss(x), let .prefetch(x), let .preload(x): resident.insert(x)
                     case let .evict(x), let .cancel(x): resident.remove(x)
                     case .layerEnd where policy == .onDemand: resident.removeAll()
                     default: break
                     }
                     peak = max(peak, resident.count)
-                    #expect(resident.count <= slots, "\(policy) seed \(seed): \(resident.count) experts held with a budget of \(slots)")
+                    // Low-precision experts are smaller, so mixed-precision may hold more of them than `slots`.
+                    if policy != .mixedPrecision {
+                        #expect(resident.count <= slots, "\(policy) seed \(seed): \(resident.count) experts held with a budget of \(slots)")
+                    }
                 }
                 #expect(result.counters.peakExpertBytes <= slots * Self.model.expertBytes)
-                #expect(result.counters.peakExpertBytes == peak * Self.model.expertBytes)
+                if policy != .mixedPrecision { #expect(result.counters.peakExpertBytes == peak * Self.model.expertBytes) }
             }
         }
     }
@@ -95,8 +99,11 @@ import Testing
         for policy in PolicyKind.allCases {
             let (r, events) = try replayLogged(trace, model: Self.model, policy: policy, budget: Self.budget(trace, 9))
             let copies = events.filter { if case .copyStart = $0.event { true } else { false } }.count
-            #expect(r.counters.bytesH2D == copies * Self.model.expertBytes)
-            if !policy.prefetches { #expect(r.counters.bytesH2D == r.counters.misses * Self.model.expertBytes) }
+            // Every miss is a full copy, a smaller low-precision copy, or a CPU computation: what the last two
+            // did not copy is `bytes_saved`.
+            let full = Self.model.expertBytes
+            #expect(r.counters.bytesH2D + r.counters.bytesSaved == (copies + r.counters.cpuExperts) * full)
+            if !policy.prefetches { #expect(r.counters.bytesH2D + r.counters.bytesSaved == r.counters.misses * full) }
             #expect(r.counters.prefetch.bytesPrefetch <= r.counters.bytesH2D)
             #expect(r.counters.hits + r.counters.misses == r.counters.accesses)
         }
@@ -252,7 +259,8 @@ import Testing
         let phases = Array(repeating: Phase.prefill, count: warmup.count) + Array(repeating: .decode, count: rest.tokenCount)
         let trace = makeTrace(cells, experts: E, topK: 2, phases: phases)
         let bound = try replay(trace, model: Self.model, policy: .allResident, budget: .share(1))
-        for policy in PolicyKind.allCases where policy != .onDemand && policy != .allResident {
+        // cpu-fallback places every expert before the first step (no misses at all); mixed-precision needs weights.
+        for policy in PolicyKind.allCases where ![.onDemand, .allResident, .cpuFallback, .mixedPrecision].contains(policy) {
             let r = try replay(trace, model: Self.model, policy: policy, budget: .share(1))
             #expect(r.counters.misses == E * L, "\(policy): only compulsory misses")
             #expect(r.counters.decodeStepLatencies == bound.counters.decodeStepLatencies, "\(policy) after warm-up")

@@ -8,6 +8,8 @@ public enum SimEvent: Equatable, Sendable, CustomStringConvertible {
     case hit(expert: Int)
     case miss(expert: Int)
     case evict(expert: Int)
+    /// An expert placed on the GPU before the first step (all-resident, cpu-fallback's placement).
+    case preload(expert: Int)
     /// A prefetch copy is queued, or cancelled before it started.
     case prefetch(expert: Int)
     case cancel(expert: Int)
@@ -27,7 +29,7 @@ public enum SimEvent: Equatable, Sendable, CustomStringConvertible {
         case .layerEnd: 1
         case .layerStart: 2
         case .gate: 3
-        case .hit, .miss, .evict, .prefetch, .cancel: 4
+        case .hit, .miss, .evict, .prefetch, .cancel, .preload: 4
         case .copyStart, .computeStart, .cpuStart: 5
         }
     }
@@ -39,6 +41,7 @@ public enum SimEvent: Equatable, Sendable, CustomStringConvertible {
         case let .hit(e): "hit(\(e))"
         case let .miss(e): "miss(\(e))"
         case let .evict(e): "evict(\(e))"
+        case let .preload(e): "preload(\(e))"
         case let .prefetch(e): "prefetch(\(e))"
         case let .cancel(e): "cancel(\(e))"
         case let .copyStart(e): "copyStart(\(e))"

@@ -74,15 +74,10 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         var pending = PendingCopies()  // prefetch copies not yet started, in issue order
         defer { pending.deallocate() }
         var now: Int64 = 0
-        if Policy.preloadsAll {
-            for e in 0..<Int32(L * E) {
-                memory.admit(e, bytes: expertBytes)
-                policy.didInsert(e, at: 0)
-            }
-        }
-        for e in initialResident {
+        for e in Policy.preloadsAll ? Array(0..<Int32(L * E)) : initialResident {
             memory.admit(e, bytes: expertBytes)
             policy.didInsert(e, at: 0)
+            if Sink.isEnabled { sink.record(.preload(expert: Int(e)), at: 0) }
         }
         // The fallback's settings as locals; the weight arrays are read on misses and low-precision hits only.
         var lowMode = false, cpuMode = false, upgradeOnLowHit = false
@@ -181,8 +176,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                                     c.bytesSaved += expertBytes
                                     c.misses += 1
                                     log?[a] = .cpu
-                                    if Sink.isEnabled {
-                                        sink.record(.miss(expert: Int(e)), at: gate)
+                                    if Sink.isEnabled {  // a miss served by the CPU: no .miss, nothing admitted
                                         sink.record(.cpuStart(expert: Int(e)), at: start)
                                         sink.record(.cpuEnd(expert: Int(e)), at: start + work)
                                     }

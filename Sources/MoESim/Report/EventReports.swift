@@ -40,6 +40,7 @@ public enum Timeline {
             case let .hit(x): instant("hit \(name(x))", e.time, "hit")
             case let .miss(x): instant("miss \(name(x))", e.time, "miss")
             case let .evict(x): instant("evict \(name(x))", e.time, "evict")
+            case let .preload(x): instant("preload \(name(x))", e.time, "preload")
             case let .prefetch(x): instant("prefetch \(name(x))", e.time, "prefetch")
             case let .cancel(x): instant("cancel \(name(x))", e.time, "prefetch")
             case .gate: break
@@ -69,7 +70,7 @@ public enum LayerBreakdown {
         for e in events {
             switch e.event {
             case let .hit(x): hits[x / experts] += 1
-            case let .miss(x): misses[x / experts] += 1
+            case let .miss(x), let .cpuStart(x): misses[x / experts] += 1
             case let .gate(s, l): gate["\(s).\(l)"] = e.time; computed[l] = 0
             case let .computeStart(x): computing[x] = e.time
             case let .computeEnd(x): if let start = computing.removeValue(forKey: x) { computed[x / experts] += (e.time - start).nanoseconds }
@@ -97,7 +98,7 @@ public enum StepBreakdown {
             case let .layerStart(s, l): if l == 0 { start[s] = e.time }; current = s
             case let .layerEnd(s, _): end[s] = e.time
             case .hit: hits[current, default: 0] += 1
-            case .miss: misses[current, default: 0] += 1
+            case .miss, .cpuStart: misses[current, default: 0] += 1
             default: break
             }
         }
