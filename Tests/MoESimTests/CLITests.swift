@@ -93,6 +93,27 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: csv)) == Data(contentsOf: URL(fileURLWithPath: again)))
     }
 
+    @Test func calibrateWritesAProfileThatReplayUses() throws {
+        let dir = temporaryDirectory()
+        let cal = try moesim("calibrate", "--scale", "16", "--tokens", "1,8", "--runs", "1", "--threads", "1",
+                             "--out", dir + "/host.yaml")
+        #expect(cal.status == 0, "\(cal.stderr)")
+        #expect(cal.stdout.contains("host_flops") && cal.stdout.contains("1 OpenBLAS thread"))
+        #expect(try moesim("trace", "gen", "--model", "mixtral-8x7b", "--tokens", "12", "--out", dir + "/t.jsonl").status == 0)
+        let r = try moesim("replay", dir + "/t.jsonl", "--policy", "cpu-fallback", "--hardware", dir + "/host.yaml",
+                           "--budget", "25%", "--numerics", "--numerics-scale", "64", "--numerics-csv", dir + "/n.csv",
+                           "--out", dir + "/r.csv")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("a100-80gb-pcie+host") && r.stdout.contains("CPU computed"))
+        let header = try String(contentsOfFile: dir + "/r.csv", encoding: .utf8).split(separator: "\n")[0]
+        #expect(header.contains("cpu_experts,cpu_seconds,output_rel_error_mean"))
+        let samples = try String(contentsOfFile: dir + "/n.csv", encoding: .utf8).split(separator: "\n")
+        #expect(samples[0] == "step,seq,pos,layer,low_experts,cpu_experts,rel_error,cosine")
+        #expect(samples.count > 1 && samples.dropFirst().allSatisfy { $0.hasSuffix(",0.0,1.0") })
+        let bad = try moesim("replay", dir + "/t.jsonl", "--numerics-csv", dir + "/x.csv")
+        #expect(bad.status != 0 && bad.stderr.contains("--numerics-csv needs --numerics"))
+    }
+
     @Test func badInputExitsNonZeroWithAClearMessage() throws {
         let budget = try moesim("replay", "traces/golden-tiny.jsonl", "--model", "mixtral-8x7b", "--budget", "20x")
         #expect(budget.status != 0 && budget.stderr.contains("invalid budget '20x': unknown unit"))
