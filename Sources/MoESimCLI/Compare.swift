@@ -24,6 +24,10 @@ struct Compare: ParsableCommand {
 
     @OptionGroup var prefetch: PrefetchArguments
 
+    @OptionGroup var precision: PrecisionArguments
+
+    @OptionGroup var numerics: NumericsArguments
+
     @OptionGroup var overrides: OverrideOptions
 
     @Option(help: "Write the CSV here (default: the config's output, else reports/compare.csv).")
@@ -38,6 +42,7 @@ struct Compare: ParsableCommand {
         if let budget { cfg.budget = try Budget.parse(budget) }
         try overrides.apply(model: &cfg.model, hardware: &cfg.hardware)
         cfg.prefetch = try prefetch.options(base: cfg.prefetch)
+        cfg.precision = try precision.options(base: cfg.precision)
         let budgetList = try budgets.map { try $0.split(separator: ",").map { try Budget.parse(String($0)) } } ?? [cfg.budget]
         let routing = try RoutingTrace.load(cfg.tracePath)
         let plan = StepPlan(routing)
@@ -46,8 +51,10 @@ struct Compare: ParsableCommand {
             var group: [ReplayResult] = []
             for policy in cfg.policies {
                 let spec = ReplaySpec(model: cfg.model, hardware: cfg.hardware, policy: policy, scope: cfg.scope,
-                                      budget: b, prefetch: cfg.prefetch)
-                group.append(try Replayer.run(plan: plan, traceName: routing.name, spec: spec))
+                                      budget: b, prefetch: cfg.prefetch, precision: cfg.precision)
+                group.append(numerics.numerics
+                             ? try NumericsRun.replay(trace: routing, plan: plan, spec: spec, options: numerics.options)
+                             : try Replayer.run(plan: plan, traceName: routing.name, spec: spec))
             }
             print(table(group))
             results += group
