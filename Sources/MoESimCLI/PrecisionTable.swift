@@ -61,7 +61,7 @@ struct PrecisionTable: ParsableCommand {
             }
         }
         let m = cfg.model
-        let header = "Made by `moesim precision \(CommandLine.arguments.dropFirst().joined(separator: " "))`: trace "
+        let header = "Made by `moesim \(CommandLine.arguments.dropFirst().joined(separator: " "))`: trace "
             + "`\(trace.name)` (\(trace.tokenCount) tokens), \(m.name) on \(cfg.hardware.name), budget "
             + "\(formatBytes(baseline.budgetBytes)); numerics at 1/\(numericsScale) size (expert \(m.hidden / numericsScale)"
             + "x\(m.expertFFN / numericsScale)), group size \(groupSize)."
