@@ -38,13 +38,7 @@ struct Calibrate: ParsableCommand {
     var out: String = "reports/host.yaml"
 
     func run() throws {
-        let counts = try tokens.split(separator: ",").map { part -> Int in
-            guard let n = Int(part.trimmingCharacters(in: .whitespaces)), n > 0 else {
-                throw ValidationError("--tokens: '\(part)' is not a positive whole number")
-            }
-            return n
-        }
-        if counts.isEmpty { throw ValidationError("--tokens is empty") }
+        let counts = try commaList(tokens, option: "tokens", expected: "a positive whole number") { Int($0).flatMap { $0 > 0 ? $0 : nil } }
         if scale < 1 || runs < 1 || threads < 0 { throw ValidationError("--scale and --runs must be 1 or more, --threads 0 or more") }
         let profile = try RunConfig.profile(named: model, preset: ModelProfile.preset)
         let baseProfile = try RunConfig.profile(named: base, preset: HardwareProfile.preset)

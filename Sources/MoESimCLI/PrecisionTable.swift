@@ -32,15 +32,8 @@ struct PrecisionTable: ParsableCommand {
     var markdown: String?
 
     func run() throws {
-        func list<T>(_ text: String, _ name: String, _ parse: (String) -> T?) throws -> [T] {
-            try text.split(separator: ",").map {
-                guard let v = parse(String($0).trimmingCharacters(in: .whitespaces)) else {
-                    throw ValidationError("--\(name): '\($0)' is not a number")
-                }
-                return v
-            }
-        }
-        let bitList = try list(bits, "bits") { Int($0) }, thresholdList = try list(thresholds, "thresholds") { Double($0) }
+        let bitList = try commaList(bits, option: "bits", expected: "8, 4 or 2") { Int($0) }
+        let thresholdList = try commaList(thresholds, option: "thresholds", expected: "a number") { Double($0) }
         let cfg = try RunConfig.load(config)
         let trace = try RoutingTrace.load(cfg.tracePath)
         let plan = StepPlan(trace)
