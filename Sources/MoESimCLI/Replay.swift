@@ -40,6 +40,12 @@ struct Replay: ParsableCommand {
 
     @OptionGroup var overrides: OverrideOptions
 
+    @Flag(help: "Read and replay the trace in chunks of whole steps: memory stays flat however long the trace (.jsonl or .jsonl.gz; not belady, --numerics or the event views).")
+    var stream = false
+
+    @Option(help: "With --stream: tokens per chunk (default 65536).")
+    var chunkTokens: Int = 65_536
+
     @Option(help: "Append the result row to this CSV (created with a header when absent).")
     var out: String?
 
@@ -59,14 +65,26 @@ struct Replay: ParsableCommand {
         if scope == .perLayer && !policy.supportsPerLayerScope {
             throw ValidationError("--scope per-layer applies to \(PolicyKind.allCases.filter(\.supportsPerLayerScope).map(\.rawValue).joined(separator: ", ")), not \(policy.rawValue)")
         }
-        let routing = try RoutingTrace.load(trace)
+        if stream {
+            if numerics.numerics || timeline != nil || perLayer != nil || perToken != nil {
+                throw ValidationError("--stream replays without keeping the trace: it cannot be combined with --numerics, --timeline, --per-layer or --per-token")
+            }
+            if chunkTokens < 1 { throw ValidationError("--chunk-tokens must be at least 1") }
+        }
+        let loaded = stream ? nil : try RoutingTrace.load(trace)
+        let header = try loaded?.header ?? TraceReader(path: trace).header
         var modelProfile = try model.map { try RunConfig.profile(named: $0, preset: ModelProfile.preset) }
-            ?? ModelProfile.matching(routing.header)
+            ?? ModelProfile.matching(header)
         var hardwareProfile = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset)
         try overrides.apply(model: &modelProfile, hardware: &hardwareProfile)
         let spec = ReplaySpec(model: modelProfile, hardware: hardwareProfile, policy: policy, scope: scope,
                               budget: try Budget.parse(budget), prefetch: try prefetch.options(base: PrefetchOptions()),
                               precision: try precision.options(base: PrecisionOptions()))
+        if stream {
+            try report(try Replayer.stream(path: trace, spec: spec, chunkTokens: chunkTokens))
+            return
+        }
+        guard let routing = loaded else { return }
         let plan = StepPlan(routing)
         if numericsCsv != nil && !numerics.numerics { throw ValidationError("--numerics-csv needs --numerics") }
         let result: ReplayResult
@@ -81,13 +99,18 @@ struct Replay: ParsableCommand {
         } else {
             result = try Replayer.run(plan: plan, traceName: routing.name, spec: spec)
         }
+        try report(result)
+        if timeline != nil || perLayer != nil || perToken != nil {
+            try writeDetails(plan: plan, name: routing.name, spec: spec)
+        }
+    }
+
+    /// Prints the summary and appends the row.
+    func report(_ result: ReplayResult) throws {
         print(summary(result))
         if let out {
             try CSVFile.append(rows: [Metric.row(result)], header: Metric.header, to: out)
             print("row appended to \(out)")
-        }
-        if timeline != nil || perLayer != nil || perToken != nil {
-            try writeDetails(plan: plan, name: routing.name, spec: spec)
         }
     }
 

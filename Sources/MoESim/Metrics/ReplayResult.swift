@@ -15,14 +15,18 @@ public struct ReplayResult: Sendable {
     public var numerics: NumericsSummary?
 
     init(traceName: String, spec: ReplaySpec, budgetBytes: Int, plan: StepPlan, counters: ReplayCounters) {
+        self.init(traceName: traceName, spec: spec, budgetBytes: budgetBytes, totals: TraceTotals(plan), counters: counters)
+    }
+
+    init(traceName: String, spec: ReplaySpec, budgetBytes: Int, totals: TraceTotals, counters: ReplayCounters) {
         self.traceName = traceName
         self.spec = spec
         self.budgetBytes = budgetBytes
-        tokens = plan.tokens
-        steps = plan.steps
-        missingCells = plan.missingCells
+        tokens = totals.tokens
+        steps = totals.steps
+        missingCells = totals.missingCells
         self.counters = counters
-        routedWeight = plan.hasWeights ? plan.totalWeight : nil
+        routedWeight = totals.weighted ? totals.weight : nil
     }
 
     /// Σ gate weight computed in low precision / Σ gate weight of every access.
@@ -66,5 +70,21 @@ public struct ReplayResult: Sendable {
         let sorted = values.sorted()
         let rank = max(1, Int((p * Double(sorted.count)).rounded(.up)))
         return Double(sorted[rank - 1]) * 1e-9
+    }
+}
+
+/// What a report needs to know of the whole trace; a streaming replay adds it up chunk by chunk.
+struct TraceTotals {
+    var tokens = 0, steps = 0, missingCells = 0
+    var weight = 0.0
+    var weighted = true
+
+    init() {}
+    init(_ plan: StepPlan) { add(plan) }
+
+    mutating func add(_ plan: StepPlan) {
+        tokens += plan.tokens; steps += plan.steps; missingCells += plan.missingCells
+        weight += plan.totalWeight
+        weighted = weighted && plan.hasWeights
     }
 }

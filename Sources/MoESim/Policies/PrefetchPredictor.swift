@@ -13,10 +13,14 @@ public protocol PrefetchPredictor {
     var source: String { get }
     /// Appends flat expert ids to prefetch, in priority order. `revealed` is layer `layer`'s expert set (flat ids).
     mutating func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32])
+    /// Points a predictor that reads the plan at the next chunk of a streaming replay (steps are numbered from 0
+    /// in each chunk). Predictors that learn online keep what they learnt.
+    mutating func rebind(_ plan: StepPlan)
 }
 
 extension PrefetchPredictor {
     public static var isEnabled: Bool { true }
+    public mutating func rebind(_ plan: StepPlan) {}
 }
 
 /// Demand fetching only.
@@ -32,7 +36,7 @@ public struct NoPrefetch: PrefetchPredictor {
 /// `oracle-prefetch`, source "oracle"). Like every predictor it stays inside the forward pass: the next token's
 /// routing does not exist before the token is sampled, so each step's first layer is loaded on demand.
 public struct ExactPredictor: PrefetchPredictor {
-    let plan: StepPlan
+    var plan: StepPlan
     let lookahead: Int
     public let source: String
 
@@ -70,7 +74,7 @@ public struct AllNextLayerPredictor: PrefetchPredictor {
 /// Without recorded predictions in the trace it is modelled: each true expert of layer l+1 is predicted with
 /// probability `accuracy`, otherwise replaced by a wrong one drawn uniformly (seeded, source "modelled").
 public struct ModelledCrossLayerPredictor: PrefetchPredictor {
-    let plan: StepPlan
+    var plan: StepPlan
     let accuracy: Double
     var rng: SplitMix64
     public var source: String { "modelled" }
@@ -103,7 +107,7 @@ public struct ModelledCrossLayerPredictor: PrefetchPredictor {
 
 /// `cross-layer-gate` with the predictions recorded in the trace's `pred` field (source "trace").
 public struct RecordedPredictor: PrefetchPredictor {
-    let plan: StepPlan
+    var plan: StepPlan
     public var source: String { "trace" }
 
     public init(plan: StepPlan) { self.plan = plan }
@@ -199,3 +203,7 @@ public final class AffinityPredictor: PrefetchPredictor {
         }
     }
 }
+
+extension ExactPredictor { public mutating func rebind(_ plan: StepPlan) { self.plan = plan } }
+extension ModelledCrossLayerPredictor { public mutating func rebind(_ plan: StepPlan) { self.plan = plan } }
+extension RecordedPredictor { public mutating func rebind(_ plan: StepPlan) { self.plan = plan } }

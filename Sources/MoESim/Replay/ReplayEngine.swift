@@ -13,7 +13,8 @@
 /// arrays only, and `NoPrefetch` and `NoEvents` compile away.
 /// Invariant: expert memory never exceeds a partition's capacity; time never decreases.
 public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredictor, Sink: EventSink> {
-    let plan: StepPlan
+    /// The steps being replayed: the whole trace, or the current chunk of a streaming replay.
+    private(set) var plan: StepPlan
     let cost: CostModel
     public private(set) var policy: Policy
     public private(set) var predictor: Predictor
@@ -32,6 +33,12 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     private let recordsPrecision: Bool
     /// How each access was computed, indexed like `plan.accessExpert`; filled when `recordsPrecision`.
     public private(set) var precisionLog: [AccessPrecision] = []
+    // State carried from one chunk to the next.
+    private var now: Int64 = 0
+    private var counters: ReplayCounters
+    private var cpuFree: Int64 = 0  // the host CPU: one FIFO server, like the GPU stream
+    private var pending = PendingCopies()  // prefetch copies not yet started, in issue order
+    private var placed = false
 
     public init(plan: StepPlan, cost: CostModel, policy: Policy, predictor: Predictor, memory: ExpertMemory, sink: Sink,
                 prefetchBufferBytes: Int = .max, fallback: MissFallback = .none, initialResident: [Int32] = [],
@@ -40,6 +47,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         self.fallback = fallback
         self.initialResident = initialResident
         self.recordsPrecision = recordsPrecision
+        counters = ReplayCounters(steps: plan.steps)
         self.plan = plan
         self.cost = cost
         self.policy = policy
@@ -53,17 +61,55 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         prefetch = PrefetchBook(experts: flat, layers: plan.layers, bytesPerCopy: cost.expertBytes)
     }
 
-    deinit { pinStamps.deallocate() }
+    deinit {
+        pinStamps.deallocate()
+        pending.deallocate()
+    }
 
+    /// Replays the plan given at init and returns the counters.
     public func run() -> ReplayCounters {
-        var c = ReplayCounters(steps: plan.steps)
+        replayChunk()
+        return finish()
+    }
+
+    /// Replays `chunk`, the steps that follow those replayed so far, from where they left off (streaming replay).
+    /// The predictor is pointed at the chunk; cache, memory, link and clock carry on.
+    public func replay(_ chunk: StepPlan) {
+        precondition(chunk.layers == plan.layers && chunk.experts == plan.experts, "a chunk of another trace")
+        plan = chunk
+        predictor.rebind(chunk)
+        replayChunk()
+    }
+
+    /// Settles what is still open (unused prefetches) and returns the counters of everything replayed.
+    public func finish() -> ReplayCounters {
+        var c = counters
+        if Predictor.isEnabled {
+            prefetch.finish()
+            c.prefetch = prefetch.counters
+            c.bytesH2D += prefetch.bytesPrefetch
+            c.predictorSource = predictor.source
+        }
+        c.hits = c.accesses - c.misses
+        c.simNanoseconds = now
+        c.linkBusyNanoseconds = link.busyNanoseconds / Int64(link.engines)
+        c.peakExpertBytes = memory.peakUsed
+        return c
+    }
+
+    private func replayChunk() {
+        var c = counters
         let L = plan.layers, E = plan.experts
         let expertBytes = cost.expertBytes
         let copyTime = cost.expertCopy
         // Work on local copies: the optimiser keeps them out of memory and skips class-property access checks.
         var policy = self.policy, predictor = self.predictor, link = self.link, sink = self.sink
+        var now = self.now, cpuFree = self.cpuFree, pending = self.pending
         let memory = self.memory, book = self.prefetch
-        defer { self.policy = policy; self.predictor = predictor; self.link = link; self.sink = sink }
+        defer {
+            self.policy = policy; self.predictor = predictor; self.link = link; self.sink = sink
+            self.now = now; self.cpuFree = cpuFree; self.pending = pending; counters = c
+        }
         // The layer's misses, in raw buffers (arrays here cost uniqueness checks on every write).
         let missLand = UnsafeMutablePointer<Int64>.allocate(capacity: E)
         let missTokens = UnsafeMutablePointer<Int32>.allocate(capacity: E)
@@ -71,13 +117,13 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         defer { missLand.deallocate(); missTokens.deallocate(); missExpert.deallocate() }
         var proposals: [Int32] = [], cancelled: [Int32] = []
         proposals.reserveCapacity(L * E)
-        var pending = PendingCopies()  // prefetch copies not yet started, in issue order
-        defer { pending.deallocate() }
-        var now: Int64 = 0
-        for e in Policy.preloadsAll ? Array(0..<Int32(L * E)) : initialResident {
-            memory.admit(e, bytes: expertBytes)
-            policy.didInsert(e, at: 0)
-            if Sink.isEnabled { sink.record(.preload(expert: Int(e)), at: 0) }
+        if !placed {
+            placed = true
+            for e in Policy.preloadsAll ? Array(0..<Int32(L * E)) : initialResident {
+                memory.admit(e, bytes: expertBytes)
+                policy.didInsert(e, at: 0)
+                if Sink.isEnabled { sink.record(.preload(expert: Int(e)), at: 0) }
+            }
         }
         // The fallback's settings as locals; the weight arrays are read on misses and low-precision hits only.
         var lowMode = false, cpuMode = false, upgradeOnLowHit = false
@@ -89,7 +135,6 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         }
         let lowCopy = cost.copy(bytes: lowBytes)
         let weightMax = plan.accessWeightMax, weightSum = plan.accessWeightSum
-        var cpuFree: Int64 = 0  // the host CPU: one FIFO server, like the GPU stream
         let log: UnsafeMutablePointer<AccessPrecision>? = recordsPrecision ? .allocate(capacity: plan.accesses) : nil
         log?.initialize(repeating: .full, count: plan.accesses)
         defer {
@@ -265,17 +310,6 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         }
         }
         }
-        if Predictor.isEnabled {
-            book.finish()
-            c.prefetch = book.counters
-            c.bytesH2D += book.bytesPrefetch
-            c.predictorSource = predictor.source
-        }
-        c.hits = c.accesses - c.misses
-        c.simNanoseconds = now
-        c.linkBusyNanoseconds = link.busyNanoseconds / Int64(link.engines)
-        c.peakExpertBytes = memory.peakUsed
-        return c
     }
 
     /// Frees room for an expert in `partition`: evicts the policy's victims, settling their prefetch accounts.

@@ -33,6 +33,63 @@ public enum Replayer {
     public static func run<Sink: EventSink>(plan: StepPlan, traceName: String, spec: ReplaySpec,
                                             sink: inout Sink, recordPrecision: Bool = false) throws -> ReplayResult {
         let layout = try BudgetLayout(plan: plan, spec: spec)
+        let counters = try replay(first: plan, next: { nil }, layout: layout, spec: spec, sink: &sink,
+                                  expertUses: { expertUses(plan) }, recordPrecision: recordPrecision)
+        var result = ReplayResult(traceName: traceName, spec: spec, budgetBytes: layout.budgetBytes, plan: plan,
+                                  counters: counters.0)
+        result.precisionLog = counters.1
+        return result
+    }
+
+    /// Replays a `.jsonl` or `.jsonl.gz` trace in chunks of about `chunkTokens` tokens (whole steps), so that memory
+    /// does not grow with the trace: a first pass checks every line and measures what the budget checks and
+    /// `cpu-fallback`'s placement need (largest working sets, uses per expert); the second replays chunk by chunk.
+    /// Results equal `run`'s on the whole trace. Not for `belady`, whose future index needs the whole trace.
+    public static func stream(path: String, spec: ReplaySpec, chunkTokens: Int = 65_536) throws -> ReplayResult {
+        if spec.policy == .belady {
+            throw ConfigError.invalidValue(field: "policy", value: "belady",
+                                           expected: "a strategy that does not index the future (belady needs the whole trace: replay without --stream)")
+        }
+        var largest: [Int] = [], uses: [Int] = [], layers = 0, experts = 0
+        var chunks = try TraceChunks(path: path, tokens: chunkTokens)
+        while let (chunk, previousSeq) = try chunks.next() {
+            let plan = StepPlan(chunk, previousSeq: previousSeq)
+            if largest.isEmpty {
+                layers = plan.layers; experts = plan.experts
+                largest = plan.largestWorkingSet(); uses = Array(repeating: 0, count: layers * experts)
+            }
+            for (l, n) in plan.largestWorkingSet().enumerated() { largest[l] = max(largest[l], n) }
+            for (e, n) in expertUses(plan).enumerated() { uses[e] += n }
+        }
+        guard !largest.isEmpty else { throw TraceError.malformed(path: path, line: 2, field: nil, message: "no token lines after the header") }
+        let layout = try BudgetLayout(layers: layers, experts: experts, largest: largest, spec: spec)
+        chunks = try TraceChunks(path: path, tokens: chunkTokens)
+        var totals = TraceTotals()
+        func nextPlan() throws -> StepPlan? {
+            guard let (chunk, previousSeq) = try chunks.next() else { return nil }
+            let plan = StepPlan(chunk, previousSeq: previousSeq)
+            totals.add(plan)
+            return plan
+        }
+        guard let first = try nextPlan() else { throw TraceError.malformed(path: path, line: 2, field: nil, message: "no token lines after the header") }
+        var sink = NoEvents()
+        let counters = try replay(first: first, next: nextPlan, layout: layout, spec: spec, sink: &sink,
+                                  expertUses: { uses }, recordPrecision: false)
+        return ReplayResult(traceName: RoutingTrace.traceName(path), spec: spec, budgetBytes: layout.budgetBytes,
+                            totals: totals, counters: counters.0)
+    }
+
+    /// How often the plan routes to each expert (flat ids).
+    static func expertUses(_ plan: StepPlan) -> [Int] {
+        var uses = [Int](repeating: 0, count: plan.layers * plan.experts)
+        for e in plan.accessExpert { uses[Int(e)] += 1 }
+        return uses
+    }
+
+    /// The strategy's concrete policy and predictor, run over `first` and then every plan `next` gives.
+    private static func replay<Sink: EventSink>(first plan: StepPlan, next: () throws -> StepPlan?, layout: BudgetLayout,
+                                                spec: ReplaySpec, sink: inout Sink, expertUses: () -> [Int],
+                                                recordPrecision: Bool) throws -> (ReplayCounters, [AccessPrecision]) {
         let cost = CostModel(model: spec.model, hardware: spec.hardware)
         let flat = plan.layers * plan.experts
         let memory = ExpertMemory(experts: flat, partitionOf: layout.partitionOf, capacities: layout.capacities)
@@ -51,16 +108,23 @@ public enum Replayer {
                                                   upgradeOnLowHit: spec.precision.lowHit == .upgrade))
         case .cpuFallback:
             fallback = MissFallback(.cpu)
-            initialResident = layout.popularPlacement(plan: plan, expertBytes: spec.model.expertBytes)
+            initialResident = layout.popularPlacement(uses: expertUses(), expertBytes: spec.model.expertBytes)
         default: break
         }
         var precisionLog: [AccessPrecision] = []
-        func replay<P: CachePolicy, F: PrefetchPredictor>(_ policy: P, _ predictor: F = NoPrefetch()) -> ReplayCounters {
+        func replay<P: CachePolicy, F: PrefetchPredictor>(_ policy: P, _ predictor: F = NoPrefetch()) throws -> ReplayCounters {
             let buffer = spec.prefetch.bufferShare >= 1 ? Int.max : Int(Double(layout.budgetBytes) * spec.prefetch.bufferShare)
             let engine = ReplayEngine(plan: plan, cost: cost, policy: policy, predictor: predictor, memory: memory, sink: sink,
                                       prefetchBufferBytes: buffer, fallback: fallback, initialResident: initialResident,
                                       recordsPrecision: recordPrecision)
-            let counters = engine.run()
+            engine.replay(plan)
+            while let chunk = try next() {
+                guard chunk.hasWeights || spec.policy != .mixedPrecision else {
+                    throw ConfigError.invalidValue(field: "policy", value: "mixed-precision", expected: "a trace with gate weights on every line")
+                }
+                engine.replay(chunk)
+            }
+            let counters = engine.finish()
             sink = engine.sink
             precisionLog = engine.precisionLog
             return counters
@@ -74,32 +138,30 @@ public enum Replayer {
                       capacities: layout.capacities.map { $0 / spec.model.expertBytes })
         }
         /// A prefetching strategy: its predictor over the cache its options choose.
-        func prefetching<F: PrefetchPredictor>(_ predictor: F) -> ReplayCounters {
+        func prefetching<F: PrefetchPredictor>(_ predictor: F) throws -> ReplayCounters {
             switch spec.prefetch.eviction {
-            case .lru: replay(lru(), predictor)
-            case .arc: replay(arc(), predictor)
+            case .lru: try replay(lru(), predictor)
+            case .arc: try replay(arc(), predictor)
             }
         }
         let counters: ReplayCounters
         switch spec.policy {
-        case .onDemand: counters = replay(OnDemandPolicy())
-        case .allResident: counters = replay(AllResidentPolicy())
-        case .lru, .mixedPrecision, .cpuFallback: counters = replay(lru())
-        case .fifo: counters = replay(lru(touchesOnAccess: false))
-        case .arc: counters = replay(arc())
-        case .belady: counters = replay(BeladyPolicy(experts: flat, future: FutureIndex(plan)))
-        case .prefetchAll: counters = prefetching(AllNextLayerPredictor(layers: plan.layers, experts: plan.experts))
-        case .pregated: counters = prefetching(ExactPredictor(plan: plan, lookahead: 1))
+        case .onDemand: counters = try replay(OnDemandPolicy())
+        case .allResident: counters = try replay(AllResidentPolicy())
+        case .lru, .mixedPrecision, .cpuFallback: counters = try replay(lru())
+        case .fifo: counters = try replay(lru(touchesOnAccess: false))
+        case .arc: counters = try replay(arc())
+        case .belady: counters = try replay(BeladyPolicy(experts: flat, future: FutureIndex(plan)))
+        case .prefetchAll: counters = try prefetching(AllNextLayerPredictor(layers: plan.layers, experts: plan.experts))
+        case .pregated: counters = try prefetching(ExactPredictor(plan: plan, lookahead: 1))
         case .oraclePrefetch:
-            counters = prefetching(ExactPredictor(plan: plan, lookahead: min(spec.prefetch.lookahead, plan.layers - 1), source: "oracle"))
-        case .affinity: counters = prefetching(AffinityPredictor(layers: plan.layers, experts: plan.experts))
+            counters = try prefetching(ExactPredictor(plan: plan, lookahead: min(spec.prefetch.lookahead, plan.layers - 1), source: "oracle"))
+        case .affinity: counters = try prefetching(AffinityPredictor(layers: plan.layers, experts: plan.experts))
         case .crossLayerGate:
-            if plan.hasPredictions { counters = prefetching(RecordedPredictor(plan: plan)) }
-            else { counters = prefetching(ModelledCrossLayerPredictor(plan: plan, accuracy: spec.prefetch.accuracy, seed: spec.prefetch.seed)) }
+            if plan.hasPredictions { counters = try prefetching(RecordedPredictor(plan: plan)) }
+            else { counters = try prefetching(ModelledCrossLayerPredictor(plan: plan, accuracy: spec.prefetch.accuracy, seed: spec.prefetch.seed)) }
         }
-        var result = ReplayResult(traceName: traceName, spec: spec, budgetBytes: layout.budgetBytes, plan: plan, counters: counters)
-        result.precisionLog = precisionLog
-        return result
+        return (counters, precisionLog)
     }
 }
 
@@ -110,18 +172,23 @@ struct BudgetLayout {
     let capacities: [Int]
 
     init(plan: StepPlan, spec: ReplaySpec) throws {
+        try self.init(layers: plan.layers, experts: plan.experts, largest: plan.largestWorkingSet(), spec: spec)
+    }
+
+    /// - Parameter largest: per layer, the most experts one step needs at once (`StepPlan.largestWorkingSet`).
+    init(layers: Int, experts: Int, largest: [Int], spec: ReplaySpec) throws {
         let model = spec.model
         try model.validate()
         try spec.hardware.validate()
-        if plan.layers != model.layers {
-            throw ConfigError.traceModelMismatch(field: "layers", trace: plan.layers, model: model.layers, model_: model.name)
+        if layers != model.layers {
+            throw ConfigError.traceModelMismatch(field: "layers", trace: layers, model: model.layers, model_: model.name)
         }
-        if plan.experts != model.experts {
-            throw ConfigError.traceModelMismatch(field: "experts", trace: plan.experts, model: model.experts, model_: model.name)
+        if experts != model.experts {
+            throw ConfigError.traceModelMismatch(field: "experts", trace: experts, model: model.experts, model_: model.name)
         }
         let expertBytes = model.expertBytes
         budgetBytes = spec.budget.bytes(for: model)
-        let flat = plan.layers * plan.experts
+        let flat = layers * experts
         if spec.policy == .allResident {
             partitionOf = Array(repeating: 0, count: flat)
             capacities = [model.totalExpertBytes]
@@ -132,15 +199,14 @@ struct BudgetLayout {
             throw ConfigError.budgetExceedsGPU(budgetBytes: budgetBytes, availableBytes: max(0, available),
                                                hardware: spec.hardware.name)
         }
-        let largest = plan.largestWorkingSet()
         if spec.scope == .perLayer && spec.policy.supportsPerLayerScope {
-            let share = budgetBytes / plan.layers
+            let share = budgetBytes / layers
             for (layer, n) in largest.enumerated() where n * expertBytes > share {
-                throw ConfigError.budgetTooSmall(budgetBytes: budgetBytes, neededBytes: n * expertBytes * plan.layers,
-                                                 where: "per-layer cache: layer \(layer) needs \(n) experts at once in one step, and gets budget / \(plan.layers)")
+                throw ConfigError.budgetTooSmall(budgetBytes: budgetBytes, neededBytes: n * expertBytes * layers,
+                                                 where: "per-layer cache: layer \(layer) needs \(n) experts at once in one step, and gets budget / \(layers)")
             }
-            partitionOf = (0..<flat).map { Int32($0 / plan.experts) }
-            capacities = Array(repeating: share, count: plan.layers)
+            partitionOf = (0..<flat).map { Int32($0 / experts) }
+            capacities = Array(repeating: share, count: layers)
         } else if spec.scope == .shallowFavoring && spec.policy.supportsPerLayerScope {
             let floor = largest.map { $0 * expertBytes }
             let needed = floor.reduce(0, +)
@@ -149,12 +215,12 @@ struct BudgetLayout {
                                                  where: "shallow-favoring cache: every layer needs room for its largest working set")
             }
             // Whole experts of the remainder go to layer l in proportion to L - l (largest remainders first).
-            let L = plan.layers, spare = (budgetBytes - needed) / expertBytes
+            let L = layers, spare = (budgetBytes - needed) / expertBytes
             let weights = (0..<L).map { Double(L - $0) }, total = weights.reduce(0, +)
             var extra = weights.map { Int(Double(spare) * $0 / total) }
             let order = (0..<L).sorted { Double(spare) * weights[$0] / total - Double(extra[$0]) > Double(spare) * weights[$1] / total - Double(extra[$1]) }
             for l in order.prefix(spare - extra.reduce(0, +)) { extra[l] += 1 }
-            partitionOf = (0..<flat).map { Int32($0 / plan.experts) }
+            partitionOf = (0..<flat).map { Int32($0 / experts) }
             capacities = (0..<L).map { floor[$0] + extra[$0] * expertBytes }
         } else {
             let n = largest.max() ?? 0
@@ -170,9 +236,7 @@ struct BudgetLayout {
 
     /// Fiddler's placement: the experts the trace routes to most often (ties: lower id), as many as each partition
     /// holds. Fiddler profiles popularity offline; using the replayed trace itself is the optimistic stand-in.
-    func popularPlacement(plan: StepPlan, expertBytes: Int) -> [Int32] {
-        var uses = [Int](repeating: 0, count: partitionOf.count)
-        for e in plan.accessExpert { uses[Int(e)] += 1 }
+    func popularPlacement(uses: [Int], expertBytes: Int) -> [Int32] {
         var room = capacities
         var placed: [Int32] = []
         for e in uses.indices.sorted(by: { (uses[$0], $1) > (uses[$1], $0) }) where uses[e] > 0 {

@@ -47,7 +47,9 @@ public struct StepPlan: Sendable {
         Int(layerStart[step * layers + layer])..<Int(layerStart[step * layers + layer + 1])
     }
 
-    public init(_ trace: RoutingTrace) {
+    /// - Parameter previousSeq: in a streaming replay, the sequence of the token before this chunk (nil: none), so
+    ///   that a sequence continuing across chunks does not count a second first token.
+    public init(_ trace: RoutingTrace, previousSeq: Int32? = nil) {
         let L = trace.header.layers, E = trace.header.experts, K = trace.header.topK
         layers = L; experts = E
         tokens = trace.tokenCount
@@ -113,7 +115,7 @@ public struct StepPlan: Sendable {
             stepTokens.append(Int32(end - t))
             stepPhase.append(trace.phase[t])
             stepSeq.append(trace.seq[t])
-            stepStartsSequence.append(t == 0 || trace.seq[t - 1] != trace.seq[t])
+            stepStartsSequence.append((t == 0 ? previousSeq : trace.seq[t - 1]) != trace.seq[t])
             t = end
         }
     }
