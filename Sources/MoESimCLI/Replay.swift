@@ -43,8 +43,8 @@ struct Replay: ParsableCommand {
     @Flag(help: "Read and replay the trace in chunks of whole steps: memory stays flat however long the trace (.jsonl or .jsonl.gz; not belady, --numerics or the event views).")
     var stream = false
 
-    @Option(help: "With --stream: tokens per chunk (default 65536).")
-    var chunkTokens: Int = 65_536
+    @Option(help: "With --stream: tokens per chunk (default 1024; memory grows with it).")
+    var chunkTokens: Int = 1024
 
     @Option(help: "Append the result row to this CSV (created with a header when absent).")
     var out: String?
