@@ -54,7 +54,11 @@ public struct StepPlan: Sendable {
         layers = L; experts = E
         tokens = trace.tokenCount
         missingCells = trace.missingCells
-        largestSet = Array(repeating: 0, count: L)
+        // Built in locals and stored once at the end: appending to stored properties checks uniqueness every time.
+        var largestSet = [Int](repeating: 0, count: L), layerStart: [Int32] = [0]
+        var accessExpert: [Int32] = [], accessTokens: [Int32] = []
+        var accessWeightMax: [Float] = [], accessWeightSum: [Float] = [], totalWeight = 0.0
+        layerStart.reserveCapacity(trace.tokenCount * L + 1)
         var counts = [Int32](repeating: 0, count: E)
         var weightMax = [Float](repeating: 0, count: E), weightSum = [Float](repeating: 0, count: E)
         let weighted = trace.hasWeights
@@ -92,7 +96,7 @@ public struct StepPlan: Sendable {
                         }
                     }
                 }
-                touched.sort()
+                insertionSort(&touched)  // at most a step's distinct experts; usually top-k
                 largestSet[l] = max(largestSet[l], touched.count)
                 for e in touched {
                     accessExpert.append(Int32(l * E + e))
@@ -118,10 +122,29 @@ public struct StepPlan: Sendable {
             stepStartsSequence.append((t == 0 ? previousSeq : trace.seq[t - 1]) != trace.seq[t])
             t = end
         }
+        self.largestSet = largestSet
+        self.layerStart = layerStart
+        self.accessExpert = accessExpert
+        self.accessTokens = accessTokens
+        self.accessWeightMax = accessWeightMax
+        self.accessWeightSum = accessWeightSum
+        self.totalWeight = totalWeight
     }
 
     /// The largest number of distinct experts any single step-layer needs at once, per layer (kept from the build:
     /// every replay's budget check asks for it).
     public func largestWorkingSet() -> [Int] { largestSet }
     private var largestSet: [Int] = []
+}
+
+/// Sorts a short array in place (a layer's expert set: a few to a few dozen ids).
+private func insertionSort(_ a: inout [Int]) {
+    a.withUnsafeMutableBufferPointer { p in
+        for i in 1..<max(1, p.count) {
+            let v = p[i]
+            var j = i
+            while j > 0 && p[j - 1] > v { p[j] = p[j - 1]; j -= 1 }
+            p[j] = v
+        }
+    }
 }
