@@ -8,6 +8,8 @@
 /// first, misses are copied in ascending id order (evicting unpinned experts chosen by the policy) and computed as
 /// each copy lands; then the predictor's proposals are queued as prefetch copies behind the demand copies; the layer
 /// ends when its last expert is done, prefetches for it that never started are cancelled, and the next layer starts.
+/// A miss may instead be served in low precision or on the host CPU (`MissFallback`). A streaming replay feeds the
+/// engine one chunk of steps at a time (`replay(_:)`, then `finish()`); its state carries over between chunks.
 ///
 /// Generic over the policy, the predictor and the event sink so that all three specialise: the loop touches dense
 /// arrays only, and `NoPrefetch` and `NoEvents` compile away.
