@@ -90,6 +90,7 @@ struct Bench: ParsableCommand {
     func kernelCases() throws -> [Row] {
         var rows: [Row] = []
         for (label, preset) in [("mixtral", "mixtral-8x7b"), ("deepseek-v2-lite", "deepseek-v2-lite")] {
+            if let filter, !"ffn-\(label)-t".contains(filter) && !filter.hasPrefix("ffn-\(label)-t") { continue }
             let model = try ModelProfile.preset(preset)
             let hidden = model.hidden / 4, ffn = model.expertFFN / 4
             let expert = ExpertFFN(hidden: hidden, ffn: ffn, matrices: model.matrices, seed: 1)
