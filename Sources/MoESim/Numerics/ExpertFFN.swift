@@ -47,18 +47,26 @@ public struct ExpertFFN: Sendable {
     /// `y` for `tokens` rows of `x` (row-major, tokens × hidden).
     public func forward(_ x: [Float], tokens: Int) -> [Float] {
         precondition(x.count == tokens * hidden)
-        var h = [Float](repeating: 0, count: tokens * ffn)
+        var h = Self.uninitialised(tokens * ffn)  // sgemm with beta 0 writes every element
         gemm(x, weights[0], &h, m: tokens, n: ffn, k: hidden)
         if matrices == 3 {
-            var u = [Float](repeating: 0, count: tokens * ffn)
+            var u = Self.uninitialised(tokens * ffn)
             gemm(x, weights[1], &u, m: tokens, n: ffn, k: hidden)
-            for i in 0..<h.count { h[i] = h[i] / (1 + exp(-h[i])) * u[i] }  // silu(gate) ⊙ up
+            h.withUnsafeMutableBufferPointer { ph in
+                u.withUnsafeBufferPointer { pu in
+                    for i in 0..<ph.count { ph[i] = ph[i] * pu[i] / (1 + expf(-ph[i])) }  // silu(gate) ⊙ up
+                }
+            }
         } else {
-            for i in 0..<h.count { h[i] = max(0, h[i]) }
+            h.withUnsafeMutableBufferPointer { ph in for i in 0..<ph.count { ph[i] = max(0, ph[i]) } }
         }
-        var y = [Float](repeating: 0, count: tokens * hidden)
+        var y = Self.uninitialised(tokens * hidden)
         gemm(h, weights[matrices - 1], &y, m: tokens, n: hidden, k: ffn)
         return y
+    }
+
+    private static func uninitialised(_ count: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { _, initialised in initialised = count }
     }
 
     /// C[m×n] = A[m×k] · B[k×n], row-major, single precision.
