@@ -35,7 +35,7 @@ struct Bench: ParsableCommand {
     struct Row { let name: String; let metric: String; let values: [Double]; let unit: String }
 
     func run() throws {
-        var rows: [Row] = []
+        var rows = try streamingMemoryCases()
         var large = try ModelProfile.preset("qwen3-30b-a3b")
         large.name = "bench-32x256"; large.layers = 32; large.experts = 256
         let mixtral = try ModelProfile.preset("mixtral-8x7b")
@@ -206,6 +206,43 @@ struct Bench: ParsableCommand {
         }
         print(String(format: "sweep speed-up with 2 jobs: %.2fx whole, %.2fx replay phase (medians); outputs identical: %@",
                      speedup("sweep_cells_per_s"), speedup("sweep_replay_cells_per_s"), outputs[0] == outputs[1] ? "yes" : "NO"))
+        return rows
+    }
+
+    /// Peak RSS of `moesim replay` (lru, 25%) as a child process, whole and `--stream`, on Qwen3-shaped traces of
+    /// 5,000 and 40,000 tokens: whether replay memory grows with the trace. Children run from the expected smallest
+    /// to the largest, because the kernel reports the largest peak of all children so far; they run before the bench
+    /// builds its own large traces, since a child's peak also counts what it inherited at fork.
+    func streamingMemoryCases() throws -> [Row] {
+        guard filter.map({ "memory".contains($0) || $0.contains("memory") }) ?? true else { return [] }
+        let dir = NSTemporaryDirectory() + "moesim-bench-memory-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ModelProfile.preset("qwen3-30b-a3b")
+        var rows: [Row] = []
+        let sizes = [5_000, 40_000]
+        for tokens in sizes {
+            var spec = SyntheticTraceSpec(tokens: tokens, seed: 11)
+            spec.sequences = 8
+            try SyntheticTraceGenerator(model: model, spec: spec).write(to: "\(dir)/t\(tokens).jsonl.gz")
+        }
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).path
+        for (mode, extra) in [("stream", ["--stream"]), ("whole", [])] {
+            for tokens in sizes {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: binary)
+                process.arguments = ["replay", "\(dir)/t\(tokens).jsonl.gz", "--policy", "lru", "--budget", "25%"] + extra
+                process.standardOutput = FileHandle.nullDevice
+                try process.run()
+                process.waitUntilExit()
+                var usage = rusage()
+                getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+                let mib = Double(usage.ru_maxrss) / 1024
+                let name = "memory-\(mode)-qwen3-\(tokens / 1000)k"
+                rows.append(Row(name: name, metric: "peak_rss_mib", values: [mib], unit: "MiB"))
+                printRow(rows.last!, note: "\(tokens * model.layers * model.topK) routed ids, one run", scale: 1)
+            }
+        }
         return rows
     }
 
