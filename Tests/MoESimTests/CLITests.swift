@@ -114,6 +114,24 @@ import Testing
         #expect(bad.status != 0 && bad.stderr.contains("--numerics-csv needs --numerics"))
     }
 
+    @Test func precisionTabulatesErrorAgainstBytes() throws {
+        let dir = temporaryDirectory()
+        #expect(try moesim("trace", "gen", "--model", "mixtral-8x7b", "--tokens", "16", "--out", dir + "/t.jsonl").status == 0)
+        try AtomicFileSink.write("trace: t.jsonl\nmodel: mixtral-8x7b\nhardware: a100-80gb-pcie\nbudget: 25%\n", to: dir + "/c.yaml")
+        let r = try moesim("precision", "--config", dir + "/c.yaml", "--bits", "4", "--thresholds", "0,2",
+                           "--numerics-scale", "64", "--markdown", dir + "/p.md")
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = try String(contentsOfFile: dir + "/p.md", encoding: .utf8).split(separator: "\n").filter { $0.hasPrefix("| ") }
+        #expect(rows.count == 4)  // header, lru, int4 at 0, int4 at 2
+        let cells = rows.map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
+        #expect(cells[1][0] == "fp16 (lru)" && cells[1][4] == "1.000" && cells[1][6] == "0.0000")
+        // Threshold 0 sends nothing to low precision: lru's bytes, no error. Above 1: everything, fewer bytes, some error.
+        #expect(cells[2][1] == "0" && cells[2][4] == "1.000" && cells[2][5] == "0.0%" && cells[2][6] == "0.0000")
+        #expect(cells[3][1] == "2" && cells[3][5] == "100.0%" && Double(cells[3][4])! < 1 && Double(cells[3][6])! > 0)
+        let bad = try moesim("precision", "--config", dir + "/c.yaml", "--bits", "3")
+        #expect(bad.status != 0 && bad.stderr.contains("low_bits"))
+    }
+
     @Test func badInputExitsNonZeroWithAClearMessage() throws {
         let budget = try moesim("replay", "traces/golden-tiny.jsonl", "--model", "mixtral-8x7b", "--budget", "20x")
         #expect(budget.status != 0 && budget.stderr.contains("invalid budget '20x': unknown unit"))

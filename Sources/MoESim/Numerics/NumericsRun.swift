@@ -82,7 +82,9 @@ public struct NumericsRun {
         errors.reserveCapacity(trace.tokenCount * L)
         var cosineMin = 1.0
         var kindOf = [AccessPrecision](repeating: .full, count: E)
-        let pool = GaussianPool(seed: options.seed)
+        // As large as one weight matrix (so a draw repeats no sample), between 2^16 and 2^22 samples.
+        let log2Size = min(22, max(16, Int.bitWidth - (hidden * ffn - 1).leadingZeroBitCount))
+        let pool = GaussianPool(log2Size: log2Size, seed: options.seed)
         for l in 0..<L {
             let bank = ExpertBank(run: self, pool: pool)  // this layer's experts only
             var t0 = 0
