@@ -64,12 +64,8 @@ public struct ReplayResult: Sendable {
         values.isEmpty ? nil : Double(values.reduce(0, +)) / Double(values.count) * 1e-9
     }
 
-    /// Nearest-rank percentile: the smallest value with at least a share `p` of values at or below it.
     private func percentile(_ values: [Int64], _ p: Double) -> Double? {
-        guard !values.isEmpty else { return nil }
-        let sorted = values.sorted()
-        let rank = max(1, Int((p * Double(sorted.count)).rounded(.up)))
-        return Double(sorted[rank - 1]) * 1e-9
+        nearestRankPercentile(values, p).map { Double($0) * 1e-9 }
     }
 }
 
@@ -87,4 +83,11 @@ struct TraceTotals {
         weight += plan.totalWeight
         weighted = weighted && plan.hasWeights
     }
+}
+
+/// Nearest-rank percentile: the smallest value with at least a share `p` of values at or below it; nil when empty.
+func nearestRankPercentile<T: Comparable>(_ values: [T], _ p: Double) -> T? {
+    guard !values.isEmpty else { return nil }
+    let sorted = values.sorted()
+    return sorted[max(1, Int((p * Double(sorted.count)).rounded(.up))) - 1]
 }

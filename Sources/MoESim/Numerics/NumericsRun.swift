@@ -71,17 +71,11 @@ public struct NumericsRun {
     public func evaluate(trace: RoutingTrace, plan: StepPlan, precisionLog: [AccessPrecision],
                          perSample: ((NumericsSample) -> Void)? = nil) -> NumericsSummary {
         precondition(precisionLog.count == plan.accesses, "numerics needs the replay's precision log")
-        let L = plan.layers, E = plan.experts, K = trace.header.topK
-        let chunkTokens = 2048
-        var stepOfToken: [Int32] = [], firstTokenOfStep: [Int] = []
-        for s in 0..<plan.steps {
-            firstTokenOfStep.append(stepOfToken.count)
-            stepOfToken += Array(repeating: Int32(s), count: Int(plan.stepTokens[s]))
-        }
+        let L = plan.layers, K = trace.header.topK
+        let steps = StepIndex(plan)
         var errors: [Double] = []
         errors.reserveCapacity(trace.tokenCount * L)
         var cosineMin = 1.0
-        var kindOf = [AccessPrecision](repeating: .full, count: E)
         // As large as one weight matrix (so a draw repeats no sample), between 2^16 and 2^22 samples.
         let log2Size = min(22, max(16, Int.bitWidth - (hidden * ffn - 1).leadingZeroBitCount))
         let pool = GaussianPool(log2Size: log2Size, seed: options.seed)
@@ -89,77 +83,58 @@ public struct NumericsRun {
             let bank = ExpertBank(run: self, pool: pool)  // this layer's experts only
             var t0 = 0
             while t0 < trace.tokenCount {
-                // Whole steps, about `chunkTokens` tokens.
-                var t1 = min(trace.tokenCount, t0 + chunkTokens)
-                if t1 < trace.tokenCount { t1 = firstTokenOfStep[Int(stepOfToken[t1])] }
-                if t1 <= t0 { t1 = firstTokenOfStep[Int(stepOfToken[t0])] + Int(plan.stepTokens[Int(stepOfToken[t0])]) }
-                let n = t1 - t0
-                // Per expert: the chunk's tokens routed to it, their gate weights, and whether it ran in low precision.
-                var rows = [[Int]](repeating: [], count: E), gates = [[Double]](repeating: [], count: E)
-                var low = [[Bool]](repeating: [], count: E)
-                var lowCount = [Int](repeating: 0, count: n), cpuCount = lowCount
-                var t = t0
-                while t < t1 {
-                    let s = Int(stepOfToken[t])
-                    for a in plan.accessRange(step: s, layer: l) { kindOf[Int(plan.accessExpert[a]) % E] = precisionLog[a] }
-                    let end = firstTokenOfStep[s] + Int(plan.stepTokens[s])
-                    for token in t..<end {
-                        let base = (token * L + l) * K
-                        if trace.experts[base] == TokenRecord.missing { continue }
-                        for j in 0..<K {
-                            let e = Int(trace.experts[base + j]), kind = kindOf[e]
-                            rows[e].append(token - t0)
-                            gates[e].append(trace.hasWeights ? Double(trace.weights[base + j]) : 1 / Double(K))
-                            low[e].append(kind == .low)
-                            if kind == .low { lowCount[token - t0] += 1 } else if kind == .cpu { cpuCount[token - t0] += 1 }
-                        }
-                    }
-                    t = end
-                }
-                var reference = [Double](repeating: 0, count: n * hidden), served = reference
-                for e in 0..<E where !rows[e].isEmpty {
-                    var x = [Float]()
-                    x.reserveCapacity(rows[e].count * hidden)
-                    for r in rows[e] { x += hiddenState(token: t0 + r, layer: l) }
-                    let full = bank.expert(l * E + e, low: false).forward(x, tokens: rows[e].count)
-                    let lowRows = low[e].indices.filter { low[e][$0] }
-                    var lowOut: [Float] = []
-                    if !lowRows.isEmpty {
-                        var xl = [Float]()
-                        xl.reserveCapacity(lowRows.count * hidden)
-                        for r in lowRows { xl += x[(r * hidden)..<((r + 1) * hidden)] }
-                        lowOut = bank.expert(l * E + e, low: true).forward(xl, tokens: lowRows.count)
-                    }
-                    var nextLow = 0
-                    for (r, row) in rows[e].enumerated() {
-                        let g = gates[e][r], out = row * hidden
-                        let isLow = low[e][r]
-                        let usedBase = isLow ? nextLow * hidden : r * hidden
-                        for h in 0..<hidden {
-                            reference[out + h] += g * Double(full[r * hidden + h])
-                            served[out + h] += g * Double(isLow ? lowOut[usedBase + h] : full[usedBase + h])
-                        }
-                        if isLow { nextLow += 1 }
-                    }
-                }
-                for i in 0..<n {
+                let t1 = steps.chunkEnd(from: t0, tokens: 2048)
+                let routes = ChunkRoutes(trace: trace, plan: plan, steps: steps, precisionLog: precisionLog, layer: l, tokens: t0..<t1)
+                let (served, reference) = outputs(routes, layer: l, bank: bank)
+                for i in 0..<(t1 - t0) {
                     let token = t0 + i
                     if trace.experts[(token * L + l) * K] == TokenRecord.missing { continue }
-                    let (error, cosine) = compare(served[(i * hidden)..<((i + 1) * hidden)], reference[(i * hidden)..<((i + 1) * hidden)])
+                    let row = (i * hidden)..<((i + 1) * hidden)
+                    let (error, cosine) = compare(served[row], reference[row])
                     errors.append(error)
                     cosineMin = min(cosineMin, cosine)
-                    perSample?(NumericsSample(step: Int(stepOfToken[token]), seq: Int(trace.seq[token]), pos: Int(trace.pos[token]),
-                                              layer: l, lowExperts: lowCount[i], cpuExperts: cpuCount[i],
-                                              relError: error, cosine: cosine))
+                    perSample?(NumericsSample(step: Int(steps.stepOfToken[token]), seq: Int(trace.seq[token]),
+                                              pos: Int(trace.pos[token]), layer: l, lowExperts: routes.lowCount[i],
+                                              cpuExperts: routes.cpuCount[i], relError: error, cosine: cosine))
                 }
                 t0 = t1
             }
         }
-        guard !errors.isEmpty else { return NumericsSummary() }
-        let sorted = errors.sorted()
-        let rank = max(1, Int((0.99 * Double(sorted.count)).rounded(.up)))
+        guard let p99 = nearestRankPercentile(errors, 0.99) else { return NumericsSummary() }
         return NumericsSummary(samples: errors.count, relErrorMean: errors.reduce(0, +) / Double(errors.count),
-                               relErrorP99: sorted[rank - 1], cosineMin: cosineMin)
+                               relErrorP99: p99, cosineMin: cosineMin)
+    }
+
+    /// The layer's MoE output for every token of a chunk, as served and in fp32 (row-major, tokens × hidden):
+    /// each expert runs once over all its tokens in fp32, and once more over those it served in low precision.
+    func outputs(_ routes: ChunkRoutes, layer: Int, bank: ExpertBank) -> (served: [Double], reference: [Double]) {
+        var reference = [Double](repeating: 0, count: routes.tokens.count * hidden), served = reference
+        for (e, expert) in routes.byExpert.enumerated() where !expert.rows.isEmpty {
+            var x = [Float]()
+            x.reserveCapacity(expert.rows.count * hidden)
+            for r in expert.rows { x += hiddenState(token: routes.tokens.lowerBound + r, layer: layer) }
+            let flat = layer * routes.byExpert.count + e
+            let full = bank.expert(flat, low: false).forward(x, tokens: expert.rows.count)
+            let lowIndices = expert.low.indices.filter { expert.low[$0] }
+            var lowOut: [Float] = []
+            if !lowIndices.isEmpty {
+                var xl = [Float]()
+                xl.reserveCapacity(lowIndices.count * hidden)
+                for r in lowIndices { xl += x[(r * hidden)..<((r + 1) * hidden)] }
+                lowOut = bank.expert(flat, low: true).forward(xl, tokens: lowIndices.count)
+            }
+            var nextLow = 0
+            for (r, row) in expert.rows.enumerated() {
+                let g = expert.gates[r], out = row * hidden
+                let (used, base) = expert.low[r] ? (lowOut, nextLow * hidden) : (full, r * hidden)
+                for h in 0..<hidden {
+                    reference[out + h] += g * Double(full[r * hidden + h])
+                    served[out + h] += g * Double(used[base + h])
+                }
+                if expert.low[r] { nextLow += 1 }
+            }
+        }
+        return (served, reference)
     }
 
     /// ‖y − ref‖ / ‖ref‖ and the cosine of the angle between them; exactly (0, 1) when they are equal.
@@ -178,6 +153,69 @@ public struct NumericsRun {
     func hiddenState(token: Int, layer: Int) -> [Float] {
         var rng = SplitMix64(seed: options.seed ^ (UInt64(token) &* 0x9E37_79B9) ^ (UInt64(layer) << 48) ^ 0x5EED)
         return rng.gaussians(hidden)
+    }
+}
+
+/// Which step each token belongs to, and where each step starts.
+struct StepIndex {
+    let stepOfToken: [Int32]
+    let firstTokenOfStep: [Int]
+    let plan: StepPlan
+
+    init(_ plan: StepPlan) {
+        var stepOfToken: [Int32] = [], first: [Int] = []
+        for s in 0..<plan.steps {
+            first.append(stepOfToken.count)
+            stepOfToken += Array(repeating: Int32(s), count: Int(plan.stepTokens[s]))
+        }
+        self.stepOfToken = stepOfToken; firstTokenOfStep = first; self.plan = plan
+    }
+
+    /// The end of a chunk of whole steps starting at token `t0`: about `tokens` tokens, at least one step.
+    func chunkEnd(from t0: Int, tokens: Int) -> Int {
+        let count = stepOfToken.count
+        var t1 = min(count, t0 + tokens)
+        if t1 < count { t1 = firstTokenOfStep[Int(stepOfToken[t1])] }
+        if t1 <= t0 { t1 = firstTokenOfStep[Int(stepOfToken[t0])] + Int(plan.stepTokens[Int(stepOfToken[t0])]) }
+        return t1
+    }
+}
+
+/// A chunk's routing at one layer, per expert: the tokens routed to it (rows within the chunk), their gate weights
+/// (1/k without weights), and whether the strategy served it in low precision for that token's step.
+struct ChunkRoutes {
+    struct Expert { var rows: [Int] = [], gates: [Double] = [], low: [Bool] = [] }
+    let tokens: Range<Int>
+    private(set) var byExpert: [Expert]
+    /// Per token of the chunk: its experts served in low precision, and on the CPU.
+    private(set) var lowCount: [Int], cpuCount: [Int]
+
+    init(trace: RoutingTrace, plan: StepPlan, steps: StepIndex, precisionLog: [AccessPrecision], layer l: Int,
+         tokens: Range<Int>) {
+        let L = plan.layers, E = plan.experts, K = trace.header.topK
+        self.tokens = tokens
+        byExpert = Array(repeating: Expert(), count: E)
+        lowCount = Array(repeating: 0, count: tokens.count)
+        cpuCount = lowCount
+        var kindOf = [AccessPrecision](repeating: .full, count: E)
+        var t = tokens.lowerBound
+        while t < tokens.upperBound {
+            let s = Int(steps.stepOfToken[t])
+            for a in plan.accessRange(step: s, layer: l) { kindOf[Int(plan.accessExpert[a]) % E] = precisionLog[a] }
+            let end = steps.firstTokenOfStep[s] + Int(plan.stepTokens[s])
+            for token in t..<end {
+                let base = (token * L + l) * K, row = token - tokens.lowerBound
+                if trace.experts[base] == TokenRecord.missing { continue }
+                for j in 0..<K {
+                    let e = Int(trace.experts[base + j]), kind = kindOf[e]
+                    byExpert[e].rows.append(row)
+                    byExpert[e].gates.append(trace.hasWeights ? Double(trace.weights[base + j]) : 1 / Double(K))
+                    byExpert[e].low.append(kind == .low)
+                    if kind == .low { lowCount[row] += 1 } else if kind == .cpu { cpuCount[row] += 1 }
+                }
+            }
+            t = end
+        }
     }
 }
 
