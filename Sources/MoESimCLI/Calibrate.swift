@@ -45,8 +45,8 @@ struct Calibrate: ParsableCommand {
         HostCalibration.setThreads(threads)
         print("timing a \(profile.name) expert at 1/\(scale) size with \(HostCalibration.threads) OpenBLAS thread(s)")
         print("tokens  median_s     GFLOP/s")
-        let cal = HostCalibration.measure(model: profile, scale: scale, tokenCounts: counts, runs: runs) { point in
-            print(String(format: "%6d  %.6f  %8.2f", point.tokens, point.seconds, point.gflops))
+        let cal = HostCalibration.measure(model: profile, scale: scale, tokenCounts: counts, runs: runs) { tokens, seconds, gflops in
+            print(String(format: "%6d  %.6f  %8.2f", tokens, seconds, gflops))
         }
         let note = "\(profile.name) expert \(cal.hidden)x\(cal.ffn), \(runs) runs per point, median"
         let yaml = cal.profileYAML(base: baseProfile, name: name ?? "\(baseProfile.name)+host", note: note)

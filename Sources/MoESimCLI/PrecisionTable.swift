@@ -44,16 +44,17 @@ struct PrecisionTable: ParsableCommand {
             return try NumericsRun.replay(trace: trace, plan: plan, spec: spec, options: options)
         }
         let baseline = try replay(.lru, PrecisionOptions())
-        var rows: [(String, String, ReplayResult)] = [("fp16 (lru)", "–", baseline)]
+        let m = cfg.model
+        // Each row: its label, threshold, the bytes of one expert as copied, and the run.
+        var rows: [(String, String, Int, ReplayResult)] = [("fp16 (lru)", "–", m.expertBytes, baseline)]
         for b in bitList {
             for t in thresholdList {
                 let precision = PrecisionOptions(threshold: t, lowBits: b, groupSize: groupSize)
                 try precision.validate()
-                rows.append(("int\(b)", format(t), try replay(.mixedPrecision, precision)))
+                rows.append(("int\(b)", format(t), precision.lowBytes(params: m.expertParams), try replay(.mixedPrecision, precision)))
                 FileHandle.standardError.write(Data("int\(b) threshold \(format(t)) done\n".utf8))
             }
         }
-        let m = cfg.model
         let header = "Made by `moesim \(CommandLine.arguments.dropFirst().joined(separator: " "))`: trace "
             + "`\(trace.name)` (\(trace.tokenCount) tokens), \(m.name) on \(cfg.hardware.name), budget "
             + "\(formatBytes(baseline.budgetBytes)); numerics at 1/\(numericsScale) size (expert \(m.hidden / numericsScale)"
@@ -61,10 +62,7 @@ struct PrecisionTable: ParsableCommand {
         var lines = [header, "",
                      "| low version | threshold | expert bytes | copied | vs lru | low-precision share | rel. error mean | rel. error p99 | cosine min | tokens/s |",
                      "|---|---|---|---|---|---|---|---|---|---|"]
-        for (version, threshold, r) in rows {
-            let bytesPerExpert = version.hasPrefix("int")
-                ? PrecisionOptions(threshold: 0, lowBits: Int(version.dropFirst(3))!, groupSize: groupSize).lowBytes(params: m.expertParams)
-                : m.expertBytes
+        for (version, threshold, bytesPerExpert, r) in rows {
             let n = r.numerics!
             lines.append("| \(version) | \(threshold) | \(formatBytes(bytesPerExpert)) | \(formatBytes(r.counters.bytesH2D)) | "
                          + String(format: "%.3f", Double(r.counters.bytesH2D) / Double(baseline.counters.bytesH2D)) + " | "

@@ -79,11 +79,8 @@ public struct RunConfig: Sendable {
 
     /// A profile file: the mapping of a profile section (`preset:` and field overrides) as a whole YAML file.
     public static func profileFile<P: OverridableProfile>(_ path: String, preset: (String) throws -> P) throws -> P {
-        let text = try YAMLFile(path: path).text()
-        let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch {
-            throw ConfigError.file(path: path, line: nil, message: "not valid YAML: \(error)")
-        }
+        let file = YAMLFile(path: path)
+        let node = try file.compose(try file.text())
         guard let node, node.mapping != nil else {
             throw ConfigError.file(path: path, line: 1, message: "a profile file is a mapping: preset: NAME, then fields to override")
         }
@@ -136,13 +133,16 @@ struct YAMLFile {
         return text
     }
 
-    /// The top-level mapping by key; an unknown key is an error with the closest known one.
-    func topLevel(_ text: String, keys: [String]) throws -> [String: Node] {
-        let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch {
+    /// The file's YAML node tree (nil for an empty document).
+    func compose(_ text: String) throws -> Node? {
+        do { return try Yams.compose(yaml: text) } catch {
             throw ConfigError.file(path: path, line: nil, message: "not valid YAML: \(error)")
         }
-        guard let root = node?.mapping else {
+    }
+
+    /// The top-level mapping by key; an unknown key is an error with the closest known one.
+    func topLevel(_ text: String, keys: [String]) throws -> [String: Node] {
+        guard let root = try compose(text)?.mapping else {
             throw ConfigError.file(path: path, line: 1, message: "expected a mapping of keys (\(keys.joined(separator: ", ")))")
         }
         var values: [String: Node] = [:]

@@ -18,6 +18,11 @@ public struct HostCalibration: Sendable {
         public let fittedSeconds: Double
         /// Achieved GFLOP/s: 2·tokens·params / seconds / 1e9.
         public let gflops: Double
+
+        init(tokens: Int, seconds: Double, params: Int, fittedSeconds: Double) {
+            self.tokens = tokens; self.seconds = seconds; self.fittedSeconds = fittedSeconds
+            gflops = HostCalibration.flopRate(tokens: tokens, params: params, seconds: seconds) / 1e9
+        }
     }
 
     public let params: Int
@@ -29,13 +34,16 @@ public struct HostCalibration: Sendable {
     public let hostFlops: Double
     public let hostBytesPerSecond: Double
 
+    /// FLOP/s of one expert forward pass: 2 · tokens · params / seconds.
+    static func flopRate(tokens: Int, params: Int, seconds: Double) -> Double { 2 * Double(tokens) * Double(params) / seconds }
+
     /// Sets OpenBLAS's thread count for this process (0 leaves OpenBLAS's default).
     public static func setThreads(_ n: Int) { if n > 0 { openblas_set_num_threads(Int32(n)) } }
     public static var threads: Int { Int(openblas_get_num_threads()) }
 
     /// Times `ExpertFFN.forward` at the model's shape divided by `scale`, the median of `runs` per token count.
     public static func measure(model: ModelProfile, scale: Int, tokenCounts: [Int], runs: Int,
-                               progress: ((Point) -> Void)? = nil) -> HostCalibration {
+                               progress: ((_ tokens: Int, _ seconds: Double, _ gflops: Double) -> Void)? = nil) -> HostCalibration {
         let hidden = max(1, model.hidden / scale), ffn = max(1, model.expertFFN / scale)
         let expert = ExpertFFN(hidden: hidden, ffn: ffn, matrices: model.matrices, seed: 1)
         let params = model.matrices * hidden * ffn
@@ -52,7 +60,7 @@ public struct HostCalibration: Sendable {
             }
             let median = samples.sorted()[samples.count / 2]
             timed.append((n, median))
-            progress?(Point(tokens: n, seconds: median, fittedSeconds: median, gflops: 2 * Double(n) * Double(params) / median / 1e9))
+            progress?(n, median, flopRate(tokens: n, params: params, seconds: median) / 1e9)
         }
         return HostCalibration(params: params, hidden: hidden, ffn: ffn, threads: threads, timed: timed)
     }
@@ -62,12 +70,12 @@ public struct HostCalibration: Sendable {
         bytes = params * MemoryLayout<Float>.size
         let smallest = timed.min { $0.0 < $1.0 }!
         let bandwidth = Double(bytes) / smallest.1
-        let flops = timed.map { 2 * Double($0.0) * Double(params) / $0.1 }.max()!
+        let flops = timed.map { Self.flopRate(tokens: $0.0, params: params, seconds: $0.1) }.max()!
         hostBytesPerSecond = bandwidth
         hostFlops = flops
         points = timed.map { n, t in
-            Point(tokens: n, seconds: t, fittedSeconds: max(2 * Double(n) * Double(params) / flops, Double(params * 4) / bandwidth),
-                  gflops: 2 * Double(n) * Double(params) / t / 1e9)
+            Point(tokens: n, seconds: t, params: params,
+                  fittedSeconds: max(2 * Double(n) * Double(params) / flops, Double(params * 4) / bandwidth))
         }
     }
 

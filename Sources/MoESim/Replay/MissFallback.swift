@@ -3,18 +3,12 @@
 ///
 /// Runtime rather than a generic parameter: it is consulted on misses and on hits of low-precision experts only,
 /// where one predictable branch costs nothing next to the copy bookkeeping.
-public struct MissFallback: Sendable {
-    public enum Mode: Sendable, Equatable {
-        case none
-        /// Misses whose largest gate weight in the step is below `threshold` are copied at `lowBytes`.
-        case lowPrecision(threshold: Float, lowBytes: Int, upgradeOnLowHit: Bool)
-        /// Misses are computed on the host when the result is back sooner than a copy-then-compute would finish.
-        case cpu
-    }
-
-    public let mode: Mode
-    public init(_ mode: Mode) { self.mode = mode }
-    public static let none = MissFallback(.none)
+public enum MissFallback: Sendable, Equatable {
+    case none
+    /// Misses whose largest gate weight in the step is below `threshold` are copied at `lowBytes`.
+    case lowPrecision(threshold: Float, lowBytes: Int, upgradeOnLowHit: Bool)
+    /// Misses are computed on the host when the result is back sooner than a copy-then-compute would finish.
+    case cpu
 }
 
 /// How each access was computed, for numerics mode (`ReplayEngine.precisionLog`).

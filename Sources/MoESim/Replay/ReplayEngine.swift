@@ -1,8 +1,10 @@
 /// The replay loop: runs every step of a plan through the GPU stream, the link and expert memory under one cache
 /// policy and one prefetch predictor.
 ///
-///     let counters = ReplayEngine(plan: plan, cost: cost, policy: LRUPolicy(…), predictor: NoPrefetch(),
-///                                 memory: memory, sink: NoEvents()).run()
+///     let engine = ReplayEngine(plan: plan, cost: cost, policy: LRUPolicy(…), predictor: NoPrefetch(),
+///                               memory: memory, sink: NoEvents())
+///     engine.replay(plan)   // then each further chunk of a streaming replay
+///     let counters = engine.finish()
 ///
 /// Per layer (SIMULATION.md): the non-expert compute runs; the gate reveals the expert set, which is pinned; hits are computed
 /// first, misses are copied in ascending id order (evicting unpinned experts chosen by the policy) and computed as
@@ -68,13 +70,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         pending.deallocate()
     }
 
-    /// Replays the plan given at init and returns the counters.
-    public func run() -> ReplayCounters {
-        replayChunk()
-        return finish()
-    }
-
-    /// Replays `chunk`, the steps that follow those replayed so far, from where they left off (streaming replay).
+    /// Replays `chunk`: the plan given at init, or the steps that follow those replayed so far (streaming replay).
     /// The predictor is pointed at the chunk; cache, memory, link and clock carry on.
     public func replay(_ chunk: StepPlan) {
         precondition(chunk.layers == plan.layers && chunk.experts == plan.experts, "a chunk of another trace")
@@ -130,7 +126,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         // The fallback's settings as locals; the weight arrays are read on misses and low-precision hits only.
         var lowMode = false, cpuMode = false, upgradeOnLowHit = false
         var threshold: Float = 0, lowBytes = expertBytes
-        switch fallback.mode {
+        switch fallback {
         case .none: break
         case let .lowPrecision(t, bytes, upgrade): lowMode = true; threshold = t; lowBytes = bytes; upgradeOnLowHit = upgrade
         case .cpu: cpuMode = true

@@ -33,11 +33,11 @@ public enum Replayer {
     public static func run<Sink: EventSink>(plan: StepPlan, traceName: String, spec: ReplaySpec,
                                             sink: inout Sink, recordPrecision: Bool = false) throws -> ReplayResult {
         let layout = try BudgetLayout(plan: plan, spec: spec)
-        let counters = try replay(first: plan, next: { nil }, layout: layout, spec: spec, sink: &sink,
+        let replayed = try replay(first: plan, next: { nil }, layout: layout, spec: spec, sink: &sink,
                                   expertUses: { expertUses(plan) }, recordPrecision: recordPrecision)
         var result = ReplayResult(traceName: traceName, spec: spec, budgetBytes: layout.budgetBytes, plan: plan,
-                                  counters: counters.0)
-        result.precisionLog = counters.1
+                                  counters: replayed.counters)
+        result.precisionLog = replayed.precisionLog
         return result
     }
 
@@ -73,10 +73,10 @@ public enum Replayer {
         }
         guard let first = try nextPlan() else { throw TraceError.malformed(path: path, line: 2, field: nil, message: "no token lines after the header") }
         var sink = NoEvents()
-        let counters = try replay(first: first, next: nextPlan, layout: layout, spec: spec, sink: &sink,
+        let replayed = try replay(first: first, next: nextPlan, layout: layout, spec: spec, sink: &sink,
                                   expertUses: { uses }, recordPrecision: false)
         return ReplayResult(traceName: RoutingTrace.traceName(path), spec: spec, budgetBytes: layout.budgetBytes,
-                            totals: totals, counters: counters.0)
+                            totals: totals, counters: replayed.counters)
     }
 
     /// How often the plan routes to each expert (flat ids).
@@ -89,7 +89,7 @@ public enum Replayer {
     /// The strategy's concrete policy and predictor, run over `first` and then every plan `next` gives.
     private static func replay<Sink: EventSink>(first plan: StepPlan, next: () throws -> StepPlan?, layout: BudgetLayout,
                                                 spec: ReplaySpec, sink: inout Sink, expertUses: () -> [Int],
-                                                recordPrecision: Bool) throws -> (ReplayCounters, [AccessPrecision]) {
+                                                recordPrecision: Bool) throws -> (counters: ReplayCounters, precisionLog: [AccessPrecision]) {
         let cost = CostModel(model: spec.model, hardware: spec.hardware)
         let flat = plan.layers * plan.experts
         let memory = ExpertMemory(experts: flat, partitionOf: layout.partitionOf, capacities: layout.capacities)
@@ -99,15 +99,11 @@ public enum Replayer {
         var initialResident: [Int32] = []
         switch spec.policy {
         case .mixedPrecision:
-            guard plan.hasWeights else {
-                throw ConfigError.invalidValue(field: "policy", value: "mixed-precision",
-                                               expected: "a trace with gate weights (its lines have no 'weights')")
-            }
-            fallback = MissFallback(.lowPrecision(threshold: Float(spec.precision.threshold),
-                                                  lowBytes: spec.precision.lowBytes(params: spec.model.expertParams),
-                                                  upgradeOnLowHit: spec.precision.lowHit == .upgrade))
+            fallback = .lowPrecision(threshold: Float(spec.precision.threshold),
+                                     lowBytes: spec.precision.lowBytes(params: spec.model.expertParams),
+                                     upgradeOnLowHit: spec.precision.lowHit == .upgrade)
         case .cpuFallback:
-            fallback = MissFallback(.cpu)
+            fallback = .cpu
             initialResident = layout.popularPlacement(uses: expertUses(), expertBytes: spec.model.expertBytes)
         default: break
         }
@@ -117,12 +113,15 @@ public enum Replayer {
             let engine = ReplayEngine(plan: plan, cost: cost, policy: policy, predictor: predictor, memory: memory, sink: sink,
                                       prefetchBufferBytes: buffer, fallback: fallback, initialResident: initialResident,
                                       recordsPrecision: recordPrecision)
-            engine.replay(plan)
-            while let chunk = try next() {
-                guard chunk.hasWeights || spec.policy != .mixedPrecision else {
-                    throw ConfigError.invalidValue(field: "policy", value: "mixed-precision", expected: "a trace with gate weights on every line")
+            var chunk: StepPlan? = plan
+            while let current = chunk {
+                // mixed-precision decides by gate weight: every chunk (the whole trace, or each streamed part) needs them.
+                guard current.hasWeights || spec.policy != .mixedPrecision else {
+                    throw ConfigError.invalidValue(field: "policy", value: "mixed-precision",
+                                                   expected: "a trace with gate weights (its lines have no 'weights')")
                 }
-                engine.replay(chunk)
+                engine.replay(current)
+                chunk = try next()
             }
             let counters = engine.finish()
             sink = engine.sink
