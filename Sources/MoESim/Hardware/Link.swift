@@ -1,38 +1,47 @@
 /// The host-to-GPU link: copy engines serving copies first come, first served.
 ///
-///     var link = Link(engines: 1)
+///     let link = Link(engines: 1)
 ///     let (start, end) = link.enqueue(duration: 14_000_000, earliest: gate)
 ///
 /// A copy starts on the engine that frees first (lowest index on ties) and never before `earliest`; it is not
 /// pre-empted. Invariant: each engine's free time never decreases.
-public struct Link: Sendable {
-    /// When the first engine frees; kept apart from the others so the common one-engine link touches no array.
-    private var firstFree: Int64 = 0
-    private var otherFree: [Int64]
+///
+/// A class over a raw buffer, like `ExpertMemory`: a struct holding an array of free times made every copy in the
+/// replay loop check (and, for a one-engine link's empty array, reallocate) that array's storage, which cost a
+/// tenth of prefetching replay time (docs/performance.md). One instance serves one replay.
+public final class Link {
+    /// When each engine frees.
+    private let free: UnsafeMutablePointer<Int64>
+    public let engines: Int
     /// Total engine-busy nanoseconds, summed over engines.
     public private(set) var busyNanoseconds: Int64 = 0
 
-    public init(engines: Int) { otherFree = Array(repeating: 0, count: max(1, engines) - 1) }
+    public init(engines: Int) {
+        self.engines = max(1, engines)
+        free = .allocate(capacity: self.engines)
+        free.initialize(repeating: 0, count: self.engines)
+    }
+
+    deinit { free.deallocate() }
 
     /// Schedules one copy of `duration` ns; returns when it starts and when it lands.
     @inline(__always)
-    public mutating func enqueue(duration: Int64, earliest: Int64) -> (start: Int64, end: Int64) {
+    public func enqueue(duration: Int64, earliest: Int64) -> (start: Int64, end: Int64) {
         busyNanoseconds += duration
-        var engine = -1, free = firstFree
-        for i in otherFree.indices where otherFree[i] < free { engine = i; free = otherFree[i] }
-        let start = max(earliest, free)
+        let engine = firstFreeEngine()
+        let start = max(earliest, free[engine])
         let end = start + duration
-        if engine < 0 { firstFree = end } else { otherFree[engine] = end }
+        free[engine] = end
         return (start, end)
     }
 
-    public var engines: Int { otherFree.count + 1 }
-
     /// When a copy queued now, not before `earliest`, would start.
     @inline(__always)
-    public func earliestStart(after earliest: Int64) -> Int64 {
-        var free = firstFree
-        for f in otherFree where f < free { free = f }
-        return max(earliest, free)
+    public func earliestStart(after earliest: Int64) -> Int64 { max(earliest, free[firstFreeEngine()]) }
+
+    @inline(__always) private func firstFreeEngine() -> Int {
+        var engine = 0
+        for i in 1..<engines where free[i] < free[engine] { engine = i }
+        return engine
     }
 }

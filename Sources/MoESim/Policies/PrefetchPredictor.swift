@@ -12,7 +12,7 @@ public protocol PrefetchPredictor {
     /// Where predictions come from, for the `predictor_source` column: none, exact, oracle, trace, modelled, online.
     var source: String { get }
     /// Appends flat expert ids to prefetch, in priority order. `revealed` is layer `layer`'s expert set (flat ids).
-    mutating func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32])
+    mutating func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList)
     /// Points a predictor that reads the plan at the next chunk of a streaming replay (steps are numbered from 0
     /// in each chunk). Predictors that learn online keep what they learnt.
     mutating func rebind(_ plan: StepPlan)
@@ -28,7 +28,7 @@ public struct NoPrefetch: PrefetchPredictor {
     public init() {}
     public static var isEnabled: Bool { false }
     public var source: String { "none" }
-    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {}
+    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {}
 }
 
 /// `pregated`: the pre-gate computes layer l+1's routing during layer l, so layer l+1's set is known exactly one
@@ -46,7 +46,8 @@ public struct ExactPredictor: PrefetchPredictor {
         self.source = source
     }
 
-    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
+    @inline(__always)
+    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
         let last = min(plan.layers - 1, layer + lookahead)
         guard layer < last else { return }
         for target in (layer + 1)...last {
@@ -63,7 +64,7 @@ public struct AllNextLayerPredictor: PrefetchPredictor {
 
     public init(layers: Int, experts: Int) { self.layers = layers; self.experts = experts }
 
-    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
+    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
         guard layer + 1 < layers else { return }
         let base = Int32((layer + 1) * experts)
         for e in 0..<Int32(experts) { proposals.append(base + e) }
@@ -85,7 +86,7 @@ public struct ModelledCrossLayerPredictor: PrefetchPredictor {
         rng = SplitMix64(seed: seed)
     }
 
-    public mutating func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
+    public mutating func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
         guard layer + 1 < plan.layers else { return }
         let range = plan.accessRange(step: step, layer: layer + 1)
         let start = proposals.count
@@ -96,7 +97,7 @@ public struct ModelledCrossLayerPredictor: PrefetchPredictor {
             // A wrong expert: not in the true set and not proposed yet (give up if every expert is taken).
             for _ in 0..<(4 * plan.experts) {
                 let guess = base + Int32(rng.nextInt(below: plan.experts))
-                if !plan.accessExpert[range].contains(guess) && !proposals[start...].contains(guess) {
+                if !plan.accessExpert[range].contains(guess) && !proposals.contains(guess, from: start) {
                     proposals.append(guess)
                     break
                 }
@@ -112,7 +113,7 @@ public struct RecordedPredictor: PrefetchPredictor {
 
     public init(plan: StepPlan) { self.plan = plan }
 
-    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
+    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
         guard layer + 1 < plan.layers else { return }
         for a in plan.predictionRange(step: step, layer: layer + 1) { proposals.append(plan.predictedExpert[a]) }
     }
@@ -152,7 +153,7 @@ public final class AffinityPredictor: PrefetchPredictor {
 
     deinit { topIDs.deallocate(); topCounts.deallocate(); score.deallocate() }
 
-    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout [Int32]) {
+    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
         let E = experts
         // Learn: the previous layer of this step was followed by what was just revealed.
         if layer > 0 && previousStep == step {

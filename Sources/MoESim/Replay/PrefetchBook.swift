@@ -76,6 +76,7 @@ final class PrefetchBook {
     }
 
     /// Counts a proposal for prediction quality (each expert once per step).
+    @inline(__always)
     func notePrediction(_ e: Int32) {
         guard predictedInStep[Int(e)] != stepStamp else { return }
         predictedInStep[Int(e)] = stepStamp
@@ -83,6 +84,7 @@ final class PrefetchBook {
     }
 
     /// At a layer's gate: how many of its experts were predicted this step.
+    @inline(__always)
     func scorePredictions(layer: Int, set: UnsafeBufferPointer<Int32>) {
         guard predictedPerLayer[layer] > 0 else { return }
         var correct = 0
@@ -131,7 +133,8 @@ final class PrefetchBook {
 
     /// Cancels the copies in `pending` for `layer` still queued once it has ended, appending them to `cancelled` so
     /// the caller frees their memory. Entries already started, promoted or cancelled are dropped from the front.
-    func cancelQueued(layer: Int, pending: inout PendingCopies, into cancelled: inout [Int32]) {
+    @inline(__always)
+    func cancelQueued(layer: Int, pending: inout PendingCopies, into cancelled: inout ExpertList) {
         while let e = pending.first, state[Int(e)] != PrefetchBook.queued { pending.removeFirst() }
         pending.forEach { e in
             guard state[Int(e)] == PrefetchBook.queued && Int(layerOf[Int(e)]) == layer else { return }

@@ -24,7 +24,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     public private(set) var predictor: Predictor
     public let memory: ExpertMemory
     public private(set) var sink: Sink
-    private var link: Link
+    private let link: Link
     private let pinStamps: UnsafeMutablePointer<Int32>
     private let prefetch: PrefetchBook
     private var epoch: Int32 = 0
@@ -96,16 +96,18 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     }
 
     private func replayChunk() {
-        var c = counters
+        // Moved out, not copied: a second reference would make the first latency append copy its arrays.
+        var c = ReplayCounters(steps: 0)
+        swap(&c, &counters)
         let L = plan.layers, E = plan.experts
         let expertBytes = cost.expertBytes
         let copyTime = cost.expertCopy
         // Work on local copies: the optimiser keeps them out of memory and skips class-property access checks.
-        var policy = self.policy, predictor = self.predictor, link = self.link, sink = self.sink
+        var policy = self.policy, predictor = self.predictor, sink = self.sink
         var now = self.now, cpuFree = self.cpuFree, pending = self.pending
         let memory = self.memory, book = self.prefetch
         defer {
-            self.policy = policy; self.predictor = predictor; self.link = link; self.sink = sink
+            self.policy = policy; self.predictor = predictor; self.sink = sink
             self.now = now; self.cpuFree = cpuFree; self.pending = pending; counters = c
         }
         // The layer's misses, in raw buffers (arrays here cost uniqueness checks on every write).
@@ -113,8 +115,8 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         let missTokens = UnsafeMutablePointer<Int32>.allocate(capacity: E)
         let missExpert = UnsafeMutablePointer<Int32>.allocate(capacity: E)
         defer { missLand.deallocate(); missTokens.deallocate(); missExpert.deallocate() }
-        var proposals: [Int32] = [], cancelled: [Int32] = []
-        proposals.reserveCapacity(L * E)
+        var proposals = ExpertList(capacity: L * E), cancelled = ExpertList(capacity: E)
+        defer { proposals.deallocate(); cancelled.deallocate() }
         if !placed {
             placed = true
             for e in Policy.preloadsAll ? Array(0..<Int32(L * E)) : initialResident {
@@ -145,9 +147,10 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         plan.accessExpert.withUnsafeBufferPointer { accessExpert in
         plan.accessTokens.withUnsafeBufferPointer { accessTokens in
         plan.layerStart.withUnsafeBufferPointer { layerStart in
+            let stepTokens = plan.stepTokens, stepPhase = plan.stepPhase, startsSequence = plan.stepStartsSequence
             for s in 0..<plan.steps {
                 let stepStart = now
-                let nonExpert = cost.nonExpertCompute(tokens: plan.stepTokens[s])
+                let nonExpert = cost.nonExpertCompute(tokens: stepTokens[s])
                 if Predictor.isEnabled { book.startStep() }
                 for l in 0..<L {
                     epoch &+= 1
@@ -159,7 +162,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                         sink.record(.gate(step: s, layer: l), at: gate)
                     }
                     if Predictor.isEnabled {
-                        startPrefetches(before: gate, &pending, &link, &sink)
+                        startPrefetches(before: gate, &pending, &sink)
                         book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: accessExpert[first..<last]))
                     }
                     var gpu = gate
@@ -180,7 +183,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                                         preconditionFailure("budget below the layer working set passed validation")
                                     }
                                     memory.admit(e, bytes: expertBytes)
-                                    landsAt = demandCopy(e, duration: copyTime, bytes: expertBytes, at: gate, &link, &sink, &c)
+                                    landsAt = demandCopy(e, duration: copyTime, bytes: expertBytes, at: gate, &sink, &c)
                                 } else {
                                     c.lowPrecisionWeight += Double(weightSum[a])
                                     log?[a] = .low
@@ -190,7 +193,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                                 landsAt = book.settleAccess(e, at: gate)  // -1 when the prefetch already landed
                                 outOfOrder = outOfOrder || (landsAt >= 0 && misses > 0)
                                 if landsAt == PrefetchBook.promote {
-                                    landsAt = demandCopy(e, duration: copyTime, bytes: expertBytes, at: gate, &link, &sink, &c)
+                                    landsAt = demandCopy(e, duration: copyTime, bytes: expertBytes, at: gate, &sink, &c)
                                 }
                             }
                             if landsAt < 0 {
@@ -238,7 +241,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                             }
                             memory.admit(e, bytes: bytes)
                             policy.didInsert(e, at: a)
-                            landsAt = demandCopy(e, duration: duration, bytes: bytes, at: gate, &link, &sink, &c)
+                            landsAt = demandCopy(e, duration: duration, bytes: bytes, at: gate, &sink, &c)
                         }
                         if Sink.isEnabled { sink.record(.miss(expert: Int(e)), at: gate) }
                         missLand[misses] = landsAt
@@ -250,14 +253,16 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                     c.misses += misses
                     if Predictor.isEnabled {
                         // Issue this layer's predictions behind its demand copies.
-                        proposals.removeAll(keepingCapacity: true)
+                        proposals.removeAll()
                         predictor.predict(step: s, layer: l, revealed: UnsafeBufferPointer(rebasing: accessExpert[first..<last]),
                                           into: &proposals)
                         // Proposals are pinned for this layer too: one prefetch must not evict another, nor a
                         // predicted expert that is already resident.
-                        for e in proposals { pinStamps[Int(e)] = epoch }
-                        for e in proposals {
+                        for e in proposals.elements {
+                            pinStamps[Int(e)] = epoch
                             book.notePrediction(e)
+                        }
+                        for e in proposals.elements {
                             if memory.isResident(e) || book.heldBytes + expertBytes > prefetchBufferBytes { continue }
                             guard makeRoom(memory.partition(of: e), bytes: expertBytes, pins, at: gate, demand: false, &policy, &sink) else { continue }
                             memory.admit(e, bytes: expertBytes)
@@ -291,10 +296,10 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                         }
                     }
                     if Predictor.isEnabled && !pending.isEmpty {
-                        startPrefetches(before: gpu, &pending, &link, &sink)
-                        cancelled.removeAll(keepingCapacity: true)
+                        startPrefetches(before: gpu, &pending, &sink)
+                        cancelled.removeAll()
                         book.cancelQueued(layer: l, pending: &pending, into: &cancelled)
-                        for e in cancelled {
+                        for e in cancelled.elements {
                             memory.release(e)
                             policy.didEvict(e)
                             if Sink.isEnabled { sink.record(.cancel(expert: Int(e)), at: gpu) }
@@ -303,7 +308,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                     if Sink.isEnabled { sink.record(.layerEnd(step: s, layer: l), at: gpu) }
                     now = gpu
                 }
-                c.recordStep(s, latency: now - stepStart, plan: plan)
+                c.recordStep(latency: now - stepStart, startsSequence: startsSequence[s], phase: stepPhase[s])
             }
         }
         }
@@ -334,7 +339,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
 
     /// Queues a demand copy of `e` (ahead of queued prefetches) and returns when it lands.
     @inline(__always)
-    private func demandCopy(_ e: Int32, duration: Int64, bytes: Int, at gate: Int64, _ link: inout Link, _ sink: inout Sink,
+    private func demandCopy(_ e: Int32, duration: Int64, bytes: Int, at gate: Int64, _ sink: inout Sink,
                             _ c: inout ReplayCounters) -> Int64 {
         let copy = link.enqueue(duration: duration, earliest: gate)
         c.bytesH2D += bytes
@@ -348,7 +353,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     /// Starts, in order, the queued prefetch copies that the link reaches before `time` (demand copies at `time`
     /// go ahead of the rest).
     @inline(__always)
-    private func startPrefetches(before time: Int64, _ pending: inout PendingCopies, _ link: inout Link, _ sink: inout Sink) {
+    private func startPrefetches(before time: Int64, _ pending: inout PendingCopies, _ sink: inout Sink) {
         let book = prefetch
         while let e = pending.first {
             guard book.state[Int(e)] == PrefetchBook.queued else { pending.removeFirst(); continue }
@@ -405,8 +410,8 @@ public struct ReplayCounters: Sendable, Equatable {
 
     init(steps: Int) { decodeStepLatencies.reserveCapacity(steps) }
 
-    mutating func recordStep(_ s: Int, latency: Int64, plan: StepPlan) {
-        if plan.stepStartsSequence[s] { firstStepLatencies.append(latency) }
-        else if plan.stepPhase[s] == .decode { decodeStepLatencies.append(latency) }
+    mutating func recordStep(latency: Int64, startsSequence: Bool, phase: Phase) {
+        if startsSequence { firstStepLatencies.append(latency) }
+        else if phase == .decode { decodeStepLatencies.append(latency) }
     }
 }

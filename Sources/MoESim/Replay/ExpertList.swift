@@ -1,0 +1,46 @@
+/// A reusable list of flat expert ids over raw memory, filled and cleared once per layer by the replay loop
+/// (proposals, cancelled copies). An `Array` there costs a uniqueness check per append and a `replaceSubrange`
+/// per clear: a fifth of prefetching replay time on a top-2 model (docs/performance.md).
+///
+///     var list = ExpertList(capacity: 64)
+///     list.append(17); list.removeAll()
+///     list.deallocate()   // once, by its owner
+public struct ExpertList {
+    private var base: UnsafeMutablePointer<Int32>
+    private var capacity: Int
+    public private(set) var count = 0
+
+    public init(capacity: Int) {
+        self.capacity = max(1, capacity)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    /// Frees the storage; the owner calls it once.
+    public func deallocate() { base.deallocate() }
+
+    public var isEmpty: Bool { count == 0 }
+    /// The ids, valid until the next append or `deallocate`.
+    public var elements: UnsafeBufferPointer<Int32> { UnsafeBufferPointer(start: base, count: count) }
+
+    @inline(__always) public mutating func append(_ e: Int32) {
+        if count == capacity { grow() }
+        base[count] = e
+        count += 1
+    }
+
+    @inline(__always) public mutating func removeAll() { count = 0 }
+
+    /// Whether `e` is among the ids appended at positions `start...`.
+    public func contains(_ e: Int32, from start: Int) -> Bool {
+        for i in start..<count where base[i] == e { return true }
+        return false
+    }
+
+    private mutating func grow() {
+        let bigger = UnsafeMutablePointer<Int32>.allocate(capacity: capacity * 2)
+        bigger.update(from: base, count: count)
+        base.deallocate()
+        base = bigger
+        capacity *= 2
+    }
+}
