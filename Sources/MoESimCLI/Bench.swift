@@ -52,23 +52,8 @@ struct Bench: ParsableCommand {
             let trace = try SyntheticTraceGenerator(model: w.model, spec: spec).makeTrace(name: "bench-\(w.label)")
             if largeTrace == nil { largeTrace = trace }
             let plan = StepPlan(trace)
-            for policy in PolicyKind.allCases {
-                let name = "\(policy.rawValue)-\(w.label)"
-                if let filter, !name.contains(filter) { continue }
-                let replaySpec = ReplaySpec(model: w.model, hardware: hardware, policy: policy, budget: w.budget)
-                var rates: [Double] = []
-                var hitRate = 0.0
-                for _ in 0..<runs {
-                    let clock = ContinuousClock()
-                    var result: ReplayResult?
-                    let elapsed = try clock.measure { result = try Replayer.run(plan: plan, traceName: trace.name, spec: replaySpec) }
-                    let seconds = elapsed.seconds
-                    rates.append(Double(plan.accesses) / seconds)
-                    hitRate = result?.hitRate ?? 0
-                }
-                rows.append(Row(name: name, metric: "replay_accesses_per_s", values: rates, unit: "accesses/s"))
-                printRow(rows.last!, note: "\(plan.accesses) accesses, hit rate \(String(format: "%.3f", hitRate))")
-            }
+            rows += try replayCases(plan, traceName: trace.name, label: w.label, model: w.model, hardware: hardware,
+                                    budget: w.budget)
         }
         rows += try kernelCases()
         rows += try numericsCases(mixtral, hardware: hardware)
@@ -83,6 +68,46 @@ struct Bench: ParsableCommand {
             try CSVFile.write(rows: table, header: ["case", "metric", "median", "min", "max", "unit"], to: csv)
             print("wrote \(csv)")
         }
+    }
+
+    /// Accesses/s of each strategy on one plan. Runs are interleaved (round r replays every strategy once) so
+    /// that this VM's drift hits all strategies alike; each prefetching strategy also gets the median over rounds
+    /// of its replay time divided by the same round's LRU time, the figure the 2x prefetch target is about.
+    func replayCases(_ plan: StepPlan, traceName: String, label: String, model: ModelProfile,
+                     hardware: HardwareProfile, budget: Budget) throws -> [Row] {
+        var policies = PolicyKind.allCases.filter { policy in
+            filter.map { "\(policy.rawValue)-\(label)".contains($0) } ?? true
+        }
+        // A prefetching case is measured beside LRU, its baseline.
+        if policies.contains(where: \.prefetches) && !policies.contains(.lru) { policies.insert(.lru, at: 0) }
+        guard !policies.isEmpty else { return [] }
+        var seconds = [PolicyKind: [Double]](), hitRate = [PolicyKind: Double]()
+        for _ in 0..<runs {
+            for policy in policies {
+                let spec = ReplaySpec(model: model, hardware: hardware, policy: policy, budget: budget)
+                var result: ReplayResult?
+                let elapsed = try ContinuousClock().measure {
+                    result = try Replayer.run(plan: plan, traceName: traceName, spec: spec)
+                }
+                seconds[policy, default: []].append(elapsed.seconds)
+                hitRate[policy] = result?.hitRate ?? 0
+            }
+        }
+        var rows: [Row] = []
+        for policy in policies {
+            let name = "\(policy.rawValue)-\(label)"
+            rows.append(Row(name: name, metric: "replay_accesses_per_s",
+                            values: seconds[policy]!.map { Double(plan.accesses) / $0 }, unit: "accesses/s"))
+            var note = "\(plan.accesses) accesses, hit rate \(String(format: "%.3f", hitRate[policy]!))"
+            if policy.prefetches, let lru = seconds[.lru] {
+                let ratios = zip(seconds[policy]!, lru).map { $0 / $1 }
+                rows.append(Row(name: name, metric: "time_vs_lru", values: ratios, unit: "ratio"))
+                note += String(format: "; time / lru: median %.2f (%.2f-%.2f)", median(ratios.sorted()),
+                               ratios.min()!, ratios.max()!)
+            }
+            printRow(rows.first { $0.name == name }!, note: note)
+        }
+        return rows
     }
 
     /// Expert FFN GFLOP/s of `ExpertFFN.forward` beside the bare sgemm calls of the same shapes, at Mixtral's and

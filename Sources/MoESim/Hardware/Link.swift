@@ -40,8 +40,11 @@ public final class Link {
     public func earliestStart(after earliest: Int64) -> Int64 { max(earliest, free[firstFreeEngine()]) }
 
     @inline(__always) private func firstFreeEngine() -> Int {
-        var engine = 0
-        for i in 1..<engines where free[i] < free[engine] { engine = i }
+        var engine = 0, i = 1
+        while i < engines {
+            if free[i] < free[engine] { engine = i }
+            i += 1
+        }
         return engine
     }
 }

@@ -28,6 +28,14 @@ public struct ExpertList {
         count += 1
     }
 
+    @inline(__always) public mutating func append(contentsOf ids: UnsafeBufferPointer<Int32>) {
+        while count + ids.count > capacity { grow() }
+        for e in ids {  // a plain loop: a layer's few ids cost less than a call to memmove
+            base[count] = e
+            count += 1
+        }
+    }
+
     @inline(__always) public mutating func removeAll() { count = 0 }
 
     /// Whether `e` is among the ids appended at positions `start...`.

@@ -80,18 +80,19 @@ final class PrefetchBook {
     func notePrediction(_ e: Int32) {
         guard predictedInStep[Int(e)] != stepStamp else { return }
         predictedInStep[Int(e)] = stepStamp
-        predictedPerLayer[Int(layerOf[Int(e)])] += 1
+        predictedPerLayer[Int(layerOf[Int(e)])] &+= 1
     }
 
     /// At a layer's gate: how many of its experts were predicted this step.
     @inline(__always)
     func scorePredictions(layer: Int, set: UnsafeBufferPointer<Int32>) {
-        guard predictedPerLayer[layer] > 0 else { return }
+        let predicted = predictedPerLayer[layer]
+        guard predicted > 0 else { return }
         var correct = 0
-        for e in set where predictedInStep[Int(e)] == stepStamp { correct += 1 }
-        counters.predictedCorrect += correct
-        counters.predicted += predictedPerLayer[layer]
-        counters.actual += set.count
+        for e in set where predictedInStep[Int(e)] == stepStamp { correct &+= 1 }
+        counters.predictedCorrect &+= correct
+        counters.predicted &+= predicted
+        counters.actual &+= set.count
     }
 
     /// Records `e` as queued at `time`; the caller appends it to the link's pending queue.

@@ -104,11 +104,11 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         let copyTime = cost.expertCopy
         // Work on local copies: the optimiser keeps them out of memory and skips class-property access checks.
         var policy = self.policy, predictor = self.predictor, sink = self.sink
-        var now = self.now, cpuFree = self.cpuFree, pending = self.pending
-        let memory = self.memory, book = self.prefetch
+        var now = self.now, cpuFree = self.cpuFree, pending = self.pending, epoch = self.epoch
+        let memory = self.memory, book = self.prefetch, link = self.link, pinStamps = self.pinStamps
         defer {
             self.policy = policy; self.predictor = predictor; self.sink = sink
-            self.now = now; self.cpuFree = cpuFree; self.pending = pending; counters = c
+            self.now = now; self.cpuFree = cpuFree; self.pending = pending; self.epoch = epoch; counters = c
         }
         // The layer's misses, in raw buffers (arrays here cost uniqueness checks on every write).
         let missLand = UnsafeMutablePointer<Int64>.allocate(capacity: E)
