@@ -81,7 +81,7 @@ struct Bench: ParsableCommand {
         // A prefetching case is measured beside LRU, its baseline.
         if policies.contains(where: \.prefetches) && !policies.contains(.lru) { policies.insert(.lru, at: 0) }
         guard !policies.isEmpty else { return [] }
-        var seconds = [PolicyKind: [Double]](), hitRate = [PolicyKind: Double]()
+        var seconds = [PolicyKind: [Double]](), hitRate = [PolicyKind: Double](), issued = [PolicyKind: Int]()
         for _ in 0..<runs {
             for policy in policies {
                 let spec = ReplaySpec(model: model, hardware: hardware, policy: policy, budget: budget)
@@ -91,6 +91,7 @@ struct Bench: ParsableCommand {
                 }
                 seconds[policy, default: []].append(elapsed.seconds)
                 hitRate[policy] = result?.hitRate ?? 0
+                issued[policy] = result?.counters.prefetch.issued ?? 0
             }
         }
         var rows: [Row] = []
@@ -102,8 +103,9 @@ struct Bench: ParsableCommand {
             if policy.prefetches, let lru = seconds[.lru] {
                 let ratios = zip(seconds[policy]!, lru).map { $0 / $1 }
                 rows.append(Row(name: name, metric: "time_vs_lru", values: ratios, unit: "ratio"))
-                note += String(format: "; time / lru: median %.2f (%.2f-%.2f)", median(ratios.sorted()),
-                               ratios.min()!, ratios.max()!)
+                note += String(format: "; time / lru: median %.2f (%.2f-%.2f); %.2f prefetches issued per access",
+                               median(ratios.sorted()), ratios.min()!, ratios.max()!,
+                               Double(issued[policy]!) / Double(plan.accesses))
             }
             printRow(rows.first { $0.name == name }!, note: note)
         }

@@ -129,7 +129,8 @@ public struct RecordedPredictor: PrefetchPredictor {
 /// Agrawal and El Abbadi 2005): a successor not in the list replaces the weakest entry and inherits its count plus
 /// one, so counts are exact for successors that never left the list and over-estimates otherwise. A prediction
 /// costs O(|S_l| · followers), and memory is O(layers · experts · followers), not O(layers · experts²).
-/// A class over raw buffers: it is updated |S_l|·|S_l+1| times per layer.
+/// A class over raw buffers: it is updated |S_l|·|S_l+1| times per layer, and its scratch lists (the previous
+/// layer's set, the touched candidates, the ranking) are refilled every layer.
 public final class AffinityPredictor: PrefetchPredictor {
     let layers: Int
     let experts: Int
@@ -137,10 +138,12 @@ public final class AffinityPredictor: PrefetchPredictor {
     /// Successors of flat id i at `(i * followers) ..< (i + 1) * followers`, strongest first; -1 marks empty slots.
     private let topIDs: UnsafeMutablePointer<Int32>
     private let topCounts: UnsafeMutablePointer<Int32>
+    /// Per candidate of the next layer: its summed count in the prediction under way (0 when untouched).
     private let score: UnsafeMutablePointer<Int32>
-    private var previous: [Int32] = []
+    private var previous: ExpertList
     private var previousStep = -1
-    private var touched: [Int32] = []
+    private var touched: ExpertList
+    private var ranked: ExpertList
     public var source: String { "online" }
 
     public init(layers: Int, experts: Int, followers: Int = 16) {
@@ -151,59 +154,85 @@ public final class AffinityPredictor: PrefetchPredictor {
         topIDs = .allocate(capacity: slots); topIDs.initialize(repeating: -1, count: slots)
         topCounts = .allocate(capacity: slots); topCounts.initialize(repeating: 0, count: slots)
         score = .allocate(capacity: experts); score.initialize(repeating: 0, count: experts)
+        previous = ExpertList(capacity: experts)
+        touched = ExpertList(capacity: experts)
+        ranked = ExpertList(capacity: experts)
     }
 
-    deinit { topIDs.deallocate(); topCounts.deallocate(); score.deallocate() }
+    deinit {
+        topIDs.deallocate(); topCounts.deallocate(); score.deallocate()
+        previous.deallocate(); touched.deallocate(); ranked.deallocate()
+    }
 
     public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
-        let E = experts
+        // Locals: stores through `score` would otherwise make the compiler reload every property per iteration.
+        let topIDs = self.topIDs, topCounts = self.topCounts, score = self.score, followers = self.followers
+        let offset = Int32(layer * experts)
         // Learn: the previous layer of this step was followed by what was just revealed.
         if layer > 0 && previousStep == step {
-            for i in previous { for j in revealed { record(from: Int(i), to: j - Int32(layer * E)) } }
+            for i in previous.elements { for j in revealed { record(from: Int(i), to: j - offset) } }
         }
-        previous.removeAll(keepingCapacity: true)
+        previous.removeAll()
         previous.append(contentsOf: revealed)
         previousStep = step
         guard layer + 1 < layers, !revealed.isEmpty else { return }
-        // Predict layer + 1.
+        // Predict layer + 1: sum each candidate's counts over the revealed experts.
+        var touched = self.touched
+        touched.removeAll()
         for i in revealed {
             let row = Int(i) * followers
             for f in 0..<followers {
                 let j = topIDs[row + f]
                 if j < 0 { break }
                 if score[Int(j)] == 0 { touched.append(j) }
-                score[Int(j)] += topCounts[row + f]
+                score[Int(j)] &+= topCounts[row + f]
             }
         }
-        // Take the best |S_l| by score (ties: lower id), by selection: the lists are short.
-        let base = Int32((layer + 1) * E)
-        for _ in 0..<min(revealed.count, touched.count) {
-            var best: Int32 = -1
-            for j in touched where score[Int(j)] > 0 {
-                if best < 0 || score[Int(j)] > score[Int(best)] || (score[Int(j)] == score[Int(best)] && j < best) { best = j }
-            }
-            guard best >= 0 else { break }
-            proposals.append(base + best)
-            score[Int(best)] = 0
+        self.touched = touched
+        rankBest(min(revealed.count, touched.count))
+        let base = offset + Int32(experts)
+        for j in ranked.elements { proposals.append(base + j) }
+        for j in touched.elements { score[Int(j)] = 0 }
+    }
+
+    /// Fills `ranked` with the `k` touched candidates of highest score (ties: lower id), best first, in one pass
+    /// over `touched` with an insertion into the short sorted list.
+    private func rankBest(_ k: Int) {
+        var ranked = self.ranked
+        defer { self.ranked = ranked }
+        ranked.removeAll()
+        guard k > 0 else { return }
+        let score = self.score
+        func outranks(_ a: Int32, _ b: Int32) -> Bool {
+            score[Int(a)] > score[Int(b)] || (score[Int(a)] == score[Int(b)] && a < b)
         }
-        for j in touched { score[Int(j)] = 0 }
-        touched.removeAll(keepingCapacity: true)
+        for j in touched.elements {
+            if ranked.count == k {
+                guard outranks(j, ranked[k - 1]) else { continue }
+                ranked.removeLast()
+            }
+            ranked.append(j)
+            var slot = ranked.count - 1
+            while slot > 0 && outranks(j, ranked[slot - 1]) {
+                ranked[slot] = ranked[slot - 1]
+                slot -= 1
+            }
+            ranked[slot] = j
+        }
     }
 
     /// Counts that expert `j` of the next layer followed flat expert `i`.
-    private func record(from i: Int, to j: Int32) {
-        let row = i * followers
-        var slot = -1
-        for f in 0..<followers where topIDs[row + f] == j || topIDs[row + f] < 0 { slot = f; break }
-        if slot < 0 { slot = followers - 1; topIDs[row + slot] = j }  // Space-Saving: replace the weakest
-        if topIDs[row + slot] < 0 { topIDs[row + slot] = j }
-        topCounts[row + slot] += 1
-        let c = topCounts[row + slot]
-        while slot > 0 && topCounts[row + slot - 1] < c {
-            swap(&topIDs[row + slot], &topIDs[row + slot - 1])
-            swap(&topCounts[row + slot], &topCounts[row + slot - 1])
+    @inline(__always) private func record(from i: Int, to j: Int32) {
+        let followers = self.followers
+        let ids = topIDs + i * followers, counts = topCounts + i * followers
+        var slot = followers - 1  // Space-Saving: a successor not in the list replaces the weakest
+        for f in 0..<followers where ids[f] == j || ids[f] < 0 { slot = f; break }
+        let c = counts[slot] &+ 1
+        while slot > 0 && counts[slot - 1] < c {  // keep the list sorted, strongest first
+            ids[slot] = ids[slot - 1]; counts[slot] = counts[slot - 1]
             slot -= 1
         }
+        ids[slot] = j; counts[slot] = c
     }
 }
 

@@ -37,6 +37,13 @@ public struct ExpertList {
     }
 
     @inline(__always) public mutating func removeAll() { count = 0 }
+    @inline(__always) public mutating func removeLast() { count -= 1 }
+
+    /// The id at `i` (no bounds check beyond a debug precondition: callers index below `count`).
+    @inline(__always) public subscript(i: Int) -> Int32 {
+        get { assert(i < count); return base[i] }
+        set { assert(i < count); base[i] = newValue }
+    }
 
     /// Whether `e` is among the ids appended at positions `start...`.
     public func contains(_ e: Int32, from start: Int) -> Bool {
