@@ -1,6 +1,6 @@
-/// A reusable list of flat expert ids over raw memory, filled and cleared once per layer by the replay loop
-/// (proposals, cancelled copies). An `Array` there costs a uniqueness check per append and a `replaceSubrange`
-/// per clear: a fifth of prefetching replay time on a top-2 model (docs/performance.md).
+/// A reusable list of flat expert ids over raw memory, filled and cleared once per layer (the replay loop's
+/// proposals and cancelled copies, the affinity predictor's scratch lists). An `Array` there costs a uniqueness
+/// check per append and a `replaceSubrange` per clear (docs/performance.md, "Prefetching against LRU").
 ///
 ///     var list = ExpertList(capacity: 64)
 ///     list.append(17); list.removeAll()
