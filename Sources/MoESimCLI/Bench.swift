@@ -12,7 +12,9 @@ struct Bench: ParsableCommand {
             Cases: each strategy on a 32-layer x 256-expert top-8 decode trace of about 10 million accesses, and on a \
             Mixtral-shaped trace. Inputs are generated from fixed seeds, so every run measures the same work. \
             Replay time covers planning-free replay only (the trace is compiled into steps once, outside the timer); \
-            Belady's future index is built inside the timer.
+            Belady's future index is built inside the timer. Runs are interleaved (each round replays every \
+            strategy once), and each prefetching strategy also reports its replay time relative to LRU's in the \
+            same round; a filter that picks a prefetching strategy runs LRU too.
             """)
 
     @Option(help: "Timed runs per case; the median is reported.")

@@ -148,6 +148,20 @@ import Testing
         #expect(cfg.status != 0 && cfg.stderr.contains("\(config):4: unknown key 'budgt'. Did you mean 'budget'?"))
     }
 
+    @Test func benchMeasuresAPrefetcherBesideLRU() throws {
+        let dir = temporaryDirectory()
+        let r = try moesim("bench", "--runs", "2", "--accesses", "4096", "--filter", "pregated-mixtral", "--csv", dir + "/b.csv")
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = try String(contentsOfFile: dir + "/b.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+            .map { $0.split(separator: ",").map(String.init) }
+        // The filter picked pregated; LRU, its baseline, is measured in the same rounds.
+        #expect(rows.map { "\($0[0]) \($0[1])" } == ["lru-mixtral replay_accesses_per_s",
+                                                      "pregated-mixtral replay_accesses_per_s",
+                                                      "pregated-mixtral time_vs_lru"])
+        for row in rows { #expect(Double(row[2])! > 0 && Double(row[3])! <= Double(row[2])! && Double(row[2])! <= Double(row[4])!) }
+        #expect(r.stdout.contains("time / lru: median"))
+    }
+
     @Test func generatedTracesValidateAndMatchTheirSeed() throws {
         let dir = temporaryDirectory()
         for name in ["a.jsonl.gz", "b.jsonl.gz"] {

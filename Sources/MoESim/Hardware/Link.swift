@@ -7,8 +7,8 @@
 /// pre-empted. Invariant: each engine's free time never decreases.
 ///
 /// A class over a raw buffer, like `ExpertMemory`: a struct holding an array of free times made every copy in the
-/// replay loop check (and, for a one-engine link's empty array, reallocate) that array's storage, which cost a
-/// tenth of prefetching replay time (docs/performance.md). One instance serves one replay.
+/// replay loop check (and, for a one-engine link's empty array, reallocate) that array's storage
+/// (docs/performance.md, "Prefetching against LRU"). One instance serves one replay.
 public final class Link {
     /// When each engine frees.
     private let free: UnsafeMutablePointer<Int64>
