@@ -99,8 +99,9 @@ struct Bench: ParsableCommand {
         var rows: [Row] = []
         for policy in policies {
             let name = "\(policy.rawValue)-\(label)"
-            rows.append(Row(name: name, metric: "replay_accesses_per_s",
-                            values: seconds[policy]!.map { Double(plan.accesses) / $0 }, unit: "accesses/s"))
+            let rate = Row(name: name, metric: "replay_accesses_per_s",
+                           values: seconds[policy]!.map { Double(plan.accesses) / $0 }, unit: "accesses/s")
+            rows.append(rate)
             var note = "\(plan.accesses) accesses, hit rate \(String(format: "%.3f", hitRate[policy]!))"
             if policy.prefetches, let lru = seconds[.lru] {
                 let ratios = zip(seconds[policy]!, lru).map { $0 / $1 }
@@ -109,7 +110,7 @@ struct Bench: ParsableCommand {
                                median(ratios.sorted()), ratios.min()!, ratios.max()!,
                                Double(issued[policy]!) / Double(plan.accesses))
             }
-            printRow(rows.first { $0.name == name }!, note: note)
+            printRow(rate, note: note)
         }
         return rows
     }

@@ -50,10 +50,7 @@ public struct ExactPredictor: PrefetchPredictor {
     public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
         let last = min(plan.layers - 1, layer + lookahead)
         guard layer < last else { return }
-        // Layers layer+1 … last of a step are contiguous in the plan: one copy.
-        let row = step * plan.layers
-        let begin = Int(plan.layerStart[row + layer + 1]), end = Int(plan.layerStart[row + last + 1])
-        plan.accessExpert.withUnsafeBufferPointer { proposals.append(contentsOf: UnsafeBufferPointer(rebasing: $0[begin..<end])) }
+        proposals.append(plan.accessExpert, in: plan.accessRange(step: step, layers: (layer + 1)...last))
     }
 }
 
@@ -116,8 +113,7 @@ public struct RecordedPredictor: PrefetchPredictor {
 
     public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
         guard layer + 1 < plan.layers else { return }
-        let range = plan.predictionRange(step: step, layer: layer + 1)
-        plan.predictedExpert.withUnsafeBufferPointer { proposals.append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
+        proposals.append(plan.predictedExpert, in: plan.predictionRange(step: step, layer: layer + 1))
     }
 }
 

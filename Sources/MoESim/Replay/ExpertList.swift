@@ -36,6 +36,11 @@ public struct ExpertList {
         }
     }
 
+    /// Appends `ids[range]`, the step plan's columns being arrays.
+    @inline(__always) public mutating func append(_ ids: [Int32], in range: Range<Int>) {
+        ids.withUnsafeBufferPointer { append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
+    }
+
     @inline(__always) public mutating func removeAll() { count = 0 }
     @inline(__always) public mutating func removeLast() { count -= 1 }
 

@@ -44,7 +44,12 @@ public struct StepPlan: Sendable {
     public var accesses: Int { accessExpert.count }
 
     @inlinable public func accessRange(step: Int, layer: Int) -> Range<Int> {
-        Int(layerStart[step * layers + layer])..<Int(layerStart[step * layers + layer + 1])
+        accessRange(step: step, layers: layer...layer)
+    }
+
+    /// The accesses of layers `layers` of `step`: contiguous, since a step's layers are stored in order.
+    @inlinable public func accessRange(step: Int, layers span: ClosedRange<Int>) -> Range<Int> {
+        Int(layerStart[step * layers + span.lowerBound])..<Int(layerStart[step * layers + span.upperBound + 1])
     }
 
     /// - Parameter previousSeq: in a streaming replay, the sequence of the token before this chunk (nil: none), so
