@@ -43,7 +43,15 @@ struct Compare: ParsableCommand {
         try overrides.apply(model: &cfg.model, hardware: &cfg.hardware)
         cfg.prefetch = try prefetch.options(base: cfg.prefetch)
         cfg.precision = try precision.options(base: cfg.precision)
-        let budgetList = try budgets.map { try $0.split(separator: ",").map { try Budget.parse(String($0)) } } ?? [cfg.budget]
+        let budgetList = try budgets.map { text in
+            try commaList(text, option: "budgets", expected: "a budget") { try Budget.parse($0) }
+        } ?? [cfg.budget]
+        let path = out ?? cfg.outputPath ?? "reports/compare.csv"
+        for output in [path, markdown].compactMap({ $0 }) { try OutputPath.checkWritable(output) }
+        let cacheless = cfg.policies.filter { !$0.supportsPerLayerScope }
+        if cfg.scope != .global && !cacheless.isEmpty {
+            print("note: \(cacheless.map(\.rawValue).joined(separator: " and ")) keep no cache: cache_scope \(cfg.scope.rawValue) does not apply to them (their cache_scope column says none)")
+        }
         let routing = try RoutingTrace.load(cfg.tracePath)
         let plan = StepPlan(routing)
         var results: [ReplayResult] = []
@@ -64,7 +72,6 @@ struct Compare: ParsableCommand {
                                      to: markdown)
             print("wrote \(markdown)")
         }
-        let path = out ?? cfg.outputPath ?? "reports/compare.csv"
         try CSVFile.write(rows: results.map(Metric.row), header: Metric.header, to: path)
         print("wrote \(path) (\(results.count) rows)")
     }

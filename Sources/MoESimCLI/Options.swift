@@ -108,11 +108,12 @@ struct NumericsArguments: ParsableArguments {
     var options: NumericsOptions { NumericsOptions(scale: numericsScale, seed: numericsSeed) }
 }
 
-/// A comma-separated option value, each item parsed by `parse` (nil: an error naming the option and the item).
-func commaList<T>(_ text: String, option: String, expected: String, _ parse: (String) -> T?) throws -> [T] {
+/// A comma-separated option value, each item parsed by `parse` (nil: an error naming the option and the item; a
+/// thrown error is passed on). An empty list is an error.
+func commaList<T>(_ text: String, option: String, expected: String, _ parse: (String) throws -> T?) throws -> [T] {
     let items = try text.split(separator: ",").map { part -> T in
         let item = part.trimmingCharacters(in: .whitespaces)
-        guard let v = parse(item) else { throw ValidationError("--\(option): '\(item)' is not \(expected)") }
+        guard let v = try parse(item) else { throw ValidationError("--\(option): '\(item)' is not \(expected)") }
         return v
     }
     if items.isEmpty { throw ValidationError("--\(option) is empty") }

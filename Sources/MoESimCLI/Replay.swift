@@ -62,6 +62,9 @@ struct Replay: ParsableCommand {
     var perToken: String?
 
     func run() throws {
+        if numericsCsv != nil && !numerics.numerics { throw ValidationError("--numerics-csv needs --numerics") }
+        // Every output is checked before the replay, so that none is written when another cannot be.
+        for path in [out, timeline, perLayer, perToken, numericsCsv].compactMap({ $0 }) { try OutputPath.checkWritable(path) }
         if scope == .perLayer && !policy.supportsPerLayerScope {
             throw ValidationError("--scope per-layer applies to \(PolicyKind.allCases.filter(\.supportsPerLayerScope).map(\.rawValue).joined(separator: ", ")), not \(policy.rawValue)")
         }
@@ -86,7 +89,6 @@ struct Replay: ParsableCommand {
         }
         guard let routing = loaded else { return }
         let plan = StepPlan(routing)
-        if numericsCsv != nil && !numerics.numerics { throw ValidationError("--numerics-csv needs --numerics") }
         let result: ReplayResult
         if numerics.numerics {
             var samples: [[String]] = []
@@ -99,15 +101,20 @@ struct Replay: ParsableCommand {
         } else {
             result = try Replayer.run(plan: plan, traceName: routing.name, spec: spec)
         }
-        try report(result)
+        print(summary(result))
         if timeline != nil || perLayer != nil || perToken != nil {
             try writeDetails(plan: plan, name: routing.name, spec: spec)
         }
+        try appendRow(result)  // last: a row in --out means the whole command succeeded
     }
 
     /// Prints the summary and appends the row.
     func report(_ result: ReplayResult) throws {
         print(summary(result))
+        try appendRow(result)
+    }
+
+    func appendRow(_ result: ReplayResult) throws {
         if let out {
             try CSVFile.append(rows: [Metric.row(result)], header: Metric.header, to: out)
             print("row appended to \(out)")

@@ -27,6 +27,7 @@ struct Sweep: ParsableCommand {
             throw ValidationError("--shard expects i/n with 1 <= i <= n, e.g. 2/4; got '\(shard)'")
         }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        try OutputPath.checkWritable(out)
         let cfg = try SweepConfig.load(config)
         let runner = SweepRunner(config: cfg, output: out, jobs: jobs, resume: resume, shard: (parts[0], parts[1]))
         let progress = Progress(interactive: isatty(STDERR_FILENO) == 1)

@@ -66,7 +66,7 @@ import Testing
         #expect(message("trace: t.jsonl\nmodel: mixtral-8x8b\nhardware: t4\nbudget: 1%").contains("Did you mean 'mixtral-8x7b'?"))
         #expect(message("trace: t.jsonl\nmodel: mixtral-8x7b\nbudget: 1%") == "c.yaml: missing key 'hardware'")
         #expect(message(base + "budget: 1%\nprefetch: {lookahed: 2}").hasPrefix("c.yaml:5: unknown key 'prefetch.lookahed'. Did you mean 'prefetch.lookahead'?"))
-        #expect(message(base + "budget: 1%\nprefetch: {accuracy: 1.5}").contains("expected a probability in [0, 1]"))
+        #expect(message(base + "budget: 1%\nprefetch: {accuracy: 1.5}").contains("expected a number in 0 … 1"))
     }
 
     @Test func impossibleBudgetsAreConfigurationErrors() throws {

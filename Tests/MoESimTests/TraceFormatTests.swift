@@ -182,7 +182,7 @@ import Testing
         }
         try expectError(Data("NOTATRACE".utf8) + bytes.dropFirst(9), "bad magic")
         try expectError(bytes.prefix(bytes.count - 10), "truncated")
-        try expectError(bytes + Data([1, 2, 3]), "unexpected bytes")
+        try expectError(bytes + Data([1, 2, 3]), "but its header describes")
         // The first expert id of token 0 sits after the header, seq, pos and phase columns.
         let jsonCount = Int(bytes[36]) | Int(bytes[37]) << 8
         let firstID = 40 + jsonCount + 200 * 9

@@ -17,37 +17,37 @@ public enum Budget: Equatable, Sendable, CustomStringConvertible {
         ("kb", 1e3), ("mb", 1e6), ("gb", 1e9), ("tb", 1e12), ("b", 1),
     ]
 
-    /// - Throws: `ConfigError.badBudget` saying what is wrong.
+    /// - Throws: `ConfigError.badBudget` saying what is wrong: not a decimal number, negative, above 100%, a
+    ///   fractional count of experts, more bytes than `Limits.budgetBytes` or more experts than `Limits.flatExperts`.
     public static func parse(_ text: String) throws -> Budget {
         let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        func fail(_ reason: String) -> ConfigError { .badBudget(text: text, reason: reason) }
         func number(_ s: Substring) throws -> Double {
-            guard let v = Double(s.trimmingCharacters(in: .whitespaces)), v.isFinite else {
-                throw ConfigError.badBudget(text: text, reason: "'\(s)' is not a number")
-            }
-            if v < 0 { throw ConfigError.badBudget(text: text, reason: "a budget cannot be negative") }
+            guard let v = DecimalText.double(String(s)) else { throw fail("'\(s.trimmingCharacters(in: .whitespaces))' is not a decimal number") }
+            if v < 0 { throw fail("a budget cannot be negative") }
             return v
         }
-        if t.isEmpty { throw ConfigError.badBudget(text: text, reason: "it is empty") }
+        func bytes(_ v: Double) throws -> Budget {
+            guard v <= Double(Limits.budgetBytes) else { throw fail("more than \(formatBytes(Limits.budgetBytes))") }
+            return .bytes(Int(v.rounded()))
+        }
+        if t.isEmpty { throw fail("it is empty") }
         if t.hasSuffix("%") {
             let v = try number(t.dropLast())
-            if v > 100 { throw ConfigError.badBudget(text: text, reason: "a share above 100% holds more than every expert") }
+            if v > 100 { throw fail("a share above 100% holds more than every expert") }
             return .share(v / 100)
         }
         for suffix in ["experts", "expert"] where t.hasSuffix(suffix) {
             let v = try number(t.dropLast(suffix.count))
-            guard v == v.rounded() else { throw ConfigError.badBudget(text: text, reason: "a count of experts is a whole number") }
+            guard v == v.rounded() else { throw fail("a count of experts is a whole number") }
+            guard v <= Double(Limits.flatExperts) else { throw fail("more than \(Limits.flatExperts) experts") }
             return .experts(Int(v))
         }
         for (unit, scale) in units where t.hasSuffix(unit) {
-            let v = try number(t.dropLast(unit.count)) * scale
-            guard v < 9e18 else { throw ConfigError.badBudget(text: text, reason: "too large") }
-            return .bytes(Int(v.rounded()))
+            return try bytes(try number(t.dropLast(unit.count)) * scale)
         }
-        if let v = Double(t), v.isFinite {
-            if v < 0 { throw ConfigError.badBudget(text: text, reason: "a budget cannot be negative") }
-            return .bytes(Int(v.rounded()))
-        }
-        throw ConfigError.badBudget(text: text, reason: "unknown unit")
+        if DecimalText.double(t) != nil { return try bytes(try number(t[...])) }
+        throw fail("unknown unit")
     }
 
     /// Bytes for a model: a share is of all routed experts' bytes, rounded down to whole bytes.

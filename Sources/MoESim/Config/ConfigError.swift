@@ -8,6 +8,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case budgetExceedsGPU(budgetBytes: Int, availableBytes: Int, hardware: String)
     case traceModelMismatch(field: String, trace: Int, model: Int, model_: String)
     case file(path: String, line: Int?, message: String)
+    /// A sweep cell whose axis values are each valid but not together (e.g. top_k above experts).
+    case cell(settings: String, reason: String)
 
     public var description: String {
         switch self {
@@ -29,6 +31,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
             return "the trace has \(field) = \(trace) but model '\(name)' has \(model); pick the matching model or override model.\(field)"
         case let .file(path, line, message):
             return "\(path)\(line.map { ":\($0)" } ?? ""): \(message)"
+        case let .cell(settings, reason):
+            return "the sweep cell with \(settings): \(reason)"
         }
     }
 }

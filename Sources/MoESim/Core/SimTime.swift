@@ -14,9 +14,10 @@ public struct SimTime: Comparable, Hashable, Sendable, CustomStringConvertible {
 
     @inlinable public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
 
-    /// Rounds to the nearest nanosecond; a span of a positive duration is never rounded to zero.
+    /// Rounds to the nearest nanosecond; a span of a positive duration is never rounded to zero. Durations beyond
+    /// `Limits.simulatedNanoseconds` saturate there (a run whose worst case exceeds it is refused before it starts).
     @inlinable public init(seconds: Double) {
-        let ns = (seconds * 1e9).rounded()
+        let ns = min((seconds * 1e9).rounded(), Double(Limits.simulatedNanoseconds))
         self.nanoseconds = seconds > 0 ? max(1, Int64(ns)) : Int64(ns)
     }
 

@@ -30,15 +30,18 @@ public struct CostModel: Sendable {
 
     /// Host CPU time of an expert for `tokens` tokens: max(2·n·params / host FLOP/s, bytes / host bandwidth), the
     /// roofline `calibrate` fits (the host reads the weights in the model's precision).
-    public func hostExpertCompute(tokens: Int32) -> Int64 {
-        let flopTime = 2 * Double(tokens) * expertParams / hardware.hostFlops
-        return SimTime(seconds: max(flopTime, Double(expertBytes) / hardware.hostBytesPerSecond)).nanoseconds
+    public func hostExpertCompute(tokens: Int32) -> Int64 { SimTime(seconds: hostExpertSeconds(tokens: Double(tokens))).nanoseconds }
+
+    func hostExpertSeconds(tokens: Double) -> Double {
+        max(2 * tokens * expertParams / hardware.hostFlops, Double(expertBytes) / hardware.hostBytesPerSecond)
     }
 
     /// One-way move of `tokens` hidden states between GPU and host: latency + bytes / link bandwidth. Small, so
     /// it does not queue behind expert copies (a separate, short DMA).
-    public func activationTransfer(tokens: Int32) -> Int64 {
-        SimTime(seconds: hardware.linkLatencySeconds + Double(tokens) * activationBytesPerToken / hardware.linkBytesPerSecond).nanoseconds
+    public func activationTransfer(tokens: Int32) -> Int64 { SimTime(seconds: activationSeconds(tokens: Double(tokens))).nanoseconds }
+
+    func activationSeconds(tokens: Double) -> Double {
+        hardware.linkLatencySeconds + tokens * activationBytesPerToken / hardware.linkBytesPerSecond
     }
 
     /// GPU time of an expert that `tokens` tokens were routed to.
@@ -56,9 +59,12 @@ public struct CostModel: Sendable {
     public func copy(bytes: Int) -> Int64 { CostModel.copy(bytes: bytes, hardware: hardware) }
 
     static func copy(bytes: Int, hardware: HardwareProfile) -> Int64 {
-        let seconds = hardware.linkLatencySeconds
-            + Double(bytes) * Double(hardware.copyEngines) / hardware.linkBytesPerSecond
-        return Int64((seconds * 1e9).rounded())  // may be 0: an infinitely fast link is a valid what-if
+        // May be 0: an infinitely fast link is a valid what-if. Saturates like `SimTime(seconds:)`.
+        Int64(min((copySeconds(bytes: Double(bytes), hardware: hardware) * 1e9).rounded(), Double(Limits.simulatedNanoseconds)))
+    }
+
+    static func copySeconds(bytes: Double, hardware: HardwareProfile) -> Double {
+        hardware.linkLatencySeconds + bytes * Double(hardware.copyEngines) / hardware.linkBytesPerSecond
     }
 
     /// max(2·n·params / FLOP/s, bytes / HBM bandwidth) + launch cost: the roofline of one weight-streaming kernel.
@@ -67,8 +73,26 @@ public struct CostModel: Sendable {
     }
 
     static func roofline(params: Double, bytes: Double, tokens: Int, hardware: HardwareProfile) -> Int64 {
-        let flopTime = 2 * Double(tokens) * params / hardware.gpuFlops
-        let memoryTime = bytes / hardware.hbmBytesPerSecond
-        return SimTime(seconds: max(flopTime, memoryTime) + hardware.kernelLaunchSeconds).nanoseconds
+        SimTime(seconds: rooflineSeconds(params: params, bytes: bytes, tokens: Double(tokens), hardware: hardware)).nanoseconds
+    }
+
+    static func rooflineSeconds(params: Double, bytes: Double, tokens: Double, hardware: HardwareProfile) -> Double {
+        max(2 * tokens * params / hardware.gpuFlops, bytes / hardware.hbmBytesPerSecond) + hardware.kernelLaunchSeconds
+    }
+
+    /// An upper bound on the simulated seconds of a run over `extent`: every duration the run could schedule, added
+    /// up as if nothing overlapped (each resource serves one thing at a time, so the run cannot end later). Each
+    /// access pays a copy, an upgrade copy, GPU and host compute and two activation moves at the largest token
+    /// count; each step-layer its non-expert compute; a prefetching strategy at most `prefetchesPerStep` copies a step.
+    func worstCaseSeconds(_ extent: PlanExtent, prefetchesPerStep: Int) -> Double {
+        let copy = CostModel.copySeconds(bytes: Double(expertBytes), hardware: hardware)
+        let tokens = Double(extent.maxAccessTokens)
+        let perAccess = 2 * copy + CostModel.rooflineSeconds(params: expertParams, bytes: Double(expertBytes), tokens: tokens,
+                                                             hardware: hardware)
+            + hostExpertSeconds(tokens: tokens) + 2 * activationSeconds(tokens: tokens)
+        let perLayer = CostModel.rooflineSeconds(params: residentParamsPerLayer, bytes: residentBytesPerLayer,
+                                                 tokens: Double(extent.maxStepTokens), hardware: hardware)
+        return Double(extent.accesses) * perAccess + Double(extent.steps) * Double(extent.layers) * perLayer
+            + Double(extent.steps) * Double(prefetchesPerStep) * copy
     }
 }

@@ -36,31 +36,24 @@ public struct HardwareProfile: Equatable, Sendable {
         self.hostBytesPerSecond = hostBytesPerSecond; self.source = source
     }
 
+    /// Checks every field against `Limits`, as `set` does for a field given as text.
     public func validate() throws {
-        let rates: [(String, Double)] = [
-            ("gpu_memory_bytes", gpuMemoryBytes), ("hbm_bytes_per_s", hbmBytesPerSecond), ("gpu_flops", gpuFlops),
-            ("link_bytes_per_s", linkBytesPerSecond), ("host_flops", hostFlops), ("host_bytes_per_s", hostBytesPerSecond),
-        ]
-        for (field, v) in rates where !(v > 0 && v.isFinite) {
-            throw ConfigError.invalidValue(field: "hardware.\(field)", value: "\(v)", expected: "a positive number")
-        }
-        for (field, v) in [("link_latency_s", linkLatencySeconds), ("kernel_launch_s", kernelLaunchSeconds)]
-        where !(v >= 0 && v.isFinite) {
-            throw ConfigError.invalidValue(field: "hardware.\(field)", value: "\(v)", expected: "zero or a positive number")
-        }
-        if copyEngines < 1 {
-            throw ConfigError.invalidValue(field: "hardware.copy_engines", value: "\(copyEngines)", expected: "1 or more")
-        }
+        for field in Self.fields { try field.check(self) }
     }
 }
 
 extension HardwareProfile: OverridableProfile {
     public static let section = "hardware"
     public static let fields: [ProfileField<HardwareProfile>] = [
-        .double("gpu_memory_bytes", \.gpuMemoryBytes), .double("hbm_bytes_per_s", \.hbmBytesPerSecond),
-        .double("gpu_flops", \.gpuFlops), .double("link_bytes_per_s", \.linkBytesPerSecond),
-        .double("link_latency_s", \.linkLatencySeconds), .int("copy_engines", \.copyEngines),
-        .double("kernel_launch_s", \.kernelLaunchSeconds), .double("host_flops", \.hostFlops),
-        .double("host_bytes_per_s", \.hostBytesPerSecond), .string("source", \.source), .string("name", \.name),
+        .double("gpu_memory_bytes", \.gpuMemoryBytes, Limits.gpuMemoryBytes),
+        .double("hbm_bytes_per_s", \.hbmBytesPerSecond, Limits.hbmBytesPerSecond),
+        .double("gpu_flops", \.gpuFlops, Limits.gpuFlops),
+        .double("link_bytes_per_s", \.linkBytesPerSecond, Limits.linkBytesPerSecond),
+        .double("link_latency_s", \.linkLatencySeconds, Limits.linkLatencySeconds),
+        .int("copy_engines", \.copyEngines, Limits.copyEngines),
+        .double("kernel_launch_s", \.kernelLaunchSeconds, Limits.kernelLaunchSeconds),
+        .double("host_flops", \.hostFlops, Limits.hostFlops),
+        .double("host_bytes_per_s", \.hostBytesPerSecond, Limits.hostBytesPerSecond),
+        .string("source", \.source), .string("name", \.name),
     ]
 }

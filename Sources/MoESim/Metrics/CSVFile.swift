@@ -26,6 +26,7 @@ public enum CSVFile {
     /// - Throws: `ConfigError.file` when the existing file's header differs (it is left untouched).
     public static func append(rows: [[String]], header: [String], to path: String) throws {
         var existing = ""
+        if try OutputPath.kind(path) == .stream { return try write(rows: rows, header: header, to: path) }
         if FileManager.default.fileExists(atPath: path) {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ConfigError.file(path: path, line: nil, message: "cannot read the existing CSV")
@@ -42,6 +43,62 @@ public enum CSVFile {
         try sink.write(existing.isEmpty ? line(header) : existing)
         for row in rows { try sink.write(line(row)) }
         try sink.commit()
+    }
+
+    /// One record of RFC 4180 CSV as read back: its fields, the line it starts on (1-based), its bytes (with the
+    /// line break), and whether a line break ended it (the last record of a cut file has none).
+    public struct Record {
+        public let fields: [String]
+        public let line: Int
+        public let bytes: ArraySlice<UInt8>
+        public let complete: Bool
+    }
+
+    /// Splits CSV bytes into records (quoted fields may hold commas, quotes and line breaks).
+    /// - Parameter firstLine: the line number of the first byte (when the bytes follow other lines of a file).
+    /// - Throws: `ConfigError.file` naming `path` and the line of a record that is not UTF-8.
+    public static func records(_ bytes: ArraySlice<UInt8>, path: String, firstLine: Int = 1) throws -> [Record] {
+        var records: [Record] = []
+        var fields: [String] = [], field: [UInt8] = [], quoted = false
+        var start = bytes.startIndex, line = firstLine, recordLine = firstLine
+        func endField() throws {
+            guard let text = String(validating: field, as: UTF8.self) else {
+                throw ConfigError.file(path: path, line: recordLine, message: "not UTF-8 text")
+            }
+            fields.append(text)
+            field.removeAll(keepingCapacity: true)
+        }
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            let b = bytes[i]
+            if quoted {
+                if b == UInt8(ascii: "\"") {
+                    if i + 1 < bytes.endIndex && bytes[i + 1] == UInt8(ascii: "\"") { field.append(b); i += 1 } else { quoted = false }
+                } else {
+                    if b == UInt8(ascii: "\n") { line += 1 }
+                    field.append(b)
+                }
+            } else if b == UInt8(ascii: "\"") {
+                quoted = true
+            } else if b == UInt8(ascii: ",") {
+                try endField()
+            } else if b == UInt8(ascii: "\n") {
+                try endField()
+                records.append(Record(fields: fields, line: recordLine, bytes: bytes[start...i], complete: true))
+                fields = []
+                start = i + 1
+                line += 1
+                recordLine = line
+            } else if b != UInt8(ascii: "\r") {
+                field.append(b)
+            }
+            i += 1
+        }
+        if start < bytes.endIndex {  // a last record without its line break
+            if !quoted { try endField() }
+            records.append(Record(fields: fields, line: recordLine, bytes: bytes[start...], complete: false))
+        }
+        return records
     }
 
     public static func ensureDirectory(for path: String) throws {

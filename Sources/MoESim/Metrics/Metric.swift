@@ -50,7 +50,7 @@ public enum Metric: String, CaseIterable, Sendable {
         case .model: r.spec.model.name
         case .hardware: r.spec.hardware.name
         case .policy: r.spec.policy.rawValue
-        case .cacheScope: r.spec.policy.supportsPerLayerScope ? r.spec.scope.rawValue : CacheScope.global.rawValue
+        case .cacheScope: r.spec.policy.supportsPerLayerScope ? r.spec.scope.rawValue : "none"
         case .eviction: r.spec.policy.eviction(r.spec.prefetch)
         case .prefetchBuffer: r.spec.policy.prefetches ? format(r.spec.prefetch.bufferShare) : ""
         case .lookahead: r.spec.policy.prefetches ? "\(r.spec.policy.usesLookahead ? r.spec.prefetch.lookahead : 1)" : ""

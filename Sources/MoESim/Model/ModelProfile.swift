@@ -49,26 +49,32 @@ public struct ModelProfile: Equatable, Sendable {
         Int((Double((nonExpertParamsPerLayer + sharedParamsPerLayer) * layers) * bytesPerParam).rounded())
     }
 
+    /// Checks every field against `Limits` (as `set` does), then what they must satisfy together; sizes are
+    /// derived in floating point first, so that no product of valid fields can overflow.
     public func validate() throws {
-        func positive(_ v: Int, _ field: String) throws {
-            if v <= 0 { throw ConfigError.invalidValue(field: "model.\(field)", value: "\(v)", expected: "a positive integer") }
-        }
-        try positive(layers, "layers"); try positive(experts, "experts"); try positive(topK, "top_k")
-        try positive(hidden, "hidden"); try positive(expertFFN, "expert_ffn")
-        if matrices != 2 && matrices != 3 {
-            throw ConfigError.invalidValue(field: "model.matrices", value: "\(matrices)", expected: "2 (plain FFN) or 3 (SwiGLU)")
-        }
+        for field in Self.fields { try field.check(self) }
         if topK > experts {
             throw ConfigError.invalidValue(field: "model.top_k", value: "\(topK)", expected: "at most experts (\(experts))")
         }
-        if experts > Int(UInt16.max) {
-            throw ConfigError.invalidValue(field: "model.experts", value: "\(experts)", expected: "at most 65535")
+        if layers * experts > Limits.flatExperts {
+            throw ConfigError.invalidValue(field: "model.layers × model.experts", value: "\(layers * experts)",
+                                           expected: "at most \(Limits.flatExperts)")
         }
-        if sharedExperts < 0 || nonExpertParamsPerLayer < 0 {
-            throw ConfigError.invalidValue(field: "model.shared_experts", value: "\(sharedExperts)", expected: "zero or more")
+        if layers * topK > Limits.idsPerToken {
+            throw ConfigError.invalidValue(field: "model.layers × model.top_k", value: "\(layers * topK)",
+                                           expected: "at most \(Limits.idsPerToken)")
         }
-        if !(bytesPerParam > 0) {
-            throw ConfigError.invalidValue(field: "model.bytes_per_param", value: "\(bytesPerParam)", expected: "a positive number")
+        let expert = Double(matrices) * Double(hidden) * Double(expertFFN) * bytesPerParam
+        let shared = Double(sharedExperts) * Double(matrices) * Double(hidden) * Double(sharedExpertFFN)
+        let sizes: [(String, Double, Int)] = [
+            ("bytes of one expert", expert, Limits.expertBytes),
+            ("bytes of all experts", expert * Double(layers * experts), Limits.modelBytes),
+            ("bytes of the resident weights", (Double(nonExpertParamsPerLayer) + shared) * Double(layers) * bytesPerParam,
+             Limits.modelBytes),
+        ]
+        for (what, bytes, limit) in sizes where bytes > Double(limit) {
+            throw ConfigError.invalidValue(field: "model (\(what))", value: String(format: "%.3g", bytes),
+                                           expected: "at most \(formatBytes(limit))")
         }
     }
 }
@@ -76,10 +82,13 @@ public struct ModelProfile: Equatable, Sendable {
 extension ModelProfile: OverridableProfile {
     public static let section = "model"
     public static let fields: [ProfileField<ModelProfile>] = [
-        .int("layers", \.layers), .int("experts", \.experts), .int("top_k", \.topK),
-        .int("hidden", \.hidden), .int("expert_ffn", \.expertFFN), .int("matrices", \.matrices),
-        .int("shared_experts", \.sharedExperts), .int("shared_expert_ffn", \.sharedExpertFFN),
-        .int("non_expert_params_per_layer", \.nonExpertParamsPerLayer),
-        .double("bytes_per_param", \.bytesPerParam), .string("source", \.source), .string("name", \.name),
+        .int("layers", \.layers, Limits.layers), .int("experts", \.experts, Limits.experts),
+        .int("top_k", \.topK, Limits.topK), .int("hidden", \.hidden, Limits.hidden),
+        .int("expert_ffn", \.expertFFN, Limits.expertFFN), .int("matrices", \.matrices, Limits.matrices),
+        .int("shared_experts", \.sharedExperts, Limits.sharedExperts),
+        .int("shared_expert_ffn", \.sharedExpertFFN, Limits.sharedExpertFFN),
+        .int("non_expert_params_per_layer", \.nonExpertParamsPerLayer, Limits.nonExpertParamsPerLayer),
+        .double("bytes_per_param", \.bytesPerParam, Limits.bytesPerParam), .string("source", \.source),
+        .string("name", \.name),
     ]
 }

@@ -5,29 +5,51 @@
 /// Each profile lists its fields once; unknown keys are refused with the closest known key as a suggestion.
 public struct ProfileField<Profile>: Sendable {
     public let key: String
-    let assign: @Sendable (inout Profile, String) -> Bool
+    /// The valid values, as docs/config.md and errors write them ("" for text fields).
+    public let range: String
+    /// The profile's current value, and whether it is in range (for profiles built in code, not parsed from text).
+    let current: @Sendable (Profile) -> (text: String, inRange: Bool)
+    let assign: @Sendable (inout Profile, String) throws(FieldError) -> Void
 
-    public static func int(_ key: String, _ path: WritableKeyPath<Profile, Int> & Sendable) -> ProfileField {
-        ProfileField(key: key) { profile, text in
-            guard let v = Int(text) ?? Double(text).flatMap({ $0 == $0.rounded() && abs($0) < 9e18 ? Int($0) : nil })
-            else { return false }
-            profile[keyPath: path] = v
-            return true
-        }
+    /// Why a value was refused: what was expected instead.
+    struct FieldError: Error { let expected: String }
+
+    /// A whole number in `range` (`1e9` is accepted; `1.5`, `0x10` and `1e300` are not).
+    public static func int(_ key: String, _ path: WritableKeyPath<Profile, Int> & Sendable,
+                           _ range: ClosedRange<Int>) -> ProfileField {
+        number(key, path, range, kind: "a whole number", parse: DecimalText.integer)
     }
 
-    public static func double(_ key: String, _ path: WritableKeyPath<Profile, Double> & Sendable) -> ProfileField {
-        ProfileField(key: key) { profile, text in
-            guard let v = Double(text), v.isFinite else { return false }
+    /// A decimal number in `range`.
+    public static func double(_ key: String, _ path: WritableKeyPath<Profile, Double> & Sendable,
+                              _ range: ClosedRange<Double>) -> ProfileField {
+        number(key, path, range, kind: "a number", parse: DecimalText.double)
+    }
+
+    private static func number<T: Comparable & Sendable>(
+        _ key: String, _ path: WritableKeyPath<Profile, T> & Sendable, _ range: ClosedRange<T>, kind: String,
+        parse: @escaping @Sendable (String) -> T?
+    ) -> ProfileField {
+        let expected = "\(kind) in \(Limits.describe(range))"
+        return ProfileField(key: key, range: Limits.describe(range),
+                            current: { ("\($0[keyPath: path])", range.contains($0[keyPath: path])) }) {
+            profile, text throws(FieldError) in
+            guard let v = parse(text), range.contains(v) else { throw FieldError(expected: expected) }
             profile[keyPath: path] = v
-            return true
         }
     }
 
     public static func string(_ key: String, _ path: WritableKeyPath<Profile, String> & Sendable) -> ProfileField {
-        ProfileField(key: key) { profile, text in
-            profile[keyPath: path] = text
-            return true
+        ProfileField(key: key, range: "", current: { ($0[keyPath: path], true) }) { profile, text in profile[keyPath: path] = text }
+    }
+}
+
+extension ProfileField where Profile: OverridableProfile {
+    /// - Throws: `ConfigError.invalidValue` when `profile`'s value of this field is out of range.
+    func check(_ profile: Profile) throws {
+        let (text, inRange) = current(profile)
+        guard inRange else {
+            throw ConfigError.invalidValue(field: "\(Profile.section).\(key)", value: text, expected: "a value in \(range)")
         }
     }
 }
@@ -48,8 +70,8 @@ extension OverridableProfile {
             throw ConfigError.unknownKey(key: "\(Self.section).\(key)", origin: origin,
                                          suggestion: closestMatch(key, among: Self.fieldKeys).map { "\(Self.section).\($0)" })
         }
-        if !field.assign(&self, text) {
-            throw ConfigError.invalidValue(field: "\(Self.section).\(key)", value: text, expected: "a number")
+        do { try field.assign(&self, text) } catch {
+            throw ConfigError.invalidValue(field: "\(Self.section).\(key)", value: text, expected: error.expected)
         }
     }
 }

@@ -33,10 +33,11 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         }
     }
 
-    /// Whether the policy keeps a cache that `cache_scope` can split per layer.
+    /// Whether the policy keeps a cache that `cache_scope` can split per layer (`on-demand` and `all-resident`
+    /// keep none: their `cache_scope` column says `none`).
     public var supportsPerLayerScope: Bool {
         switch self {
-        case .onDemand, .belady, .allResident: false
+        case .onDemand, .allResident: false
         default: true
         }
     }
@@ -106,14 +107,14 @@ public struct PrefetchOptions: OptionSection {
 
     public mutating func set(_ key: String, to text: String, origin: String) throws {
         switch key {
-        case "lookahead": lookahead = Int(try Self.number(key, text))
-        case "accuracy": accuracy = try Self.number(key, text)
+        case "lookahead": lookahead = try Self.integer(key, text, in: Limits.lookahead)
+        case "accuracy": accuracy = try Self.number(key, text, in: Limits.accuracy)
         case "seed":
-            guard let v = UInt64(text) else {
+            guard let v = UInt64(text.trimmingCharacters(in: .whitespaces)) else {
                 throw ConfigError.invalidValue(field: "prefetch.seed", value: text, expected: "a non-negative integer")
             }
             seed = v
-        case "buffer": bufferShare = try Self.number(key, text)
+        case "buffer": bufferShare = try Self.number(key, text, in: Limits.prefetchBuffer)
         case "eviction":
             guard let v = CacheEviction(rawValue: text) else {
                 throw ConfigError.invalidValue(field: "prefetch.eviction", value: text, expected: "lru or arc")
@@ -124,12 +125,10 @@ public struct PrefetchOptions: OptionSection {
     }
 
     public func validate() throws {
-        if lookahead < 1 { throw ConfigError.invalidValue(field: "lookahead", value: "\(lookahead)", expected: "1 or more") }
-        if !(accuracy >= 0 && accuracy <= 1) {
-            throw ConfigError.invalidValue(field: "accuracy", value: "\(accuracy)", expected: "a probability in [0, 1]")
-        }
+        try Limits.check(lookahead, in: Limits.lookahead, "prefetch.lookahead")
+        try Limits.check(accuracy, in: Limits.accuracy, "prefetch.accuracy")
         if !(bufferShare > 0 && bufferShare <= 1) {
-            throw ConfigError.invalidValue(field: "buffer", value: "\(bufferShare)", expected: "a share in (0, 1]")
+            throw ConfigError.invalidValue(field: "prefetch.buffer", value: "\(bufferShare)", expected: "a share in (0, 1]")
         }
     }
 }

@@ -19,10 +19,20 @@ extension OptionSection {
                     suggestion: closestMatch(key, among: keys).map { "\(section).\($0)" })
     }
 
-    /// A finite number from its text.
-    static func number(_ key: String, _ text: String) throws -> Double {
-        guard let v = Double(text), v.isFinite else {
-            throw ConfigError.invalidValue(field: "\(section).\(key)", value: text, expected: "a number")
+    /// A decimal number from its text, in `range`.
+    static func number(_ key: String, _ text: String, in range: ClosedRange<Double>) throws -> Double {
+        guard let v = DecimalText.double(text), range.contains(v) else {
+            throw ConfigError.invalidValue(field: "\(section).\(key)", value: text,
+                                           expected: "a number in \(Limits.describe(range))")
+        }
+        return v
+    }
+
+    /// A whole decimal number from its text, in `range`.
+    static func integer(_ key: String, _ text: String, in range: ClosedRange<Int>) throws -> Int {
+        guard let v = DecimalText.integer(text), range.contains(v) else {
+            throw ConfigError.invalidValue(field: "\(section).\(key)", value: text,
+                                           expected: "a whole number in \(Limits.describe(range))")
         }
         return v
     }
@@ -62,9 +72,9 @@ public struct PrecisionOptions: OptionSection {
 
     public mutating func set(_ key: String, to text: String, origin: String) throws {
         switch key {
-        case "threshold": threshold = try Self.number(key, text)
-        case "low_bits": lowBits = Int(try Self.number(key, text))
-        case "group_size": groupSize = Int(try Self.number(key, text))
+        case "threshold": threshold = try Self.number(key, text, in: Limits.precisionThreshold)
+        case "low_bits": lowBits = try Self.integer(key, text, in: Limits.lowBits.min()!...Limits.lowBits.max()!)
+        case "group_size": groupSize = try Self.integer(key, text, in: Limits.groupSize)
         case "low_hit":
             guard let v = LowPrecisionHit(rawValue: text) else {
                 throw ConfigError.invalidValue(field: "precision.low_hit", value: text, expected: "accept or upgrade")
@@ -75,15 +85,11 @@ public struct PrecisionOptions: OptionSection {
     }
 
     public func validate() throws {
-        if ![2, 4, 8].contains(lowBits) {
+        if !Limits.lowBits.contains(lowBits) {
             throw ConfigError.invalidValue(field: "precision.low_bits", value: "\(lowBits)", expected: "2, 4 or 8")
         }
-        if groupSize < 1 {
-            throw ConfigError.invalidValue(field: "precision.group_size", value: "\(groupSize)", expected: "1 or more")
-        }
-        if !(threshold >= 0) {
-            throw ConfigError.invalidValue(field: "precision.threshold", value: "\(threshold)", expected: "0 or more")
-        }
+        try Limits.check(groupSize, in: Limits.groupSize, "precision.group_size")
+        try Limits.check(threshold, in: Limits.precisionThreshold, "precision.threshold")
     }
 
     /// Bytes of one expert of `params` weights in the low-precision version.

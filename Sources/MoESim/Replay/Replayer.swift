@@ -50,19 +50,20 @@ public enum Replayer {
             throw ConfigError.invalidValue(field: "policy", value: "belady",
                                            expected: "a strategy that does not index the future (belady needs the whole trace: replay without --stream)")
         }
-        var largest: [Int] = [], uses: [Int] = [], layers = 0, experts = 0
+        var extent: PlanExtent?, uses: [Int] = []
         var chunks = try TraceChunks(path: path, tokens: chunkTokens)
         while let (chunk, previousSeq) = try chunks.next() {
             let plan = StepPlan(chunk, previousSeq: previousSeq)
-            if largest.isEmpty {
-                layers = plan.layers; experts = plan.experts
-                largest = plan.largestWorkingSet(); uses = Array(repeating: 0, count: layers * experts)
+            if extent == nil {
+                extent = PlanExtent(plan)
+                uses = Array(repeating: 0, count: plan.layers * plan.experts)
+            } else {
+                extent!.add(plan)
             }
-            for (l, n) in plan.largestWorkingSet().enumerated() { largest[l] = max(largest[l], n) }
             for (e, n) in expertUses(plan).enumerated() { uses[e] += n }
         }
-        guard !largest.isEmpty else { throw TraceError.malformed(path: path, line: 2, field: nil, message: "no token lines after the header") }
-        let layout = try BudgetLayout(layers: layers, experts: experts, largest: largest, spec: spec)
+        guard let extent else { throw TraceError.malformed(path: path, line: 2, field: nil, message: "no token lines after the header") }
+        let layout = try BudgetLayout(extent: extent, spec: spec)
         chunks = try TraceChunks(path: path, tokens: chunkTokens)
         var totals = TraceTotals()
         func nextPlan() throws -> StepPlan? {
@@ -93,8 +94,6 @@ public enum Replayer {
         let cost = CostModel(model: spec.model, hardware: spec.hardware)
         let flat = plan.layers * plan.experts
         let memory = ExpertMemory(experts: flat, partitionOf: layout.partitionOf, capacities: layout.capacities)
-        try spec.prefetch.validate()
-        try spec.precision.validate()
         var fallback = MissFallback.none
         var initialResident: [Int32] = []
         switch spec.policy {
@@ -150,7 +149,9 @@ public enum Replayer {
         case .lru, .mixedPrecision, .cpuFallback: counters = try replay(lru())
         case .fifo: counters = try replay(lru(touchesOnAccess: false))
         case .arc: counters = try replay(arc())
-        case .belady: counters = try replay(BeladyPolicy(experts: flat, future: FutureIndex(plan)))
+        case .belady:
+            counters = try replay(BeladyPolicy(experts: flat, partitionOf: layout.partitionOf, partitions: layout.capacities.count,
+                                               future: FutureIndex(plan)))
         case .prefetchAll: counters = try prefetching(AllNextLayerPredictor(layers: plan.layers, experts: plan.experts))
         case .pregated: counters = try prefetching(ExactPredictor(plan: plan, lookahead: 1))
         case .oraclePrefetch:
@@ -171,19 +172,29 @@ struct BudgetLayout {
     let capacities: [Int]
 
     init(plan: StepPlan, spec: ReplaySpec) throws {
-        try self.init(layers: plan.layers, experts: plan.experts, largest: plan.largestWorkingSet(), spec: spec)
+        try self.init(extent: PlanExtent(plan), spec: spec)
     }
 
-    /// - Parameter largest: per layer, the most experts one step needs at once (`StepPlan.largestWorkingSet`).
-    init(layers: Int, experts: Int, largest: [Int], spec: ReplaySpec) throws {
-        let model = spec.model
+    /// - Throws: `ConfigError` when the profiles or options are invalid, the trace has another shape than the
+    ///   model, the budget is impossible, or the run could last longer than `Limits.simulatedNanoseconds`.
+    init(extent: PlanExtent, spec: ReplaySpec) throws {
+        let model = spec.model, layers = extent.layers, experts = extent.experts, largest = extent.largest
         try model.validate()
         try spec.hardware.validate()
+        try spec.prefetch.validate()
+        try spec.precision.validate()
         if layers != model.layers {
             throw ConfigError.traceModelMismatch(field: "layers", trace: layers, model: model.layers, model_: model.name)
         }
         if experts != model.experts {
             throw ConfigError.traceModelMismatch(field: "experts", trace: experts, model: model.experts, model_: model.name)
+        }
+        let cost = CostModel(model: model, hardware: spec.hardware)
+        let prefetchesPerStep = spec.policy.prefetches ? layers * experts * (spec.policy.usesLookahead ? spec.prefetch.lookahead : 1) : 0
+        let worst = cost.worstCaseSeconds(extent, prefetchesPerStep: prefetchesPerStep)
+        if !(worst * 1e9 <= Double(Limits.simulatedNanoseconds)) {
+            throw ConfigError.invalidValue(field: "model and hardware", value: String(format: "%.3g s", worst),
+                                           expected: "settings under which this trace's simulated time stays below \(Limits.simulatedNanoseconds / 1_000_000_000) s (about 146 years): a faster link or GPU, or smaller experts")
         }
         let expertBytes = model.expertBytes
         budgetBytes = spec.budget.bytes(for: model)

@@ -7,30 +7,15 @@ public struct ReportTable: Sendable {
 
     /// Parses RFC 4180 CSV (quoted fields with commas, quotes and line breaks).
     public static func load(_ path: String) throws -> ReportTable {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError.file(path: path, line: nil, message: "cannot read the CSV")
         }
-        var records: [[String]] = [[]], field = "", quoted = false
-        var chars = Array(text), i = 0
-        while i < chars.count {
-            let c = chars[i]
-            if quoted {
-                if c == "\"" { if i + 1 < chars.count && chars[i + 1] == "\"" { field.append("\""); i += 1 } else { quoted = false } }
-                else { field.append(c) }
-            } else if c == "\"" { quoted = true }
-            else if c == "," { records[records.count - 1].append(field); field = "" }
-            else if c == "\n" { records[records.count - 1].append(field); field = ""; records.append([]) }
-            else if c != "\r" { field.append(c) }
-            i += 1
+        let records = try CSVFile.records([UInt8](data)[...], path: path).filter { $0.fields != [""] }
+        guard let header = records.first?.fields else { throw ConfigError.file(path: path, line: 1, message: "empty CSV") }
+        for r in records where r.fields.count != header.count {
+            throw ConfigError.file(path: path, line: r.line, message: "\(r.fields.count) fields, the header has \(header.count)")
         }
-        if !field.isEmpty || !(records.last?.isEmpty ?? true) { records[records.count - 1].append(field) }
-        chars = []
-        records.removeAll { $0.isEmpty }
-        guard let header = records.first else { throw ConfigError.file(path: path, line: 1, message: "empty CSV") }
-        for (n, r) in records.enumerated() where r.count != header.count {
-            throw ConfigError.file(path: path, line: n + 1, message: "\(r.count) fields, the header has \(header.count)")
-        }
-        return ReportTable(header: header, rows: Array(records.dropFirst()))
+        return ReportTable(header: header, rows: records.dropFirst().map(\.fields))
     }
 
     public func column(_ name: String) throws -> Int {

@@ -62,9 +62,15 @@ public struct SweepConfig: Sendable {
                     for combo in combos {
                         var spec = ReplaySpec(model: model, hardware: hw, policy: .lru, scope: scope, budget: .share(0.25),
                                               prefetch: prefetch, precision: precision)
-                        for (axis, value) in zip(axes, combo) { try Self.apply(axis.key, value, to: &spec) }
-                        try spec.model.validate(); try spec.hardware.validate()
-                        try spec.prefetch.validate(); try spec.precision.validate()
+                        do {
+                            for (axis, value) in zip(axes, combo) { try Self.apply(axis.key, value, to: &spec) }
+                            try spec.model.validate(); try spec.hardware.validate()
+                            try spec.prefetch.validate(); try spec.precision.validate()
+                        } catch let e as ConfigError {
+                            let settings = (["model \(model.name)", "hardware \(hw.name)"] + zip(axes, combo).map { "\($0.key) \($1)" })
+                                .joined(separator: ", ")
+                            throw ConfigError.cell(settings: settings, reason: e.description)
+                        }
                         for policy in policies {
                             spec.policy = policy
                             out.append(Cell(index: out.count, trace: trace, spec: spec, axisValues: combo))
@@ -109,15 +115,34 @@ public struct SweepConfig: Sendable {
         let values = try file.topLevel(text, keys: keys)
         let resolve = file.resolve, fail = file.fail, scalar = file.scalar
         func list(_ n: Node) -> [Node] { n.sequence.map(Array.init) ?? [n] }
+        /// A list that must hold something: an empty one would make an empty grid.
+        func items(_ key: String) throws -> [Node] {
+            let n = try required(key)
+            let items = list(n)
+            if items.isEmpty { throw fail(n, "'\(key)' is empty: a sweep needs at least one") }
+            return items
+        }
 
         func required(_ key: String) throws -> Node {
             guard let v = values[key] else { throw ConfigError.file(path: path, line: nil, message: "missing key '\(key)'") }
             return v
         }
-        let traces = try list(try required("traces")).map { resolve(try scalar($0, "traces")) }
-        let models = try list(try required("models")).map { n in try file.wrap(n) { try RunConfig.profile(n, preset: ModelProfile.preset, path: path) } }
-        let hardware = try list(try required("hardware")).map { n in try file.wrap(n) { try RunConfig.profile(n, preset: HardwareProfile.preset, path: path) } }
-        let policies = try list(try required("policies")).map { n in try file.wrap(n) { try PolicyKind.named(try scalar(n, "policies")) } }
+        let traces = try items("traces").map { resolve(try scalar($0, "traces")) }
+        let models = try items("models").map { n in
+            try file.wrap(n) { () throws -> ModelProfile in
+                let m = try RunConfig.profile(n, preset: ModelProfile.preset, path: path)
+                try m.validate()
+                return m
+            }
+        }
+        let hardware = try items("hardware").map { n in
+            try file.wrap(n) { () throws -> HardwareProfile in
+                let h = try RunConfig.profile(n, preset: HardwareProfile.preset, path: path)
+                try h.validate()
+                return h
+            }
+        }
+        let policies = try items("policies").map { n in try file.wrap(n) { try PolicyKind.named(try scalar(n, "policies")) } }
         var scope = CacheScope.global
         if let n = values["cache_scope"] {
             guard let v = CacheScope(rawValue: try scalar(n, "cache_scope")) else {

@@ -24,7 +24,7 @@ public struct SweepRunner: Sendable {
     }
 
     public var header: [String] { ["cell"] + config.axes.map(\.key) + Metric.header }
-    var journal: String { output + ".partial" }
+    var journalPath: String { output + ".partial" }
 
     /// What a run did: cells computed, and the seconds spent loading and checking (serial) and replaying (parallel).
     public struct Stats: Sendable {
@@ -34,16 +34,24 @@ public struct SweepRunner: Sendable {
     }
 
     /// Runs the sweep; `progress(done, total)` is called after each cell (from worker threads, one at a time).
+    /// - Throws: `ConfigError` for a config, trace or cell that cannot run, or a journal that cannot be trusted
+    ///   (`SweepJournal`); in either case before any cell runs, leaving journal and output as they were.
     @discardableResult
     public func run(progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }) throws -> Stats {
         let clock = ContinuousClock(), started = clock.now
         let cells = try config.cells().filter { $0.index % shard.count == shard.index - 1 }
-        var done: [Int: String] = [:]
-        if FileManager.default.fileExists(atPath: journal) {
+        if cells.isEmpty {
+            throw ConfigError.invalidValue(field: "--shard", value: "\(shard.index)/\(shard.count)",
+                                           expected: "a shard with at least one of the grid's cells")
+        }
+        let journal = SweepJournal(path: journalPath, grid: try gridFingerprint(cells), columns: header.count,
+                                   cells: Set(cells.map(\.index)))
+        var resumed: SweepJournal.Contents?
+        if FileManager.default.fileExists(atPath: journalPath) {
             guard resume else {
-                throw ConfigError.file(path: journal, line: nil, message: "an unfinished sweep left this journal; pass --resume to continue it, or delete it to start again")
+                throw ConfigError.file(path: journalPath, line: nil, message: "an unfinished sweep left this journal; pass --resume to continue it, or delete it to start again")
             }
-            done = try Self.readRows(journal, columns: header.count, keepPartialLastLine: false)
+            resumed = try journal.read()
         }
         // Load each trace once, and check every cell before any replay starts.
         var plans: [String: (name: String, plan: StepPlan)] = [:]
@@ -53,14 +61,15 @@ public struct SweepRunner: Sendable {
         }
         for cell in cells {
             do { _ = try BudgetLayout(plan: plans[cell.trace]!.plan, spec: cell.spec) } catch let e as ConfigError {
-                throw ConfigError.invalidValue(field: "cell \(cell.index) (\(describe(cell)))", value: cell.spec.policy.rawValue,
-                                               expected: "a runnable cell: \(e.description)")
+                throw ConfigError.cell(settings: "\(describe(cell)), policy \(cell.spec.policy.rawValue) (cell \(cell.index))",
+                                       reason: e.description)
             }
         }
+        let done = resumed?.rows ?? [:]
         let todo = cells.filter { done[$0.index] == nil }
         let replayStarted = clock.now
-        let state = SharedState(journal: journal, total: cells.count, alreadyDone: cells.count - todo.count)
-        try state.open()
+        let state = SharedState(journal: journalPath, total: cells.count, alreadyDone: cells.count - todo.count)
+        try state.open(journal, resumed: resumed)
         let plansSnapshot = plans
         DispatchQueue.concurrentPerform(iterations: min(jobs, max(1, todo.count))) { _ in
             while let cell = state.next(from: todo) {
@@ -68,7 +77,7 @@ public struct SweepRunner: Sendable {
                 do {
                     let result = try Replayer.run(plan: entry.plan, traceName: entry.name, spec: cell.spec)
                     let line = CSVFile.line(["\(cell.index)"] + cell.axisValues + Metric.row(result))
-                    state.finish(line, progress: progress)
+                    try state.finish(line, progress: progress)
                 } catch {
                     state.fail(error)
                 }
@@ -77,12 +86,25 @@ public struct SweepRunner: Sendable {
         state.close()
         let replayEnded = clock.now
         if let error = state.error { throw error }
-        let rows = try Self.readRows(journal, columns: header.count, keepPartialLastLine: false)
-        let mine = Set(cells.map(\.index))
-        try Self.writeSorted(rows.filter { mine.contains($0.key) }, header: header, to: output)
-        try? FileManager.default.removeItem(atPath: journal)
+        let rows = try journal.read().rows
+        guard rows.count == cells.count else {
+            throw ConfigError.file(path: journalPath, line: nil, message: "holds \(rows.count) of \(cells.count) cells after the run; run again with --resume")
+        }
+        try Self.writeSorted(rows, header: header, to: output)
+        try? FileManager.default.removeItem(atPath: journalPath)
         return Stats(computed: todo.count, setupSeconds: (replayStarted - started).seconds,
                      replaySeconds: (replayEnded - replayStarted).seconds)
+    }
+
+    /// What every row of this sweep depends on: the columns, the shard, every cell's settings and every trace's
+    /// bytes. A journal written under another fingerprint is refused on `--resume`.
+    func gridFingerprint(_ cells: [SweepConfig.Cell]) throws -> String {
+        var f = Fingerprint()
+        f.add(header.joined(separator: ","))
+        f.add("shard \(shard.index)/\(shard.count)")
+        for cell in cells { f.add("\(cell.index) \(cell.trace) \(cell.axisValues) \(String(reflecting: cell.spec))") }
+        for path in Set(cells.map(\.trace)).sorted() { try f.addFile(path) }
+        return f.hex
     }
 
     func describe(_ cell: SweepConfig.Cell) -> String {
@@ -91,40 +113,32 @@ public struct SweepRunner: Sendable {
     }
 
     /// Joins shard files (same header, disjoint cells) into one CSV sorted by cell.
+    /// - Throws: `ConfigError.file` naming the file and line of a row with other columns, no cell number, or a
+    ///   cell that another input has too.
     public static func merge(_ inputs: [String], to output: String) throws {
-        var header: String?
+        var header: [String]?
         var rows: [Int: String] = [:]
         for path in inputs {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            guard let data = FileManager.default.contents(atPath: path) else {
                 throw ConfigError.file(path: path, line: nil, message: "cannot read")
             }
-            let lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
-            guard let first = lines.first else { throw ConfigError.file(path: path, line: 1, message: "empty file") }
+            let records = try CSVFile.records([UInt8](data)[...], path: path)
+            guard let first = records.first?.fields else { throw ConfigError.file(path: path, line: 1, message: "empty file") }
             if header == nil { header = first }
             guard first == header else { throw ConfigError.file(path: path, line: 1, message: "has other columns than \(inputs[0])") }
-            for (n, line) in lines.dropFirst().enumerated() {
-                guard let comma = line.firstIndex(of: ","), let cell = Int(line[..<comma]) else {
-                    throw ConfigError.file(path: path, line: n + 2, message: "a row must start with its cell number")
+            for record in records.dropFirst() {
+                guard record.fields.count == first.count else {
+                    throw ConfigError.file(path: path, line: record.line, message: "a row of \(record.fields.count) fields; the header has \(first.count)")
                 }
-                if rows[cell] != nil { throw ConfigError.file(path: path, line: n + 2, message: "cell \(cell) appears in two inputs") }
-                rows[cell] = line + "\n"
+                guard let cell = Int(record.fields[0]) else {
+                    throw ConfigError.file(path: path, line: record.line, message: "a row must start with its cell number")
+                }
+                if rows[cell] != nil { throw ConfigError.file(path: path, line: record.line, message: "cell \(cell) appears in two inputs") }
+                rows[cell] = CSVFile.line(record.fields)
             }
         }
-        let columns = header!.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-        try writeSorted(rows, header: columns, to: output)
-    }
-
-    /// Rows of a sweep CSV or journal by cell; a last line without its newline (a write cut by a kill) is dropped.
-    static func readRows(_ path: String, columns: Int, keepPartialLastLine: Bool) throws -> [Int: String] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
-        var rows: [Int: String] = [:]
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        if !keepPartialLastLine { lines.removeLast() }  // after the final newline: empty, or a cut line
-        for line in lines where !line.isEmpty {
-            guard let comma = line.firstIndex(of: ","), let cell = Int(line[..<comma]) else { continue }
-            rows[cell] = String(line) + "\n"
-        }
-        return rows
+        guard let header else { throw ConfigError.invalidValue(field: "merge", value: "", expected: "at least one shard CSV") }
+        try writeSorted(rows, header: header, to: output)
     }
 
     static func writeSorted(_ rows: [Int: String], header: [String], to path: String) throws {
@@ -140,7 +154,7 @@ public struct SweepRunner: Sendable {
 private final class SharedState: @unchecked Sendable {
     private let lock = NSLock()
     private let journalPath: String
-    private var file: UnsafeMutablePointer<FILE>?
+    private var fd: Int32 = -1
     private var cursor = 0
     private var done: Int
     let total: Int
@@ -152,15 +166,12 @@ private final class SharedState: @unchecked Sendable {
         done = alreadyDone
     }
 
-    func open() throws {
-        try CSVFile.ensureDirectory(for: journalPath)
-        guard let f = fopen(journalPath, "a") else {
-            throw ConfigError.file(path: journalPath, line: nil, message: "cannot write: \(String(cString: strerror(errno)))")
-        }
-        file = f
-    }
+    func open(_ journal: SweepJournal, resumed: SweepJournal.Contents?) throws { fd = try journal.openForAppending(resumed) }
 
-    func close() { if let f = file { fclose(f) }; file = nil }
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
 
     func next(from cells: [SweepConfig.Cell]) -> SweepConfig.Cell? {
         lock.lock(); defer { lock.unlock() }
@@ -169,10 +180,9 @@ private final class SharedState: @unchecked Sendable {
         return cells[cursor - 1]
     }
 
-    func finish(_ line: String, progress: (Int, Int) -> Void) {
+    func finish(_ line: String, progress: (Int, Int) -> Void) throws {
         lock.lock(); defer { lock.unlock() }
-        var bytes = Array(line.utf8)
-        _ = bytes.withUnsafeMutableBytes { write(fileno(file!), $0.baseAddress, $0.count) }
+        try SweepJournal.write(line, to: fd, path: journalPath)
         done += 1
         progress(done, total)
     }

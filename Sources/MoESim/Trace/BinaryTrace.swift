@@ -51,26 +51,51 @@ public enum BinaryTrace {
             throw TraceError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
         }
         defer { fclose(file) }
-        func fail(_ message: String) -> TraceError { .malformed(path: path, line: 1, field: nil, message: message) }
+        return try read(file, path: path)
+    }
+
+    /// Reads and checks an open binary trace. Nothing is allocated before the file's size is known to match the
+    /// shape its header declares, so a damaged header cannot ask for absurd memory.
+    static func read(_ file: UnsafeMutablePointer<FILE>, path: String) throws -> RoutingTrace {
+        func fail(_ field: String?, _ message: String) -> TraceError { .malformed(path: path, line: 1, field: field, message: message) }
         func readExactly(_ count: Int, into pointer: UnsafeMutableRawPointer?) throws {
             guard count > 0 else { return }
-            if fread(pointer, 1, count, file) != count { throw fail("the file ends early (truncated binary trace)") }
+            if fread(pointer, 1, count, file) != count { throw fail(nil, "the file ends early (truncated binary trace)") }
         }
-        var fixed = [UInt8](repeating: 0, count: 8 + 5 * 4 + 8 + 4)
+        guard fseek(file, 0, SEEK_END) == 0 else { throw fail(nil, "cannot seek: \(String(cString: strerror(errno)))") }
+        let fileSize = ftell(file)
+        rewind(file)
+        var fixed = [UInt8](repeating: 0, count: fixedHeaderBytes)
         try fixed.withUnsafeMutableBytes { try readExactly($0.count, into: $0.baseAddress) }
-        guard Array(fixed[0..<8]) == magic else { throw fail("not a moesim binary trace (bad magic)") }
+        guard Array(fixed[0..<8]) == magic else { throw fail(nil, "not a moesim binary trace (bad magic)") }
         func u32(_ at: Int) -> Int { Int(fixed[at..<at + 4].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }) }
         let fileVersion = u32(8), layers = u32(12), experts = u32(16), topK = u32(20), flags = u32(24)
-        let tokens = Int(fixed[28..<36].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+        let tokens64 = fixed[28..<36].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         let jsonCount = u32(36)
-        guard fileVersion == Int(version) else { throw fail("version \(fileVersion), this moesim reads version \(version)") }
-        guard layers > 0, experts > 0, experts < Int(UInt16.max), topK > 0, topK <= experts, tokens < 1 << 40,
-              jsonCount < 1 << 24 else { throw fail("implausible shape in the header") }
+        guard fileVersion == Int(version) else { throw fail("version", "version \(fileVersion), this moesim reads version \(version)") }
+        for (field, value, range) in [("layers", layers, Limits.layers), ("experts", experts, Limits.experts), ("top_k", topK, Limits.topK)]
+        where !range.contains(value) {
+            throw fail(field, "\(value) is outside \(Limits.describe(range)) (docs/trace-format.md, Limits)")
+        }
+        guard flags & ~1 == 0 else { throw fail("flags", "unknown flags \(flags): written by a newer moesim?") }
+        guard tokens64 <= UInt64(Limits.tokens) else { throw fail("tokens", "\(tokens64) tokens; at most \(Limits.tokens)") }
+        guard jsonCount <= maxJSONHeaderBytes else { throw fail(nil, "a JSON header of \(jsonCount) bytes; at most \(maxJSONHeaderBytes)") }
+        let tokens = Int(tokens64), hasWeights = flags & 1 == 1
+        let cells = tokens * layers * topK  // below 2^31 · 2^18: no overflow
+        guard cells <= Limits.routedIDs else {
+            throw fail("tokens", "\(cells) routed ids; at most \(Limits.routedIDs) can be held whole")
+        }
+        let expectedSize = fixedHeaderBytes + jsonCount + tokens * 9 + cells * (hasWeights ? 6 : 2)
+        guard fileSize == expectedSize else {
+            throw fail(nil, "the file has \(fileSize) bytes but its header describes \(expectedSize) (\(tokens) tokens of \(layers) layers, top-\(topK)\(hasWeights ? ", with weights" : "")): truncated or damaged")
+        }
         var json = [UInt8](repeating: 0, count: jsonCount)
         try json.withUnsafeMutableBytes { try readExactly(jsonCount, into: $0.baseAddress) }
-        var header = try json.withUnsafeBufferPointer { try TraceHeader.parse($0, path: path) }
-        header.layers = layers; header.experts = experts; header.topK = topK
-        let cells = tokens * layers * topK
+        let header = try json.withUnsafeBufferPointer { try TraceHeader.parse($0, path: path) }
+        for (field, binary, text) in [("layers", layers, header.layers), ("experts", experts, header.experts), ("top_k", topK, header.topK)]
+        where binary != text {
+            throw fail(field, "\(binary) in the binary header but \(text) in its JSON header")
+        }
         /// A column read straight into uninitialised array storage (no zero-filling first).
         func column<T>(_ count: Int, of: T.Type) throws -> [T] {
             try [T](unsafeUninitializedCapacity: count) { buffer, initialized in
@@ -81,54 +106,69 @@ public enum BinaryTrace {
         var seq = try column(tokens, of: Int32.self), pos = try column(tokens, of: Int32.self)
         let phaseBytes = try column(tokens, of: UInt8.self)
         var ids = try column(cells, of: UInt16.self)
-        var weights = try column(flags & 1 == 1 ? cells : 0, of: Float.self)
+        var weights = try column(hasWeights ? cells : 0, of: Float.self)
         #if _endian(big)
         seq = seq.map { Int32(littleEndian: $0) }; pos = pos.map { Int32(littleEndian: $0) }
         ids = ids.map { UInt16(littleEndian: $0) }
         weights = weights.map { Float(bitPattern: UInt32(littleEndian: $0.bitPattern)) }
         #endif
-        // Check the content as the JSON reader does (on raw buffers: this loop bounds the loading speed).
+        let phases = try checkContent(path: path, header: header, seq: seq, pos: pos, phaseBytes: phaseBytes, ids: ids,
+                                      weights: weights)
+        return RoutingTrace(header: header, name: RoutingTrace.traceName(path), seq: seq, pos: pos, phase: phases,
+                            experts: ids, weights: weights)
+    }
+
+    static let fixedHeaderBytes = 8 + 5 * 4 + 8 + 4
+    static let maxJSONHeaderBytes = 1 << 20
+
+    /// Checks the columns as the JSON reader checks lines (on raw buffers: this loop bounds the loading speed):
+    /// seq and pos not negative, known phases, sequence order, ids in range without duplicates, whole null cells,
+    /// and weights in `Limits.gateWeight` exactly where ids are recorded (NaN in null cells).
+    /// - Returns: the phases.
+    private static func checkContent(path: String, header: TraceHeader, seq: [Int32], pos: [Int32], phaseBytes: [UInt8],
+                                     ids: [UInt16], weights: [Float]) throws -> [Phase] {
+        let layers = header.layers, experts = header.experts, topK = header.topK
         var order = SequenceOrder()
         var phases: [Phase] = []
-        phases.reserveCapacity(tokens)
+        phases.reserveCapacity(seq.count)
         let cellsPerToken = layers * topK
         // The cell that last used each id: an O(k) duplicate check per cell.
         let seenInCell = UnsafeMutablePointer<Int>.allocate(capacity: experts)
         seenInCell.initialize(repeating: -1, count: experts)
         defer { seenInCell.deallocate() }
+        let hasWeights = !weights.isEmpty
         try ids.withUnsafeBufferPointer { ids in
-            for t in 0..<tokens {
+            for t in 0..<seq.count {
                 func bad(_ field: String, _ message: String) -> TraceError {
                     .malformed(path: path, line: t + 2, field: field, message: "token \(t): \(message)")
                 }
                 guard let phase = Phase(rawValue: phaseBytes[t]) else { throw bad("phase", "unknown phase code \(phaseBytes[t])") }
                 phases.append(phase)
+                if seq[t] < 0 { throw bad("seq", "\(seq[t]) is negative") }
+                if pos[t] < 0 { throw bad("pos", "\(pos[t]) is negative") }
                 if let problem = order.admit(seq: Int(seq[t]), pos: Int(pos[t]), phase: phase) { throw bad(problem.field, problem.message) }
                 var base = t * cellsPerToken
                 for l in 0..<layers {
-                    let first = ids[base]
-                    if first == TokenRecord.missing {
-                        for j in 1..<max(1, topK) where ids[base + j] != TokenRecord.missing {
-                            throw bad("experts", "layer \(l): a cell is either all null or all ids")
+                    let isNull = ids[base] == TokenRecord.missing
+                    for j in 0..<topK {
+                        let id = ids[base + j]
+                        if isNull != (id == TokenRecord.missing) { throw bad("experts", "layer \(l): a cell is either all null or all ids") }
+                        if hasWeights && isNull != weights[base + j].isNaN {
+                            throw bad("weights", "layer \(l): weights must be NaN exactly where experts are null")
                         }
-                    } else {
-                        for j in 0..<topK {
-                            let id = ids[base + j]
-                            if Int(id) >= experts {
-                                throw bad("experts", id == TokenRecord.missing ? "layer \(l): a cell is either all null or all ids"
-                                                                                : "layer \(l): expert id \(id) out of range 0..<\(experts)")
-                            }
-                            if seenInCell[Int(id)] == base { throw bad("experts", "layer \(l): duplicate expert id \(id)") }
-                            seenInCell[Int(id)] = base
+                        if isNull { continue }
+                        if Int(id) >= experts { throw bad("experts", "layer \(l): expert id \(id) out of range 0..<\(experts)") }
+                        if seenInCell[Int(id)] == base { throw bad("experts", "layer \(l): duplicate expert id \(id)") }
+                        seenInCell[Int(id)] = base
+                        if hasWeights && !Limits.gateWeight.contains(Double(weights[base + j])) {
+                            throw bad("weights", "layer \(l): weight \(weights[base + j]) is outside \(Limits.describe(Limits.gateWeight))")
                         }
                     }
                     base += topK
                 }
             }
         }
-        if fgetc(file) != EOF { throw fail("unexpected bytes after the last column") }
-        return RoutingTrace(header: header, name: RoutingTrace.traceName(path), seq: seq, pos: pos, phase: phases,
-                            experts: ids, weights: weights)
+        return phases
     }
 
     private static func bytes<T>(of array: [T]) -> [UInt8] {

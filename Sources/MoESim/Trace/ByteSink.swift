@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -8,10 +9,13 @@ import CZlib
 /// A file written atomically: bytes go to a temporary file beside the target, renamed over it on `commit()`.
 ///
 /// A run that fails or is killed leaves the previous file (or none), never a half-written one. Names ending in
-/// `.gz` are gzip-compressed.
+/// `.gz` are gzip-compressed. A path that names a stream rather than a file (`/dev/stdout`, a FIFO) is written
+/// directly, since a rename would replace the device with a file; write errors are reported either way.
 public final class AtomicFileSink {
     public let path: String
+    /// The file written: a temporary beside `path`, or `path` itself when it is a stream.
     private let temporaryPath: String
+    private let direct: Bool
     private let file: UnsafeMutablePointer<FILE>
     private var deflater: UnsafeMutablePointer<z_stream>?
     private var buffer: [UInt8] = []
@@ -20,7 +24,8 @@ public final class AtomicFileSink {
 
     public init(path: String) throws {
         self.path = path
-        temporaryPath = path + ".tmp-\(getpid())"
+        direct = try OutputPath.kind(path) == .stream
+        temporaryPath = direct ? path : path + ".tmp-\(getpid())"
         guard let f = fopen(temporaryPath, "wb") else {
             throw ConfigError.file(path: path, line: nil, message: "cannot write: \(String(cString: strerror(errno)))")
         }
@@ -35,7 +40,10 @@ public final class AtomicFileSink {
     }
 
     deinit {
-        if !committed { fclose(file); unlink(temporaryPath) }
+        if !committed {
+            fclose(file)
+            if !direct { unlink(temporaryPath) }
+        }
         if let z = deflater { deflateEnd(z); z.deallocate() }
     }
 
@@ -62,9 +70,9 @@ public final class AtomicFileSink {
         try flush(final: true)
         committed = true
         let closeFailed = fclose(file) != 0
-        if closeFailed || rename(temporaryPath, path) != 0 {
+        if closeFailed || (!direct && rename(temporaryPath, path) != 0) {
             let reason = String(cString: strerror(errno))
-            unlink(temporaryPath)
+            if !direct { unlink(temporaryPath) }
             throw ConfigError.file(path: path, line: nil, message: "cannot write: \(reason)")
         }
     }
@@ -95,6 +103,42 @@ public final class AtomicFileSink {
         guard count > 0 else { return }
         if bytes.withUnsafeBufferPointer({ fwrite($0.baseAddress, 1, count, file) }) != count {
             throw ConfigError.file(path: path, line: nil, message: "write failed: \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+/// What an output path names, checked before anything is written to it.
+public enum OutputPath {
+    public enum Kind: Equatable { case absent, regular, stream }
+
+    /// - Throws: `ConfigError.file` when the path is a directory, a socket or a block device.
+    public static func kind(_ path: String) throws -> Kind {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return .absent }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return .regular
+        case S_IFCHR, S_IFIFO: return .stream
+        case S_IFDIR: throw ConfigError.file(path: path, line: nil, message: "is a directory; name a file to write")
+        default: throw ConfigError.file(path: path, line: nil, message: "is not a regular file, a character device or a FIFO; name a file to write")
+        }
+    }
+
+    /// Checks, before a long run, that `path` can be written: what it names, and that the nearest folder that
+    /// exists on its way is writable (missing folders are created on writing).
+    /// - Throws: `ConfigError.file` saying why not.
+    public static func checkWritable(_ path: String) throws {
+        if try kind(path) == .stream { return }
+        var folder = (path as NSString).deletingLastPathComponent
+        while !folder.isEmpty && !FileManager.default.fileExists(atPath: folder) {
+            folder = (folder as NSString).deletingLastPathComponent
+        }
+        let checked = folder.isEmpty ? "." : folder
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: checked, isDirectory: &isFolder), isFolder.boolValue else {
+            throw ConfigError.file(path: path, line: nil, message: "cannot write: \(checked) is not a folder")
+        }
+        guard access(checked, W_OK) == 0 else {
+            throw ConfigError.file(path: path, line: nil, message: "cannot write: \(String(cString: strerror(errno))) (\(checked))")
         }
     }
 }

@@ -18,7 +18,12 @@ func openByteSource(_ path: String) throws -> ByteSource {
     guard let file = fopen(path, "rb") else {
         throw TraceError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
     }
-    return path.hasSuffix(".gz") ? try GzipFileSource(file: file, path: path) : PlainFileSource(file: file)
+    return try openByteSource(file, path: path)
+}
+
+/// Wraps an open file (which the source closes) by `path`'s ending.
+func openByteSource(_ file: UnsafeMutablePointer<FILE>, path: String) throws -> ByteSource {
+    path.hasSuffix(".gz") ? try GzipFileSource(file: file, path: path) : PlainFileSource(file: file)
 }
 
 final class PlainFileSource: ByteSource {

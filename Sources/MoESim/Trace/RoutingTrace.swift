@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A routing trace held compactly in memory: 2 bytes per routed id, 4 per weight, a few per token.
 ///
 ///     let trace = try RoutingTrace.load("traces/mixtral-synth.jsonl.gz")
@@ -43,8 +49,9 @@ public struct RoutingTrace: Sendable {
         let cells = header.layers * header.topK
         precondition(record.experts.count == cells, "record shaped for another trace")
         let keepWeights = record.hasWeights && (tokenCount == 0 || !weights.isEmpty)
-        seq.append(Int32(clamping: record.seq))
-        pos.append(Int32(clamping: record.pos))
+        precondition(Limits.seq.contains(record.seq) && Limits.pos.contains(record.pos), "seq or pos outside Limits")
+        seq.append(Int32(record.seq))
+        pos.append(Int32(record.pos))
         phase.append(record.phase)
         experts.append(contentsOf: record.experts)
         if keepWeights { weights.append(contentsOf: record.weights) }
@@ -82,10 +89,38 @@ public struct RoutingTrace: Sendable {
     /// - Throws: `TraceError` naming the file, line and field.
     public static func load(_ path: String) throws -> RoutingTrace {
         if BinaryTrace.isBinary(path) { return try BinaryTrace.read(path) }
-        let reader = try TraceReader(path: path)
+        return try load(try TraceReader(path: path))
+    }
+
+    /// Reads a trace held in memory exactly as `load` reads the file `path` (its ending picks the format, and
+    /// errors name it): for fuzzing and tests, and for traces that arrive by other means than a file.
+    public static func load(bytes: [UInt8], path: String) throws -> RoutingTrace {
+        if bytes.isEmpty { throw BinaryTrace.isBinary(path) ? TraceError.malformed(path: path, line: 1, field: nil, message: "the file ends early (truncated binary trace)") : TraceError.empty(path: path) }
+        return try bytes.withUnsafeBytes { raw in
+            // fmemopen only reads through the pointer ("rb"), and every read ends inside this closure.
+            guard let file = fmemopen(UnsafeMutableRawPointer(mutating: raw.baseAddress!), raw.count, "rb") else {
+                throw TraceError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+            }
+            if BinaryTrace.isBinary(path) {
+                defer { fclose(file) }
+                return try BinaryTrace.read(file, path: path)
+            }
+            return try load(try TraceReader(source: try openByteSource(file, path: path), path: path))
+        }
+    }
+
+    private static func load(_ reader: TraceReader) throws -> RoutingTrace {
+        let path = reader.path
         var trace = RoutingTrace(header: reader.header, name: traceName(path))
         var record = TokenRecord(layers: reader.header.layers, topK: reader.header.topK)
-        while try reader.next(into: &record) { trace.append(record) }
+        let cells = reader.header.layers * reader.header.topK
+        while try reader.next(into: &record) {
+            if (trace.tokenCount + 1) * cells > Limits.routedIDs {
+                throw TraceError.malformed(path: path, line: reader.lineNumber, field: nil,
+                                           message: "more than \(Limits.routedIDs) routed ids: too long to hold whole; replay it with --stream")
+            }
+            trace.append(record)
+        }
         return trace
     }
 

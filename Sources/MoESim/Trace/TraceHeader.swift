@@ -40,17 +40,28 @@ public struct TraceHeader: Equatable, Sendable {
         guard let version = object["version"] as? Int, version == TraceHeader.version else {
             throw fail("version", "expected \(TraceHeader.version), found \(object["version"].map { "\($0)" } ?? "nothing")")
         }
-        func count(_ key: String) throws -> Int {
+        func count(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
             guard let n = object[key] as? Int else { throw fail(key, "missing or not an integer") }
-            if n <= 0 { throw fail(key, "must be positive, found \(n)") }
+            if !range.contains(n) { throw fail(key, "\(n) is outside \(Limits.describe(range)) (docs/trace-format.md, Limits)") }
             return n
         }
-        let header = TraceHeader(model: object["model"] as? String ?? "unknown", layers: try count("layers"),
-                                 experts: try count("experts"), topK: try count("top_k"),
+        let header = TraceHeader(model: object["model"] as? String ?? "unknown", layers: try count("layers", Limits.layers),
+                                 experts: try count("experts", Limits.experts), topK: try count("top_k", Limits.topK),
                                  source: object["source"] as? String, notes: object["notes"] as? String)
-        if header.topK > header.experts { throw fail("top_k", "\(header.topK) exceeds experts (\(header.experts))") }
-        if header.experts > Int(UInt16.max) - 1 { throw fail("experts", "at most 65534 experts per layer are supported") }
+        if let problem = header.shapeProblem { throw fail(problem.field, problem.message) }
         return header
+    }
+
+    /// What is wrong with a shape whose fields are each in range but not together, or nil.
+    var shapeProblem: (field: String, message: String)? {
+        if topK > experts { return ("top_k", "\(topK) exceeds experts (\(experts))") }
+        if layers * experts > Limits.flatExperts {
+            return ("experts", "layers × experts = \(layers * experts) exceeds \(Limits.flatExperts) (docs/trace-format.md, Limits)")
+        }
+        if layers * topK > Limits.idsPerToken {
+            return ("top_k", "layers × top_k = \(layers * topK) exceeds \(Limits.idsPerToken) ids per token (docs/trace-format.md, Limits)")
+        }
+        return nil
     }
 
     /// The header as one JSON line (keys in a fixed order, so output is byte-stable).

@@ -16,9 +16,13 @@ public final class TraceReader {
     public private(set) var missingCells = 0
     public private(set) var tokens = 0
 
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(source: try openByteSource(path), path: path)
+    }
+
+    init(source: ByteSource, path: String) throws {
         self.path = path
-        lines = LineReader(source: try openByteSource(path))
+        lines = LineReader(source: source)
         guard let first = try lines.nextLine() else { throw TraceError.empty(path: path) }
         header = try TraceHeader.parse(first, path: path)
     }
@@ -38,6 +42,9 @@ public final class TraceReader {
                 throw TraceError.malformed(path: path, line: lines.lineNumber, field: nil, message: failure.message)
             }
             tokens += 1
+            if tokens > Limits.tokens {
+                throw TraceError.malformed(path: path, line: lines.lineNumber, field: nil, message: "more than \(Limits.tokens) tokens")
+            }
             return true
         }
         return false
@@ -59,11 +66,15 @@ public final class TraceReader {
                 try cursor.expect(UInt8(ascii: ":"))
                 if key.equals("seq") {
                     record.seq = try wrap("seq") { try cursor.integer() }
-                    if record.seq < 0 { throw LineFailure(field: "seq", message: "must be 0 or more, found \(record.seq)") }
+                    if !Limits.seq.contains(record.seq) {
+                        throw LineFailure(field: "seq", message: "\(record.seq) is outside \(Limits.describe(Limits.seq))")
+                    }
                     seen.seq = true
                 } else if key.equals("pos") {
                     record.pos = try wrap("pos") { try cursor.integer() }
-                    if record.pos < 0 { throw LineFailure(field: "pos", message: "must be 0 or more, found \(record.pos)") }
+                    if !Limits.pos.contains(record.pos) {
+                        throw LineFailure(field: "pos", message: "\(record.pos) is outside \(Limits.describe(Limits.pos))")
+                    }
                     seen.pos = true
                 } else if key.equals("phase") {
                     let value = try wrap("phase") { try cursor.string() }
@@ -198,8 +209,8 @@ public final class TraceReader {
             var n = 0
             try parseList(&c) { c in
                 let w = try c.number()
-                if !(w >= 0 && w.isFinite) {
-                    throw JSONCursor.Failure(message: "layer \(layer): weight \(w) is not a finite non-negative number")
+                if !Limits.gateWeight.contains(w) {
+                    throw JSONCursor.Failure(message: "layer \(layer): weight \(w) is outside \(Limits.describe(Limits.gateWeight))")
                 }
                 if n >= k { throw JSONCursor.Failure(message: "layer \(layer): more weights than top_k = \(k)") }
                 record.weights[base + n] = Float(w)
