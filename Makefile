@@ -3,7 +3,7 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/moesim
 
-.PHONY: deps build run test bench clean
+.PHONY: deps build run test bench fuzz clean
 
 # libopenblas-dev and zlib (headers and pkg-config files), through apt-get when absent.
 deps:
@@ -26,5 +26,9 @@ test: deps
 bench: build
 	$(BIN) bench
 
+# libFuzzer on every input path (docs/robustness.md): FUZZ_SECONDS per target (default 60), or FUZZ_RUNS executions.
+fuzz: build
+	Fuzz/run.sh
+
 clean:
-	rm -rf .build reports
+	rm -rf .build reports Fuzz/.build Fuzz/out

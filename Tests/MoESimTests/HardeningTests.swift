@@ -238,4 +238,26 @@ import Testing
         let cfg = try SweepConfig.parse(yaml, path: "s.yaml")
         expectMessage({ _ = try cfg.cells() }, "the sweep cell with model mixtral-8x7b, hardware t4, budget 25%, model.top_k 9", "at most experts (8)")
     }
+
+    // MARK: Limits stated once
+
+    @Test func theDocsListEveryFieldsRangeAsTheCodeDefinesIt() throws {
+        let config = try String(contentsOfFile: packageRoot + "/docs/config.md", encoding: .utf8)
+        for (section, fields) in [(ModelProfile.section, ModelProfile.fields.map { ($0.key, $0.range) }),
+                                  (HardwareProfile.section, HardwareProfile.fields.map { ($0.key, $0.range) })] {
+            for (key, range) in fields where !range.isEmpty {
+                #expect(config.contains("| `\(section).\(key)` | \(range) |"), "docs/config.md lacks \(section).\(key): \(range)")
+            }
+        }
+        for (key, range) in [("prefetch.lookahead", Limits.describe(Limits.lookahead)), ("prefetch.accuracy", Limits.describe(Limits.accuracy)),
+                             ("precision.threshold", Limits.describe(Limits.precisionThreshold)),
+                             ("precision.group_size", Limits.describe(Limits.groupSize))] {
+            #expect(config.contains("| `\(key)` | \(range) |"), "docs/config.md lacks \(key): \(range)")
+        }
+        let format = try String(contentsOfFile: packageRoot + "/docs/trace-format.md", encoding: .utf8)
+        for row in ["| `layers` | \(Limits.describe(Limits.layers)) |", "| `experts` | \(Limits.describe(Limits.experts)) |",
+                    "| `seq`, `pos` | \(Limits.describe(Limits.seq)) (2^31 − 1) |", "| gate weight | \(Limits.describe(Limits.gateWeight)) |"] {
+            #expect(format.contains(row), "docs/trace-format.md lacks \(row)")
+        }
+    }
 }

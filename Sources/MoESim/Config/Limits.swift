@@ -43,6 +43,8 @@ public enum Limits {
     public static let yamlDepth = 64
     /// Nodes of one YAML file, aliases expanded.
     public static let yamlNodes = 100_000
+    /// Cells of one sweep (traces × models × hardware × axis values × policies).
+    public static let sweepCells = 1_000_000
 
     // MARK: Model profile fields
     public static let hidden = 1...(1 << 20)

@@ -79,8 +79,12 @@ public struct RunConfig: Sendable {
 
     /// A profile file: the mapping of a profile section (`preset:` and field overrides) as a whole YAML file.
     public static func profileFile<P: OverridableProfile>(_ path: String, preset: (String) throws -> P) throws -> P {
-        let file = YAMLFile(path: path)
-        let node = try file.compose(try file.text())
+        try profileFile(text: try YAMLFile(path: path).text(), path: path, preset: preset)
+    }
+
+    /// A profile file's text, read as `profileFile` reads the file at `path` (for fuzzing and tests).
+    public static func profileFile<P: OverridableProfile>(text: String, path: String, preset: (String) throws -> P) throws -> P {
+        let node = try YAMLFile(path: path).compose(text)
         guard let node, node.mapping != nil else {
             throw ConfigError.file(path: path, line: 1, message: "a profile file is a mapping: preset: NAME, then fields to override")
         }
@@ -103,10 +107,10 @@ public struct RunConfig: Sendable {
         guard let mapping = node.mapping else {
             throw ConfigError.file(path: path, line: node.mark?.line, message: "\(P.section) must be a preset name or a mapping")
         }
-        guard let presetName = mapping["preset"]?.scalar?.string else {
+        guard let presetNode = mapping["preset"], let presetName = presetNode.scalar?.string else {
             throw ConfigError.file(path: path, line: node.mark?.line, message: "\(P.section) mapping needs 'preset: NAME'")
         }
-        var profile = try preset(presetName)
+        var profile = try YAMLFile(path: path).wrap(presetNode) { try preset(presetName) }
         for (keyNode, value) in mapping {
             guard let key = keyNode.scalar?.string, key != "preset" else { continue }
             guard let text = value.scalar?.string else {

@@ -9,7 +9,9 @@ public struct ProfileField<Profile>: Sendable {
     public let range: String
     /// The profile's current value, and whether it is in range (for profiles built in code, not parsed from text).
     let current: @Sendable (Profile) -> (text: String, inRange: Bool)
-    let assign: @Sendable (inout Profile, String) throws(FieldError) -> Void
+    /// Sets the field from text; throws `FieldError` (untyped: a typed-throws closure crashes the 6.3 optimiser
+    /// under `-sanitize=fuzzer`).
+    let assign: @Sendable (inout Profile, String) throws -> Void
 
     /// Why a value was refused: what was expected instead.
     struct FieldError: Error { let expected: String }
@@ -33,7 +35,7 @@ public struct ProfileField<Profile>: Sendable {
         let expected = "\(kind) in \(Limits.describe(range))"
         return ProfileField(key: key, range: Limits.describe(range),
                             current: { ("\($0[keyPath: path])", range.contains($0[keyPath: path])) }) {
-            profile, text throws(FieldError) in
+            profile, text in
             guard let v = parse(text), range.contains(v) else { throw FieldError(expected: expected) }
             profile[keyPath: path] = v
         }
@@ -70,7 +72,7 @@ extension OverridableProfile {
             throw ConfigError.unknownKey(key: "\(Self.section).\(key)", origin: origin,
                                          suggestion: closestMatch(key, among: Self.fieldKeys).map { "\(Self.section).\($0)" })
         }
-        do { try field.assign(&self, text) } catch {
+        do { try field.assign(&self, text) } catch let error as ProfileField<Self>.FieldError {
             throw ConfigError.invalidValue(field: "\(Self.section).\(key)", value: text, expected: error.expected)
         }
     }

@@ -53,6 +53,12 @@ public struct SweepConfig: Sendable {
     /// Every cell, in order.
     /// - Throws: `ConfigError` for an axis value that does not parse, naming the axis.
     public func cells() throws -> [Cell] {
+        let count = ([traces.count, models.count, hardware.count, policies.count] + axes.map(\.values.count))
+            .reduce(1.0) { $0 * Double($1) }
+        if count > Double(Limits.sweepCells) {
+            throw ConfigError.invalidValue(field: "the sweep's grid", value: String(format: "%.0f cells", count),
+                                           expected: "at most \(Limits.sweepCells) cells; split it into several sweeps or shards")
+        }
         var out: [Cell] = []
         var combos: [[String]] = [[]]
         for axis in axes { combos = combos.flatMap { c in axis.values.map { c + [$0] } } }

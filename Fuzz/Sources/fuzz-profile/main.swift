@@ -1,0 +1,19 @@
+import FuzzSupport
+import MoESim
+
+/// Profile files (`--model FILE`, `--hardware FILE`, as `moesim calibrate` writes them), read as either kind.
+func fuzzProfile(_ data: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
+    guard let text = Fuzz.text(data, count) else { return 0 }
+    Fuzz.expectingMoESimErrors {
+        let model = try RunConfig.profileFile(text: text, path: "fuzz/model.yaml", preset: ModelProfile.preset)
+        try model.validate()
+        _ = model.totalExpertBytes
+    }
+    Fuzz.expectingMoESimErrors {
+        let hardware = try RunConfig.profileFile(text: text, path: "fuzz/hardware.yaml", preset: HardwareProfile.preset)
+        try hardware.validate()
+    }
+    return 0
+}
+
+Fuzz.run { data, count in fuzzProfile(data, count) }
