@@ -14,6 +14,10 @@ import Testing
     }()
 
     func moesim(_ arguments: String..., in directory: String = packageRoot) throws -> Output {
+        try moesim(arguments, in: directory)
+    }
+
+    func moesim(_ arguments: [String], in directory: String = packageRoot) throws -> Output {
         let binary = try #require(Self.binary, "the moesim binary is built with the tests")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)

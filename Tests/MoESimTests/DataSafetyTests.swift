@@ -136,6 +136,11 @@ import Testing
             let out = dir + "/t\(trial).csv"
             // Two kills a trial: one in the first run, one in the resumed run; then a resume to the end.
             for attempt in 0..<3 {
+                if attempt == 1 && FileManager.default.fileExists(atPath: out + ".partial") {
+                    let refused = try sweep(out, resume: false)
+                    refused.waitUntilExit()
+                    #expect(refused.terminationStatus != 0, "without --resume an unfinished journal is refused")
+                }
                 let p = try sweep(out, resume: attempt > 0)
                 if attempt < 2 {
                     usleep(UInt32(Double(rng.next() % 1000) / 1000 * duration * 1e6))
@@ -217,24 +222,5 @@ import Testing
             }
         }
         #expect(strictlyBelowGlobal > 0, "the per-layer bound is not the global one")
-    }
-}
-
-extension CLITests {
-    func moesim(_ arguments: [String]) throws -> Output {
-        let binary = try #require(Self.binary, "the moesim binary is built with the tests")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: packageRoot)
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
     }
 }

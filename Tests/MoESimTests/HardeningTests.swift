@@ -97,7 +97,10 @@ import Testing
             return b
         }
         func weight(_ w: Float) -> [UInt8] { patched(s.weights + 4, w.bitPattern) }
-        expectMessage({ try loadBinary(weight(.nan)) }, "b.moet:2:", "'weights'", "NaN exactly where experts are null")
+        expectMessage({ try loadBinary(weight(.nan)) }, "b.moet:2:", "'weights'", "weight nan is outside")
+        var nullCell = s.bytes  // token 1, layer 1: ids null, weights still 0.5
+        for i in 0..<4 { nullCell[s.ids + 12 + i] = 0xFF }
+        expectMessage({ try loadBinary(nullCell) }, "b.moet:3:", "'weights'", "layer 1: weights must be NaN exactly where experts are null")
         expectMessage({ try loadBinary(weight(.infinity)) }, "b.moet:2:", "'weights'", "outside")
         expectMessage({ try loadBinary(weight(-.infinity)) }, "'weights'", "outside")
         expectMessage({ try loadBinary(weight(-0.5)) }, "'weights'", "outside")
@@ -105,7 +108,7 @@ import Testing
         expectMessage({ try loadBinary(patched(s.pos + 8, Int32(-7))) }, "b.moet:4:", "'pos'", "negative")
         // A NaN weight once reached the JSON writer and trapped there (`trace convert X.moet Y.jsonl`).
         let moet = temporaryDirectory() + "/nan.moet"
-        try Data(weight(.nan)).write(to: URL(fileURLWithPath: moet))
+        try Data(weight(.nan)).write(to: URL(fileURLWithPath: moet))  // a NaN where an id is
         let out = try CLITests().moesim("trace", "convert", moet, temporaryDirectory() + "/y.jsonl")
         #expect(out.status != 0 && out.stderr.contains("'weights'"))
     }

@@ -43,54 +43,6 @@ import Testing
         #expect(throws: ConfigError.self) { try SweepRunner.merge([dir + "/shard1.csv", dir + "/shard1.csv"], to: dir + "/x.csv") }
     }
 
-    @Test func aKilledSweepResumesToTheSameBytes() throws {
-        let binary = try #require(CLITests.binary)
-        let dir = temporaryDirectory()
-        let config = dir + "/s.yaml"
-        try """
-            traces: [\(packageRoot)/traces/mixtral-synth.jsonl.gz]
-            models: [mixtral-8x7b]
-            hardware: [a100-80gb-pcie]
-            policies: [lru, fifo, belady, pregated]
-            axes:
-              budget: [5%, 10%, 15%, 20%, 25%, 30%, 40%, 50%, 60%, 75%]
-            """.write(toFile: config, atomically: true, encoding: .utf8)
-        func sweep(_ out: String, _ extra: [String] = []) throws -> Process {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["sweep", config, "--out", out, "--jobs", "1"] + extra
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            return p
-        }
-        let clean = try sweep(dir + "/clean.csv")
-        clean.waitUntilExit()
-        #expect(clean.terminationStatus == 0)
-        // Kill a second run once a few rows are journalled, then resume it.
-        let victim = try sweep(dir + "/resumed.csv")
-        let journal = dir + "/resumed.csv.partial"
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            let rows = (try? String(contentsOfFile: journal, encoding: .utf8))?.split(separator: "\n").count ?? 0
-            if rows >= 3 || !victim.isRunning { break }
-            usleep(20_000)
-        }
-        let killed = victim.isRunning
-        kill(victim.processIdentifier, SIGKILL)
-        victim.waitUntilExit()
-        if killed {
-            #expect(FileManager.default.fileExists(atPath: journal))
-            let again = try sweep(dir + "/resumed.csv")
-            again.waitUntilExit()
-            #expect(again.terminationStatus != 0, "without --resume an unfinished journal is refused")
-        }
-        let resumed = try sweep(dir + "/resumed.csv", ["--resume"])
-        resumed.waitUntilExit()
-        #expect(resumed.terminationStatus == 0)
-        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/clean.csv")) == Data(contentsOf: URL(fileURLWithPath: dir + "/resumed.csv")))
-    }
-
     @Test func sweepConfigErrorsNameTheKey() {
         func message(_ yaml: String) -> String {
             do { _ = try SweepConfig.parse(yaml, path: "s.yaml"); return "no error" } catch { return "\(error)" }

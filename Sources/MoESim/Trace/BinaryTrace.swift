@@ -136,7 +136,7 @@ public enum BinaryTrace {
         let seenInCell = UnsafeMutablePointer<Int>.allocate(capacity: experts)
         seenInCell.initialize(repeating: -1, count: experts)
         defer { seenInCell.deallocate() }
-        let hasWeights = !weights.isEmpty
+        var nullCells: [Int] = []  // the first slot of each null cell
         try ids.withUnsafeBufferPointer { ids in
             for t in 0..<seq.count {
                 func bad(_ field: String, _ message: String) -> TraceError {
@@ -149,22 +149,44 @@ public enum BinaryTrace {
                 if let problem = order.admit(seq: Int(seq[t]), pos: Int(pos[t]), phase: phase) { throw bad(problem.field, problem.message) }
                 var base = t * cellsPerToken
                 for l in 0..<layers {
-                    let isNull = ids[base] == TokenRecord.missing
-                    for j in 0..<topK {
-                        let id = ids[base + j]
-                        if isNull != (id == TokenRecord.missing) { throw bad("experts", "layer \(l): a cell is either all null or all ids") }
-                        if hasWeights && isNull != weights[base + j].isNaN {
-                            throw bad("weights", "layer \(l): weights must be NaN exactly where experts are null")
+                    if ids[base] == TokenRecord.missing {
+                        nullCells.append(base)
+                        for j in 1..<max(1, topK) where ids[base + j] != TokenRecord.missing {
+                            throw bad("experts", "layer \(l): a cell is either all null or all ids")
                         }
-                        if isNull { continue }
-                        if Int(id) >= experts { throw bad("experts", "layer \(l): expert id \(id) out of range 0..<\(experts)") }
-                        if seenInCell[Int(id)] == base { throw bad("experts", "layer \(l): duplicate expert id \(id)") }
-                        seenInCell[Int(id)] = base
-                        if hasWeights && !Limits.gateWeight.contains(Double(weights[base + j])) {
-                            throw bad("weights", "layer \(l): weight \(weights[base + j]) is outside \(Limits.describe(Limits.gateWeight))")
+                    } else {
+                        for j in 0..<topK {
+                            let id = ids[base + j]
+                            if Int(id) >= experts {
+                                throw bad("experts", id == TokenRecord.missing ? "layer \(l): a cell is either all null or all ids"
+                                                                                : "layer \(l): expert id \(id) out of range 0..<\(experts)")
+                            }
+                            if seenInCell[Int(id)] == base { throw bad("experts", "layer \(l): duplicate expert id \(id)") }
+                            seenInCell[Int(id)] = base
                         }
                     }
                     base += topK
+                }
+            }
+            // Weights: in range where ids are, NaN in null cells. The common case is checked by counting, in a loop
+            // without branches: if the only weights out of range are as many as the null cells' slots, and those
+            // are all NaN, every other weight is in range. Otherwise a second pass finds the first bad one.
+            guard !weights.isEmpty else { return }
+            try weights.withUnsafeBufferPointer { w in
+                let most = Float(Limits.gateWeight.upperBound)
+                var outOfRange = 0
+                for x in w { outOfRange &+= (x >= 0 && x <= most) ? 0 : 1 }
+                if outOfRange == nullCells.count * topK
+                    && nullCells.allSatisfy({ cell in (cell..<cell + topK).allSatisfy { w[$0].isNaN } }) { return }
+                var cell = 0
+                while cell < w.count {
+                    let isNull = ids[cell] == TokenRecord.missing
+                    for j in cell..<cell + topK where isNull ? !w[j].isNaN : !(w[j] >= 0 && w[j] <= most) {
+                        let t = cell / cellsPerToken, l = cell % cellsPerToken / topK
+                        throw TraceError.malformed(path: path, line: t + 2, field: "weights", message: "token \(t): layer \(l): "
+                            + (isNull ? "weights must be NaN exactly where experts are null" : "weight \(w[j]) is outside \(Limits.describe(Limits.gateWeight))"))
+                    }
+                    cell += topK
                 }
             }
         }
