@@ -146,7 +146,7 @@ import Testing
         let key = try moesim("replay", "traces/mixtral-synth.jsonl.gz", "--set", "hardware.link_byte_per_s=1e9")
         #expect(key.status != 0 && key.stderr.contains("unknown key 'hardware.link_byte_per_s'. Did you mean 'hardware.link_bytes_per_s'?"))
         let scope = try moesim("replay", "traces/mixtral-synth.jsonl.gz", "--policy", "on-demand", "--scope", "per-layer")
-        #expect(scope.status != 0 && scope.stderr.contains("--scope per-layer applies to lru, fifo, arc, belady, prefetch-all, pregated"))
+        #expect(scope.status != 0 && scope.stderr.contains("--scope per-layer applies to lru, fifo, lfu, arc, belady, prefetch-all, pregated"))
         let config = writeTemporary("trace: x.jsonl\nmodel: mixtral-8x7b\nhardware: t4\nbudgt: 25%\n", name: "c.yaml")
         let cfg = try moesim("compare", "--config", config)
         #expect(cfg.status != 0 && cfg.stderr.contains("\(config):4: unknown key 'budgt'. Did you mean 'budget'?"))

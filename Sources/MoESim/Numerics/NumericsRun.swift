@@ -126,6 +126,10 @@ public struct NumericsRun {
             var nextLow = 0
             for (r, row) in expert.rows.enumerated() {
                 let g = expert.gates[r], out = row * hidden
+                if expert.skipped[r] {  // not computed: missing from the served output (other weights kept as they are)
+                    for h in 0..<hidden { reference[out + h] += g * Double(full[r * hidden + h]) }
+                    continue
+                }
                 let (used, base) = expert.low[r] ? (lowOut, nextLow * hidden) : (full, r * hidden)
                 for h in 0..<hidden {
                     reference[out + h] += g * Double(full[r * hidden + h])
@@ -184,7 +188,7 @@ struct StepIndex {
 /// A chunk's routing at one layer, per expert: the tokens routed to it (rows within the chunk), their gate weights
 /// (1/k without weights), and whether the strategy served it in low precision for that token's step.
 struct ChunkRoutes {
-    struct Expert { var rows: [Int] = [], gates: [Double] = [], low: [Bool] = [] }
+    struct Expert { var rows: [Int] = [], gates: [Double] = [], low: [Bool] = [], skipped: [Bool] = [] }
     let tokens: Range<Int>
     private(set) var byExpert: [Expert]
     /// Per token of the chunk: its experts served in low precision, and on the CPU.
@@ -211,6 +215,7 @@ struct ChunkRoutes {
                     byExpert[e].rows.append(row)
                     byExpert[e].gates.append(trace.hasWeights ? Double(trace.weights[base + j]) : 1 / Double(K))
                     byExpert[e].low.append(kind == .low)
+                    byExpert[e].skipped.append(kind == .skipped)
                     if kind == .low { lowCount[row] += 1 } else if kind == .cpu { cpuCount[row] += 1 }
                 }
             }

@@ -22,6 +22,12 @@ public final class ARCPolicy: CachePolicy {
     private var target: [Double]
     private let capacity: [Int]
 
+    /// - Parameter cache: ARC's lists are sized in whole experts: each partition's bytes over the expert size.
+    public convenience init(cache: CacheShape) {
+        self.init(experts: cache.experts, partitionOf: cache.partitionOf,
+                  capacities: cache.capacities.map { $0 / cache.expertBytes })
+    }
+
     public init(experts: Int, partitionOf: [Int32], capacities: [Int]) {
         previous = .allocate(capacity: experts); previous.initialize(repeating: -1, count: experts)
         next = .allocate(capacity: experts); next.initialize(repeating: -1, count: experts)

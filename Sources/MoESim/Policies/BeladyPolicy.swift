@@ -18,6 +18,10 @@ public final class BeladyPolicy: CachePolicy {
     /// - Parameters:
     ///   - partitionOf: each expert's partition (all 0 for one global cache).
     ///   - partitions: how many partitions there are.
+    public convenience init(cache: CacheShape, future: FutureIndex) {
+        self.init(experts: cache.experts, partitionOf: cache.partitionOf, partitions: cache.partitions, future: future)
+    }
+
     public init(experts: Int, partitionOf: [Int32]? = nil, partitions: Int = 1, future: FutureIndex) {
         nextUse = future.nextUse
         self.partitionOf = partitionOf ?? Array(repeating: 0, count: experts)

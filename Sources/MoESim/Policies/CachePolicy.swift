@@ -20,15 +20,12 @@ public protocol CachePolicy {
 
     /// Whether the cache is emptied after every layer (no reuse across layers: `on-demand`).
     static var releasesAfterLayer: Bool { get }
-    /// Whether every expert is resident from the start and never copied (`all-resident`).
-    static var preloadsAll: Bool { get }
     /// Whether a layer's misses are computed only after all of its copies land (MoE-OnDemand), instead of as each lands.
     static var computesAfterAllCopies: Bool { get }
 }
 
 extension CachePolicy {
     public static var releasesAfterLayer: Bool { false }
-    public static var preloadsAll: Bool { false }
     public static var computesAfterAllCopies: Bool { false }
     public mutating func didAccess(_ expert: Int32, at access: Int) {}
 }

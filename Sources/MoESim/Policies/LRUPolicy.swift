@@ -1,6 +1,6 @@
 /// Least-recently-used eviction, or first-in-first-out when `touchesOnAccess` is false.
 ///
-///     var lru = LRUPolicy(experts: 8, partitionOf: [0, 0, 0, 0, 0, 0, 0, 0], partitions: 1)
+///     var lru = LRUPolicy(cache: CacheShape(experts: 8, capacity: 4 * expertBytes, expertBytes: expertBytes))
 ///
 /// One intrusive doubly-linked list per partition over dense arrays indexed by flat expert id: the head is the most
 /// recently used (or inserted), the victim is the first unpinned entry from the tail. With one partition this is a
@@ -18,6 +18,11 @@ public final class LRUPolicy: CachePolicy {
     private let head: UnsafeMutablePointer<Int32>
     private let tail: UnsafeMutablePointer<Int32>
     private let touchesOnAccess: Bool
+
+    public convenience init(cache: CacheShape, touchesOnAccess: Bool = true) {
+        self.init(experts: cache.experts, partitionOf: cache.partitionOf, partitions: cache.partitions,
+                  touchesOnAccess: touchesOnAccess)
+    }
 
     public init(experts: Int, partitionOf: [Int32], partitions: Int, touchesOnAccess: Bool = true) {
         precondition(partitionOf.count == experts, "one partition per expert")

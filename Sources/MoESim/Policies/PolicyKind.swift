@@ -1,8 +1,11 @@
-/// Every strategy by its CLI and report name. Adding a strategy is one file plus one case here.
+/// Every strategy by its CLI and report name. What each is made of is `assemble` (Strategy/Strategy.swift); adding one
+/// is its plug-in files plus a case here, and the compiler points at every switch that must name it
+/// (docs/extending.md). No switch over strategies has a `default:`.
 public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     case onDemand = "on-demand"
     case lru
     case fifo
+    case lfu
     case arc
     case belady
     case allResident = "all-resident"
@@ -20,6 +23,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         case .onDemand: "no cache across layers; load on the gate, compute after all copies land (MoE-OnDemand)"
         case .lru: "cache with least-recently-used eviction, demand loads only (mixtral-offloading)"
         case .fifo: "cache with first-in-first-out eviction, demand loads only"
+        case .lfu: "cache with least-frequently-used eviction (ties: least recent), demand loads only"
         case .arc: "cache with adaptive replacement (ARC: recency and frequency), demand loads only"
         case .belady: "optimal offline eviction: evict the expert used farthest in the future (Belady 1966)"
         case .allResident: "every expert on the GPU: the compute-only lower bound"
@@ -38,7 +42,8 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     public var supportsPerLayerScope: Bool {
         switch self {
         case .onDemand, .allResident: false
-        default: true
+        case .lru, .fifo, .lfu, .arc, .belady, .prefetchAll, .pregated, .crossLayerGate, .affinity, .oraclePrefetch,
+             .mixedPrecision, .cpuFallback: true
         }
     }
 
@@ -48,9 +53,10 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         case .onDemand, .allResident: "none"
         case .lru, .mixedPrecision, .cpuFallback: "lru"
         case .fifo: "fifo"
+        case .lfu: "lfu"
         case .arc: "arc"
         case .belady: "belady"
-        default: options.eviction.rawValue
+        case .prefetchAll, .pregated, .crossLayerGate, .affinity, .oraclePrefetch: options.eviction.rawValue
         }
     }
 
@@ -58,7 +64,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     public var prefetches: Bool {
         switch self {
         case .prefetchAll, .pregated, .crossLayerGate, .affinity, .oraclePrefetch: true
-        default: false
+        case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .mixedPrecision, .cpuFallback: false
         }
     }
 

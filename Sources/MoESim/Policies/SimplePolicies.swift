@@ -10,10 +10,10 @@ public struct OnDemandPolicy: CachePolicy {
     public mutating func victim(in partition: Int, pinned: PinSet) -> Int32? { nil }
 }
 
-/// `all-resident`: every expert lives on the GPU from the start, so no access misses: the compute-only bound.
+/// `all-resident`: every expert lives on the GPU from the start (`EveryExpert` places them), so no access misses:
+/// the compute-only bound. Nothing is ever evicted.
 public struct AllResidentPolicy: CachePolicy {
     public init() {}
-    public static var preloadsAll: Bool { true }
     public mutating func didInsert(_ expert: Int32, at access: Int) {}
     public mutating func didEvict(_ expert: Int32) {}
     public mutating func victim(in partition: Int, pinned: PinSet) -> Int32? { nil }

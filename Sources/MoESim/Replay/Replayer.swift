@@ -87,81 +87,63 @@ public enum Replayer {
         return uses
     }
 
-    /// The strategy's concrete policy and predictor, run over `first` and then every plan `next` gives.
-    private static func replay<Sink: EventSink>(first plan: StepPlan, next: () throws -> StepPlan?, layout: BudgetLayout,
-                                                spec: ReplaySpec, sink: inout Sink, expertUses: () -> [Int],
+    /// Builds the strategy from the registry and replays `first`, then every plan `next` gives.
+    private static func replay<Sink: EventSink>(first plan: StepPlan, next: @escaping () throws -> StepPlan?, layout: BudgetLayout,
+                                                spec: ReplaySpec, sink: inout Sink, expertUses: @escaping () -> [Int],
                                                 recordPrecision: Bool) throws -> (counters: ReplayCounters, precisionLog: [AccessPrecision]) {
         let cost = CostModel(model: spec.model, hardware: spec.hardware)
-        let flat = plan.layers * plan.experts
-        let memory = ExpertMemory(experts: flat, partitionOf: layout.partitionOf, capacities: layout.capacities)
-        var fallback = MissFallback.none
-        var initialResident: [Int32] = []
-        switch spec.policy {
-        case .mixedPrecision:
-            fallback = .lowPrecision(threshold: Float(spec.precision.threshold),
-                                     lowBytes: spec.precision.lowBytes(params: spec.model.expertParams),
-                                     upgradeOnLowHit: spec.precision.lowHit == .upgrade)
-        case .cpuFallback:
-            fallback = .cpu
-            initialResident = layout.popularPlacement(uses: expertUses(), expertBytes: spec.model.expertBytes)
-        default: break
-        }
-        var precisionLog: [AccessPrecision] = []
-        func replay<P: CachePolicy, F: PrefetchPredictor>(_ policy: P, _ predictor: F = NoPrefetch()) throws -> ReplayCounters {
-            let buffer = spec.prefetch.bufferShare >= 1 ? Int.max : Int(Double(layout.budgetBytes) * spec.prefetch.bufferShare)
-            let engine = ReplayEngine(plan: plan, cost: cost, policy: policy, predictor: predictor, memory: memory, sink: sink,
-                                      prefetchBufferBytes: buffer, fallback: fallback, initialResident: initialResident,
-                                      recordsPrecision: recordPrecision)
-            var chunk: StepPlan? = plan
-            while let current = chunk {
-                // mixed-precision decides by gate weight: every chunk (the whole trace, or each streamed part) needs them.
-                guard current.hasWeights || spec.policy != .mixedPrecision else {
-                    throw ConfigError.invalidValue(field: "policy", value: "mixed-precision",
-                                                   expected: "a trace with gate weights (its lines have no 'weights')")
-                }
-                engine.replay(current)
-                chunk = try next()
+        let cache = CacheShape(partitionOf: layout.partitionOf, capacities: layout.capacities, expertBytes: spec.model.expertBytes)
+        // mixed-precision decides by gate weight: every plan (the whole trace, or each streamed chunk) needs them.
+        let checked: (StepPlan) throws -> StepPlan = { plan in
+            guard plan.hasWeights || spec.policy != .mixedPrecision else {
+                throw ConfigError.invalidValue(field: "policy", value: "mixed-precision",
+                                               expected: "a trace with gate weights (its lines have no 'weights')")
             }
-            let counters = engine.finish()
-            sink = engine.sink
-            precisionLog = engine.precisionLog
-            return counters
+            return plan
         }
-        func lru(touchesOnAccess: Bool = true) -> LRUPolicy {
-            LRUPolicy(experts: flat, partitionOf: layout.partitionOf, partitions: layout.capacities.count,
-                      touchesOnAccess: touchesOnAccess)
-        }
-        func arc() -> ARCPolicy {
-            ARCPolicy(experts: flat, partitionOf: layout.partitionOf,
-                      capacities: layout.capacities.map { $0 / spec.model.expertBytes })
-        }
-        /// A prefetching strategy: its predictor over the cache its options choose.
-        func prefetching<F: PrefetchPredictor>(_ predictor: F) throws -> ReplayCounters {
-            switch spec.prefetch.eviction {
-            case .lru: try replay(lru(), predictor)
-            case .arc: try replay(arc(), predictor)
-            }
-        }
-        let counters: ReplayCounters
-        switch spec.policy {
-        case .onDemand: counters = try replay(OnDemandPolicy())
-        case .allResident: counters = try replay(AllResidentPolicy())
-        case .lru, .mixedPrecision, .cpuFallback: counters = try replay(lru())
-        case .fifo: counters = try replay(lru(touchesOnAccess: false))
-        case .arc: counters = try replay(arc())
-        case .belady:
-            counters = try replay(BeladyPolicy(experts: flat, partitionOf: layout.partitionOf, partitions: layout.capacities.count,
-                                               future: FutureIndex(plan)))
-        case .prefetchAll: counters = try prefetching(AllNextLayerPredictor(layers: plan.layers, experts: plan.experts))
-        case .pregated: counters = try prefetching(ExactPredictor(plan: plan, lookahead: 1))
-        case .oraclePrefetch:
-            counters = try prefetching(ExactPredictor(plan: plan, lookahead: min(spec.prefetch.lookahead, plan.layers - 1), source: "oracle"))
-        case .affinity: counters = try prefetching(AffinityPredictor(layers: plan.layers, experts: plan.experts))
-        case .crossLayerGate:
-            if plan.hasPredictions { counters = try prefetching(RecordedPredictor(plan: plan)) }
-            else { counters = try prefetching(ModelledCrossLayerPredictor(plan: plan, accuracy: spec.prefetch.accuracy, seed: spec.prefetch.seed)) }
-        }
-        return (counters, precisionLog)
+        let runner = ReplayRunner(source: SequentialScheduler(try checked(plan), next: { try next().map(checked) }),
+                                  layers: plan.layers, experts: plan.experts, cost: cost, cache: cache,
+                                  budgetBytes: layout.budgetBytes, spec: spec, sink: sink, expertUses: expertUses,
+                                  recordPrecision: recordPrecision)
+        let counters = try spec.policy.assemble(StrategyContext(plan: plan, cache: cache, spec: spec, cost: cost), runner)
+        sink = runner.sink
+        return (counters, runner.precisionLog)
+    }
+}
+
+/// Runs the parts the registry built over every step of a source: the replay behind `Replayer`.
+private final class ReplayRunner<Source: StepSource, Sink: EventSink>: StrategyRunner {
+    var source: Source
+    let layers: Int, experts: Int
+    let cost: CostModel
+    let cache: CacheShape
+    let budgetBytes: Int
+    let spec: ReplaySpec
+    var sink: Sink
+    let expertUses: () -> [Int]
+    let recordPrecision: Bool
+    var precisionLog: [AccessPrecision] = []
+
+    init(source: Source, layers: Int, experts: Int, cost: CostModel, cache: CacheShape, budgetBytes: Int, spec: ReplaySpec,
+         sink: Sink, expertUses: @escaping () -> [Int], recordPrecision: Bool) {
+        self.source = source; self.layers = layers; self.experts = experts; self.cost = cost; self.cache = cache
+        self.budgetBytes = budgetBytes; self.spec = spec; self.sink = sink; self.expertUses = expertUses
+        self.recordPrecision = recordPrecision
+    }
+
+    func run<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: MissHandler, Place: Placement>(
+        _ policy: Policy, _ predictor: Predictor, _ handler: Handler, _ placement: Place) throws -> ReplayCounters {
+        let memory = ExpertMemory(experts: cache.experts, partitionOf: cache.partitionOf, capacities: cache.capacities)
+        let buffer = spec.prefetch.bufferShare >= 1 ? Int.max : Int(Double(budgetBytes) * spec.prefetch.bufferShare)
+        let engine = ReplayEngine(layers: layers, experts: experts, cost: cost, policy: policy, predictor: predictor,
+                                  handler: handler, memory: memory, sink: sink, prefetchBufferBytes: buffer,
+                                  recordsPrecision: recordPrecision)
+        engine.place(placement.place(PlacementBudget(partitionOf: cache.partitionOf, capacities: cache.capacities,
+                                                     expertBytes: cache.expertBytes, uses: expertUses)))
+        try engine.run(&source)
+        sink = engine.sink
+        precisionLog = engine.precisionLog
+        return engine.finish()
     }
 }
 
@@ -242,17 +224,5 @@ struct BudgetLayout {
             partitionOf = Array(repeating: 0, count: flat)
             capacities = [budgetBytes]
         }
-    }
-
-    /// Fiddler's placement: the experts the trace routes to most often (ties: lower id), as many as each partition
-    /// holds. Fiddler profiles popularity offline; using the replayed trace itself is the optimistic stand-in.
-    func popularPlacement(uses: [Int], expertBytes: Int) -> [Int32] {
-        var room = capacities
-        var placed: [Int32] = []
-        for e in uses.indices.sorted(by: { (uses[$0], $1) > (uses[$1], $0) }) where uses[e] > 0 {
-            let p = Int(partitionOf[e])
-            if room[p] >= expertBytes { room[p] -= expertBytes; placed.append(Int32(e)) }
-        }
-        return placed
     }
 }

@@ -1,0 +1,258 @@
+/// The replay loop: every step of a run through the GPU stream, the link, the host CPU and expert memory, under one
+/// strategy's plug-ins (SIMULATION.md, Execution model). Per layer, in order:
+///
+/// 1. **gate**: the non-expert compute runs, then the gate reveals the layer's expert set, which is pinned;
+/// 2. **hits and misses**: a resident expert is a hit (computed first, in id order); a prefetch still arriving is
+///    late; a miss goes to the miss handler, which makes it a copy, a low-precision copy, host compute or a skip;
+/// 3. **copies**: each copied miss gets room (the eviction policy picks victims) and a demand copy, ahead of queued
+///    prefetches;
+/// 4. **prefetch issue**: the predictor's proposals are queued behind the demand copies;
+/// 5. **compute**: the misses are computed as their copies land, in landing order;
+/// 6. **layer end**: on-demand frees the layer, prefetches for it still queued are cancelled, the clock advances.
+///
+/// A value in a local while it runs (`ReplayEngine` moves it in and out), so that the optimiser keeps the clocks and
+/// counters in registers; generic over the plug-ins so that each specialises, and `NoPrefetch`, `FullCopy` and
+/// `NoEvents` compile away. Invariant: expert memory never exceeds a partition's capacity; time never decreases.
+struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: MissHandler, Sink: EventSink> {
+    var policy: Policy
+    var predictor: Predictor
+    var handler: Handler
+    var sink: Sink
+    let memory: ExpertMemory
+    let link: Link
+    let book: PrefetchBook
+    let pins: UnsafeMutablePointer<Int32>
+    let cost: CostModel
+    /// Bytes that prefetched experts not yet used may hold at once.
+    let prefetchBufferBytes: Int
+    var now: Int64 = 0
+    var hostFree: Int64 = 0  // the host CPU: one FIFO server, like the GPU stream
+    var epoch: Int32 = 0
+    var counters: ReplayCounters
+    var pending = PendingCopies()  // prefetch copies not yet started, in issue order
+    var misses: MissList
+    var proposals: ExpertList
+    var cancelled: ExpertList
+    /// How each access of the current run was computed, when numerics asked for it.
+    var precisionLog: UnsafeMutablePointer<AccessPrecision>?
+
+    /// Replays steps `steps` of the run's plan.
+    mutating func replay(_ plan: PlanColumns, steps: Range<Int>) {
+        for s in steps {
+            let stepStart = now
+            let nonExpert = cost.nonExpertCompute(tokens: plan.stepTokens[s])
+            if Predictor.isEnabled { book.startStep() }
+            for l in 0..<plan.layers {
+                let set = plan.layer(l, of: s)
+                let gate = openGate(step: s, layer: l, set: set, plan, nonExpert: nonExpert)
+                var layer = LayerProgress(gate: gate)
+                findHitsAndMisses(set, plan, &layer)
+                if Predictor.isEnabled { issuePrefetches(step: s, layer: l, set: set, plan, gate: gate) }
+                computeMisses(&layer)
+                endLayer(step: s, layer: l, set: set, plan, layer)
+            }
+            counters.recordStep(latency: now - stepStart, startsSequence: plan.startsSequence[s], phase: plan.stepPhase[s])
+        }
+    }
+
+    /// The layer's non-expert compute, then its gate: the set is pinned and late-arriving prefetches are settled.
+    @inline(__always)
+    private mutating func openGate(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, nonExpert: Int64) -> Int64 {
+        epoch &+= 1
+        let gate = now + nonExpert
+        if Sink.isEnabled {
+            sink.record(.layerStart(step: s, layer: l), at: now)
+            sink.record(.gate(step: s, layer: l), at: gate)
+        }
+        if Predictor.isEnabled {
+            startPrefetches(before: gate)
+            book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: plan.accessExpert[set]))
+        }
+        // The whole set is pinned before any miss looks for room, so no miss evicts a later hit.
+        for a in set { pins[Int(plan.accessExpert[a])] = epoch }
+        return gate
+    }
+
+    /// Hits are computed at once on the GPU stream; every other access becomes an entry of `misses` (with when its
+    /// data is on the GPU), host compute, or a skip.
+    @inline(__always)
+    private mutating func findHitsAndMisses(_ set: Range<Int>, _ plan: PlanColumns, _ layer: inout LayerProgress) {
+        let gate = layer.gate, pinSet = pinned(at: gate)
+        misses.removeAll()
+        for a in set {
+            let e = plan.accessExpert[a], tokens = plan.accessTokens[a]
+            var landsAt: Int64 = -1  // a miss: when its data is on the GPU
+            if memory.isResident(e) {
+                policy.didAccess(e, at: a)
+                if !Handler.alwaysCopies && memory.bytes(of: e) < cost.expertBytes {  // held in low precision
+                    if handler.acceptsLowPrecisionHit(miss(a, plan, gate)) {
+                        counters.lowPrecisionWeight += Double(plan.weightSum![a])
+                        precisionLog?[a] = .low
+                    } else {  // upgrade: the full version replaces it
+                        memory.release(e)
+                        makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: true)
+                        memory.admit(e, bytes: cost.expertBytes)
+                        landsAt = demandCopy(e, duration: cost.expertCopy, bytes: cost.expertBytes, at: gate)
+                    }
+                }
+                if Predictor.isEnabled && book.state[Int(e)] != PrefetchBook.none {
+                    landsAt = book.settleAccess(e, at: gate)  // -1 when the prefetch already landed
+                    if landsAt == PrefetchBook.promote {
+                        landsAt = demandCopy(e, duration: cost.expertCopy, bytes: cost.expertBytes, at: gate)
+                    }
+                }
+                if landsAt < 0 {
+                    if Sink.isEnabled { sink.record(.hit(expert: Int(e)), at: gate) }
+                    layer.gpu = compute(e, tokens: tokens, from: layer.gpu)
+                    continue
+                }
+            } else {
+                switch Handler.alwaysCopies ? .copy : handler.decide(miss(a, plan, gate), MissResources(
+                    linkFreeAt: link.earliestStart(after: gate), hostFreeAt: hostFree)) {
+                case .copy:
+                    landsAt = copyIn(e, bytes: cost.expertBytes, duration: cost.expertCopy, access: a, pinSet, at: gate)
+                case let .copyLow(bytes):
+                    counters.bytesSaved += cost.expertBytes - bytes
+                    counters.lowPrecisionWeight += Double(plan.weightSum![a])
+                    precisionLog?[a] = .low
+                    landsAt = copyIn(e, bytes: bytes, duration: cost.copy(bytes: bytes), access: a, pinSet, at: gate)
+                case .host:
+                    computeOnHost(e, tokens: tokens, access: a, &layer)
+                    continue
+                case .skip:
+                    counters.misses += 1
+                    counters.skippedExperts += 1
+                    precisionLog?[a] = .skipped
+                    continue
+                }
+            }
+            if Sink.isEnabled { sink.record(.miss(expert: Int(e)), at: gate) }
+            misses.append(expert: e, tokens: tokens, landsAt: landsAt)
+        }
+        counters.accesses += set.count
+        counters.misses += misses.count
+    }
+
+    /// Queues the predictor's proposals as prefetch copies behind the layer's demand copies.
+    @inline(__always)
+    private mutating func issuePrefetches(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, gate: Int64) {
+        proposals.removeAll()
+        predictor.predict(step: s, layer: l, revealed: UnsafeBufferPointer(rebasing: plan.accessExpert[set]), into: &proposals)
+        // Proposals are pinned for this layer too: one prefetch must not evict another, nor a predicted expert that
+        // is already resident.
+        for e in proposals.elements {
+            pins[Int(e)] = epoch
+            book.notePrediction(e)
+        }
+        let pinSet = pinned(at: gate)
+        for e in proposals.elements {
+            if memory.isResident(e) || book.heldBytes + cost.expertBytes > prefetchBufferBytes { continue }
+            guard makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: false) else { continue }
+            memory.admit(e, bytes: cost.expertBytes)
+            policy.didInsert(e, at: set.lowerBound)
+            book.queue(e, at: gate)
+            pending.append(e)
+            if Sink.isEnabled { sink.record(.prefetch(expert: Int(e)), at: gate) }
+        }
+    }
+
+    /// Computes the misses as their data lands, in landing order (ties in id order); on-demand first waits for all.
+    @inline(__always)
+    private mutating func computeMisses(_ layer: inout LayerProgress) {
+        misses.sortByLanding()
+        if Policy.computesAfterAllCopies && misses.count > 0 { layer.wait(until: misses.landsAt[misses.count - 1], &counters) }
+        for m in 0..<misses.count {
+            layer.wait(until: misses.landsAt[m], &counters)
+            layer.gpu = compute(misses.expert[m], tokens: misses.tokens[m], from: layer.gpu)
+        }
+        layer.wait(until: layer.hostDone, &counters)
+    }
+
+    /// The layer ends when its last expert is done: on-demand frees its experts, prefetches for it that never
+    /// started are cancelled, and the clock moves to the end.
+    @inline(__always)
+    private mutating func endLayer(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, _ layer: LayerProgress) {
+        let end = layer.gpu
+        if Policy.releasesAfterLayer {
+            for a in set {
+                memory.release(plan.accessExpert[a])
+                policy.didEvict(plan.accessExpert[a])
+            }
+        }
+        if Predictor.isEnabled && !pending.isEmpty {
+            startPrefetches(before: end)
+            cancelled.removeAll()
+            book.cancelQueued(layer: l, pending: &pending, into: &cancelled)
+            for e in cancelled.elements {
+                memory.release(e)
+                policy.didEvict(e)
+                if Sink.isEnabled { sink.record(.cancel(expert: Int(e)), at: end) }
+            }
+        }
+        if Sink.isEnabled { sink.record(.layerEnd(step: s, layer: l), at: end) }
+        now = end
+    }
+
+    // MARK: Helpers of the steps above
+
+    /// The experts no miss may evict now: the layer's set, and copies still on the link.
+    @inline(__always) private func pinned(at time: Int64) -> PinSet {
+        PinSet(stamps: pins, epoch: epoch, landTime: book.landTime, now: time)
+    }
+
+    @inline(__always) private func miss(_ a: Int, _ plan: PlanColumns, _ gate: Int64) -> Miss {
+        Miss(expert: plan.accessExpert[a], tokens: plan.accessTokens[a], weightMax: plan.weightMax?[a] ?? 0, gate: gate)
+    }
+
+    /// Admits a missed expert at `bytes` and sends its demand copy; returns when it lands.
+    @inline(__always)
+    private mutating func copyIn(_ e: Int32, bytes: Int, duration: Int64, access a: Int, _ pinSet: PinSet, at gate: Int64) -> Int64 {
+        makeRoom(for: e, bytes: bytes, pinSet, at: gate, demand: true)
+        memory.admit(e, bytes: bytes)
+        policy.didInsert(e, at: a)
+        return demandCopy(e, duration: duration, bytes: bytes, at: gate)
+    }
+
+    /// Runs expert `e` for `tokens` tokens on the GPU stream from `start`; returns when it ends.
+    @inline(__always)
+    private mutating func compute(_ e: Int32, tokens: Int32, from start: Int64) -> Int64 {
+        let end = start + cost.expertCompute(tokens: tokens)
+        if Sink.isEnabled {
+            sink.record(.computeStart(expert: Int(e)), at: start)
+            sink.record(.computeEnd(expert: Int(e)), at: end)
+        }
+        return end
+    }
+
+    /// Runs a missed expert on the host CPU: its hidden states go over, it computes, they come back.
+    @inline(__always)
+    private mutating func computeOnHost(_ e: Int32, tokens: Int32, access a: Int, _ layer: inout LayerProgress) {
+        let move = cost.activationTransfer(tokens: tokens), work = cost.hostExpertCompute(tokens: tokens)
+        let start = max(layer.gate + move, hostFree)
+        hostFree = start + work
+        layer.hostDone = max(layer.hostDone, start + work + move)
+        counters.cpuExperts += 1
+        counters.cpuNanoseconds += work
+        counters.bytesSaved += cost.expertBytes
+        counters.misses += 1
+        precisionLog?[a] = .cpu
+        if Sink.isEnabled {  // a miss served by the CPU: no .miss, nothing admitted
+            sink.record(.cpuStart(expert: Int(e)), at: start)
+            sink.record(.cpuEnd(expert: Int(e)), at: start + work)
+        }
+    }
+}
+
+/// The GPU stream's progress through one layer: when it is free, and when the host's last output is back.
+struct LayerProgress {
+    let gate: Int64
+    var gpu: Int64
+    var hostDone: Int64 = 0
+
+    init(gate: Int64) { self.gate = gate; gpu = gate }
+
+    /// The GPU idles until `time` if it is later, counted as stall.
+    @inline(__always) mutating func wait(until time: Int64, _ counters: inout ReplayCounters) {
+        if time > gpu { counters.stallNanoseconds += time - gpu; gpu = time }
+    }
+}

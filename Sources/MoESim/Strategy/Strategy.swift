@@ -1,0 +1,61 @@
+/// The registry: what each strategy is made of (ENGINE.md, "Strategy = Eviction + Predictor + MissHandler +
+/// Placement"), in one exhaustive switch. A strategy that forgets a part does not compile.
+///
+///     let result = try PolicyKind.pregated.assemble(context, replayer)
+///
+/// `assemble` builds the parts and hands them, with their concrete types, to a `StrategyRunner`: the replay, or a
+/// test that checks every part the registry uses (PolicyContractTests).
+extension PolicyKind {
+    public func assemble<Runner: StrategyRunner>(_ c: StrategyContext, _ runner: Runner) throws -> Runner.Output {
+        switch self {
+        case .onDemand: try runner.run(OnDemandPolicy(), NoPrefetch(), FullCopy(), EmptyPlacement())
+        case .lru: try runner.run(LRUPolicy(cache: c.cache), NoPrefetch(), FullCopy(), EmptyPlacement())
+        case .fifo: try runner.run(LRUPolicy(cache: c.cache, touchesOnAccess: false), NoPrefetch(), FullCopy(), EmptyPlacement())
+        case .lfu: try runner.run(LFUPolicy(cache: c.cache), NoPrefetch(), FullCopy(), EmptyPlacement())
+        case .arc: try runner.run(ARCPolicy(cache: c.cache), NoPrefetch(), FullCopy(), EmptyPlacement())
+        case .belady: try runner.run(BeladyPolicy(cache: c.cache, future: FutureIndex(c.plan)), NoPrefetch(), FullCopy(), EmptyPlacement())
+        case .allResident: try runner.run(AllResidentPolicy(), NoPrefetch(), FullCopy(), EveryExpert())
+        case .prefetchAll: try prefetching(AllNextLayerPredictor(layers: c.plan.layers, experts: c.plan.experts), c, runner)
+        case .pregated: try prefetching(ExactPredictor(plan: c.plan, lookahead: 1), c, runner)
+        case .oraclePrefetch:
+            try prefetching(ExactPredictor(plan: c.plan, lookahead: min(c.spec.prefetch.lookahead, c.plan.layers - 1), source: "oracle"),
+                            c, runner)
+        case .crossLayerGate:
+            if c.plan.hasPredictions { try prefetching(RecordedPredictor(plan: c.plan), c, runner) }
+            else { try prefetching(ModelledCrossLayerPredictor(plan: c.plan, accuracy: c.spec.prefetch.accuracy, seed: c.spec.prefetch.seed), c, runner) }
+        case .affinity: try prefetching(AffinityPredictor(layers: c.plan.layers, experts: c.plan.experts), c, runner)
+        case .mixedPrecision:
+            try runner.run(LRUPolicy(cache: c.cache), NoPrefetch(), LowPrecisionCopy(c.spec.precision, model: c.spec.model), EmptyPlacement())
+        case .cpuFallback: try runner.run(LRUPolicy(cache: c.cache), NoPrefetch(), HostCompute(cost: c.cost), PopularExperts())
+        }
+    }
+
+    /// A prefetching strategy: its predictor over the cache its options choose (`prefetch.eviction`).
+    private func prefetching<F: PrefetchPredictor, Runner: StrategyRunner>(_ predictor: F, _ c: StrategyContext,
+                                                                           _ runner: Runner) throws -> Runner.Output {
+        switch c.spec.prefetch.eviction {
+        case .lru: try runner.run(LRUPolicy(cache: c.cache), predictor, FullCopy(), EmptyPlacement())
+        case .arc: try runner.run(ARCPolicy(cache: c.cache), predictor, FullCopy(), EmptyPlacement())
+        }
+    }
+}
+
+/// What a strategy's parts are built from: the first plan (the whole trace, or a streaming replay's first chunk),
+/// the cache's partitions, the run's settings and its costs.
+public struct StrategyContext {
+    public let plan: StepPlan
+    public let cache: CacheShape
+    public let spec: ReplaySpec
+    public let cost: CostModel
+
+    public init(plan: StepPlan, cache: CacheShape, spec: ReplaySpec, cost: CostModel) {
+        self.plan = plan; self.cache = cache; self.spec = spec; self.cost = cost
+    }
+}
+
+/// Receives a strategy's parts with their concrete types, so that the replay loop specialises for them.
+public protocol StrategyRunner {
+    associatedtype Output
+    func run<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: MissHandler, Place: Placement>(
+        _ policy: Policy, _ predictor: Predictor, _ handler: Handler, _ placement: Place) throws -> Output
+}
