@@ -53,7 +53,8 @@ import Testing
         let trace = makeTrace([[[0, 1]]], experts: 2, topK: 2)
         let model = tinyModel(layers: 1, experts: 2, topK: 2)
         let r = try replay(trace, model: model, hardware: tinyHardware(engines: 2), policy: .lru, budget: .experts(2))
-        // Both copies run at once, each at half the bandwidth: 1 µs + 400 µs; then two computes.
+        // Both copies run at once, each at half the bandwidth: 1 µs of set-up, then 200 µs of transfer each at half
+        // rate (400 µs); they land together, then two computes.
         #expect(r.counters.simNanoseconds == 2_000 + 401_000 + 2 * 3_000)
     }
 

@@ -13,6 +13,8 @@ public struct CostModel: Sendable {
     /// Expert compute for one token, and one copy of a full-precision expert.
     public let expertComputeOneToken: Int64
     public let expertCopy: Int64
+    /// The link's fixed cost per copy (ns), which copies sharing the link do not share.
+    public let linkLatency: Int64
     /// Bytes of one token's hidden state (what CPU fallback moves each way).
     public let activationBytesPerToken: Double
 
@@ -25,6 +27,7 @@ public struct CostModel: Sendable {
         expertComputeOneToken = CostModel.roofline(params: Double(model.expertParams), bytes: Double(model.expertBytes),
                                                    tokens: 1, hardware: hardware)
         expertCopy = CostModel.copy(bytes: model.expertBytes, hardware: hardware)
+        linkLatency = SimTime(seconds: hardware.linkLatencySeconds).nanoseconds
         activationBytesPerToken = Double(model.hidden) * model.bytesPerParam
     }
 
@@ -55,7 +58,8 @@ public struct CostModel: Sendable {
         computeNanoseconds(params: residentParamsPerLayer, bytes: residentBytesPerLayer, tokens: Int(tokens))
     }
 
-    /// Time one copy engine takes for `bytes`: latency + bytes / (bandwidth / engines).
+    /// Time a copy of `bytes` takes alone on the link: latency + bytes / bandwidth (copies that overlap share the
+    /// bandwidth: `Link`).
     public func copy(bytes: Int) -> Int64 { CostModel.copy(bytes: bytes, hardware: hardware) }
 
     static func copy(bytes: Int, hardware: HardwareProfile) -> Int64 {
@@ -64,7 +68,7 @@ public struct CostModel: Sendable {
     }
 
     static func copySeconds(bytes: Double, hardware: HardwareProfile) -> Double {
-        hardware.linkLatencySeconds + bytes * Double(hardware.copyEngines) / hardware.linkBytesPerSecond
+        hardware.linkLatencySeconds + bytes / hardware.linkBytesPerSecond
     }
 
     /// max(2·n·params / FLOP/s, bytes / HBM bandwidth) + launch cost: the roofline of one weight-streaming kernel.

@@ -16,7 +16,8 @@ public struct HardwareProfile: Equatable, Sendable {
     public var linkBytesPerSecond: Double
     /// Fixed cost of one copy: driver and DMA set-up.
     public var linkLatencySeconds: Double
-    /// Copy engines serving host-to-device copies; they share `linkBytesPerSecond` equally.
+    /// Copies the link carries at once; those under way share `linkBytesPerSecond` equally, and a lone copy gets all
+    /// of it.
     public var copyEngines: Int
     /// Fixed cost added to each expert's and each layer's GPU computation.
     public var kernelLaunchSeconds: Double

@@ -21,18 +21,28 @@ public struct PrefetchCounters: Sendable, Equatable {
 /// The ledger of prefetch copies: each one is queued, then started, then settled exactly once as useful, late,
 /// wasted or cancelled, so `useful + late + wasted + cancelled == issued` holds by construction.
 ///
-///     book.queue(e, at: gate)            // memory already reserved by the caller
+///     book.queue(e, ticket: t)           // memory already reserved, the copy queued on the link
 ///     book.settleAccess(e, at: gate)     // when a gate asks for e
 ///
 /// Per-expert state lives in raw buffers indexed by flat id, like the rest of the replay loop's state.
 final class PrefetchBook {
     static let none: UInt8 = 0, queued: UInt8 = 1, awaitingUse: UInt8 = 2
-    /// Returned by `settleAccess` for a queued copy that must now be sent as a demand copy.
-    static let promote: Int64 = -2
+
+    /// How a prefetched expert that a gate asks for ends.
+    enum Access {
+        /// It had landed: a hit.
+        case useful
+        /// It is on the link: late; the GPU waits for `ticket` (its landing is `landTime` when known).
+        case late(ticket: Link.Ticket)
+        /// It had not started: late; the caller sends `ticket` now as a demand copy.
+        case queued(ticket: Link.Ticket)
+    }
 
     let state: UnsafeMutablePointer<UInt8>
+    /// When each prefetch landed, `Int64.max` while it is on the link with its landing not yet known, 0 when none.
     let landTime: UnsafeMutablePointer<Int64>
-    let issuedAt: UnsafeMutablePointer<Int64>
+    /// The link's ticket of each prefetch queued or on the link (-1 when none).
+    let ticket: UnsafeMutablePointer<Link.Ticket>
     /// Stamp of the step a prediction for this expert was made in (so one expert counts once per step).
     private let predictedInStep: UnsafeMutablePointer<Int32>
     private let experts: Int
@@ -56,7 +66,7 @@ final class PrefetchBook {
         self.bytesPerCopy = bytesPerCopy
         state = .allocate(capacity: experts); state.initialize(repeating: 0, count: experts)
         landTime = .allocate(capacity: experts); landTime.initialize(repeating: 0, count: experts)
-        issuedAt = .allocate(capacity: experts); issuedAt.initialize(repeating: 0, count: experts)
+        ticket = .allocate(capacity: experts); ticket.initialize(repeating: -1, count: experts)
         predictedInStep = .allocate(capacity: experts); predictedInStep.initialize(repeating: 0, count: experts)
         self.layers = layers
         predictedPerLayer = .allocate(capacity: layers); predictedPerLayer.initialize(repeating: 0, count: layers)
@@ -66,7 +76,7 @@ final class PrefetchBook {
     }
 
     deinit {
-        state.deallocate(); landTime.deallocate(); issuedAt.deallocate(); predictedInStep.deallocate()
+        state.deallocate(); landTime.deallocate(); ticket.deallocate(); predictedInStep.deallocate()
         predictedPerLayer.deallocate(); layerOf.deallocate()
     }
 
@@ -95,31 +105,42 @@ final class PrefetchBook {
         counters.actual &+= set.count
     }
 
-    /// Records `e` as queued at `time`; the caller appends it to the link's pending queue.
-    func queue(_ e: Int32, at time: Int64) {
+    /// Records `e` as queued on the link with `ticket`.
+    @inline(__always) func queue(_ e: Int32, ticket t: Link.Ticket) {
         state[Int(e)] = PrefetchBook.queued
-        issuedAt[Int(e)] = time
+        ticket[Int(e)] = t
         counters.issued += 1
         heldBytes += bytesPerCopy
     }
 
-    /// Settles a prefetched expert that a gate asks for at `time`. Returns -1 if it had landed (a hit), its landing
-    /// time if it is on the link (late), or `promote` if it was still queued (late; the caller sends it now).
-    func settleAccess(_ e: Int32, at time: Int64) -> Int64 {
+    /// Settles a prefetched expert that a gate asks for at `time`: useful if it landed at or before the gate, late
+    /// otherwise (still on the link, or not started).
+    @inline(__always) func settleAccess(_ e: Int32, at time: Int64) -> Access {
         let s = state[Int(e)]
         state[Int(e)] = PrefetchBook.none
         heldBytes -= bytesPerCopy
         if s == PrefetchBook.queued {
             counters.late += 1
-            return PrefetchBook.promote
+            return .queued(ticket: ticket[Int(e)])
         }
         if landTime[Int(e)] <= time {
             counters.useful += 1
-            return -1
+            return .useful
         }
         counters.late += 1
-        return landTime[Int(e)]
+        return .late(ticket: ticket[Int(e)])
     }
+
+    /// Settles a queued prefetch whose layer has passed before it started: cancelled, no bytes moved.
+    @inline(__always) func cancel(_ e: Int32) {
+        state[Int(e)] = PrefetchBook.none
+        ticket[Int(e)] = -1
+        heldBytes -= bytesPerCopy
+        counters.cancelled += 1
+    }
+
+    /// The layer of flat id `e`.
+    @inline(__always) func layer(of e: Int32) -> Int { Int(layerOf[Int(e)]) }
 
     /// Settles a prefetched expert being evicted before any use.
     func settleEviction(_ e: Int32) {
@@ -132,20 +153,6 @@ final class PrefetchBook {
         heldBytes -= bytesPerCopy
     }
 
-    /// Cancels the copies in `pending` for `layer` still queued once it has ended, appending them to `cancelled` so
-    /// the caller frees their memory. Entries already started, promoted or cancelled are dropped from the front.
-    @inline(__always)
-    func cancelQueued(layer: Int, pending: inout PendingCopies, into cancelled: inout ExpertList) {
-        while let e = pending.first, state[Int(e)] != PrefetchBook.queued { pending.removeFirst() }
-        pending.forEach { e in
-            guard state[Int(e)] == PrefetchBook.queued && Int(layerOf[Int(e)]) == layer else { return }
-            state[Int(e)] = PrefetchBook.none
-            heldBytes -= bytesPerCopy
-            counters.cancelled += 1
-            cancelled.append(e)
-        }
-    }
-
     /// At the end of the replay, prefetched experts never asked for are wasted.
     func finish() {
         for e in 0..<experts where state[e] == PrefetchBook.awaitingUse {
@@ -155,56 +162,5 @@ final class PrefetchBook {
             counters.bytesWasted += bytesPerCopy
         }
         precondition(counters.useful + counters.late + counters.wasted + counters.cancelled == counters.issued)
-    }
-}
-
-/// The prefetch copies waiting for the link, in issue order: a ring buffer of flat ids over raw memory (a `Deque`
-/// here cost a fifth of prefetching replay time). It may hold entries already settled; readers skip them.
-struct PendingCopies {
-    private var buffer: UnsafeMutablePointer<Int32>
-    private var capacity: Int
-    private var head = 0
-    private(set) var count = 0
-
-    init(capacity: Int = 1024) {
-        self.capacity = capacity
-        buffer = .allocate(capacity: capacity)
-    }
-
-    /// Frees the buffer; the owner calls it once, at the end of the replay.
-    func deallocate() { buffer.deallocate() }
-
-    var isEmpty: Bool { count == 0 }
-    var first: Int32? { count > 0 ? buffer[head] : nil }
-
-    mutating func removeFirst() {
-        head = head + 1 == capacity ? 0 : head + 1
-        count -= 1
-    }
-
-    mutating func append(_ e: Int32) {
-        if count == capacity { grow() }
-        var slot = head + count
-        if slot >= capacity { slot -= capacity }
-        buffer[slot] = e
-        count += 1
-    }
-
-    /// Calls `body` on every entry, front to back.
-    func forEach(_ body: (Int32) -> Void) {
-        var slot = head
-        for _ in 0..<count {
-            body(buffer[slot])
-            slot = slot + 1 == capacity ? 0 : slot + 1
-        }
-    }
-
-    private mutating func grow() {
-        let bigger = UnsafeMutablePointer<Int32>.allocate(capacity: capacity * 2)
-        for i in 0..<count { bigger[i] = buffer[(head + i) % capacity] }
-        buffer.deallocate()
-        buffer = bigger
-        capacity *= 2
-        head = 0
     }
 }

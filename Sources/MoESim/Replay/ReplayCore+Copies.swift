@@ -1,13 +1,14 @@
 /// Room in expert memory and copies on the link, for `ReplayCore`'s per-layer steps.
 extension ReplayCore {
     /// Frees room for `e` in its partition: evicts the policy's victims, settling their prefetch accounts. A demand
-    /// copy that finds every candidate pinned or still arriving may evict a prefetch in flight: the link serves copies
-    /// in order, so that one lands before the demand copy starts.
-    /// - Returns: false when a prefetch finds no room (it is then not issued); a demand copy always finds room,
-    ///   since the budget holds the layer's working set (checked before the replay).
-    @discardableResult @inline(__always)
-    mutating func makeRoom(for e: Int32, bytes: Int, _ pins: PinSet, at time: Int64, demand: Bool) -> Bool {
+    /// copy that finds every candidate pinned or still arriving may evict a prefetch in flight; it then waits for that
+    /// copy to land before it starts (its bytes cannot be unsent), so memory never holds more than the budget.
+    /// - Returns: whether room was found (a prefetch that finds none is not issued; a demand copy always finds room,
+    ///   since the budget holds the layer's working set), and the ticket of a copy in flight that was evicted (-1).
+    @_transparent
+    mutating func makeRoom(for e: Int32, bytes: Int, _ pins: PinSet, at time: Int64, demand: Bool) -> (found: Bool, after: Link.Ticket) {
         let partition = memory.partition(of: e)
+        var after: Link.Ticket = -1
         while !memory.fits(bytes, in: partition) {
             var found = policy.victim(in: partition, pinned: pins)
             if Predictor.isEnabled && found == nil && demand {
@@ -16,45 +17,103 @@ extension ReplayCore {
             }
             guard let victim = found else {
                 precondition(!demand, "budget below the layer working set passed validation")
-                return false
+                return (false, -1)
             }
             memory.release(victim)
             policy.didEvict(victim)
-            if Predictor.isEnabled { book.settleEviction(victim) }
+            if Predictor.isEnabled {
+                if book.landTime[Int(victim)] > time && book.state[Int(victim)] == PrefetchBook.awaitingUse {
+                    after = book.ticket[Int(victim)]
+                }
+                if book.state[Int(victim)] == PrefetchBook.queued { link.cancel(book.ticket[Int(victim)]) }
+                book.settleEviction(victim)
+            }
             if Sink.isEnabled { sink.record(.evict(expert: Int(victim)), at: time) }
         }
-        return true
+        return (true, after)
     }
 
-    /// Sends a demand copy of `e` (ahead of queued prefetches) and returns when it lands.
+    /// Sends a demand copy of `e` (ahead of queued prefetches, after `after` lands); returns when it lands, or -1 with
+    /// the ticket to ask the link once the gate's copies are all issued.
     @inline(__always)
-    mutating func demandCopy(_ e: Int32, duration: Int64, bytes: Int, at gate: Int64) -> Int64 {
-        let copy = link.enqueue(duration: duration, earliest: gate)
+    mutating func demandCopy(_ e: Int32, duration: Int64, bytes: Int, at gate: Int64, after: Link.Ticket = -1) -> Link.Copy {
+        let copy = link.sendDemand(expert: e, duration: duration, at: gate, after: after)
         counters.bytesH2D += bytes
-        if Sink.isEnabled {
+        if Sink.isEnabled && copy.end >= 0 {
             sink.record(.copyStart(expert: Int(e)), at: copy.start)
             sink.record(.copyEnd(expert: Int(e)), at: copy.end)
         }
-        return copy.end
+        return copy
     }
 
-    /// Starts, in order, the queued prefetch copies that the link reaches before `time` (demand copies at `time`
-    /// go ahead of the rest).
-    @inline(__always)
-    mutating func startPrefetches(before time: Int64) {
-        while let e = pending.first {
-            guard book.state[Int(e)] == PrefetchBook.queued else { pending.removeFirst(); continue }
-            let issued = book.issuedAt[Int(e)]
-            if link.earliestStart(after: issued) >= time { break }
-            pending.removeFirst()
-            let copy = link.enqueue(duration: cost.expertCopy, earliest: issued)
-            book.state[Int(e)] = PrefetchBook.awaitingUse
-            book.landTime[Int(e)] = copy.end
-            book.bytesPrefetch += cost.expertBytes
-            if Sink.isEnabled {
-                sink.record(.copyStart(expert: Int(e)), at: copy.start)
-                sink.record(.copyEnd(expert: Int(e)), at: copy.end)
+    /// Simulates the link up to `time` and accounts for the copies that started and landed meanwhile.
+    @_transparent
+    mutating func advanceLink(to time: Int64) {
+        if link.engines == 1 {  // each start's landing is known at once: accounted without the lists
+            while let t = link.startNextQueued(before: time) {
+                let e = link.expert(of: t)
+                if Predictor.isEnabled && book.state[Int(e)] == PrefetchBook.queued && book.ticket[Int(e)] == t {
+                    book.state[Int(e)] = PrefetchBook.awaitingUse
+                    book.landTime[Int(e)] = link.end(of: t)
+                    book.ticket[Int(e)] = -1
+                    book.bytesPrefetch += cost.expertBytes
+                }
+                if Sink.isEnabled {
+                    sink.record(.copyStart(expert: Int(e)), at: link.start(of: t))
+                    sink.record(.copyEnd(expert: Int(e)), at: link.end(of: t))
+                }
+                link.recycle(t)
             }
+        } else {
+            link.advance(to: time)
+            drainLink()
+        }
+    }
+
+    /// Accounts for the copies the link started and landed since the last drain: a prefetch that starts is on its
+    /// way (its bytes move); events for the timeline.
+    @inline(__always)
+    mutating func drainLink() {
+        for t in link.started.elements { started(t) }
+        for t in link.landed.elements { landed(t) }
+        link.drained()
+    }
+
+    /// A copy started: a prefetch is on its way (its bytes move).
+    @inline(__always)
+    mutating func started(_ t: Link.Ticket) {
+        let e = link.expert(of: t)
+        if Predictor.isEnabled && book.state[Int(e)] == PrefetchBook.queued && book.ticket[Int(e)] == t {
+            book.state[Int(e)] = PrefetchBook.awaitingUse
+            book.landTime[Int(e)] = link.end(of: t) >= 0 ? link.end(of: t) : .max
+            book.bytesPrefetch += cost.expertBytes
+        }
+        if Sink.isEnabled { sink.record(.copyStart(expert: Int(e)), at: link.start(of: t)) }
+    }
+
+    /// A copy landed: a prefetch's landing time is known.
+    @inline(__always)
+    mutating func landed(_ t: Link.Ticket) {
+        let e = link.expert(of: t)
+        if Predictor.isEnabled && book.ticket[Int(e)] == t {
+            book.landTime[Int(e)] = link.end(of: t)
+            book.ticket[Int(e)] = -1
+        }
+        if Sink.isEnabled { sink.record(.copyEnd(expert: Int(e)), at: link.end(of: t)) }
+    }
+
+    /// Cancels the prefetches for `layer` that never started, freeing their memory.
+    @inline(__always)
+    mutating func cancelQueuedPrefetches(layer l: Int, at time: Int64) {
+        cancelled.removeAll()
+        for t in link.queuedPrefetches where book.layer(of: link.expert(of: t)) == l { cancelled.append(t) }
+        for t in cancelled.elements {
+            let e = link.expert(of: t)
+            link.cancel(t)
+            book.cancel(e)
+            memory.release(e)
+            policy.didEvict(e)
+            if Sink.isEnabled { sink.record(.cancel(expert: Int(e)), at: time) }
         }
     }
 }
@@ -103,27 +162,29 @@ struct PlanColumns {
     }
 }
 
-/// A layer's misses in raw buffers: the expert, its tokens, and when its data is on the GPU. Allocated once per
-/// replay with room for a whole layer.
+/// A layer's misses in raw buffers: the expert, its tokens, and when its data is on the GPU (or -1 and the ticket of
+/// its copy, until the link is asked). Allocated once per replay with room for a whole layer.
 struct MissList {
     let expert: UnsafeMutablePointer<Int32>
     let tokens: UnsafeMutablePointer<Int32>
     let landsAt: UnsafeMutablePointer<Int64>
+    let ticket: UnsafeMutablePointer<Link.Ticket>
     private(set) var count = 0
 
     init(capacity: Int) {
         expert = .allocate(capacity: capacity)
         tokens = .allocate(capacity: capacity)
         landsAt = .allocate(capacity: capacity)
+        ticket = .allocate(capacity: capacity)
     }
 
     /// Frees the buffers; the owner calls it once.
-    func deallocate() { expert.deallocate(); tokens.deallocate(); landsAt.deallocate() }
+    func deallocate() { expert.deallocate(); tokens.deallocate(); landsAt.deallocate(); ticket.deallocate() }
 
     @inline(__always) mutating func removeAll() { count = 0 }
 
-    @inline(__always) mutating func append(expert e: Int32, tokens t: Int32, landsAt time: Int64) {
-        expert[count] = e; tokens[count] = t; landsAt[count] = time
+    @inline(__always) mutating func append(expert e: Int32, tokens t: Int32, copy: Link.Copy) {
+        expert[count] = e; tokens[count] = t; landsAt[count] = copy.end; ticket[count] = copy.ticket
         count += 1
     }
 

@@ -29,7 +29,6 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     var hostFree: Int64 = 0  // the host CPU: one FIFO server, like the GPU stream
     var epoch: Int32 = 0
     var counters: ReplayCounters
-    var pending = PendingCopies()  // prefetch copies not yet started, in issue order
     var misses: MissList
     var proposals: ExpertList
     var cancelled: ExpertList
@@ -56,18 +55,16 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     }
 
     /// The layer's non-expert compute, then its gate: the set is pinned and late-arriving prefetches are settled.
-    @inline(__always)
-    private mutating func openGate(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, nonExpert: Int64) -> Int64 {
+    @_transparent
+    mutating func openGate(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, nonExpert: Int64) -> Int64 {
         epoch &+= 1
         let gate = now + nonExpert
         if Sink.isEnabled {
             sink.record(.layerStart(step: s, layer: l), at: now)
             sink.record(.gate(step: s, layer: l), at: gate)
         }
-        if Predictor.isEnabled {
-            startPrefetches(before: gate)
-            book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: plan.accessExpert[set]))
-        }
+        advanceLink(to: gate)
+        if Predictor.isEnabled { book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: plan.accessExpert[set])) }
         // The whole set is pinned before any miss looks for room, so no miss evicts a later hit.
         for a in set { pins[Int(plan.accessExpert[a])] = epoch }
         return gate
@@ -75,13 +72,13 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
 
     /// Hits are computed at once on the GPU stream; every other access becomes an entry of `misses` (with when its
     /// data is on the GPU), host compute, or a skip.
-    @inline(__always)
-    private mutating func findHitsAndMisses(_ set: Range<Int>, _ plan: PlanColumns, _ layer: inout LayerProgress) {
+    @_transparent
+    mutating func findHitsAndMisses(_ set: Range<Int>, _ plan: PlanColumns, _ layer: inout LayerProgress) {
         let gate = layer.gate, pinSet = pinned(at: gate)
         misses.removeAll()
         for a in set {
             let e = plan.accessExpert[a], tokens = plan.accessTokens[a]
-            var landsAt: Int64 = -1  // a miss: when its data is on the GPU
+            var copy: Link.Copy? = nil  // a miss: the copy its data arrives by
             if memory.isResident(e) {
                 policy.didAccess(e, at: a)
                 if !Handler.alwaysCopies && memory.bytes(of: e) < cost.expertBytes {  // held in low precision
@@ -90,18 +87,26 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                         precisionLog?[a] = .low
                     } else {  // upgrade: the full version replaces it
                         memory.release(e)
-                        makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: true)
+                        let room = makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: true)
                         memory.admit(e, bytes: cost.expertBytes)
-                        landsAt = demandCopy(e, duration: cost.expertCopy, bytes: cost.expertBytes, at: gate)
+                        copy = demandCopy(e, duration: cost.expertCopy, bytes: cost.expertBytes, at: gate, after: room.after)
                     }
                 }
                 if Predictor.isEnabled && book.state[Int(e)] != PrefetchBook.none {
-                    landsAt = book.settleAccess(e, at: gate)  // -1 when the prefetch already landed
-                    if landsAt == PrefetchBook.promote {
-                        landsAt = demandCopy(e, duration: cost.expertCopy, bytes: cost.expertBytes, at: gate)
+                    switch book.settleAccess(e, at: gate) {
+                    case .useful: break
+                    case let .late(ticket):
+                        copy = Link.Copy(ticket: ticket, start: -1, end: book.landTime[Int(e)] == .max ? -1 : book.landTime[Int(e)])
+                    case let .queued(ticket):  // sent now, ahead of the other queued prefetches
+                        copy = link.promote(ticket, at: gate)
+                        counters.bytesH2D += cost.expertBytes
+                        if Sink.isEnabled && copy!.end >= 0 {
+                            sink.record(.copyStart(expert: Int(e)), at: copy!.start)
+                            sink.record(.copyEnd(expert: Int(e)), at: copy!.end)
+                        }
                     }
                 }
-                if landsAt < 0 {
+                if copy == nil {
                     if Sink.isEnabled { sink.record(.hit(expert: Int(e)), at: gate) }
                     layer.gpu = compute(e, tokens: tokens, from: layer.gpu)
                     continue
@@ -110,12 +115,12 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 switch Handler.alwaysCopies ? .copy : handler.decide(miss(a, plan, gate), MissResources(
                     linkFreeAt: link.earliestStart(after: gate), hostFreeAt: hostFree)) {
                 case .copy:
-                    landsAt = copyIn(e, bytes: cost.expertBytes, duration: cost.expertCopy, access: a, pinSet, at: gate)
+                    copy = copyIn(e, bytes: cost.expertBytes, duration: cost.expertCopy, access: a, pinSet, at: gate)
                 case let .copyLow(bytes):
                     counters.bytesSaved += cost.expertBytes - bytes
                     counters.lowPrecisionWeight += Double(plan.weightSum![a])
                     precisionLog?[a] = .low
-                    landsAt = copyIn(e, bytes: bytes, duration: cost.copy(bytes: bytes), access: a, pinSet, at: gate)
+                    copy = copyIn(e, bytes: bytes, duration: cost.copy(bytes: bytes), access: a, pinSet, at: gate)
                 case .host:
                     computeOnHost(e, tokens: tokens, access: a, &layer)
                     continue
@@ -127,15 +132,15 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 }
             }
             if Sink.isEnabled { sink.record(.miss(expert: Int(e)), at: gate) }
-            misses.append(expert: e, tokens: tokens, landsAt: landsAt)
+            misses.append(expert: e, tokens: tokens, copy: copy!)
         }
         counters.accesses += set.count
         counters.misses += misses.count
     }
 
     /// Queues the predictor's proposals as prefetch copies behind the layer's demand copies.
-    @inline(__always)
-    private mutating func issuePrefetches(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, gate: Int64) {
+    @_transparent
+    mutating func issuePrefetches(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, gate: Int64) {
         proposals.removeAll()
         predictor.predict(step: s, layer: l, revealed: UnsafeBufferPointer(rebasing: plan.accessExpert[set]), into: &proposals)
         // Proposals are pinned for this layer too: one prefetch must not evict another, nor a predicted expert that
@@ -147,18 +152,22 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         let pinSet = pinned(at: gate)
         for e in proposals.elements {
             if memory.isResident(e) || book.heldBytes + cost.expertBytes > prefetchBufferBytes { continue }
-            guard makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: false) else { continue }
+            guard makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: false).found else { continue }
             memory.admit(e, bytes: cost.expertBytes)
             policy.didInsert(e, at: set.lowerBound)
-            book.queue(e, at: gate)
-            pending.append(e)
+            book.queue(e, ticket: link.queuePrefetch(expert: e, duration: cost.expertCopy, at: gate))
             if Sink.isEnabled { sink.record(.prefetch(expert: Int(e)), at: gate) }
         }
     }
 
     /// Computes the misses as their data lands, in landing order (ties in id order); on-demand first waits for all.
-    @inline(__always)
-    private mutating func computeMisses(_ layer: inout LayerProgress) {
+    /// Landings not yet known (copies sharing the link) are asked now that every copy of the gate is issued.
+    @_transparent
+    mutating func computeMisses(_ layer: inout LayerProgress) {
+        if link.engines > 1 {
+            for m in 0..<misses.count where misses.landsAt[m] < 0 { misses.landsAt[m] = link.landing(of: misses.ticket[m]) }
+            drainLink()
+        }
         misses.sortByLanding()
         if Policy.computesAfterAllCopies && misses.count > 0 { layer.wait(until: misses.landsAt[misses.count - 1], &counters) }
         for m in 0..<misses.count {
@@ -170,8 +179,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
 
     /// The layer ends when its last expert is done: on-demand frees its experts, prefetches for it that never
     /// started are cancelled, and the clock moves to the end.
-    @inline(__always)
-    private mutating func endLayer(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, _ layer: LayerProgress) {
+    @_transparent
+    mutating func endLayer(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, _ layer: LayerProgress) {
         let end = layer.gpu
         if Policy.releasesAfterLayer {
             for a in set {
@@ -179,15 +188,9 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 policy.didEvict(plan.accessExpert[a])
             }
         }
-        if Predictor.isEnabled && !pending.isEmpty {
-            startPrefetches(before: end)
-            cancelled.removeAll()
-            book.cancelQueued(layer: l, pending: &pending, into: &cancelled)
-            for e in cancelled.elements {
-                memory.release(e)
-                policy.didEvict(e)
-                if Sink.isEnabled { sink.record(.cancel(expert: Int(e)), at: end) }
-            }
+        if Predictor.isEnabled {
+            advanceLink(to: end)
+            cancelQueuedPrefetches(layer: l, at: end)
         }
         if Sink.isEnabled { sink.record(.layerEnd(step: s, layer: l), at: end) }
         now = end
@@ -196,26 +199,26 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     // MARK: Helpers of the steps above
 
     /// The experts no miss may evict now: the layer's set, and copies still on the link.
-    @inline(__always) private func pinned(at time: Int64) -> PinSet {
+    @inline(__always) func pinned(at time: Int64) -> PinSet {
         PinSet(stamps: pins, epoch: epoch, landTime: book.landTime, now: time)
     }
 
-    @inline(__always) private func miss(_ a: Int, _ plan: PlanColumns, _ gate: Int64) -> Miss {
+    @inline(__always) func miss(_ a: Int, _ plan: PlanColumns, _ gate: Int64) -> Miss {
         Miss(expert: plan.accessExpert[a], tokens: plan.accessTokens[a], weightMax: plan.weightMax?[a] ?? 0, gate: gate)
     }
 
-    /// Admits a missed expert at `bytes` and sends its demand copy; returns when it lands.
+    /// Admits a missed expert at `bytes` and sends its demand copy.
     @inline(__always)
-    private mutating func copyIn(_ e: Int32, bytes: Int, duration: Int64, access a: Int, _ pinSet: PinSet, at gate: Int64) -> Int64 {
-        makeRoom(for: e, bytes: bytes, pinSet, at: gate, demand: true)
+    mutating func copyIn(_ e: Int32, bytes: Int, duration: Int64, access a: Int, _ pinSet: PinSet, at gate: Int64) -> Link.Copy {
+        let room = makeRoom(for: e, bytes: bytes, pinSet, at: gate, demand: true)
         memory.admit(e, bytes: bytes)
         policy.didInsert(e, at: a)
-        return demandCopy(e, duration: duration, bytes: bytes, at: gate)
+        return demandCopy(e, duration: duration, bytes: bytes, at: gate, after: room.after)
     }
 
     /// Runs expert `e` for `tokens` tokens on the GPU stream from `start`; returns when it ends.
     @inline(__always)
-    private mutating func compute(_ e: Int32, tokens: Int32, from start: Int64) -> Int64 {
+    mutating func compute(_ e: Int32, tokens: Int32, from start: Int64) -> Int64 {
         let end = start + cost.expertCompute(tokens: tokens)
         if Sink.isEnabled {
             sink.record(.computeStart(expert: Int(e)), at: start)
@@ -226,7 +229,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
 
     /// Runs a missed expert on the host CPU: its hidden states go over, it computes, they come back.
     @inline(__always)
-    private mutating func computeOnHost(_ e: Int32, tokens: Int32, access a: Int, _ layer: inout LayerProgress) {
+    mutating func computeOnHost(_ e: Int32, tokens: Int32, access a: Int, _ layer: inout LayerProgress) {
         let move = cost.activationTransfer(tokens: tokens), work = cost.hostExpertCompute(tokens: tokens)
         let start = max(layer.gate + move, hostFree)
         hostFree = start + work

@@ -22,7 +22,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         let pins = UnsafeMutablePointer<Int32>.allocate(capacity: flat)
         pins.initialize(repeating: 0, count: flat)
         core = ReplayCore(policy: policy, predictor: predictor, handler: handler, sink: sink, memory: memory,
-                          link: Link(engines: cost.hardware.copyEngines),
+                          link: Link(engines: cost.hardware.copyEngines, latency: cost.linkLatency),
                           book: PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes), pins: pins,
                           cost: cost, prefetchBufferBytes: prefetchBufferBytes, counters: ReplayCounters(steps: 0),
                           misses: MissList(capacity: experts), proposals: ExpertList(capacity: flat),
@@ -33,7 +33,6 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     deinit {
         guard let core else { return }
         core.pins.deallocate(); core.misses.deallocate(); core.proposals.deallocate(); core.cancelled.deallocate()
-        core.pending.deallocate()
     }
 
     /// The simulated clock (ns): when the last step replayed so far ended.
@@ -84,7 +83,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         }
         c.hits = c.accesses - c.misses
         c.simNanoseconds = core.now
-        c.linkBusyNanoseconds = core.link.busyNanoseconds / Int64(core.link.engines)
+        c.linkBusyNanoseconds = core.link.busyNanoseconds
         c.peakExpertBytes = core.memory.peakUsed
         return c
     }
