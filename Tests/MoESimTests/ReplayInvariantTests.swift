@@ -163,9 +163,15 @@ import Testing
             #expect(zip(experts, experts.dropFirst()).allSatisfy { $0 >= $1 }, "\(experts)")
             _ = try replay(trace, model: Self.model, policy: .pregated, budget: .experts(slots), scope: .shallowFavoring)
         }
+        // Too little for every layer's working set: each layer gets one expert first (its sets stream), the rest
+        // still favours shallow layers; less than one expert a layer is refused.
+        let tight = try BudgetLayout(plan: plan, spec: ReplaySpec(model: Self.model, hardware: tinyHardware(), policy: .lru,
+                                                                  scope: .shallowFavoring, budget: .experts(7)))
+        let shares = tight.capacities.map { $0 / Self.model.expertBytes }
+        #expect(shares.reduce(0, +) == 7 && shares.allSatisfy { $0 >= 1 } && zip(shares, shares.dropFirst()).allSatisfy { $0 >= $1 })
         #expect(throws: ConfigError.self) {
             try BudgetLayout(plan: plan, spec: ReplaySpec(model: Self.model, hardware: tinyHardware(), policy: .lru,
-                                                          scope: .shallowFavoring, budget: .experts(7)))
+                                                          scope: .shallowFavoring, budget: .experts(3)))
         }
     }
 

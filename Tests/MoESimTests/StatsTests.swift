@@ -25,8 +25,8 @@ import Testing
         }
     }
 
-    @Test func realTraceStatisticsMatchTheirSources() throws {
-        guard let folder = realTracesFolder else { return }
+    @Test(.needsRealTraces) func realTraceStatisticsMatchTheirSources() throws {
+        let folder = try #require(realTracesFolder)
         // SOURCES.md: p0 top-25% share 0.338 / 0.298 / 0.392, reuse prefill 0.391; decode_approx share 0.318, reuse 0.376.
         let p0 = TraceStats(try RoutingTrace.load(folder + "/mixtral8x7b_humaneval_p0_prefill_decode.jsonl"))
         #expect(abs(p0.topQuarterShare.mean - 0.338) < 0.001 && abs(p0.topQuarterShare.min - 0.298) < 0.001)

@@ -8,7 +8,8 @@ let packageRoot: String = {
     return url.path
 }()
 
-/// The real traces beside the checkout, or nil when they are absent (tests that need them are skipped).
+/// The real traces beside the checkout, or nil when they are absent (tests that need them are skipped, and say so:
+/// `@Test(.needsRealTraces)`).
 let realTracesFolder: String? = {
     let path = packageRoot + "/../shared/traces-real"
     return FileManager.default.fileExists(atPath: path + "/SOURCES.md") ? path : nil
@@ -88,4 +89,11 @@ func writeTemporary(_ text: String, name: String = "trace.jsonl") -> String {
     let path = temporaryDirectory() + "/" + name
     try! text.write(toFile: path, atomically: true, encoding: .utf8)
     return path
+}
+
+import Testing
+
+extension Trait where Self == ConditionTrait {
+    /// Runs a test only when ../shared/traces-real is there; otherwise it is reported as skipped, with the reason.
+    static var needsRealTraces: Self { .enabled(if: realTracesFolder != nil, "../shared/traces-real is absent") }
 }

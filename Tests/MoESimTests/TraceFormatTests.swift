@@ -127,8 +127,8 @@ import Testing
         #expect(plan.stepTokens == [3, 1])
     }
 
-    @Test func realTracesLoadWithTheirDocumentedShape() throws {
-        guard let folder = realTracesFolder else { return }  // ../shared/traces-real is absent: nothing to check
+    @Test(.needsRealTraces) func realTracesLoadWithTheirDocumentedShape() throws {
+        let folder = try #require(realTracesFolder)
         let p0 = try RoutingTrace.load(folder + "/mixtral8x7b_humaneval_p0_prefill_decode.jsonl")
         #expect(p0.tokenCount == 218 && p0.missingCells == 199 && p0.hasWeights)
         #expect(p0.phase.filter { $0 == .prefill }.count == 135)

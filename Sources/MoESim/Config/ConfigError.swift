@@ -24,7 +24,7 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
         case let .badBudget(text, reason):
             return "invalid budget '\(text)': \(reason). Use bytes with a unit (16GiB, 40GB), a share (25%) or a count of experts (96experts)"
         case let .budgetTooSmall(budget, needed, place):
-            return "budget of \(formatBytes(budget)) cannot hold the largest layer working set, \(formatBytes(needed)) (\(place)); raise the budget to at least \(formatBytes(needed))"
+            return "budget of \(formatBytes(budget)) is too small (\(place)); raise it to at least \(formatBytes(needed))"
         case let .budgetExceedsGPU(budget, available, hardware):
             return "budget of \(formatBytes(budget)) exceeds what \(hardware) has for experts (\(formatBytes(available)) after the always-resident weights)"
         case let .traceModelMismatch(field, trace, model, name):

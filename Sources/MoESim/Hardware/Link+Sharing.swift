@@ -7,9 +7,17 @@ extension Link {
         while true {
             if stop >= 0 && endOf[Int(stop)] >= 0 { return }
             if clock < limit { fillShared() }
-            guard active.count > 0 else {
-                if stop >= 0 { preconditionFailure("waiting for a copy that is neither under way nor queued") }
-                return
+            if active.count == 0 {
+                // Idle: jump to the next copy issued later (a streamed copy waits for the room it takes), if any.
+                var issue = Int64.max
+                for t in demands.elements where afterOf[Int(t)] < 0 { issue = min(issue, issuedAt[Int(t)]) }
+                if let t = prefetches.firstTicket { issue = min(issue, issuedAt[Int(t)]) }
+                guard issue < limit, issue > clock else {
+                    precondition(stop < 0, "waiting for a copy that is neither under way nor queued")
+                    return
+                }
+                clock = issue
+                continue
             }
             let sharing = transferring()
             var next = Int64.max

@@ -3,8 +3,8 @@ extension ReplayCore {
     /// Frees room for `e` in its partition: evicts the policy's victims, settling their prefetch accounts. A demand
     /// copy that finds every candidate pinned or still arriving may evict a prefetch in flight; it then waits for that
     /// copy to land before it starts (its bytes cannot be unsent), so memory never holds more than the budget.
-    /// - Returns: whether room was found (a prefetch that finds none is not issued; a demand copy always finds room,
-    ///   since the budget holds the layer's working set), and the ticket of a copy in flight that was evicted (-1).
+    /// - Returns: whether room was found (a prefetch that finds none is not issued; a demand copy that finds none
+    ///   streams: `roomStreaming`), and the ticket of a copy in flight that was evicted (-1).
     @_transparent
     mutating func makeRoom(for e: Int32, bytes: Int, _ pins: PinSet, at time: Int64, demand: Bool) -> (found: Bool, after: Link.Ticket) {
         let partition = memory.partition(of: e)
@@ -15,10 +15,7 @@ extension ReplayCore {
                 found = policy.victim(in: partition, pinned: PinSet(stamps: pins.stamps, epoch: pins.epoch,
                                                                      landTime: pins.landTime, now: .max))
             }
-            guard let victim = found else {
-                precondition(!demand, "budget below the layer working set passed validation")
-                return (false, -1)
-            }
+            guard let victim = found else { return (false, -1) }
             memory.release(victim)
             policy.didEvict(victim)
             if Predictor.isEnabled {
@@ -182,6 +179,14 @@ struct MissList {
     func deallocate() { expert.deallocate(); tokens.deallocate(); landsAt.deallocate(); ticket.deallocate() }
 
     @inline(__always) mutating func removeAll() { count = 0 }
+
+    func contains(_ e: Int32) -> Bool { (0..<count).contains { expert[$0] == e } }
+
+    /// Removes the first miss (after `sortByLanding`, the one landing first).
+    mutating func removeFirst() {
+        for i in 1..<max(1, count) { expert[i - 1] = expert[i]; tokens[i - 1] = tokens[i]; landsAt[i - 1] = landsAt[i]; ticket[i - 1] = ticket[i] }
+        count -= 1
+    }
 
     @inline(__always) mutating func append(expert e: Int32, tokens t: Int32, copy: Link.Copy) {
         expert[count] = e; tokens[count] = t; landsAt[count] = copy.end; ticket[count] = copy.ticket

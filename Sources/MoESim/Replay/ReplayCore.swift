@@ -32,6 +32,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     var misses: MissList
     var proposals: ExpertList
     var cancelled: ExpertList
+    /// A streaming layer's experts already computed, which may be freed (`roomForDemand`).
+    var streamed: ExpertList
     /// How each access of the current run was computed, when numerics asked for it.
     var precisionLog: UnsafeMutablePointer<AccessPrecision>?
 
@@ -78,6 +80,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         misses.removeAll()
         for a in set {
             let e = plan.accessExpert[a], tokens = plan.accessTokens[a]
+            // Settled ahead of its turn to free room: computed already, or waiting among the misses.
+            if layer.streaming && (streamed.contains(e, from: 0) || misses.contains(e)) { continue }
             var copy: Link.Copy? = nil  // a miss: the copy its data arrives by
             if memory.isResident(e) {
                 policy.didAccess(e, at: a)
@@ -87,9 +91,9 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                         precisionLog?[a] = .low
                     } else {  // upgrade: the full version replaces it
                         memory.release(e)
-                        let room = makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: true)
+                        let room = roomForDemand(e, bytes: cost.expertBytes, pinSet, set, plan, before: a, &layer)
                         memory.admit(e, bytes: cost.expertBytes)
-                        copy = demandCopy(e, duration: cost.expertCopy, bytes: cost.expertBytes, at: gate, after: room.after)
+                        copy = demandCopy(e, duration: cost.expertCopy, bytes: cost.expertBytes, at: room.at, after: room.after)
                     }
                 }
                 if Predictor.isEnabled && book.state[Int(e)] != PrefetchBook.none {
@@ -115,12 +119,12 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 switch Handler.alwaysCopies ? .copy : handler.decide(miss(a, plan, gate), MissResources(
                     linkFreeAt: link.earliestStart(after: gate), hostFreeAt: hostFree)) {
                 case .copy:
-                    copy = copyIn(e, bytes: cost.expertBytes, duration: cost.expertCopy, access: a, pinSet, at: gate)
+                    copy = copyIn(e, bytes: cost.expertBytes, duration: cost.expertCopy, access: a, set, plan, pinSet, &layer)
                 case let .copyLow(bytes):
                     counters.bytesSaved += cost.expertBytes - bytes
                     counters.lowPrecisionWeight += Double(plan.weightSum![a])
                     precisionLog?[a] = .low
-                    copy = copyIn(e, bytes: bytes, duration: cost.copy(bytes: bytes), access: a, pinSet, at: gate)
+                    copy = copyIn(e, bytes: bytes, duration: cost.copy(bytes: bytes), access: a, set, plan, pinSet, &layer)
                 case .host:
                     computeOnHost(e, tokens: tokens, access: a, &layer)
                     continue
@@ -183,7 +187,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     mutating func endLayer(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, _ layer: LayerProgress) {
         let end = layer.gpu
         if Policy.releasesAfterLayer {
-            for a in set {
+            for a in set where memory.isResident(plan.accessExpert[a]) {  // a streamed layer freed some already
                 memory.release(plan.accessExpert[a])
                 policy.didEvict(plan.accessExpert[a])
             }
@@ -209,11 +213,12 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
 
     /// Admits a missed expert at `bytes` and sends its demand copy.
     @inline(__always)
-    mutating func copyIn(_ e: Int32, bytes: Int, duration: Int64, access a: Int, _ pinSet: PinSet, at gate: Int64) -> Link.Copy {
-        let room = makeRoom(for: e, bytes: bytes, pinSet, at: gate, demand: true)
+    mutating func copyIn(_ e: Int32, bytes: Int, duration: Int64, access a: Int, _ set: Range<Int>, _ plan: PlanColumns,
+                         _ pinSet: PinSet, _ layer: inout LayerProgress) -> Link.Copy {
+        let room = roomForDemand(e, bytes: bytes, pinSet, set, plan, before: a, &layer)
         memory.admit(e, bytes: bytes)
         policy.didInsert(e, at: a)
-        return demandCopy(e, duration: duration, bytes: bytes, at: gate, after: room.after)
+        return demandCopy(e, duration: duration, bytes: bytes, at: room.at, after: room.after)
     }
 
     /// Runs expert `e` for `tokens` tokens on the GPU stream from `start`; returns when it ends.
@@ -251,6 +256,9 @@ struct LayerProgress {
     let gate: Int64
     var gpu: Int64
     var hostDone: Int64 = 0
+    /// Whether the layer's set did not fit and streams; when its last compute that freed room ended.
+    var streaming = false
+    var streamedUntil: Int64 = 0
 
     init(gate: Int64) { self.gate = gate; gpu = gate }
 

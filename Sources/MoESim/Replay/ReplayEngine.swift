@@ -26,13 +26,14 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                           book: PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes), pins: pins,
                           cost: cost, prefetchBufferBytes: prefetchBufferBytes, counters: ReplayCounters(steps: 0),
                           misses: MissList(capacity: experts), proposals: ExpertList(capacity: flat),
-                          cancelled: ExpertList(capacity: experts))
+                          cancelled: ExpertList(capacity: experts), streamed: ExpertList(capacity: experts))
         self.recordsPrecision = recordsPrecision
     }
 
     deinit {
         guard let core else { return }
         core.pins.deallocate(); core.misses.deallocate(); core.proposals.deallocate(); core.cancelled.deallocate()
+        core.streamed.deallocate()
     }
 
     /// The simulated clock (ns): when the last step replayed so far ended.

@@ -191,23 +191,28 @@ struct BudgetLayout {
             throw ConfigError.budgetExceedsGPU(budgetBytes: budgetBytes, availableBytes: max(0, available),
                                                hardware: spec.hardware.name)
         }
+        // A layer whose working set does not fit streams its experts through the budget (ReplayCore+Streaming): the
+        // only budget refused is one that cannot hold a single expert where one is needed.
         if spec.scope == .perLayer && spec.policy.supportsPerLayerScope {
             let share = budgetBytes / layers
-            for (layer, n) in largest.enumerated() where n * expertBytes > share {
-                throw ConfigError.budgetTooSmall(budgetBytes: budgetBytes, neededBytes: n * expertBytes * layers,
-                                                 where: "per-layer cache: layer \(layer) needs \(n) experts at once in one step, and gets budget / \(layers)")
+            if share < expertBytes {
+                throw ConfigError.budgetTooSmall(budgetBytes: budgetBytes, neededBytes: expertBytes * layers,
+                                                 where: "per-layer cache: each layer gets budget / \(layers), less than one expert")
             }
             partitionOf = (0..<flat).map { Int32($0 / experts) }
             capacities = Array(repeating: share, count: layers)
         } else if spec.scope == .shallowFavoring && spec.policy.supportsPerLayerScope {
-            let floor = largest.map { $0 * expertBytes }
-            let needed = floor.reduce(0, +)
-            if needed > budgetBytes {
-                throw ConfigError.budgetTooSmall(budgetBytes: budgetBytes, neededBytes: needed,
-                                                 where: "shallow-favoring cache: every layer needs room for its largest working set")
+            // Each layer first gets room for its largest working set (or one expert, when the budget cannot give every
+            // layer its set); whole experts of the remainder go to layer l in proportion to L - l (largest
+            // remainders first).
+            let L = layers
+            if budgetBytes < L * expertBytes {
+                throw ConfigError.budgetTooSmall(budgetBytes: budgetBytes, neededBytes: L * expertBytes,
+                                                 where: "shallow-favoring cache: every layer needs room for one expert")
             }
-            // Whole experts of the remainder go to layer l in proportion to L - l (largest remainders first).
-            let L = layers, spare = (budgetBytes - needed) / expertBytes
+            let sets = largest.map { max(1, $0) * expertBytes }
+            let floor = sets.reduce(0, +) <= budgetBytes ? sets : Array(repeating: expertBytes, count: L)
+            let spare = (budgetBytes - floor.reduce(0, +)) / expertBytes
             let weights = (0..<L).map { Double(L - $0) }, total = weights.reduce(0, +)
             var extra = weights.map { Int(Double(spare) * $0 / total) }
             let order = (0..<L).sorted { Double(spare) * weights[$0] / total - Double(extra[$0]) > Double(spare) * weights[$1] / total - Double(extra[$1]) }
@@ -215,11 +220,8 @@ struct BudgetLayout {
             partitionOf = (0..<flat).map { Int32($0 / experts) }
             capacities = (0..<L).map { floor[$0] + extra[$0] * expertBytes }
         } else {
-            let n = largest.max() ?? 0
-            if n * expertBytes > budgetBytes {
-                let layer = largest.firstIndex(of: n) ?? 0
-                throw ConfigError.budgetTooSmall(budgetBytes: budgetBytes, neededBytes: n * expertBytes,
-                                                 where: "layer \(layer) needs \(n) experts at once in one step")
+            if budgetBytes < expertBytes {
+                throw ConfigError.budgetTooSmall(budgetBytes: budgetBytes, neededBytes: expertBytes, where: "it cannot hold one expert")
             }
             partitionOf = Array(repeating: 0, count: flat)
             capacities = [budgetBytes]

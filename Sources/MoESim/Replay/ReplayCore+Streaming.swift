@@ -1,0 +1,95 @@
+/// Layers whose expert set does not fit the budget (a long prefill, a large batch, a per-layer share of one expert as
+/// mixtral-offloading's baseline uses): the experts stream through the budget, each loaded, computed and freed in
+/// turn, instead of the run being refused (SIMULATION.md: experts are pinned while they fit).
+extension ReplayCore {
+    /// Room for a demand copy of `e`: evicts as usual; when every resident expert is pinned, the layer streams: the
+    /// earliest-landing outstanding miss is computed and unpinned (with the hits computed so far), and freed once
+    /// done, until there is room. The copy is then sent no earlier than the last compute that freed room.
+    /// - Returns: when to send the copy, and the ticket of an evicted copy in flight it must wait for (-1).
+    @inline(__always)
+    mutating func roomForDemand(_ e: Int32, bytes: Int, _ pins: PinSet, _ set: Range<Int>, _ plan: PlanColumns,
+                                before a: Int, _ layer: inout LayerProgress) -> (at: Int64, after: Link.Ticket) {
+        var room = makeRoom(for: e, bytes: bytes, pins, at: layer.gate, demand: true)
+        while !room.found {
+            streamOne(set, plan, before: a, &layer)
+            room = makeRoom(for: e, bytes: bytes, pins, at: layer.streamedUntil, demand: true)
+            if !room.found, let done = streamed.elements.first(where: memory.isResident) {  // a policy that never evicts
+                memory.release(done)
+                policy.didEvict(done)
+                if Sink.isEnabled { sink.record(.evict(expert: Int(done)), at: layer.streamedUntil) }
+                room = makeRoom(for: e, bytes: bytes, pins, at: layer.streamedUntil, demand: true)
+            }
+        }
+        if !layer.streaming { return (layer.gate, room.after) }
+        advanceLink(to: layer.streamedUntil)  // the copy is sent once the room it takes is free
+        return (layer.streamedUntil, room.after)
+    }
+
+    /// Frees pinned experts of the layer for eviction: the hits already computed; else a hit not yet reached,
+    /// computed now (it is resident: no wait); else the outstanding miss that lands first, computed when it lands.
+    private mutating func streamOne(_ set: Range<Int>, _ plan: PlanColumns, before a: Int, _ layer: inout LayerProgress) {
+        if !layer.streaming {
+            layer.streaming = true
+            layer.streamedUntil = layer.gpu
+            streamed.removeAll()
+            for h in set.lowerBound..<a where memory.isResident(plan.accessExpert[h]) && !misses.contains(plan.accessExpert[h]) {
+                pins[Int(plan.accessExpert[h])] = 0
+                streamed.append(plan.accessExpert[h])
+            }
+            if !streamed.isEmpty { return }
+        }
+        for h in (a + 1)..<set.upperBound {
+            let e = plan.accessExpert[h]
+            guard memory.isResident(e), pins[Int(e)] == epoch, !misses.contains(e), !streamed.contains(e, from: 0) else { continue }
+            if Predictor.isEnabled && book.state[Int(e)] != PrefetchBook.none {
+                // A prefetch not yet landed is settled now, as a late miss to wait for; one that landed is a hit.
+                switch book.settleAccess(e, at: layer.gate) {
+                case .useful: break
+                case let .late(ticket):
+                    let known = book.landTime[Int(e)] == .max ? Int64(-1) : book.landTime[Int(e)]
+                    addMiss(e, tokens: plan.accessTokens[h], Link.Copy(ticket: ticket, start: -1, end: known), at: layer.gate)
+                    continue
+                case let .queued(ticket):
+                    counters.bytesH2D += cost.expertBytes
+                    addMiss(e, tokens: plan.accessTokens[h], link.promote(ticket, at: layer.gate), at: layer.gate)
+                    continue
+                }
+            }
+            policy.didAccess(e, at: h)
+            if Sink.isEnabled { sink.record(.hit(expert: Int(e)), at: layer.gate) }
+            layer.gpu = compute(e, tokens: plan.accessTokens[h], from: layer.gpu)
+            free(e, &layer)
+            return
+        }
+        precondition(misses.count > 0, "a budget below one expert passed validation")
+        if link.engines > 1 {
+            for m in 0..<misses.count where misses.landsAt[m] < 0 { misses.landsAt[m] = link.landing(of: misses.ticket[m]) }
+            drainLink()
+        }
+        misses.sortByLanding()
+        layer.wait(until: misses.landsAt[0], &counters)
+        layer.gpu = compute(misses.expert[0], tokens: misses.tokens[0], from: layer.gpu)
+        free(misses.expert[0], &layer)
+        misses.removeFirst()
+        counters.misses += 1  // no longer in `misses` when the layer counts them
+    }
+
+    /// Adds an expert settled ahead of its turn to the layer's outstanding misses.
+    private mutating func addMiss(_ e: Int32, tokens: Int32, _ copy: Link.Copy, at gate: Int64) {
+        if Sink.isEnabled {
+            if copy.end >= 0 && copy.start >= 0 {
+                sink.record(.copyStart(expert: Int(e)), at: copy.start)
+                sink.record(.copyEnd(expert: Int(e)), at: copy.end)
+            }
+            sink.record(.miss(expert: Int(e)), at: gate)
+        }
+        misses.append(expert: e, tokens: tokens, copy: copy)
+    }
+
+    /// Marks a computed expert of a streaming layer as done: unpinned, and free to go once the GPU is past it.
+    private mutating func free(_ e: Int32, _ layer: inout LayerProgress) {
+        pins[Int(e)] = 0
+        streamed.append(e)
+        layer.streamedUntil = layer.gpu
+    }
+}
