@@ -19,11 +19,16 @@ import Testing
         #expect(proposals(predictor, step: 1, layer: 0, [4]) == [])   // 4 has no history
     }
 
-    @Test func learningStopsAtAStepBoundary() {
+    @Test func theLastLayerIsFollowedByTheNextStepsFirst() {
         let predictor = AffinityPredictor(layers: 2, experts: 8)
         _ = proposals(predictor, step: 0, layer: 0, [3])
-        _ = proposals(predictor, step: 1, layer: 1, [8 + 5])  // another step: not a successor of step 0's layer 0
-        #expect(proposals(predictor, step: 2, layer: 0, [3]) == [])
+        _ = proposals(predictor, step: 0, layer: 1, [8 + 5])
+        _ = proposals(predictor, step: 1, layer: 0, [2])        // layer 1's 5 was followed by the next step's 2
+        #expect(proposals(predictor, step: 1, layer: 1, [8 + 5]) == [2], "proposed across the step boundary")
+        // Only consecutive layers are successors: layer 0 twice in a row teaches nothing.
+        _ = proposals(predictor, step: 2, layer: 0, [6])
+        _ = proposals(predictor, step: 2, layer: 0, [7])
+        #expect(proposals(predictor, step: 3, layer: 0, [6]) == [])
     }
 
     @Test func candidatesRankBySummedCountsWithTiesToTheLowerId() {
@@ -49,15 +54,15 @@ import Testing
         let layers = 3, experts = 6 + Int(seed % 5), followers = 1 + Int(seed % 4)
         let predictor = AffinityPredictor(layers: layers, experts: experts, followers: followers)
         var reference = ReferenceAffinity(experts: experts, followers: followers)
+        var before: [Int32] = []  // the layer revealed last: the previous layer, or the previous step's last
         for step in 0..<60 {
-            var before: [Int32] = []
             for layer in 0..<layers {
                 let k = 1 + rng.nextInt(below: 3)
                 var chosen = Set<Int32>()
                 while chosen.count < k { chosen.insert(Int32(layer * experts + rng.nextInt(below: experts))) }
                 let revealed = chosen.sorted()
-                if layer > 0 { reference.learn(from: before, to: revealed.map { $0 - Int32(layer * experts) }) }
-                let expected = layer + 1 < layers ? reference.predict(revealed).map { $0 + Int32((layer + 1) * experts) } : []
+                if layer > 0 || step > 0 { reference.learn(from: before, to: revealed.map { $0 - Int32(layer * experts) }) }
+                let expected = reference.predict(revealed).map { $0 + Int32((layer + 1) % layers * experts) }
                 #expect(proposals(predictor, step: step, layer: layer, revealed) == expected, "seed \(seed) step \(step) layer \(layer)")
                 before = revealed
             }

@@ -69,6 +69,22 @@ import Testing
         #expect(r.counters.bytesH2D == 3 * 200_000)
     }
 
+    /// Two tokens over two layers: the oracle, at the last layer of the first step, prefetches the next step's first
+    /// layer; the pre-gate cannot (the next token's routing does not exist yet), so that access is a demand miss.
+    @Test func onlyTheOracleLooksAcrossTheStepBoundary() throws {
+        let lines = [#"{"seq":0,"pos":0,"phase":"decode","experts":[[0],[1]]}"#, #"{"seq":0,"pos":1,"phase":"decode","experts":[[2],[3]]}"#]
+        let model = tinyModel(layers: 2, experts: 4, topK: 1)
+        let (oracle, oracleLog) = try run(lines, model: model, policy: .oraclePrefetch, budget: 2)
+        let (pregated, pregatedLog) = try run(lines, model: model, policy: .pregated, budget: 2)
+        let prefetched = { (log: [(SimEvent, Int64)]) in log.compactMap { if case let .prefetch(e) = $0.0 { e } else { nil } } }
+        #expect(prefetched(oracleLog) == [5, 2, 7], "5 at step 0 layer 0; 2 (next step, layer 0) at layer 1; 7 at step 1 layer 0")
+        #expect(prefetched(pregatedLog) == [5, 7])
+        #expect(oracle.counters.prefetch.issued == 3 && oracle.counters.prefetch.useful + oracle.counters.prefetch.late == 3)
+        #expect(pregated.counters.prefetch.issued == 2)
+        // Prediction quality counts the crossing proposal against the step it is for.
+        #expect(oracle.predPrecision == 1.0 && oracle.predRecall == 1.0)
+    }
+
     /// Pregated over two layers, with the non-expert compute sized so that the prefetch of layer 1's expert lands
     /// exactly at layer 1's gate (useful), or one nanosecond after it (late).
     @Test func aPrefetchLandingExactlyAtTheGateIsUseful() throws {

@@ -192,19 +192,24 @@ import Testing
             #expect(r.counters.stallNanoseconds == 0)
             #expect(r.counters.prefetch.late == 0 && r.counters.prefetch.useful > 0)
         }
-        // On a fast (not infinite) link only each step's first layer, which no predictor sees, can stall.
+        // On a fast (not infinite) link the oracle, which also sees the next step's first layer from the last one,
+        // never waits for a prefetch.
         let fast = try replay(trace, model: Self.model, hardware: Self.fastLink, policy: .oraclePrefetch, budget: Self.budget(trace, 12))
         let lru = try replay(trace, model: Self.model, hardware: Self.fastLink, policy: .lru, budget: Self.budget(trace, 12))
         #expect(fast.counters.prefetch.late == 0)
         #expect(fast.counters.stallNanoseconds < lru.counters.stallNanoseconds)
+        // Pregated cannot see the next token's first layer: it stalls more.
+        let pregated = try replay(trace, model: Self.model, hardware: Self.fastLink, policy: .pregated, budget: Self.budget(trace, 12))
+        #expect(pregated.counters.stallNanoseconds > fast.counters.stallNanoseconds)
     }
 
     @Test(arguments: seeds)
-    func aPerfectCrossLayerGateIsTheOracleAtLookaheadOne(seed: UInt64) throws {
+    func aPerfectCrossLayerGateIsThePreGate(seed: UInt64) throws {
+        // Neither sees across the step boundary; both know the next layer exactly.
         let trace = Self.trace(seed)
         for slots in [10, 20] {
             let budget = Self.budget(trace, slots)
-            let oracle = try replay(trace, model: Self.model, policy: .oraclePrefetch, budget: budget)
+            let oracle = try replay(trace, model: Self.model, policy: .pregated, budget: budget)
             let gate = try replay(trace, model: Self.model, policy: .crossLayerGate, budget: budget,
                                   prefetch: PrefetchOptions(accuracy: 1.0, seed: seed))
             #expect(gate.counters.simNanoseconds == oracle.counters.simNanoseconds)

@@ -4,8 +4,10 @@
 ///     p.predict(step: s, layer: l, revealed: ids, into: &proposals)   // flat ids of layers after l
 ///
 /// The core issues the proposals as prefetch copies (after the layer's demand copies), counts them, and cancels
-/// those still queued when their layer has passed. Proposals target later layers of the same step; a predictor
-/// must not look at routing after `layer` unless it is an oracle (libCacheSim `prefetchAlgo.h` plays this role).
+/// those still queued when their layer has passed. Proposals target later layers; a proposal for a layer at or
+/// before `layer` is for the next step (at the last layer, layer 0 of the next step is the next target). A predictor
+/// must not look at routing after `layer` unless it is an oracle (libCacheSim `prefetchAlgo.h` plays this role);
+/// each says in docs/policies.md what it does at the step boundary.
 public protocol PrefetchPredictor {
     /// False for `NoPrefetch`: the replay loop then compiles the prefetch machinery away.
     static var isEnabled: Bool { get }
@@ -13,14 +15,15 @@ public protocol PrefetchPredictor {
     var source: String { get }
     /// Appends flat expert ids to prefetch, in priority order. `revealed` is layer `layer`'s expert set (flat ids).
     mutating func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList)
-    /// Points a predictor that reads the plan at the next chunk of a streaming replay (steps are numbered from 0
-    /// in each chunk). Predictors that learn online keep what they learnt.
-    mutating func rebind(_ plan: StepPlan)
+    /// Points a predictor that reads the plan at the run about to be replayed (steps are numbered from 0 in each
+    /// plan); `following` is the plan whose first step comes after its last, when known. Predictors that learn
+    /// online keep what they learnt.
+    mutating func rebind(_ plan: StepPlan, following: StepPlan?)
 }
 
 extension PrefetchPredictor {
     public static var isEnabled: Bool { true }
-    public mutating func rebind(_ plan: StepPlan) {}
+    public mutating func rebind(_ plan: StepPlan, following: StepPlan?) {}
 }
 
 /// Demand fetching only.
@@ -32,29 +35,40 @@ public struct NoPrefetch: PrefetchPredictor {
 }
 
 /// `pregated`: the pre-gate computes layer l+1's routing during layer l, so layer l+1's set is known exactly one
-/// layer early (Pre-gated MoE, arXiv 2308.12066). With `lookahead` d, layers l+1 … l+d (the bound
-/// `oracle-prefetch`, source "oracle"). Like every predictor it stays inside the forward pass: the next token's
-/// routing does not exist before the token is sampled, so each step's first layer is loaded on demand.
+/// layer early (Pre-gated MoE, arXiv 2308.12066). The next token's routing does not exist before the token is
+/// sampled, so at the last layer it proposes nothing: each step's first layer is loaded on demand. With
+/// `lookahead` d and `crossesSteps` (the bound `oracle-prefetch`, source "oracle"), layers l+1 … l+d, continuing
+/// into the next step's first layers: the oracle sees the future, the step boundary included.
 public struct ExactPredictor: PrefetchPredictor {
     var plan: StepPlan
+    var following: StepPlan?
     let lookahead: Int
+    let crossesSteps: Bool
     public let source: String
 
-    public init(plan: StepPlan, lookahead: Int = 1, source: String = "exact") {
+    public init(plan: StepPlan, lookahead: Int = 1, source: String = "exact", crossesSteps: Bool = false) {
         self.plan = plan
         self.lookahead = max(1, lookahead)
         self.source = source
+        self.crossesSteps = crossesSteps
     }
 
     @inline(__always)
     public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
-        let last = min(plan.layers - 1, layer + lookahead)
-        guard layer < last else { return }
-        proposals.append(plan.accessExpert, in: plan.accessRange(step: step, layers: (layer + 1)...last))
+        let reach = layer + lookahead, last = min(plan.layers - 1, reach)
+        if layer < last { proposals.append(plan.accessExpert, in: plan.accessRange(step: step, layers: (layer + 1)...last)) }
+        guard crossesSteps && reach >= plan.layers else { return }
+        let nextLayers = 0...min(reach - plan.layers, plan.layers - 1)
+        if step + 1 < plan.steps {
+            proposals.append(plan.accessExpert, in: plan.accessRange(step: step + 1, layers: nextLayers))
+        } else if let next = following, next.steps > 0 {
+            proposals.append(next.accessExpert, in: next.accessRange(step: 0, layers: nextLayers))
+        }
     }
 }
 
-/// `prefetch-all`: copy every expert of layer l+1 during layer l (Pre-gated MoE's MoE-Prefetch baseline).
+/// `prefetch-all`: copy every expert of the next layer during the current one (Pre-gated MoE's MoE-Prefetch
+/// baseline). It needs no routing, so at the last layer it copies the first layer's experts for the next step.
 public struct AllNextLayerPredictor: PrefetchPredictor {
     let layers: Int
     let experts: Int
@@ -63,15 +77,15 @@ public struct AllNextLayerPredictor: PrefetchPredictor {
     public init(layers: Int, experts: Int) { self.layers = layers; self.experts = experts }
 
     public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
-        guard layer + 1 < layers else { return }
-        let base = Int32((layer + 1) * experts)
+        let base = Int32((layer + 1) % layers * experts)
         for e in 0..<Int32(experts) { proposals.append(base + e) }
     }
 }
 
 /// `cross-layer-gate` (Fate, arXiv 2502.12224): layer l+1's gate applied to layer l's input predicts l+1's experts.
 /// Without recorded predictions in the trace it is modelled: each true expert of layer l+1 is predicted with
-/// probability `accuracy`, otherwise replaced by a wrong one drawn uniformly (seeded, source "modelled").
+/// probability `accuracy`, otherwise replaced by a wrong one drawn uniformly (seeded, source "modelled"). Like the
+/// pre-gate, it has no input for the next token's first layer: at the last layer it proposes nothing.
 public struct ModelledCrossLayerPredictor: PrefetchPredictor {
     var plan: StepPlan
     let accuracy: Double
@@ -104,22 +118,32 @@ public struct ModelledCrossLayerPredictor: PrefetchPredictor {
     }
 }
 
-/// `cross-layer-gate` with the predictions recorded in the trace's `pred` field (source "trace").
+/// `cross-layer-gate` with the predictions recorded in the trace's `pred` field (source "trace"). A token's `pred`
+/// for layer 0 is what the recorder predicted for it at the previous token's last layer: proposed there, across
+/// the step boundary.
 public struct RecordedPredictor: PrefetchPredictor {
     var plan: StepPlan
+    var following: StepPlan?
     public var source: String { "trace" }
 
     public init(plan: StepPlan) { self.plan = plan }
 
     public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
-        guard layer + 1 < plan.layers else { return }
-        proposals.append(plan.predictedExpert, in: plan.predictionRange(step: step, layer: layer + 1))
+        if layer + 1 < plan.layers {
+            proposals.append(plan.predictedExpert, in: plan.predictionRange(step: step, layer: layer + 1))
+        } else if step + 1 < plan.steps {
+            proposals.append(plan.predictedExpert, in: plan.predictionRange(step: step + 1, layer: 0))
+        } else if let next = following, next.steps > 0 {
+            proposals.append(next.predictedExpert, in: next.predictionRange(step: 0, layer: 0))
+        }
     }
 }
 
 /// `affinity` (ExFlow / MoE-Infinity style): online conditional frequencies of (layer l expert → layer l+1 expert),
 /// learned from the routing revealed so far, never from the future. It proposes as many experts as layer l used,
-/// ranked by Σ over layer l's experts of how often each candidate followed them.
+/// ranked by Σ over layer l's experts of how often each candidate followed them. The last layer is followed by the
+/// next step's first (the same token's next step, or the next sequence's first): it learns and predicts across the
+/// step boundary too.
 ///
 /// Each (layer, expert) keeps its `followers` most frequent successors with the Space-Saving algorithm (Metwally,
 /// Agrawal and El Abbadi 2005): a successor not in the list replaces the weakest entry and inherits its count plus
@@ -137,7 +161,7 @@ public final class AffinityPredictor: PrefetchPredictor {
     /// Per candidate of the next layer: its summed count in the prediction under way (0 when untouched).
     private let score: UnsafeMutablePointer<Int32>
     private var previous: ExpertList
-    private var previousStep = -1
+    private var previousLayer = -1
     private var touched: ExpertList
     private var ranked: ExpertList
     public var source: String { "online" }
@@ -164,14 +188,14 @@ public final class AffinityPredictor: PrefetchPredictor {
         // Locals: stores through `score` would otherwise make the compiler reload every property per iteration.
         let topIDs = self.topIDs, topCounts = self.topCounts, score = self.score, followers = self.followers
         let offset = Int32(layer * experts)
-        // Learn: the previous layer of this step was followed by what was just revealed.
-        if layer > 0 && previousStep == step {
+        // Learn: the layer revealed before (the previous layer, or the previous step's last) was followed by this one.
+        if previousLayer >= 0 && (previousLayer + 1) % layers == layer {
             for i in previous.elements { for j in revealed { record(from: Int(i), to: j - offset) } }
         }
         previous.removeAll()
         previous.append(contentsOf: revealed)
-        previousStep = step
-        guard layer + 1 < layers, !revealed.isEmpty else { return }
+        previousLayer = layer
+        guard !revealed.isEmpty else { return }
         // Predict layer + 1: sum each candidate's counts over the revealed experts.
         var touched = self.touched
         touched.removeAll()
@@ -186,7 +210,7 @@ public final class AffinityPredictor: PrefetchPredictor {
         }
         self.touched = touched
         rankBest(min(revealed.count, touched.count))
-        let base = offset + Int32(experts)
+        let base = Int32((layer + 1) % layers * experts)
         for j in ranked.elements { proposals.append(base + j) }
         for j in touched.elements { score[Int(j)] = 0 }
     }
@@ -232,6 +256,12 @@ public final class AffinityPredictor: PrefetchPredictor {
     }
 }
 
-extension ExactPredictor { public mutating func rebind(_ plan: StepPlan) { self.plan = plan } }
-extension ModelledCrossLayerPredictor { public mutating func rebind(_ plan: StepPlan) { self.plan = plan } }
-extension RecordedPredictor { public mutating func rebind(_ plan: StepPlan) { self.plan = plan } }
+extension ExactPredictor {
+    public mutating func rebind(_ plan: StepPlan, following: StepPlan?) { self.plan = plan; self.following = following }
+}
+extension ModelledCrossLayerPredictor {
+    public mutating func rebind(_ plan: StepPlan, following: StepPlan?) { self.plan = plan }
+}
+extension RecordedPredictor {
+    public mutating func rebind(_ plan: StepPlan, following: StepPlan?) { self.plan = plan; self.following = following }
+}

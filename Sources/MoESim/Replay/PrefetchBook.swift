@@ -50,7 +50,9 @@ final class PrefetchBook {
     /// Bytes held by prefetches not yet settled (queued or awaiting use): capped by the prefetch buffer.
     private(set) var heldBytes = 0
     let bytesPerCopy: Int
-    private let predictedPerLayer: UnsafeMutablePointer<Int>
+    /// Experts predicted per layer for this step, and for the next (proposed across the step boundary).
+    private var predictedPerLayer: UnsafeMutablePointer<Int>
+    private var predictedNextPerLayer: UnsafeMutablePointer<Int>
     /// The layer of each flat id (a lookup instead of a division in the per-proposal path).
     private let layerOf: UnsafeMutablePointer<Int32>
     private let layers: Int
@@ -70,6 +72,7 @@ final class PrefetchBook {
         predictedInStep = .allocate(capacity: experts); predictedInStep.initialize(repeating: 0, count: experts)
         self.layers = layers
         predictedPerLayer = .allocate(capacity: layers); predictedPerLayer.initialize(repeating: 0, count: layers)
+        predictedNextPerLayer = .allocate(capacity: layers); predictedNextPerLayer.initialize(repeating: 0, count: layers)
         layerOf = .allocate(capacity: experts)
         let perLayer = experts / max(1, layers)
         for e in 0..<experts { layerOf[e] = Int32(e / max(1, perLayer)) }
@@ -77,20 +80,23 @@ final class PrefetchBook {
 
     deinit {
         state.deallocate(); landTime.deallocate(); ticket.deallocate(); predictedInStep.deallocate()
-        predictedPerLayer.deallocate(); layerOf.deallocate()
+        predictedPerLayer.deallocate(); predictedNextPerLayer.deallocate(); layerOf.deallocate()
     }
 
     func startStep() {
         stepStamp &+= 1
-        predictedPerLayer.update(repeating: 0, count: layers)
+        swap(&predictedPerLayer, &predictedNextPerLayer)
+        predictedNextPerLayer.update(repeating: 0, count: layers)
     }
 
-    /// Counts a proposal for prediction quality (each expert once per step).
+    /// Counts a proposal made at `layer` for prediction quality (each expert once per step); a proposal for a layer
+    /// at or before it is for the next step.
     @inline(__always)
-    func notePrediction(_ e: Int32) {
-        guard predictedInStep[Int(e)] != stepStamp else { return }
-        predictedInStep[Int(e)] = stepStamp
-        predictedPerLayer[Int(layerOf[Int(e)])] &+= 1
+    func notePrediction(_ e: Int32, madeAt layer: Int) {
+        let next = Int(layerOf[Int(e)]) <= layer, stamp = next ? stepStamp &+ 1 : stepStamp
+        guard predictedInStep[Int(e)] != stamp else { return }
+        predictedInStep[Int(e)] = stamp
+        (next ? predictedNextPerLayer : predictedPerLayer)[Int(layerOf[Int(e)])] &+= 1
     }
 
     /// At a layer's gate: how many of its experts were predicted this step.
@@ -153,13 +159,18 @@ final class PrefetchBook {
         heldBytes -= bytesPerCopy
     }
 
-    /// At the end of the replay, prefetched experts never asked for are wasted.
+    /// At the end of the replay, prefetched experts never asked for are wasted, and prefetches still queued (for
+    /// a step that never came) are cancelled.
     func finish() {
-        for e in 0..<experts where state[e] == PrefetchBook.awaitingUse {
+        for e in 0..<experts where state[e] != PrefetchBook.none {
+            if state[e] == PrefetchBook.awaitingUse {
+                counters.wasted += 1
+                counters.bytesWasted += bytesPerCopy
+            } else {
+                counters.cancelled += 1
+            }
             state[e] = PrefetchBook.none
             heldBytes -= bytesPerCopy
-            counters.wasted += 1
-            counters.bytesWasted += bytesPerCopy
         }
         precondition(counters.useful + counters.late + counters.wasted + counters.cancelled == counters.issued)
     }

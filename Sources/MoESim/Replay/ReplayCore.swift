@@ -151,7 +151,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         // is already resident.
         for e in proposals.elements {
             pins[Int(e)] = epoch
-            book.notePrediction(e)
+            book.notePrediction(e, madeAt: l)
         }
         let pinSet = pinned(at: gate)
         for e in proposals.elements {

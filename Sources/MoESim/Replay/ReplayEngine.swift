@@ -60,7 +60,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     public func replay(_ run: StepRun) {
         var core = self.core.take()!  // moved, not copied: a second reference would copy the counters' arrays
         defer { self.core = core }
-        core.predictor.rebind(run.plan)
+        core.predictor.rebind(run.plan, following: run.following)
         let log: UnsafeMutablePointer<AccessPrecision>? = recordsPrecision ? .allocate(capacity: run.plan.accesses) : nil
         log?.initialize(repeating: .full, count: run.plan.accesses)
         core.precisionLog = log

@@ -18,8 +18,8 @@ extension PolicyKind {
         case .prefetchAll: try prefetching(AllNextLayerPredictor(layers: c.plan.layers, experts: c.plan.experts), c, runner)
         case .pregated: try prefetching(ExactPredictor(plan: c.plan, lookahead: 1), c, runner)
         case .oraclePrefetch:
-            try prefetching(ExactPredictor(plan: c.plan, lookahead: min(c.spec.prefetch.lookahead, c.plan.layers - 1), source: "oracle"),
-                            c, runner)
+            try prefetching(ExactPredictor(plan: c.plan, lookahead: min(c.spec.prefetch.lookahead, c.plan.layers),
+                                           source: "oracle", crossesSteps: true), c, runner)
         case .crossLayerGate:
             if c.plan.hasPredictions { try prefetching(RecordedPredictor(plan: c.plan), c, runner) }
             else { try prefetching(ModelledCrossLayerPredictor(plan: c.plan, accuracy: c.spec.prefetch.accuracy, seed: c.spec.prefetch.seed), c, runner) }
