@@ -14,7 +14,9 @@ struct Bench: ParsableCommand {
             Replay time covers planning-free replay only (the trace is compiled into steps once, outside the timer); \
             Belady's future index is built inside the timer. Runs are interleaved (each round replays every \
             strategy once), and each prefetching strategy also reports its replay time relative to LRU's in the \
-            same round; a filter that picks a prefetching strategy runs LRU too.
+            same round; a filter that picks a prefetching strategy runs LRU too. With --against OLD, each round \
+            also runs OLD's bench on the same cases (one run, in a child process) right after this build's, and \
+            the ratio of the two replay speeds is reported per case (median over rounds): an A/B in one invocation.
             """)
 
     @Option(help: "Timed runs per case; the median is reported.")
@@ -28,6 +30,9 @@ struct Bench: ParsableCommand {
 
     @Option(help: "Only cases whose name contains this text.")
     var filter: String?
+
+    @Option(help: "Another moesim binary (e.g. the previous build) to run interleaved, round by round, on the same replay cases; use with a --filter that names replay cases (e.g. lru-mixtral).")
+    var against: String?
 
     func validate() throws {
         if runs < 1 { throw ValidationError("--runs must be at least 1") }
@@ -84,6 +89,7 @@ struct Bench: ParsableCommand {
         if policies.contains(where: \.prefetches) && !policies.contains(.lru) { policies.insert(.lru, at: 0) }
         guard !policies.isEmpty else { return [] }
         var seconds = [PolicyKind: [Double]](), hitRate = [PolicyKind: Double](), issued = [PolicyKind: Int]()
+        var otherRates = [String: [Double]]()
         for _ in 0..<runs {
             for policy in policies {
                 let spec = ReplaySpec(model: model, hardware: hardware, policy: policy, budget: budget)
@@ -94,6 +100,9 @@ struct Bench: ParsableCommand {
                 seconds[policy, default: []].append(elapsed.seconds)
                 hitRate[policy] = result?.hitRate ?? 0
                 issued[policy] = result?.counters.prefetch.issued ?? 0
+            }
+            if let against {
+                for (name, rate) in try otherBuildRates(against) { otherRates[name, default: []].append(rate) }
             }
         }
         var rows: [Row] = []
@@ -110,9 +119,34 @@ struct Bench: ParsableCommand {
                                median(ratios.sorted()), ratios.min()!, ratios.max()!,
                                Double(issued[policy]!) / Double(plan.accesses))
             }
+            if let other = otherRates[name], other.count == runs {
+                let ratios = zip(rate.values, other).map { $0 / $1 }
+                rows.append(Row(name: name, metric: "speed_vs_against", values: ratios, unit: "ratio"))
+                note += String(format: "; vs %@: median %.3f (%.3f-%.3f) over %d interleaved rounds",
+                               (against! as NSString).lastPathComponent, median(ratios.sorted()), ratios.min()!, ratios.max()!, runs)
+            }
             printRow(rate, note: note)
         }
         return rows
+    }
+
+    /// One run of another build's bench on the same replay cases (a child process): accesses/s by case name.
+    func otherBuildRates(_ binary: String) throws -> [(String, Double)] {
+        let csvPath = NSTemporaryDirectory() + "moesim-bench-against-\(getpid()).csv"
+        defer { try? FileManager.default.removeItem(atPath: csvPath) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["bench", "--runs", "1", "--accesses", "\(accesses)", "--csv", csvPath] + (filter.map { ["--filter", $0] } ?? [])
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw ValidationError("--against \(binary): its bench exited with status \(process.terminationStatus)")
+        }
+        return try ReportTable.load(csvPath).rows.filter { $0[1] == "replay_accesses_per_s" }.compactMap { row in
+            Double(row[2]).map { (row[0], $0) }
+        }
     }
 
     /// Expert FFN GFLOP/s of `ExpertFFN.forward` beside the bare sgemm calls of the same shapes, at Mixtral's and

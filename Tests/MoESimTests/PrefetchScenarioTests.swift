@@ -151,7 +151,7 @@ import Testing
             let cost = CostModel(model: model, hardware: tinyHardware(engines: engines))
             let cache = CacheShape(experts: 24, capacity: 8 * model.expertBytes, expertBytes: model.expertBytes)
             let engine = ReplayEngine(layers: 3, experts: 8, cost: cost, policy: LRUPolicy(cache: cache),
-                                      predictor: ExactPredictor(plan: plan, lookahead: 2), handler: FullCopy(),
+                                      predictor: OraclePredictor(plan: plan, lookahead: 2), handler: FullCopy(),
                                       memory: ExpertMemory(experts: 24, partitionOf: cache.partitionOf, capacities: cache.capacities),
                                       sink: LayerOrder())
             var source = OneStepAtATime(plan: plan)

@@ -207,7 +207,10 @@ struct TicketQueue {
 
     var isEmpty: Bool { head == list.count }
     var firstTicket: Link.Ticket? { head < list.count ? list[head] : nil }
-    var elements: UnsafeBufferPointer<Int32> { UnsafeBufferPointer(rebasing: list.elements[head...]) }
+    var elements: UnsafeBufferPointer<Int32> {
+        let all = list.elements
+        return UnsafeBufferPointer(start: all.baseAddress.map { $0 + head }, count: all.count - head)
+    }
 
     @inline(__always) mutating func append(_ t: Link.Ticket) {
         if head > 0 && head == list.count { list.removeAll(); head = 0 }

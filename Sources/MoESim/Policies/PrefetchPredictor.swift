@@ -36,34 +36,17 @@ public struct NoPrefetch: PrefetchPredictor {
 
 /// `pregated`: the pre-gate computes layer l+1's routing during layer l, so layer l+1's set is known exactly one
 /// layer early (Pre-gated MoE, arXiv 2308.12066). The next token's routing does not exist before the token is
-/// sampled, so at the last layer it proposes nothing: each step's first layer is loaded on demand. With
-/// `lookahead` d and `crossesSteps` (the bound `oracle-prefetch`, source "oracle"), layers l+1 … l+d, continuing
-/// into the next step's first layers: the oracle sees the future, the step boundary included.
+/// sampled, so at the last layer it proposes nothing: each step's first layer is loaded on demand.
 public struct ExactPredictor: PrefetchPredictor {
     var plan: StepPlan
-    var following: StepPlan?
-    let lookahead: Int
-    let crossesSteps: Bool
-    public let source: String
+    public var source: String { "exact" }
 
-    public init(plan: StepPlan, lookahead: Int = 1, source: String = "exact", crossesSteps: Bool = false) {
-        self.plan = plan
-        self.lookahead = max(1, lookahead)
-        self.source = source
-        self.crossesSteps = crossesSteps
-    }
+    public init(plan: StepPlan) { self.plan = plan }
 
     @inline(__always)
     public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
-        let reach = layer + lookahead, last = min(plan.layers - 1, reach)
-        if layer < last { proposals.append(plan.accessExpert, in: plan.accessRange(step: step, layers: (layer + 1)...last)) }
-        guard crossesSteps && reach >= plan.layers else { return }
-        let nextLayers = 0...min(reach - plan.layers, plan.layers - 1)
-        if step + 1 < plan.steps {
-            proposals.append(plan.accessExpert, in: plan.accessRange(step: step + 1, layers: nextLayers))
-        } else if let next = following, next.steps > 0 {
-            proposals.append(next.accessExpert, in: next.accessRange(step: 0, layers: nextLayers))
-        }
+        guard layer + 1 < plan.layers else { return }
+        proposals.append(plan.accessExpert, in: plan.accessRange(step: step, layers: (layer + 1)...(layer + 1)))
     }
 }
 
@@ -257,7 +240,7 @@ public final class AffinityPredictor: PrefetchPredictor {
 }
 
 extension ExactPredictor {
-    public mutating func rebind(_ plan: StepPlan, following: StepPlan?) { self.plan = plan; self.following = following }
+    public mutating func rebind(_ plan: StepPlan, following: StepPlan?) { self.plan = plan }
 }
 extension ModelledCrossLayerPredictor {
     public mutating func rebind(_ plan: StepPlan, following: StepPlan?) { self.plan = plan }

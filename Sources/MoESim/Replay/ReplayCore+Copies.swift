@@ -102,8 +102,10 @@ extension ReplayCore {
     /// Cancels the prefetches for `layer` that never started, freeing their memory.
     @inline(__always)
     mutating func cancelQueuedPrefetches(layer l: Int, at time: Int64) {
+        let queued = link.queuedPrefetches
+        if queued.isEmpty { return }
         cancelled.removeAll()
-        for t in link.queuedPrefetches where book.layer(of: link.expert(of: t)) == l { cancelled.append(t) }
+        for t in queued where book.layer(of: link.expert(of: t)) == l { cancelled.append(t) }
         for t in cancelled.elements {
             let e = link.expert(of: t)
             link.cancel(t)

@@ -9,7 +9,17 @@ extension ReplayCore {
     @inline(__always)
     mutating func roomForDemand(_ e: Int32, bytes: Int, _ pins: PinSet, _ set: Range<Int>, _ plan: PlanColumns,
                                 before a: Int, _ layer: inout LayerProgress) -> (at: Int64, after: Link.Ticket) {
-        var room = makeRoom(for: e, bytes: bytes, pins, at: layer.gate, demand: true)
+        let room = makeRoom(for: e, bytes: bytes, pins, at: layer.gate, demand: true)
+        if room.found && !layer.streaming { return (layer.gate, room.after) }
+        return streamUntilRoom(for: e, bytes: bytes, pins, set, plan, before: a, &layer, room)
+    }
+
+    /// The slow path of `roomForDemand`, out of line so that the replay loop's common path stays small.
+    @inline(never)
+    private mutating func streamUntilRoom(for e: Int32, bytes: Int, _ pins: PinSet, _ set: Range<Int>, _ plan: PlanColumns,
+                                          before a: Int, _ layer: inout LayerProgress,
+                                          _ first: (found: Bool, after: Link.Ticket)) -> (at: Int64, after: Link.Ticket) {
+        var room = first
         while !room.found {
             streamOne(set, plan, before: a, &layer)
             room = makeRoom(for: e, bytes: bytes, pins, at: layer.streamedUntil, demand: true)

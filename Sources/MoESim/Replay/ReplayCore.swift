@@ -82,7 +82,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             let e = plan.accessExpert[a], tokens = plan.accessTokens[a]
             // Settled ahead of its turn to free room: computed already, or waiting among the misses.
             if layer.streaming && (streamed.contains(e, from: 0) || misses.contains(e)) { continue }
-            var copy: Link.Copy? = nil  // a miss: the copy its data arrives by
+            // A miss: the copy its data arrives by (its landing, or -1 and its ticket while not known).
+            var copy = Link.Copy(ticket: -1, start: -1, end: -1), missed = false
             if memory.isResident(e) {
                 policy.didAccess(e, at: a)
                 if !Handler.alwaysCopies && memory.bytes(of: e) < cost.expertBytes {  // held in low precision
@@ -94,6 +95,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                         let room = roomForDemand(e, bytes: cost.expertBytes, pinSet, set, plan, before: a, &layer)
                         memory.admit(e, bytes: cost.expertBytes)
                         copy = demandCopy(e, duration: cost.expertCopy, bytes: cost.expertBytes, at: room.at, after: room.after)
+                        missed = true
                     }
                 }
                 if Predictor.isEnabled && book.state[Int(e)] != PrefetchBook.none {
@@ -101,21 +103,24 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                     case .useful: break
                     case let .late(ticket):
                         copy = Link.Copy(ticket: ticket, start: -1, end: book.landTime[Int(e)] == .max ? -1 : book.landTime[Int(e)])
+                        missed = true
                     case let .queued(ticket):  // sent now, ahead of the other queued prefetches
                         copy = link.promote(ticket, at: gate)
+                        missed = true
                         counters.bytesH2D += cost.expertBytes
-                        if Sink.isEnabled && copy!.end >= 0 {
-                            sink.record(.copyStart(expert: Int(e)), at: copy!.start)
-                            sink.record(.copyEnd(expert: Int(e)), at: copy!.end)
+                        if Sink.isEnabled && copy.end >= 0 {
+                            sink.record(.copyStart(expert: Int(e)), at: copy.start)
+                            sink.record(.copyEnd(expert: Int(e)), at: copy.end)
                         }
                     }
                 }
-                if copy == nil {
+                if !missed {
                     if Sink.isEnabled { sink.record(.hit(expert: Int(e)), at: gate) }
                     layer.gpu = compute(e, tokens: tokens, from: layer.gpu)
                     continue
                 }
             } else {
+                missed = true
                 switch Handler.alwaysCopies ? .copy : handler.decide(miss(a, plan, gate), MissResources(
                     linkFreeAt: link.earliestStart(after: gate), hostFreeAt: hostFree)) {
                 case .copy:
@@ -136,7 +141,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 }
             }
             if Sink.isEnabled { sink.record(.miss(expert: Int(e)), at: gate) }
-            misses.append(expert: e, tokens: tokens, copy: copy!)
+            misses.append(expert: e, tokens: tokens, copy: copy)
         }
         counters.accesses += set.count
         counters.misses += misses.count
@@ -212,7 +217,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     }
 
     /// Admits a missed expert at `bytes` and sends its demand copy.
-    @inline(__always)
+    @_transparent
     mutating func copyIn(_ e: Int32, bytes: Int, duration: Int64, access a: Int, _ set: Range<Int>, _ plan: PlanColumns,
                          _ pinSet: PinSet, _ layer: inout LayerProgress) -> Link.Copy {
         let room = roomForDemand(e, bytes: bytes, pinSet, set, plan, before: a, &layer)

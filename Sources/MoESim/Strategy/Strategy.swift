@@ -16,10 +16,8 @@ extension PolicyKind {
         case .belady: try runner.run(BeladyPolicy(cache: c.cache, future: FutureIndex(c.plan)), NoPrefetch(), FullCopy(), EmptyPlacement())
         case .allResident: try runner.run(AllResidentPolicy(), NoPrefetch(), FullCopy(), EveryExpert())
         case .prefetchAll: try prefetching(AllNextLayerPredictor(layers: c.plan.layers, experts: c.plan.experts), c, runner)
-        case .pregated: try prefetching(ExactPredictor(plan: c.plan, lookahead: 1), c, runner)
-        case .oraclePrefetch:
-            try prefetching(ExactPredictor(plan: c.plan, lookahead: min(c.spec.prefetch.lookahead, c.plan.layers),
-                                           source: "oracle", crossesSteps: true), c, runner)
+        case .pregated: try prefetching(ExactPredictor(plan: c.plan), c, runner)
+        case .oraclePrefetch: try prefetching(OraclePredictor(plan: c.plan, lookahead: c.spec.prefetch.lookahead), c, runner)
         case .crossLayerGate:
             if c.plan.hasPredictions { try prefetching(RecordedPredictor(plan: c.plan), c, runner) }
             else { try prefetching(ModelledCrossLayerPredictor(plan: c.plan, accuracy: c.spec.prefetch.accuracy, seed: c.spec.prefetch.seed), c, runner) }
