@@ -93,10 +93,16 @@ final class PrefetchBook {
     /// at or before it is for the next step.
     @inline(__always)
     func notePrediction(_ e: Int32, madeAt layer: Int) {
-        let next = Int(layerOf[Int(e)]) <= layer, stamp = next ? stepStamp &+ 1 : stepStamp
-        guard predictedInStep[Int(e)] != stamp else { return }
-        predictedInStep[Int(e)] = stamp
-        (next ? predictedNextPerLayer : predictedPerLayer)[Int(layerOf[Int(e)])] &+= 1
+        let target = Int(layerOf[Int(e)])
+        if target > layer {  // this step: the common case
+            guard predictedInStep[Int(e)] != stepStamp else { return }
+            predictedInStep[Int(e)] = stepStamp
+            predictedPerLayer[target] &+= 1
+        } else {
+            guard predictedInStep[Int(e)] != stepStamp &+ 1 else { return }
+            predictedInStep[Int(e)] = stepStamp &+ 1
+            predictedNextPerLayer[target] &+= 1
+        }
     }
 
     /// At a layer's gate: how many of its experts were predicted this step.
