@@ -17,6 +17,9 @@ public struct CostModel: Sendable {
     public let linkLatency: Int64
     /// Bytes of one token's hidden state (what CPU fallback moves each way).
     public let activationBytesPerToken: Double
+    /// Host compute of an expert for one token, and one token's hidden state moved one way (CPU fallback's decode).
+    private(set) var hostExpertOneToken: Int64 = 0
+    private(set) var activationOneToken: Int64 = 0
 
     public init(model: ModelProfile, hardware: HardwareProfile) {
         self.hardware = hardware
@@ -29,11 +32,15 @@ public struct CostModel: Sendable {
         expertCopy = CostModel.copy(bytes: model.expertBytes, hardware: hardware)
         linkLatency = SimTime(seconds: hardware.linkLatencySeconds).nanoseconds
         activationBytesPerToken = Double(model.hidden) * model.bytesPerParam
+        hostExpertOneToken = SimTime(seconds: hostExpertSeconds(tokens: 1)).nanoseconds
+        activationOneToken = SimTime(seconds: activationSeconds(tokens: 1)).nanoseconds
     }
 
     /// Host CPU time of an expert for `tokens` tokens: max(2·n·params / host FLOP/s, bytes / host bandwidth), the
     /// roofline `calibrate` fits (the host reads the weights in the model's precision).
-    public func hostExpertCompute(tokens: Int32) -> Int64 { SimTime(seconds: hostExpertSeconds(tokens: Double(tokens))).nanoseconds }
+    public func hostExpertCompute(tokens: Int32) -> Int64 {
+        tokens == 1 ? hostExpertOneToken : SimTime(seconds: hostExpertSeconds(tokens: Double(tokens))).nanoseconds
+    }
 
     func hostExpertSeconds(tokens: Double) -> Double {
         max(2 * tokens * expertParams / hardware.hostFlops, Double(expertBytes) / hardware.hostBytesPerSecond)
@@ -41,7 +48,9 @@ public struct CostModel: Sendable {
 
     /// One-way move of `tokens` hidden states between GPU and host: latency + bytes / link bandwidth. Small, so
     /// it does not queue behind expert copies (a separate, short DMA).
-    public func activationTransfer(tokens: Int32) -> Int64 { SimTime(seconds: activationSeconds(tokens: Double(tokens))).nanoseconds }
+    public func activationTransfer(tokens: Int32) -> Int64 {
+        tokens == 1 ? activationOneToken : SimTime(seconds: activationSeconds(tokens: Double(tokens))).nanoseconds
+    }
 
     func activationSeconds(tokens: Double) -> Double {
         hardware.linkLatencySeconds + tokens * activationBytesPerToken / hardware.linkBytesPerSecond

@@ -47,7 +47,7 @@ public final class LRUPolicy: CachePolicy {
         tail.deallocate()
     }
 
-    public func didInsert(_ expert: Int32, at access: Int) { pushFront(expert) }
+    @inline(__always) public func didInsert(_ expert: Int32, at access: Int) { pushFront(expert) }
 
     public func didAccess(_ expert: Int32, at access: Int) {
         guard touchesOnAccess else { return }
@@ -59,7 +59,7 @@ public final class LRUPolicy: CachePolicy {
 
     public func didEvict(_ expert: Int32) { unlink(expert) }
 
-    public func victim(in partition: Int, pinned: PinSet) -> Int32? {
+    @inline(__always) public func victim(in partition: Int, pinned: PinSet) -> Int32? {
         var candidate = tail[partition]
         while candidate >= 0 && pinned.contains(candidate) { candidate = previous[Int(candidate)] }
         return candidate >= 0 ? candidate : nil

@@ -38,15 +38,23 @@ public struct NoPrefetch: PrefetchPredictor {
 /// layer early (Pre-gated MoE, arXiv 2308.12066). The next token's routing does not exist before the token is
 /// sampled, so at the last layer it proposes nothing: each step's first layer is loaded on demand.
 public struct ExactPredictor: PrefetchPredictor {
-    var plan: StepPlan
+    // Only the two columns it reads, not the whole plan: the loop would copy a plan-sized value on every call.
+    var accessExpert: [Int32]
+    var layerStart: [Int32]
+    let layers: Int
     public var source: String { "exact" }
 
-    public init(plan: StepPlan) { self.plan = plan }
+    public init(plan: StepPlan) {
+        accessExpert = plan.accessExpert; layerStart = plan.layerStart; layers = plan.layers
+    }
+
+    public mutating func rebind(_ plan: StepPlan, following: StepPlan?) { self = ExactPredictor(plan: plan) }
 
     @inline(__always)
     public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
-        guard layer + 1 < plan.layers else { return }
-        proposals.append(plan.accessExpert, in: plan.accessRange(step: step, layers: (layer + 1)...(layer + 1)))
+        guard layer + 1 < layers else { return }
+        let next = step * layers + layer + 1
+        proposals.append(accessExpert, in: Int(layerStart[next])..<Int(layerStart[next + 1]))
     }
 }
 
@@ -239,9 +247,6 @@ public final class AffinityPredictor: PrefetchPredictor {
     }
 }
 
-extension ExactPredictor {
-    public mutating func rebind(_ plan: StepPlan, following: StepPlan?) { self.plan = plan }
-}
 extension ModelledCrossLayerPredictor {
     public mutating func rebind(_ plan: StepPlan, following: StepPlan?) { self.plan = plan }
 }

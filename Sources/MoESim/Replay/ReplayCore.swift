@@ -65,7 +65,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             sink.record(.layerStart(step: s, layer: l), at: now)
             sink.record(.gate(step: s, layer: l), at: gate)
         }
-        advanceLink(to: gate)
+        // Without prefetches a one-engine link queues nothing: each demand copy's times are known when it is sent.
+        if Predictor.isEnabled || link.engines > 1 { advanceLink(to: gate) }
         if Predictor.isEnabled { book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: plan.accessExpert[set])) }
         // The whole set is pinned before any miss looks for room, so no miss evicts a later hit.
         for a in set { pins[Int(plan.accessExpert[a])] = epoch }
