@@ -12,8 +12,6 @@ public final class BeladyPolicy: CachePolicy {
     private let nextUse: [Int32]
     private let partitionOf: [Int32]
     private let heaps: [IndexedMaxHeap]
-    /// Pinned experts lifted out of the heap while a victim is sought (reused, so no call allocates).
-    private var aside: [(expert: Int32, key: UInt64)] = []
 
     /// - Parameters:
     ///   - partitionOf: each expert's partition (all 0 for one global cache).
@@ -39,17 +37,5 @@ public final class BeladyPolicy: CachePolicy {
     public func didAccess(_ expert: Int32, at access: Int) { heap(of: expert).set(expert, key: Self.key(nextUse[access], expert)) }
     public func didEvict(_ expert: Int32) { heap(of: expert).remove(expert) }
 
-    public func victim(in partition: Int, pinned: PinSet) -> Int32? {
-        let heap = heaps[partition]
-        // Pinned experts (at most the layer's set) are lifted out while looking, then put back.
-        var found: Int32?
-        while let top = heap.max {
-            if !pinned.contains(top.expert) { found = top.expert; break }
-            aside.append(top)
-            heap.remove(top.expert)
-        }
-        for (e, k) in aside { heap.set(e, key: k) }
-        aside.removeAll(keepingCapacity: true)
-        return found
-    }
+    public func victim(in partition: Int, pinned: PinSet) -> Int32? { heaps[partition].maxUnpinned(pinned) }
 }

@@ -13,6 +13,8 @@ final class IndexedMaxHeap {
     private let items: UnsafeMutablePointer<Int32>
     private let position: UnsafeMutablePointer<Int32>
     private(set) var count = 0
+    /// Entries lifted out while `maxUnpinned` looks (reused, so no call allocates).
+    private var aside: [(expert: Int32, key: UInt64)] = []
 
     init(capacity: Int) {
         keys = .allocate(capacity: capacity)
@@ -31,6 +33,20 @@ final class IndexedMaxHeap {
 
     /// The expert with the largest key, and the key.
     var max: (expert: Int32, key: UInt64)? { count > 0 ? (items[0], keys[0]) : nil }
+
+    /// The expert with the largest key that `pinned` does not hold, or nil. Pinned ones (at most a layer's set) are
+    /// lifted out while looking, then put back: the eviction victim of the heap-keyed policies.
+    func maxUnpinned(_ pinned: PinSet) -> Int32? {
+        var found: Int32?
+        while let top = max {
+            if !pinned.contains(top.expert) { found = top.expert; break }
+            aside.append(top)
+            remove(top.expert)
+        }
+        for (e, k) in aside { set(e, key: k) }
+        aside.removeAll(keepingCapacity: true)
+        return found
+    }
 
     /// Inserts `e` with `key`, or changes its key.
     /// - Complexity: O(log n).

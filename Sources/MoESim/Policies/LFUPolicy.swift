@@ -17,8 +17,6 @@ public final class LFUPolicy: CachePolicy {
     private let uses: UnsafeMutablePointer<UInt32>
     /// A clock of touches (admissions and hits): later touches get larger stamps.
     private var clock: UInt64 = 0
-    /// Pinned experts lifted out of the heap while a victim is sought (reused, so no call allocates).
-    private var aside: [(expert: Int32, key: UInt64)] = []
 
     public init(cache: CacheShape) {
         partitionOf = cache.partitionOf
@@ -56,16 +54,5 @@ public final class LFUPolicy: CachePolicy {
         uses[Int(expert)] = 0
     }
 
-    public func victim(in partition: Int, pinned: PinSet) -> Int32? {
-        let heap = heaps[partition]
-        var found: Int32?
-        while let top = heap.max {
-            if !pinned.contains(top.expert) { found = top.expert; break }
-            aside.append(top)
-            heap.remove(top.expert)
-        }
-        for (e, k) in aside { heap.set(e, key: k) }
-        aside.removeAll(keepingCapacity: true)
-        return found
-    }
+    public func victim(in partition: Int, pinned: PinSet) -> Int32? { heaps[partition].maxUnpinned(pinned) }
 }
