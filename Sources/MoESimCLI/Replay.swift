@@ -33,6 +33,11 @@ struct Replay: ParsableCommand {
 
     @OptionGroup var precision: PrecisionArguments
 
+    @OptionGroup(title: "Serving") var serving: ServingArguments
+
+    @Option(help: "With a serving scheduler: write every request's arrival, first token, finish and latencies to this CSV.")
+    var requestsCsv: String?
+
     @OptionGroup var numerics: NumericsArguments
 
     @Option(help: "With --numerics: write the error of every (token, layer) to this CSV.")
@@ -64,7 +69,7 @@ struct Replay: ParsableCommand {
     func run() throws {
         if numericsCsv != nil && !numerics.numerics { throw ValidationError("--numerics-csv needs --numerics") }
         // Every output is checked before the replay, so that none is written when another cannot be.
-        for path in [out, timeline, perLayer, perToken, numericsCsv].compactMap({ $0 }) { try OutputPath.checkWritable(path) }
+        for path in [out, timeline, perLayer, perToken, numericsCsv, requestsCsv].compactMap({ $0 }) { try OutputPath.checkWritable(path) }
         if scope == .perLayer && !policy.supportsPerLayerScope {
             throw ValidationError("--scope per-layer applies to \(PolicyKind.allCases.filter(\.supportsPerLayerScope).map(\.rawValue).joined(separator: ", ")), not \(policy.rawValue)")
         }
@@ -82,7 +87,24 @@ struct Replay: ParsableCommand {
         try overrides.apply(model: &modelProfile, hardware: &hardwareProfile)
         let spec = ReplaySpec(model: modelProfile, hardware: hardwareProfile, policy: policy, scope: scope,
                               budget: try Budget.parse(budget), prefetch: try prefetch.options(base: PrefetchOptions()),
-                              precision: try precision.options(base: PrecisionOptions()))
+                              precision: try precision.options(base: PrecisionOptions()),
+                              serving: try serving.options(base: ServingOptions()))
+        if spec.serving.scheduler != .sequential {
+            if stream || numerics.numerics || timeline != nil || perLayer != nil || perToken != nil {
+                throw ValidationError("a serving scheduler replays the whole trace without event views: it cannot be combined with --stream, --numerics, --timeline, --per-layer or --per-token")
+            }
+            guard let routing = loaded else { return }
+            var none = NoEvents()
+            let served = try Replayer.serve(trace: routing, plan: StepPlan(routing), spec: spec, sink: &none)
+            print(summary(served.result))
+            if let requestsCsv {
+                try CSVFile.write(rows: served.log.rows(slo: spec.serving.slo), header: ServingLog.header, to: requestsCsv)
+                print("wrote \(requestsCsv)")
+            }
+            try appendRow(served.result)
+            return
+        }
+        if requestsCsv != nil { throw ValidationError("--requests-csv needs a serving scheduler (--scheduler static or continuous)") }
         if stream {
             try report(try Replayer.stream(path: trace, spec: spec, chunkTokens: chunkTokens))
             return
@@ -158,7 +180,22 @@ struct Replay: ParsableCommand {
             p50 \(Human.seconds(r.tpotP50Seconds)), p99 \(Human.seconds(r.tpotP99Seconds))
               copied \(formatBytes(c.bytesH2D)); GPU stalled \(Human.seconds(r.stallSeconds)); \
             link busy \(Human.percent(r.linkBusyFraction)); peak expert memory \(formatBytes(c.peakExpertBytes))
-            """ + fallbackLine(r) + numericsLine(r)
+            """ + fallbackLine(r) + numericsLine(r) + servingLine(r)
+    }
+
+    func servingLine(_ r: ReplayResult) -> String {
+        guard let s = r.serving else { return "" }
+        let goodput = s.goodput.map { ", goodput \(Human.rate($0)) requests/s" } ?? ""
+        return """
+
+              served \(s.requests) requests (\(r.spec.serving.scheduler.rawValue), \(r.spec.serving.arrivals.label)): \
+            \(Human.rate(s.requestsPerSecond)) requests/s, \(Human.rate(s.outputTokensPerSecond)) output tokens/s\(goodput); \
+            mean batch \(r.meanBatch.map { String(format: "%.2f", $0) } ?? "–"), \
+            \(r.distinctExpertsPerLayer.map { String(format: "%.2f", $0) } ?? "–") distinct experts per layer
+              per request: queue mean \(Human.seconds(s.queueMeanSeconds)); TTFT p50 \(Human.seconds(s.ttft.p50)), \
+            p99 \(Human.seconds(s.ttft.p99)); TPOT p50 \(Human.seconds(s.tpot.p50)), p99 \(Human.seconds(s.tpot.p99)); \
+            end-to-end p99 \(Human.seconds(s.endToEnd.p99))
+            """
     }
 
     func fallbackLine(_ r: ReplayResult) -> String {

@@ -79,6 +79,15 @@ public enum Limits {
     public static let lowBits = [2, 4, 8]
     public static let groupSize = 1...(1 << 20)
 
+    // MARK: Serving
+    /// Requests batched at once (`serving.batch`, `serving.max_seqs`, closed-loop users).
+    public static let batch = 1...4096
+    /// Tokens per step and per prefill chunk.
+    public static let stepTokens = 1...(1 << 20)
+    /// Requests per second of a Poisson process, and a closed loop's think time (s).
+    public static let arrivalRate = 1e-6...1e9
+    public static let thinkSeconds = 0.0...1e6
+
     /// Checks `value` against `range`.
     /// - Throws: `ConfigError.invalidValue` naming `field` and the range.
     public static func check<T: Comparable & Sendable>(_ value: T, in range: ClosedRange<T>, _ field: String) throws {

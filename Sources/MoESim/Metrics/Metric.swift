@@ -40,6 +40,27 @@ public enum Metric: String, CaseIterable, Sendable {
     case outputRelErrorP99 = "output_rel_error_p99"
     case outputCosineMin = "output_cosine_min"
     case missingCells = "missing_cells"
+    case scheduler, batch
+    case maxTokens = "max_tokens"
+    case prefillChunk = "prefill_chunk"
+    case arrival, requests
+    case requestsPerSecond = "requests_per_s"
+    case outputTokensPerSecond = "output_tokens_per_s"
+    case meanBatch = "mean_batch"
+    case distinctExpertsPerLayer = "distinct_experts_per_layer"
+    case queueMeanSeconds = "queue_mean_s"
+    case requestTTFTP50 = "request_ttft_p50_s"
+    case requestTTFTP90 = "request_ttft_p90_s"
+    case requestTTFTP99 = "request_ttft_p99_s"
+    case requestTPOTP50 = "request_tpot_p50_s"
+    case requestTPOTP90 = "request_tpot_p90_s"
+    case requestTPOTP99 = "request_tpot_p99_s"
+    case requestE2EP50 = "request_e2e_p50_s"
+    case requestE2EP90 = "request_e2e_p90_s"
+    case requestE2EP99 = "request_e2e_p99_s"
+    case sloTTFT = "slo_ttft_s"
+    case sloTPOT = "slo_tpot_s"
+    case goodput = "goodput_rps"
 
     public static var header: [String] { allCases.map(\.rawValue) }
 
@@ -93,6 +114,29 @@ public enum Metric: String, CaseIterable, Sendable {
         case .outputRelErrorP99: format(r.numerics?.relErrorP99)
         case .outputCosineMin: format(r.numerics?.cosineMin)
         case .missingCells: "\(r.missingCells)"
+        case .scheduler: r.spec.serving.scheduler.rawValue
+        case .batch: "\(r.spec.serving.batchLimit)"
+        case .maxTokens: r.spec.serving.scheduler == .continuous ? "\(r.spec.serving.maxTokens)" : ""
+        case .prefillChunk: r.spec.serving.scheduler == .continuous ? "\(r.spec.serving.prefillChunk)" : ""
+        case .arrival: r.serving == nil ? "" : r.spec.serving.arrivals.label
+        case .requests: r.serving.map { "\($0.requests)" } ?? ""
+        case .requestsPerSecond: format(r.serving?.requestsPerSecond)
+        case .outputTokensPerSecond: format(r.serving?.outputTokensPerSecond)
+        case .meanBatch: format(r.meanBatch)
+        case .distinctExpertsPerLayer: format(r.distinctExpertsPerLayer)
+        case .queueMeanSeconds: format(r.serving?.queueMeanSeconds)
+        case .requestTTFTP50: format(r.serving?.ttft.p50)
+        case .requestTTFTP90: format(r.serving?.ttft.p90)
+        case .requestTTFTP99: format(r.serving?.ttft.p99)
+        case .requestTPOTP50: format(r.serving?.tpot.p50)
+        case .requestTPOTP90: format(r.serving?.tpot.p90)
+        case .requestTPOTP99: format(r.serving?.tpot.p99)
+        case .requestE2EP50: format(r.serving?.endToEnd.p50)
+        case .requestE2EP90: format(r.serving?.endToEnd.p90)
+        case .requestE2EP99: format(r.serving?.endToEnd.p99)
+        case .sloTTFT: format(r.serving == nil ? nil : r.spec.serving.slo?.ttftSeconds)
+        case .sloTPOT: format(r.serving == nil ? nil : r.spec.serving.slo?.tpotSeconds)
+        case .goodput: format(r.serving?.goodput)
         }
     }
 

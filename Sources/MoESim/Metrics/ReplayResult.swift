@@ -13,6 +13,8 @@ public struct ReplayResult: Sendable {
     public var precisionLog: [AccessPrecision] = []
     /// Output error against fp32, when numerics ran.
     public var numerics: NumericsSummary?
+    /// Request latencies and throughput, when the run served requests (a scheduler other than `sequential`).
+    public var serving: ServingSummary?
 
     init(traceName: String, spec: ReplaySpec, budgetBytes: Int, plan: StepPlan, counters: ReplayCounters) {
         self.init(traceName: traceName, spec: spec, budgetBytes: budgetBytes, totals: TraceTotals(plan), counters: counters)
@@ -39,6 +41,12 @@ public struct ReplayResult: Sendable {
     public var simSeconds: Double { Double(counters.simNanoseconds) * 1e-9 }
     public var hitRate: Double? { counters.accesses > 0 ? Double(counters.hits) / Double(counters.accesses) : nil }
     public var tokensPerSecond: Double? { simSeconds > 0 ? Double(tokens) / simSeconds : nil }
+    /// Requests in an average step (1 for sequential replay).
+    public var meanBatch: Double? { serving?.meanBatch ?? (steps > 0 ? 1 : nil) }
+    /// Distinct experts per layer per step: accesses / (steps · layers).
+    public var distinctExpertsPerLayer: Double? {
+        steps > 0 ? Double(counters.accesses) / Double(steps * spec.model.layers) : nil
+    }
     public var budgetExperts: Int { budgetBytes / spec.model.expertBytes }
     public var ttftSeconds: Double? { mean(counters.firstStepLatencies) }
     public var tpotMeanSeconds: Double? { mean(counters.decodeStepLatencies) }

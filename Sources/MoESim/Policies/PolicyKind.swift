@@ -68,6 +68,16 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         }
     }
 
+    /// Whether the strategy reads steps that have not started (an oracle): a serving run then fixes the step order
+    /// by a first pass under `lru`, since a batching scheduler decides each step only when the one before ends.
+    public var readsFutureSteps: Bool {
+        switch self {
+        case .belady, .oraclePrefetch: true
+        case .onDemand, .lru, .fifo, .lfu, .arc, .allResident, .prefetchAll, .pregated, .crossLayerGate, .affinity,
+             .mixedPrecision, .cpuFallback: false
+        }
+    }
+
     /// Whether `lookahead` changes what the strategy does.
     public var usesLookahead: Bool { self == .oraclePrefetch }
 

@@ -61,6 +61,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         var core = self.core.take()!  // moved, not copied: a second reference would copy the counters' arrays
         defer { self.core = core }
         core.predictor.rebind(run.plan, following: run.following)
+        core.now = max(core.now, run.notBefore)  // idle until the step's requests are there
         let log: UnsafeMutablePointer<AccessPrecision>? = recordsPrecision ? .allocate(capacity: run.plan.accesses) : nil
         log?.initialize(repeating: .full, count: run.plan.accesses)
         core.precisionLog = log

@@ -7,11 +7,14 @@ public struct ReplaySpec: Sendable, Equatable {
     public var budget: Budget
     public var prefetch: PrefetchOptions
     public var precision: PrecisionOptions
+    /// Arrivals and batching; the default is sequential batch-1 replay.
+    public var serving: ServingOptions
 
     public init(model: ModelProfile, hardware: HardwareProfile, policy: PolicyKind, scope: CacheScope = .global,
-                budget: Budget, prefetch: PrefetchOptions = PrefetchOptions(), precision: PrecisionOptions = PrecisionOptions()) {
+                budget: Budget, prefetch: PrefetchOptions = PrefetchOptions(), precision: PrecisionOptions = PrecisionOptions(),
+                serving: ServingOptions = ServingOptions()) {
         self.model = model; self.hardware = hardware; self.policy = policy; self.scope = scope; self.budget = budget
-        self.prefetch = prefetch; self.precision = precision
+        self.prefetch = prefetch; self.precision = precision; self.serving = serving
     }
 }
 
@@ -41,12 +44,50 @@ public enum Replayer {
         return result
     }
 
+    /// Serves `trace` under `spec.serving`: its sequences are requests that arrive and are batched by the scheduler
+    /// (docs/serving.md); `plan` is the trace's sequential plan (the budget checks read it). The oracles (`belady`,
+    /// `oracle-prefetch`: `PolicyKind.readsFutureSteps`) replay the step order of a first pass under `lru`, since the
+    /// order depends on timing and they need it in advance.
+    public static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec,
+                                              sink: inout Sink) throws -> (result: ReplayResult, log: ServingLog) {
+        let layout = try BudgetLayout(plan: plan, spec: spec)
+        if spec.policy == .mixedPrecision && !trace.hasWeights {
+            throw ConfigError.invalidValue(field: "policy", value: "mixed-precision",
+                                           expected: "a trace with gate weights (its lines have no 'weights')")
+        }
+        var order: [ServingScheduler.Step]?
+        if spec.policy.readsFutureSteps {
+            var first = spec
+            first.policy = .lru
+            var none = NoEvents()
+            order = try serve(trace: trace, plan: plan, spec: first, sink: &none, fixedOrder: nil).scheduler.steps
+        }
+        let served = try serve(trace: trace, plan: plan, spec: spec, sink: &sink, fixedOrder: order)
+        let log = served.scheduler.log
+        var totals = TraceTotals(plan)
+        totals.steps = log.stepMembers.count
+        var result = ReplayResult(traceName: trace.name, spec: spec, budgetBytes: layout.budgetBytes, totals: totals,
+                                  counters: served.counters)
+        result.serving = ServingSummary(log, simSeconds: result.simSeconds, slo: spec.serving.slo)
+        return (result, log)
+    }
+
+    private static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec, sink: inout Sink,
+                                               fixedOrder: [ServingScheduler.Step]?) throws -> (scheduler: ServingScheduler, counters: ReplayCounters) {
+        let layout = try BudgetLayout(plan: plan, spec: spec)
+        let scheduler = try ServingScheduler(trace: trace, options: spec.serving, fixedOrder: fixedOrder)
+        var source = scheduler
+        let counters = try replay(source: &source, context: scheduler.fixedPlan ?? plan, layout: layout, spec: spec,
+                                  sink: &sink, expertUses: { expertUses(plan) }, recordPrecision: false).counters
+        return (scheduler, counters)
+    }
+
     /// Replays a `.jsonl` or `.jsonl.gz` trace in chunks of about `chunkTokens` tokens (whole steps), so that memory
     /// does not grow with the trace: a first pass checks every line and measures what the budget checks and
     /// `cpu-fallback`'s placement need (largest working sets, uses per expert); the second replays chunk by chunk.
     /// Results equal `run`'s on the whole trace. Not for `belady`, whose future index needs the whole trace.
     public static func stream(path: String, spec: ReplaySpec, chunkTokens: Int = 1024) throws -> ReplayResult {
-        if spec.policy == .belady {
+        if spec.policy.readsFutureSteps {
             throw ConfigError.invalidValue(field: "policy", value: "belady",
                                            expected: "a strategy that does not index the future (belady needs the whole trace: replay without --stream)")
         }
@@ -91,8 +132,6 @@ public enum Replayer {
     private static func replay<Sink: EventSink>(first plan: StepPlan, next: @escaping () throws -> StepPlan?, layout: BudgetLayout,
                                                 spec: ReplaySpec, sink: inout Sink, expertUses: @escaping () -> [Int],
                                                 recordPrecision: Bool) throws -> (counters: ReplayCounters, precisionLog: [AccessPrecision]) {
-        let cost = CostModel(model: spec.model, hardware: spec.hardware)
-        let cache = CacheShape(partitionOf: layout.partitionOf, capacities: layout.capacities, expertBytes: spec.model.expertBytes)
         // mixed-precision decides by gate weight: every plan (the whole trace, or each streamed chunk) needs them.
         let checked: (StepPlan) throws -> StepPlan = { plan in
             guard plan.hasWeights || spec.policy != .mixedPrecision else {
@@ -101,12 +140,24 @@ public enum Replayer {
             }
             return plan
         }
-        let runner = ReplayRunner(source: SequentialScheduler(try checked(plan), next: { try next().map(checked) }),
-                                  layers: plan.layers, experts: plan.experts, cost: cost, cache: cache,
+        var source = SequentialScheduler(try checked(plan), next: { try next().map(checked) })
+        return try replay(source: &source, context: plan, layout: layout, spec: spec, sink: &sink,
+                          expertUses: expertUses, recordPrecision: recordPrecision)
+    }
+
+    /// Builds the strategy from the registry (over `context`, the plan that plan-reading parts are built on) and
+    /// replays every step `source` hands out.
+    private static func replay<Source: StepSource, Sink: EventSink>(
+        source: inout Source, context plan: StepPlan, layout: BudgetLayout, spec: ReplaySpec, sink: inout Sink,
+        expertUses: @escaping () -> [Int], recordPrecision: Bool) throws -> (counters: ReplayCounters, precisionLog: [AccessPrecision]) {
+        let cost = CostModel(model: spec.model, hardware: spec.hardware)
+        let cache = CacheShape(partitionOf: layout.partitionOf, capacities: layout.capacities, expertBytes: spec.model.expertBytes)
+        let runner = ReplayRunner(source: source, layers: plan.layers, experts: plan.experts, cost: cost, cache: cache,
                                   budgetBytes: layout.budgetBytes, spec: spec, sink: sink, expertUses: expertUses,
                                   recordPrecision: recordPrecision)
         let counters = try spec.policy.assemble(StrategyContext(plan: plan, cache: cache, spec: spec, cost: cost), runner)
         sink = runner.sink
+        source = runner.source
         return (counters, runner.precisionLog)
     }
 }

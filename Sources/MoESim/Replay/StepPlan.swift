@@ -55,29 +55,7 @@ public struct StepPlan: Sendable {
     /// - Parameter previousSeq: in a streaming replay, the sequence of the token before this chunk (nil: none), so
     ///   that a sequence continuing across chunks does not count a second first token.
     public init(_ trace: RoutingTrace, previousSeq: Int32? = nil) {
-        let L = trace.header.layers, E = trace.header.experts, K = trace.header.topK
-        layers = L; experts = E
-        tokens = trace.tokenCount
-        missingCells = trace.missingCells
-        // Built in locals and stored once at the end: appending to stored properties checks uniqueness every time.
-        var largestSet = [Int](repeating: 0, count: L), layerStart: [Int32] = [0]
-        var accessExpert: [Int32] = [], accessTokens: [Int32] = []
-        var accessWeightMax: [Float] = [], accessWeightSum: [Float] = [], totalWeight = 0.0
-        layerStart.reserveCapacity(trace.tokenCount * L + 1)
-        var counts = [Int32](repeating: 0, count: E)
-        var weightMax = [Float](repeating: 0, count: E), weightSum = [Float](repeating: 0, count: E)
-        let weighted = trace.hasWeights
-        if weighted {
-            accessWeightMax.reserveCapacity(trace.recordedRoutings)
-            accessWeightSum.reserveCapacity(trace.recordedRoutings)
-        }
-        var touched: [Int] = []
-        touched.reserveCapacity(E)
-        accessExpert.reserveCapacity(trace.recordedRoutings)
-        accessTokens.reserveCapacity(trace.recordedRoutings)
-
-        if trace.hasPredictions { predictionStart = [0] }
-        var predictedScratch: [Int] = []
+        var builder = StepPlanBuilder(trace)
         var t = 0
         while t < trace.tokenCount {
             // A step: one decode token, or the run of prefill tokens of one sequence.
@@ -85,71 +63,35 @@ public struct StepPlan: Sendable {
             if trace.phase[t] == .prefill {
                 while end < trace.tokenCount && trace.phase[end] == .prefill && trace.seq[end] == trace.seq[t] { end += 1 }
             }
-            for l in 0..<L {
-                for token in t..<end {
-                    let base = (token * L + l) * K
-                    if trace.experts[base] == TokenRecord.missing { continue }
-                    for j in 0..<K {
-                        let e = Int(trace.experts[base + j])
-                        if counts[e] == 0 { touched.append(e) }
-                        counts[e] += 1
-                        if weighted {
-                            let w = trace.weights[base + j]
-                            weightMax[e] = max(weightMax[e], w)
-                            weightSum[e] += w
-                            totalWeight += Double(w)
-                        }
-                    }
-                }
-                insertionSort(&touched)  // at most a step's distinct experts; usually top-k
-                largestSet[l] = max(largestSet[l], touched.count)
-                for e in touched {
-                    accessExpert.append(Int32(l * E + e))
-                    accessTokens.append(counts[e])
-                    counts[e] = 0
-                    if weighted {
-                        accessWeightMax.append(weightMax[e]); accessWeightSum.append(weightSum[e])
-                        weightMax[e] = 0; weightSum[e] = 0
-                    }
-                }
-                touched.removeAll(keepingCapacity: true)
-                layerStart.append(Int32(accessExpert.count))
-                if trace.hasPredictions {
-                    for token in t..<end { predictedScratch.append(contentsOf: trace.predictedIDs(token: token, layer: l).map(Int.init)) }
-                    for e in Set(predictedScratch).sorted() { predictedExpert.append(Int32(l * E + e)) }
-                    predictedScratch.removeAll(keepingCapacity: true)
-                    predictionStart.append(Int32(predictedExpert.count))
-                }
-            }
-            stepTokens.append(Int32(end - t))
-            stepPhase.append(trace.phase[t])
-            stepSeq.append(trace.seq[t])
-            stepStartsSequence.append((t == 0 ? previousSeq : trace.seq[t - 1]) != trace.seq[t])
+            builder.addStep(CollectionOfOne(t..<end), phase: trace.phase[t], seq: trace.seq[t],
+                            startsSequence: (t == 0 ? previousSeq : trace.seq[t - 1]) != trace.seq[t])
             t = end
         }
-        self.largestSet = largestSet
-        self.layerStart = layerStart
-        self.accessExpert = accessExpert
-        self.accessTokens = accessTokens
-        self.accessWeightMax = accessWeightMax
-        self.accessWeightSum = accessWeightSum
-        self.totalWeight = totalWeight
+        self.init(builder)
+    }
+
+    /// The plan `builder` has put together.
+    init(_ builder: StepPlanBuilder) {
+        layers = builder.layers; experts = builder.experts
+        tokens = builder.tokens
+        missingCells = builder.missingCells
+        largestSet = builder.largestSet
+        layerStart = builder.layerStart
+        accessExpert = builder.accessExpert
+        accessTokens = builder.accessTokens
+        accessWeightMax = builder.accessWeightMax
+        accessWeightSum = builder.accessWeightSum
+        totalWeight = builder.totalWeight
+        predictionStart = builder.predictionStart
+        predictedExpert = builder.predictedExpert
+        stepTokens = builder.stepTokens
+        stepPhase = builder.stepPhase
+        stepSeq = builder.stepSeq
+        stepStartsSequence = builder.stepStartsSequence
     }
 
     /// The largest number of distinct experts any single step-layer needs at once, per layer (kept from the build:
     /// every replay's budget check asks for it).
     public func largestWorkingSet() -> [Int] { largestSet }
     private var largestSet: [Int] = []
-}
-
-/// Sorts a short array in place (a layer's expert set: a few to a few dozen ids).
-private func insertionSort(_ a: inout [Int]) {
-    a.withUnsafeMutableBufferPointer { p in
-        for i in 1..<max(1, p.count) {
-            let v = p[i]
-            var j = i
-            while j > 0 && p[j - 1] > v { p[j] = p[j - 1]; j -= 1 }
-            p[j] = v
-        }
-    }
 }

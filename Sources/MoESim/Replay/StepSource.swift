@@ -1,13 +1,16 @@
 /// Steps the engine replays back to back: `steps` of `plan`, whatever the clock says in between. `following` is the
 /// plan whose first step comes after the run's last one, when the source knows it (nil at the end, or for a
 /// scheduler that decides each step from the clock): predictors that look across the step boundary read it.
+/// `notBefore` is the earliest time the first step may start: a scheduler whose requests have not arrived yet lets
+/// the GPU idle until then.
 public struct StepRun {
     public let plan: StepPlan
     public let steps: Range<Int>
     public let following: StepPlan?
+    public let notBefore: Int64
 
-    public init(plan: StepPlan, steps: Range<Int>, following: StepPlan?) {
-        self.plan = plan; self.steps = steps; self.following = following
+    public init(plan: StepPlan, steps: Range<Int>, following: StepPlan?, notBefore: Int64 = 0) {
+        self.plan = plan; self.steps = steps; self.following = following; self.notBefore = notBefore
     }
 }
 

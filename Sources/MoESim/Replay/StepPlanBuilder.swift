@@ -1,0 +1,110 @@
+/// Compiles steps of a trace into a `StepPlan`: each step is one or more runs of the trace's tokens (a sequence's
+/// prefill, one decode token, or the members of a batch), and per layer its expert set is the union over those
+/// tokens, ascending by id, each expert with the number of tokens routed to it, its largest and summed gate weight,
+/// and the union of the tokens' recorded predictions.
+///
+///     var builder = StepPlanBuilder(trace)
+///     builder.addStep([0..<12, 40..<41], phase: .prefill, seq: 0, startsSequence: true)   // a batch of two
+///     let plan = StepPlan(builder)
+///
+/// Arrays are built in the builder's own storage and moved into the plan once: appending to a plan's stored
+/// properties would check uniqueness on every access.
+struct StepPlanBuilder {
+    let trace: RoutingTrace
+    let layers: Int, experts: Int, topK: Int
+    private(set) var tokens = 0
+    private(set) var missingCells = 0
+    private(set) var largestSet: [Int]
+    private(set) var layerStart: [Int32] = [0]
+    private(set) var accessExpert: [Int32] = [], accessTokens: [Int32] = []
+    private(set) var accessWeightMax: [Float] = [], accessWeightSum: [Float] = []
+    private(set) var totalWeight = 0.0
+    private(set) var predictionStart: [Int32] = []
+    private(set) var predictedExpert: [Int32] = []
+    private(set) var stepTokens: [Int32] = [], stepPhase: [Phase] = [], stepSeq: [Int32] = []
+    private(set) var stepStartsSequence: [Bool] = []
+    // Scratch, per layer: tokens and weights per expert, and the experts touched.
+    private var counts: [Int32], weightMax: [Float], weightSum: [Float]
+    private var touched: [Int] = [], predictedScratch: [Int] = []
+
+    /// - Parameter reserving: tokens the plan will hold about (capacity reserved up front; 0 for a small plan).
+    init(_ trace: RoutingTrace, reserving: Int? = nil) {
+        self.trace = trace
+        layers = trace.header.layers; experts = trace.header.experts; topK = trace.header.topK
+        largestSet = Array(repeating: 0, count: layers)
+        counts = Array(repeating: 0, count: experts)
+        weightMax = Array(repeating: 0, count: experts); weightSum = Array(repeating: 0, count: experts)
+        touched.reserveCapacity(experts)
+        if trace.hasPredictions { predictionStart = [0] }
+        let share = Double(reserving ?? trace.tokenCount) / Double(max(1, trace.tokenCount))
+        let routings = Int(Double(trace.recordedRoutings) * share)
+        layerStart.reserveCapacity((reserving ?? trace.tokenCount) * layers + 1)
+        accessExpert.reserveCapacity(routings); accessTokens.reserveCapacity(routings)
+        if trace.hasWeights { accessWeightMax.reserveCapacity(routings); accessWeightSum.reserveCapacity(routings) }
+    }
+
+    /// Appends one step made of the tokens in `parts` (ranges of trace token indices).
+    mutating func addStep<Parts: Collection>(_ parts: Parts, phase: Phase, seq: Int32, startsSequence: Bool)
+    where Parts.Element == Range<Int> {
+        let L = layers, E = experts, K = topK, weighted = trace.hasWeights
+        var stepTokenCount = 0
+        for part in parts { stepTokenCount += part.count }
+        for l in 0..<L {
+            for part in parts {
+                for token in part {
+                    let base = (token * L + l) * K
+                    if trace.experts[base] == TokenRecord.missing { missingCells += 1; continue }
+                    for j in 0..<K {
+                        let e = Int(trace.experts[base + j])
+                        if counts[e] == 0 { touched.append(e) }
+                        counts[e] += 1
+                        if weighted {
+                            let w = trace.weights[base + j]
+                            weightMax[e] = max(weightMax[e], w)
+                            weightSum[e] += w
+                            totalWeight += Double(w)
+                        }
+                    }
+                }
+            }
+            insertionSort(&touched)  // at most a step's distinct experts; usually top-k
+            largestSet[l] = max(largestSet[l], touched.count)
+            for e in touched {
+                accessExpert.append(Int32(l * E + e))
+                accessTokens.append(counts[e])
+                counts[e] = 0
+                if weighted {
+                    accessWeightMax.append(weightMax[e]); accessWeightSum.append(weightSum[e])
+                    weightMax[e] = 0; weightSum[e] = 0
+                }
+            }
+            touched.removeAll(keepingCapacity: true)
+            layerStart.append(Int32(accessExpert.count))
+            if trace.hasPredictions {
+                for part in parts {
+                    for token in part { predictedScratch.append(contentsOf: trace.predictedIDs(token: token, layer: l).map(Int.init)) }
+                }
+                for e in Set(predictedScratch).sorted() { predictedExpert.append(Int32(l * E + e)) }
+                predictedScratch.removeAll(keepingCapacity: true)
+                predictionStart.append(Int32(predictedExpert.count))
+            }
+        }
+        tokens += stepTokenCount
+        stepTokens.append(Int32(stepTokenCount))
+        stepPhase.append(phase)
+        stepSeq.append(seq)
+        stepStartsSequence.append(startsSequence)
+    }
+}
+
+/// Sorts a short array in place (a layer's expert set: a few to a few dozen ids).
+private func insertionSort(_ a: inout [Int]) {
+    a.withUnsafeMutableBufferPointer { p in
+        for i in 1..<max(1, p.count) {
+            let v = p[i]
+            var j = i
+            while j > 0 && p[j - 1] > v { p[j] = p[j - 1]; j -= 1 }
+            p[j] = v
+        }
+    }
+}

@@ -1,0 +1,161 @@
+/// The batched step sources (docs/serving.md): requests arrive, `static` or `continuous` batching forms each step
+/// from the requests it admitted, and every request's queueing, first token and finish are logged.
+///
+///     let scheduler = try ServingScheduler(trace: trace, options: serving)
+///     try engine.run(&scheduler)             // one step per call, decided from the engine's clock
+///     ServingSummary(scheduler.log, …)
+///
+/// Each step is compiled from the trace on the fly (`StepPlanBuilder`): per layer the union of its tokens' experts,
+/// each with its token count. A class so that the log can be read after the engine has run it.
+///
+/// With `fixedOrder`, the steps of an earlier run are replayed in the same order and make-up (Belady needs the
+/// order in advance: `ServedRun`), still waiting for requests that have not arrived.
+public final class ServingScheduler: StepSource {
+    /// One step: the token ranges of the trace it computes, and the requests they belong to.
+    public struct Step: Sendable {
+        public var parts: [Range<Int>] = []
+        public var members: [Int] = []
+    }
+
+    let trace: RoutingTrace
+    let options: ServingOptions
+    private let requests: [ServingRequest]
+    public private(set) var log: ServingLog
+    /// Every step handed out so far, in order.
+    public private(set) var steps: [Step] = []
+    /// Tokens of each request already in a step that was handed out.
+    private var progress: [Int]
+    /// Requests admitted, not finished, in admission order; the first not yet admitted.
+    private var running: [Int] = []
+    private var nextToAdmit = 0
+    /// Closed loop: the next request not yet issued to a user.
+    private var nextToIssue = 0
+    private var pending: Step?
+    private var finished = 0
+    private let fixed: (plan: StepPlan, steps: [Step])?
+
+    /// - Parameter fixedOrder: the steps of an earlier run to replay in order (nil: decide online).
+    public init(trace: RoutingTrace, options: ServingOptions, fixedOrder: [Step]? = nil) throws {
+        try options.validate()
+        self.trace = trace
+        self.options = options
+        requests = try ServingRequest.all(in: trace)
+        log = ServingLog(requests)
+        progress = Array(repeating: 0, count: requests.count)
+        if let times = options.arrivals.openArrivals(count: requests.count) {
+            log.arrival = times
+            nextToIssue = requests.count
+        } else if case let .closedLoop(users, _) = options.arrivals {
+            for r in 0..<min(users, requests.count) { log.arrival[r] = 0 }
+            nextToIssue = min(users, requests.count)
+        }
+        if let fixedOrder {
+            var builder = StepPlanBuilder(trace)
+            for step in fixedOrder { Self.add(step, of: requests, to: &builder) }
+            fixed = (StepPlan(builder), fixedOrder)
+        } else {
+            fixed = nil
+        }
+    }
+
+    /// The whole run as one plan, when the order is fixed (what Belady indexes).
+    public var fixedPlan: StepPlan? { fixed?.plan }
+
+    public func next(at now: Int64) throws -> StepRun? {
+        if let step = pending { complete(step, at: now) }
+        pending = nil
+        guard finished < requests.count else { return nil }
+        let step: Step, notBefore: Int64
+        if let fixed {
+            step = fixed.steps[steps.count]
+            notBefore = step.members.filter { progress[$0] == 0 }.map { log.arrival[$0] }.max() ?? 0
+            precondition(notBefore >= 0, "a fixed order serves a request before it is issued")
+        } else {
+            let start = admit(at: now)
+            step = form()
+            precondition(!step.members.isEmpty, "no request to serve while some are unfinished")
+            notBefore = start
+        }
+        let begins = max(now, notBefore)
+        for r in step.members where progress[r] == 0 { log.start[r] = begins }
+        for (r, part) in zip(step.members, step.parts) { progress[r] += part.count }
+        pending = step
+        steps.append(step)
+        log.stepMembers.append(step.members.count)
+        if let fixed {
+            return StepRun(plan: fixed.plan, steps: (steps.count - 1)..<steps.count, following: nil, notBefore: notBefore)
+        }
+        var builder = StepPlanBuilder(trace, reserving: step.parts.reduce(0) { $0 + $1.count })
+        Self.add(step, of: requests, to: &builder)
+        return StepRun(plan: StepPlan(builder), steps: 0..<1, following: nil, notBefore: notBefore)
+    }
+
+    // MARK: Forming steps
+
+    /// Admits arrived requests (waiting for the next arrival when none is running); returns when the step may start.
+    private func admit(at now: Int64) -> Int64 {
+        var clock = now
+        if running.isEmpty, nextToAdmit < requests.count, log.arrival[nextToAdmit] > clock {
+            clock = log.arrival[nextToAdmit]  // idle until the next request arrives
+        }
+        switch options.scheduler {
+        case .sequential, .static:
+            guard running.isEmpty else { return now }  // a static batch runs to completion
+            let size = options.scheduler == .sequential ? 1 : options.batch
+            while running.count < size && isWaiting(nextToAdmit, at: clock) { running.append(nextToAdmit); nextToAdmit += 1 }
+        case .continuous:
+            while running.count < options.maxSeqs && isWaiting(nextToAdmit, at: clock) { running.append(nextToAdmit); nextToAdmit += 1 }
+        }
+        return clock
+    }
+
+    private func isWaiting(_ r: Int, at time: Int64) -> Bool {
+        r < requests.count && log.arrival[r] >= 0 && log.arrival[r] <= time
+    }
+
+    /// The next step of the running requests: a request in its prompt adds the rest of it (`continuous`: a chunk,
+    /// within the step's token budget, after every decoding request's one token); one in its output, one token.
+    private func form() -> Step {
+        var step = Step()
+        let continuous = options.scheduler == .continuous
+        var budget = continuous ? options.maxTokens : Int.max
+        for r in running where progress[r] >= requests[r].promptTokens {
+            let t = requests[r].firstToken + progress[r]
+            step.parts.append(t..<t + 1); step.members.append(r)
+            budget -= 1
+        }
+        for r in running where progress[r] < requests[r].promptTokens && budget > 0 {
+            let left = requests[r].promptTokens - progress[r]
+            let n = continuous ? min(left, options.prefillChunk, budget) : left
+            let t = requests[r].firstToken + progress[r]
+            step.parts.append(t..<t + n); step.members.append(r)
+            budget -= n
+        }
+        return step
+    }
+
+    private static func add(_ step: Step, of requests: [ServingRequest], to builder: inout StepPlanBuilder) {
+        let prefill = step.parts.contains { builder.trace.phase[$0.lowerBound] == .prefill }
+        let starts = zip(step.members, step.parts).contains { requests[$0].firstToken == $1.lowerBound }
+        builder.addStep(step.parts, phase: prefill ? .prefill : .decode, seq: requests[step.members[0]].seq,
+                        startsSequence: starts)
+    }
+
+    // MARK: Finishing steps
+
+    /// The step handed out last ended at `now`: first tokens, finished requests, and a closed loop's next arrivals.
+    private func complete(_ step: Step, at now: Int64) {
+        for r in step.members {
+            let request = requests[r], done = progress[r]
+            if log.firstToken[r] < 0 && done >= max(1, request.promptTokens) { log.firstToken[r] = now }
+            guard done == request.tokenCount else { continue }
+            log.finish[r] = now
+            finished += 1
+            running.removeAll { $0 == r }
+            if case let .closedLoop(_, think) = options.arrivals, nextToIssue < requests.count {
+                log.arrival[nextToIssue] = now + SimTime(seconds: think).nanoseconds
+                nextToIssue += 1
+            }
+        }
+    }
+}
