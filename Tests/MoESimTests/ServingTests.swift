@@ -1,0 +1,224 @@
+import Foundation
+import Testing
+@testable import MoESim
+
+/// Batched serving: the schedulers' rules as properties over seeds, a hand-worked batched step, the batch-1 identity
+/// with sequential replay, and the union-size law of uniform routing.
+@Suite struct ServingTests {
+    /// Drives a scheduler with a stand-in engine: each step takes `stepNanoseconds`, after waiting for `notBefore`.
+    func drive(_ scheduler: ServingScheduler, stepNanoseconds: Int64 = 1_000) throws -> [(run: StepRun, start: Int64)] {
+        var now: Int64 = 0, runs: [(StepRun, Int64)] = []
+        while let run = try scheduler.next(at: now) {
+            let start = max(now, run.notBefore)
+            runs.append((run, start))
+            now = start + stepNanoseconds
+        }
+        return runs
+    }
+
+    /// Sequences with random prompt and output lengths (some without a prompt), each a request.
+    func requestTrace(seed: UInt64, requests: Int, layers: Int = 2, experts: Int = 8, topK: Int = 2) -> RoutingTrace {
+        var rng = SplitMix64(seed: seed)
+        var cells: [[[Int]?]] = [], phases: [Phase] = [], seqs: [Int] = []
+        for r in 0..<requests {
+            let prompt = rng.nextInt(below: 3) == 0 ? 0 : 1 + rng.nextInt(below: 9), output = 1 + rng.nextInt(below: 6)
+            for t in 0..<(prompt + output) {
+                cells.append((0..<layers).map { _ in Array((0..<experts).shuffled(using: &rng).prefix(topK)) })
+                phases.append(t < prompt ? .prefill : .decode)
+                seqs.append(r)
+            }
+        }
+        return makeTrace(cells, experts: experts, topK: topK, phases: phases, seqs: seqs)
+    }
+
+    func randomOptions(_ rng: inout SplitMix64) -> ServingOptions {
+        var o = ServingOptions()
+        o.scheduler = rng.nextInt(below: 2) == 0 ? .static : .continuous
+        o.batch = 1 + rng.nextInt(below: 5)
+        o.maxSeqs = 1 + rng.nextInt(below: 5)
+        o.maxTokens = o.maxSeqs + rng.nextInt(below: 8)
+        o.prefillChunk = 1 + rng.nextInt(below: 6)
+        switch rng.nextInt(below: 3) {
+        case 0: o.arrivals = .allAtOnce
+        case 1: o.arrivals = .poisson(rate: 1e5 * (0.2 + rng.nextDouble()), seed: rng.next())
+        default: o.arrivals = .closedLoop(users: 1 + rng.nextInt(below: 4), thinkSeconds: 1e-6 * Double(rng.nextInt(below: 3000)))
+        }
+        return o
+    }
+
+    @Test func everyTokenOnceInOrderNoneBeforeItsArrivalAndBatchesWithinTheirLimits() throws {
+        for seed in 0..<60 as Range<UInt64> {
+            var rng = SplitMix64(seed: seed &* 7919)
+            let trace = requestTrace(seed: seed, requests: 1 + rng.nextInt(below: 12)), options = randomOptions(&rng)
+            let scheduler = try ServingScheduler(trace: trace, options: options)
+            let runs = try drive(scheduler)
+            let requests = try ServingRequest.all(in: trace)
+            var next = requests.map(\.firstToken)  // the next token each request must process
+            for (i, step) in scheduler.steps.enumerated() {
+                let what = "seed \(seed) step \(i) \(options.scheduler)"
+                #expect(Set(step.members).count == step.members.count, "\(what): a request twice in one step")
+                for (r, part) in zip(step.members, step.parts) {
+                    #expect(part.lowerBound == next[r], "\(what): request \(r) out of order")
+                    #expect(part.upperBound <= requests[r].firstToken + requests[r].tokenCount, "\(what): past its end")
+                    next[r] = part.upperBound
+                    #expect(runs[i].start >= scheduler.log.arrival[r] && scheduler.log.arrival[r] >= 0, "\(what): before arrival")
+                }
+                switch options.scheduler {
+                case .continuous:
+                    #expect(step.members.count <= options.maxSeqs, "\(what): over max_seqs")
+                    #expect(step.parts.reduce(0) { $0 + $1.count } <= options.maxTokens, "\(what): over max_tokens")
+                    #expect(step.parts.allSatisfy { $0.count == 1 || $0.count <= options.prefillChunk }, "\(what): chunk too large")
+                case .static: #expect(step.members.count <= options.batch, "\(what): over the batch")
+                case .sequential: #expect(step.members.count == 1)
+                }
+            }
+            #expect(zip(next, requests).allSatisfy { $0 == $1.firstToken + $1.tokenCount }, "seed \(seed): a token never processed")
+            let log = scheduler.log
+            for r in 0..<requests.count {
+                #expect(log.arrival[r] <= log.start[r] && log.start[r] < log.firstToken[r] && log.firstToken[r] <= log.finish[r],
+                        "seed \(seed) request \(r): \(log.arrival[r]) \(log.start[r]) \(log.firstToken[r]) \(log.finish[r])")
+            }
+        }
+    }
+
+    @Test func aStaticBatchRunsToCompletionBeforeTheNextIsAdmitted() throws {
+        var options = ServingOptions()
+        options.scheduler = .static
+        options.batch = 2
+        let trace = requestTrace(seed: 3, requests: 5)
+        let scheduler = try ServingScheduler(trace: trace, options: options)
+        _ = try drive(scheduler)
+        var batches: [Set<Int>] = [], current = Set<Int>()
+        for step in scheduler.steps {
+            if !current.isEmpty && !Set(step.members).isSubset(of: current) { batches.append(current); current = [] }
+            current.formUnion(step.members)
+        }
+        batches.append(current)
+        #expect(batches == [[0, 1], [2, 3], [4]])
+    }
+
+    /// Request A (seq 0) has two decode tokens, B (seq 1) one; static batch 2, all at once, LRU with room for all.
+    /// 2 µs non-expert compute, 3 µs an expert (for one or two tokens), 201 µs a copy.
+    @Test func aHandWorkedBatchOfTwo() throws {
+        let trace = makeTrace([[[0], [1]], [[0], [2]], [[0], [3]]], experts: 4, topK: 1, seqs: [0, 0, 1])
+        var spec = ReplaySpec(model: tinyModel(layers: 2, experts: 4, topK: 1), hardware: tinyHardware(), policy: .lru,
+                              budget: .experts(8))
+        spec.serving.scheduler = .static
+        spec.serving.batch = 2
+        spec.serving.slo = ServiceLevel(ttftSeconds: 700e-6, tpotSeconds: 200e-6)
+        var events = EventLog()
+        let (r, log) = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec, sink: &events)
+        // Step 1 (A's first token, B's only one): layer 0 gate at 2 µs, expert 0 (two tokens) copied 2 -> 203,
+        // computed to 206; layer 1 gate at 208, experts 1 and 3 copied 208 -> 409 -> 610, computed 409 -> 412
+        // and 610 -> 613. Step 2 (A's second): expert 0 hits at 615 -> 618; expert 2 copied 620 -> 821, done 824.
+        #expect(r.counters.simNanoseconds == 824_000)
+        #expect((r.counters.accesses, r.counters.hits, r.counters.misses, r.steps) == (5, 1, 4, 2))
+        #expect(events.drain().filter { if case .computeEnd = $0.event { true } else { false } }.map(\.time.nanoseconds)
+                == [206_000, 412_000, 613_000, 618_000, 824_000])
+        #expect(log.firstToken == [613_000, 613_000] && log.finish == [824_000, 613_000] && log.start == [0, 0])
+        #expect(log.tpot(0) == 211e-6 && log.tpot(1) == nil)
+        let s = try #require(r.serving)
+        #expect(s.meanBatch == 1.5 && r.distinctExpertsPerLayer == 1.25)
+        func near(_ a: Double?, _ b: Double) -> Bool { a.map { abs($0 - b) <= 1e-12 * b } ?? false }
+        #expect(near(s.requestsPerSecond, 2 / 824e-6) && near(s.outputTokensPerSecond, 3 / 824e-6))
+        // A misses the TPOT target (211 > 200 µs), B meets both.
+        #expect(near(s.goodput, 1 / 824e-6))
+    }
+
+    /// `static` with batch 1 forms exactly the sequential steps: every column the two share is equal, for every
+    /// strategy (the oracles replay the first pass's order, which is the trace's here).
+    @Test func staticBatchOneEqualsSequentialForEveryStrategy() throws {
+        let serving = Set(Metric.allCases.drop { $0 != .scheduler }.map(\.rawValue))
+        for seed in 0..<3 as Range<UInt64> {
+            let trace = zipfTrace(seed: seed, layers: 4, experts: 8, topK: 2, tokens: 60, sequences: 3)
+            for policy in PolicyKind.allCases {
+                var spec = ReplaySpec(model: tinyModel(layers: 4, experts: 8, topK: 2), hardware: tinyHardware(),
+                                      policy: policy, budget: .experts(10))
+                let sequential = Metric.row(try Replayer.run(plan: StepPlan(trace), traceName: trace.name, spec: spec))
+                spec.serving.scheduler = .static
+                var none = NoEvents()
+                let batched = Metric.row(try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec, sink: &none).result)
+                for (column, (a, b)) in zip(Metric.header, zip(sequential, batched)) where !serving.contains(column) {
+                    #expect(a == b, "seed \(seed) \(policy): \(column) \(a) != \(b)")
+                }
+            }
+        }
+    }
+
+    /// Uniform routing: a token picks each expert with probability k/E, so B tokens' union holds E(1 - (1 - k/E)^B)
+    /// experts on average. 64 experts, top-4, 4096 decode tokens per batch size; within 2% (the sampling error of
+    /// the mean at B = 64, the widest, is about 0.3%).
+    @Test func distinctExpertsOfUniformRoutingFollowTheUnionLaw() throws {
+        let E = 64, k = 4, layers = 2
+        for B in [1, 4, 16, 64] {
+            var rng = SplitMix64(seed: UInt64(B))
+            let requests = 4096 / 8, perRequest = 8
+            var cells: [[[Int]?]] = [], seqs: [Int] = []
+            for r in 0..<requests {
+                for _ in 0..<perRequest {
+                    cells.append((0..<layers).map { _ in Array((0..<E).shuffled(using: &rng).prefix(k)) })
+                    seqs.append(r)
+                }
+            }
+            let trace = makeTrace(cells, experts: E, topK: k, seqs: seqs)
+            var spec = ReplaySpec(model: tinyModel(layers: layers, experts: E, topK: k), hardware: tinyHardware(),
+                                  policy: .lru, budget: .experts(E * layers))
+            spec.serving.scheduler = .static
+            spec.serving.batch = B
+            var none = NoEvents()
+            let r = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec, sink: &none).result
+            let expected = Double(E) * (1 - pow(1 - Double(k) / Double(E), Double(B)))
+            let got = try #require(r.distinctExpertsPerLayer)
+            #expect(abs(got - expected) / expected < 0.02, "B = \(B): \(got) against \(expected)")
+            #expect(r.meanBatch == Double(B))
+        }
+    }
+
+    /// SIMULATION.md's invariants at batch > 1, every strategy, over seeds: memory within the budget, the prefetch
+    /// identity, and LRU never beats Belady on the order Belady is given (LRU's own).
+    @Test func invariantsHoldUnderContinuousBatching() throws {
+        for seed in 0..<6 as Range<UInt64> {
+            let trace = zipfTrace(seed: seed, layers: 4, experts: 8, topK: 2, tokens: 90, sequences: 6, prefill: 6)
+            var hits: [PolicyKind: Int] = [:]
+            for policy in PolicyKind.allCases {
+                var spec = ReplaySpec(model: tinyModel(layers: 4, experts: 8, topK: 2), hardware: tinyHardware(),
+                                      policy: policy, budget: .experts(9))
+                spec.serving.scheduler = .continuous
+                spec.serving.maxSeqs = 3
+                spec.serving.maxTokens = 8
+                spec.serving.prefillChunk = 4
+                spec.serving.arrivals = .poisson(rate: 2_000, seed: seed)
+                var none = NoEvents()
+                let r = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec, sink: &none).result
+                let p = r.counters.prefetch
+                #expect(p.useful + p.late + p.wasted + p.cancelled == p.issued, "seed \(seed) \(policy)")
+                if policy != .allResident { #expect(r.counters.peakExpertBytes <= r.budgetBytes, "seed \(seed) \(policy)") }
+                #expect(r.tokens == trace.tokenCount && r.serving?.requests == 6)
+                hits[policy] = r.counters.hits
+            }
+            #expect(hits[.lru]! <= hits[.belady]!, "seed \(seed)")
+        }
+    }
+
+    @Test func badServingSettingsAreRefusedNamingTheField() throws {
+        var o = ServingOptions()
+        o.scheduler = .continuous
+        o.maxSeqs = 8
+        o.maxTokens = 4
+        #expect(throws: ConfigError.self) { try o.validate() }
+        do { try o.validate() } catch { #expect("\(error)".contains("serving.max_tokens")) }
+        o.maxTokens = 64
+        o.slo = ServiceLevel(ttftSeconds: 0, tpotSeconds: 0.1)
+        do { try o.validate(); Issue.record("a zero SLO passed") } catch { #expect("\(error)".contains("slo.ttft_s")) }
+        for text in ["poisson:-1", "poisson:nan", "closed:0:1", "closed:2", "sometimes", "poisson:1:x"] {
+            do { _ = try ArrivalProcess.parse(text); Issue.record("\(text) passed") } catch { #expect("\(error)".contains("arrivals")) }
+        }
+        #expect(try ArrivalProcess.parse("poisson:2.5") == .poisson(rate: 2.5, seed: 1))
+        #expect(try ArrivalProcess.parse("closed:4:0.5") == .closedLoop(users: 4, thinkSeconds: 0.5))
+    }
+
+    @Test func aSequenceSplitAcrossTheTraceIsRefused() throws {
+        let trace = makeTrace([[[0]], [[1]], [[2]]], experts: 4, topK: 1, seqs: [0, 1, 0])
+        #expect(throws: ConfigError.self) { _ = try ServingRequest.all(in: trace) }
+    }
+}
