@@ -26,6 +26,8 @@ struct Compare: ParsableCommand {
 
     @OptionGroup var precision: PrecisionArguments
 
+    @OptionGroup(title: "Serving") var serving: ServingArguments
+
     @OptionGroup var numerics: NumericsArguments
 
     @OptionGroup var overrides: OverrideOptions
@@ -43,6 +45,10 @@ struct Compare: ParsableCommand {
         try overrides.apply(model: &cfg.model, hardware: &cfg.hardware)
         cfg.prefetch = try prefetch.options(base: cfg.prefetch)
         cfg.precision = try precision.options(base: cfg.precision)
+        cfg.serving = try serving.options(base: cfg.serving)
+        if cfg.serving.scheduler != .sequential && numerics.numerics {
+            throw ValidationError("--numerics replays batch 1 in the trace's order: it cannot be combined with a serving scheduler")
+        }
         let budgetList = try budgets.map { text in
             try commaList(text, option: "budgets", expected: "a budget") { try Budget.parse($0) }
         } ?? [cfg.budget]
@@ -59,10 +65,13 @@ struct Compare: ParsableCommand {
             var group: [ReplayResult] = []
             for policy in cfg.policies {
                 let spec = ReplaySpec(model: cfg.model, hardware: cfg.hardware, policy: policy, scope: cfg.scope,
-                                      budget: b, prefetch: cfg.prefetch, precision: cfg.precision)
+                                      budget: b, prefetch: cfg.prefetch, precision: cfg.precision, serving: cfg.serving)
+                var none = NoEvents()
                 group.append(numerics.numerics
                              ? try NumericsRun.replay(trace: routing, plan: plan, spec: spec, options: numerics.options)
-                             : try Replayer.run(plan: plan, traceName: routing.name, spec: spec))
+                             : spec.serving.scheduler == .sequential
+                             ? try Replayer.run(plan: plan, traceName: routing.name, spec: spec)
+                             : try Replayer.serve(trace: routing, plan: plan, spec: spec, sink: &none).result)
             }
             print(table(group))
             results += group

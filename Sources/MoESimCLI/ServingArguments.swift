@@ -42,9 +42,6 @@ struct ServingArguments: ParsableArguments {
         case (nil, nil): break
         default: throw ValidationError("--slo-ttft and --slo-tpot go together")
         }
-        if o.scheduler == .sequential && (arrivals != nil || o.slo != nil) {
-            throw ValidationError("arrivals and SLOs need a serving scheduler (--scheduler static or continuous); sequential replays the trace's order with no arrivals")
-        }
         try o.validate()
         return o
     }

@@ -209,7 +209,7 @@ import Testing
         do { try o.validate() } catch { #expect("\(error)".contains("serving.max_tokens")) }
         o.maxTokens = 64
         o.slo = ServiceLevel(ttftSeconds: 0, tpotSeconds: 0.1)
-        do { try o.validate(); Issue.record("a zero SLO passed") } catch { #expect("\(error)".contains("slo.ttft_s")) }
+        do { try o.validate(); Issue.record("a zero SLO passed") } catch { #expect("\(error)".contains("serving.slo_ttft_s")) }
         for text in ["poisson:-1", "poisson:nan", "closed:0:1", "closed:2", "sometimes", "poisson:1:x"] {
             do { _ = try ArrivalProcess.parse(text); Issue.record("\(text) passed") } catch { #expect("\(error)".contains("arrivals")) }
         }
@@ -220,5 +220,53 @@ import Testing
     @Test func aSequenceSplitAcrossTheTraceIsRefused() throws {
         let trace = makeTrace([[[0]], [[1]], [[2]]], experts: 4, topK: 1, seqs: [0, 1, 0])
         #expect(throws: ConfigError.self) { _ = try ServingRequest.all(in: trace) }
+    }
+}
+
+/// Serving settings as users write them: a config's `serving:` section, sweep axes, and the command line.
+@Suite struct ServingConfigTests {
+    @Test func aConfigServingSectionAndItsErrorsWithLines() throws {
+        let base = "trace: t.jsonl\nmodel: mixtral-8x7b\nhardware: a100-80gb-pcie\nbudget: 25%\n"
+        let cfg = try RunConfig.parse(base + #"serving: {scheduler: continuous, max_seqs: 8, max_tokens: 64, arrivals: "poisson:2:7", slo_ttft_s: 2, slo_tpot_s: 0.2}"#,
+                                      path: "c.yaml")
+        #expect(cfg.serving.scheduler == .continuous && cfg.serving.maxSeqs == 8 && cfg.serving.maxTokens == 64)
+        #expect(cfg.serving.arrivals == .poisson(rate: 2, seed: 7))
+        #expect(cfg.serving.slo == ServiceLevel(ttftSeconds: 2, tpotSeconds: 0.2))
+        func message(_ serving: String) -> String {
+            do { _ = try RunConfig.parse(base + serving, path: "c.yaml"); return "no error" } catch { return "\(error)" }
+        }
+        #expect(message("serving: {scheduler: continuous, max_seqs: 8, max_tokens: 4}").hasPrefix("c.yaml:5:"))
+        #expect(message("serving: {scheduler: continuous, max_seqs: 8, max_tokens: 4}").contains("serving.max_tokens"))
+        #expect(message("serving: {scheduler: static, slo_ttft_s: -1, slo_tpot_s: 1}").contains("serving.slo_ttft_s"))
+        #expect(message("serving: {scheduler: static, slo_ttft_s: 1}").contains("slo_tpot_s"))
+        #expect(message("serving: {schedular: static}").contains("Did you mean 'serving.scheduler'"))
+        #expect(message("serving: {arrivals: poisson:1}").contains("serving.scheduler"))  // sequential takes no arrivals
+    }
+
+    @Test func sweepAxesOverBatchAndArrivalRateServeEveryCell() throws {
+        let yaml = """
+            traces: [\(packageRoot)/traces/golden-tiny.jsonl]
+            models: [{preset: mixtral-8x7b, layers: 2, experts: 4, top_k: 2, name: tiny}]
+            hardware: [a100-80gb-pcie]
+            policies: [lru, belady]
+            serving: {scheduler: continuous}
+            axes:
+              budget: [3experts]
+              serving.max_seqs: [1, 4]
+              serving.arrivals: ["poisson:1", "poisson:100"]
+            """
+        let cfg = try SweepConfig.parse(yaml, path: "s.yaml")
+        let cells = try cfg.cells()
+        #expect(cells.map(\.spec.serving.maxSeqs) == [1, 1, 1, 1, 4, 4, 4, 4])
+        #expect(cells.map(\.spec.serving.arrivals.label) == ["poisson:1.0", "poisson:1.0", "poisson:100.0", "poisson:100.0",
+                                                            "poisson:1.0", "poisson:1.0", "poisson:100.0", "poisson:100.0"])
+        let out = temporaryDirectory() + "/s.csv"
+        try SweepRunner(config: cfg, output: out, jobs: 2).run()
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let column = { (name: String) in lines.dropFirst().map { $0[lines[0].firstIndex(of: name)!] } }
+        #expect(column("scheduler") == Array(repeating: "continuous", count: 8))
+        #expect(column("batch") == ["1", "1", "1", "1", "4", "4", "4", "4"])
+        #expect(column("requests").allSatisfy { !$0.isEmpty && $0 != "0" })
+        #expect(throws: ConfigError.self) { _ = try SweepConfig.parse(yaml.replacingOccurrences(of: "\"poisson:100\"", with: "\"poisson:0\""), path: "s.yaml") }
     }
 }

@@ -23,8 +23,9 @@ public struct RunConfig: Sendable {
     public var outputPath: String?
     public var prefetch = PrefetchOptions()
     public var precision = PrecisionOptions()
+    public var serving = ServingOptions()
 
-    static let keys = ["trace", "model", "hardware", "budget", "cache_scope", "policies", "prefetch", "precision", "output"]
+    static let keys = ["trace", "model", "hardware", "budget", "cache_scope", "policies", "prefetch", "precision", "serving", "output"]
 
     public init(tracePath: String, model: ModelProfile, hardware: HardwareProfile, budget: Budget,
                 scope: CacheScope = .global, policies: [PolicyKind] = PolicyKind.allCases, outputPath: String? = nil) {
@@ -72,6 +73,7 @@ public struct RunConfig: Sendable {
                                outputPath: try values["output"].map { resolve(try scalar($0, "output")) })
         if let n = values["prefetch"] { config.prefetch = try file.options(n) }
         if let n = values["precision"] { config.precision = try file.options(n) }
+        if let n = values["serving"] { config.serving = try file.options(n) }
         return config
     }
 

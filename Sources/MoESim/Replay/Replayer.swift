@@ -87,7 +87,7 @@ public enum Replayer {
     /// `cpu-fallback`'s placement need (largest working sets, uses per expert); the second replays chunk by chunk.
     /// Results equal `run`'s on the whole trace. Not for `belady`, whose future index needs the whole trace.
     public static func stream(path: String, spec: ReplaySpec, chunkTokens: Int = 1024) throws -> ReplayResult {
-        if spec.policy.readsFutureSteps {
+        if spec.policy == .belady {
             throw ConfigError.invalidValue(field: "policy", value: "belady",
                                            expected: "a strategy that does not index the future (belady needs the whole trace: replay without --stream)")
         }

@@ -1,10 +1,13 @@
 /// How requests arrive and are batched (docs/serving.md). The default, `sequential`, is batch-1 replay in the trace's
 /// order with no notion of arrival, as before batching existed.
 ///
-///     var serving = ServingOptions()
-///     serving.scheduler = .continuous
-///     serving.arrivals = .poisson(rate: 2, seed: 1)
-public struct ServingOptions: Sendable, Equatable {
+///     serving: {scheduler: continuous, max_seqs: 16, max_tokens: 2048, arrivals: "poisson:2", slo_ttft_s: 2, slo_tpot_s: 0.2}
+///
+/// The same keys are sweep axes (`serving.batch`, `serving.arrivals`, …) and `--set`-style text.
+public struct ServingOptions: OptionSection {
+    public static let section = "serving"
+    public static let keys = ["scheduler", "batch", "max_seqs", "max_tokens", "prefill_chunk", "arrivals", "slo_ttft_s", "slo_tpot_s"]
+
     public enum Scheduler: String, Sendable, CaseIterable {
         /// Batch 1, the trace's order: a sequence's prefill is one step, each decode token one step.
         case sequential
@@ -38,6 +41,26 @@ public struct ServingOptions: Sendable, Equatable {
         }
     }
 
+    public mutating func set(_ key: String, to text: String, origin: String) throws {
+        switch key {
+        case "scheduler":
+            guard let v = Scheduler(rawValue: text) else {
+                throw ConfigError.invalidValue(field: "serving.scheduler", value: text, expected: "sequential, static or continuous")
+            }
+            scheduler = v
+        case "batch": batch = try Self.integer(key, text, in: Limits.batch)
+        case "max_seqs": maxSeqs = try Self.integer(key, text, in: Limits.batch)
+        case "max_tokens": maxTokens = try Self.integer(key, text, in: Limits.stepTokens)
+        case "prefill_chunk": prefillChunk = try Self.integer(key, text, in: Limits.stepTokens)
+        case "arrivals": arrivals = try ArrivalProcess.parse(text, field: "serving.arrivals")
+        case "slo_ttft_s":
+            slo = ServiceLevel(ttftSeconds: try Self.number(key, text, in: Limits.sloSeconds), tpotSeconds: slo?.tpotSeconds ?? .nan)
+        case "slo_tpot_s":
+            slo = ServiceLevel(ttftSeconds: slo?.ttftSeconds ?? .nan, tpotSeconds: try Self.number(key, text, in: Limits.sloSeconds))
+        default: throw Self.unknown(key, origin: origin)
+        }
+    }
+
     /// - Throws: `ConfigError` naming the field that is out of range.
     public func validate() throws {
         try Limits.check(batch, in: Limits.batch, "serving.batch")
@@ -50,9 +73,18 @@ public struct ServingOptions: Sendable, Equatable {
         }
         try arrivals.validate()
         if let slo {
-            for (name, value) in [("slo.ttft_s", slo.ttftSeconds), ("slo.tpot_s", slo.tpotSeconds)] where !(value > 0 && value.isFinite) {
+            if slo.ttftSeconds.isNaN || slo.tpotSeconds.isNaN {
+                throw ConfigError.invalidValue(field: "serving.slo_ttft_s and slo_tpot_s", value: "one of them",
+                                               expected: "both: a request meets the SLO by its TTFT and its TPOT")
+            }
+            for (name, value) in [("serving.slo_ttft_s", slo.ttftSeconds), ("serving.slo_tpot_s", slo.tpotSeconds)]
+            where !(value > 0 && value.isFinite) {
                 throw ConfigError.invalidValue(field: name, value: "\(value)", expected: "a positive number of seconds")
             }
+        }
+        if scheduler == .sequential && (arrivals != .allAtOnce || slo != nil) {
+            throw ConfigError.invalidValue(field: "serving.scheduler", value: "sequential",
+                                           expected: "static or continuous when arrivals or an SLO are given (sequential replays the trace's order with no arrivals)")
         }
     }
 }

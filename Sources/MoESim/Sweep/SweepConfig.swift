@@ -31,6 +31,7 @@ public struct SweepConfig: Sendable {
     public var scope: CacheScope
     public var prefetch: PrefetchOptions
     public var precision: PrecisionOptions
+    public var serving = ServingOptions()
     public var axes: [Axis]
 
     public init(traces: [String], models: [ModelProfile], hardware: [HardwareProfile], policies: [PolicyKind],
@@ -40,7 +41,7 @@ public struct SweepConfig: Sendable {
         self.scope = scope; self.prefetch = prefetch; self.precision = precision; self.axes = axes
     }
 
-    static let keys = ["traces", "models", "hardware", "policies", "cache_scope", "prefetch", "precision", "axes"]
+    static let keys = ["traces", "models", "hardware", "policies", "cache_scope", "prefetch", "precision", "serving", "axes"]
 
     /// One cell: everything one replay needs, and the axis values that name it.
     public struct Cell: Sendable {
@@ -67,11 +68,11 @@ public struct SweepConfig: Sendable {
                 for hw in hardware {
                     for combo in combos {
                         var spec = ReplaySpec(model: model, hardware: hw, policy: .lru, scope: scope, budget: .share(0.25),
-                                              prefetch: prefetch, precision: precision)
+                                              prefetch: prefetch, precision: precision, serving: serving)
                         do {
                             for (axis, value) in zip(axes, combo) { try Self.apply(axis.key, value, to: &spec) }
                             try spec.model.validate(); try spec.hardware.validate()
-                            try spec.prefetch.validate(); try spec.precision.validate()
+                            try spec.prefetch.validate(); try spec.precision.validate(); try spec.serving.validate()
                         } catch let e as ConfigError {
                             let settings = (["model \(model.name)", "hardware \(hw.name)"] + zip(axes, combo).map { "\($0.key) \($1)" })
                                 .joined(separator: ", ")
@@ -106,10 +107,11 @@ public struct SweepConfig: Sendable {
         case ("hardware", 2): try spec.hardware.set(parts[1], to: value, origin: "axes")
         case (PrefetchOptions.section, 2): try spec.prefetch.set(parts[1], to: value, origin: "axes")
         case (PrecisionOptions.section, 2): try spec.precision.set(parts[1], to: value, origin: "axes")
+        case (ServingOptions.section, 2): try spec.serving.set(parts[1], to: value, origin: "axes")
         default:
             let known = ["budget", "cache_scope"] + ModelProfile.fieldKeys.map { "model.\($0)" }
                 + HardwareProfile.fieldKeys.map { "hardware.\($0)" } + PrefetchOptions.keys.map { "prefetch.\($0)" }
-                + PrecisionOptions.keys.map { "precision.\($0)" }
+                + PrecisionOptions.keys.map { "precision.\($0)" } + ServingOptions.keys.map { "serving.\($0)" }
             throw ConfigError.unknownKey(key: key, origin: "axes", suggestion: closestMatch(key, among: known))
         }
     }
@@ -158,6 +160,7 @@ public struct SweepConfig: Sendable {
         }
         let prefetch: PrefetchOptions = try values["prefetch"].map(file.options) ?? PrefetchOptions()
         let precision: PrecisionOptions = try values["precision"].map(file.options) ?? PrecisionOptions()
+        let serving: ServingOptions = try values["serving"].map(file.options) ?? ServingOptions()
         guard let axesNode = values["axes"]?.mapping else {
             throw ConfigError.file(path: path, line: values["axes"]?.mark?.line,
                                    message: "missing or malformed 'axes': a mapping with at least budget: [..]")
@@ -170,8 +173,9 @@ public struct SweepConfig: Sendable {
             axes.append(Axis(key: key, values: items))
         }
         guard axes.contains(where: { $0.key == "budget" }) else { throw fail(axesNode.keys.first ?? Node(""), "axes must include budget") }
-        let config = SweepConfig(traces: traces, models: models, hardware: hardware, policies: policies, scope: scope,
+        var config = SweepConfig(traces: traces, models: models, hardware: hardware, policies: policies, scope: scope,
                                  prefetch: prefetch, precision: precision, axes: axes)
+        config.serving = serving
         // Check every axis value now, with the line of its axis, rather than mid-sweep.
         for (k, v) in axesNode {
             let key = try scalar(k, "an axis")

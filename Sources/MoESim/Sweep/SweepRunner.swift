@@ -54,10 +54,10 @@ public struct SweepRunner: Sendable {
             resumed = try journal.read()
         }
         // Load each trace once, and check every cell before any replay starts.
-        var plans: [String: (name: String, plan: StepPlan)] = [:]
+        var plans: [String: (name: String, plan: StepPlan, trace: RoutingTrace)] = [:]
         for path in Set(cells.map(\.trace)).sorted() {
             let trace = try RoutingTrace.load(path)
-            plans[path] = (trace.name, StepPlan(trace))
+            plans[path] = (trace.name, StepPlan(trace), trace)
         }
         for cell in cells {
             do { _ = try BudgetLayout(plan: plans[cell.trace]!.plan, spec: cell.spec) } catch let e as ConfigError {
@@ -75,7 +75,10 @@ public struct SweepRunner: Sendable {
             while let cell = state.next(from: todo) {
                 guard let entry = plansSnapshot[cell.trace] else { continue }
                 do {
-                    let result = try Replayer.run(plan: entry.plan, traceName: entry.name, spec: cell.spec)
+                    var none = NoEvents()
+                    let result = cell.spec.serving.scheduler == .sequential
+                        ? try Replayer.run(plan: entry.plan, traceName: entry.name, spec: cell.spec)
+                        : try Replayer.serve(trace: entry.trace, plan: entry.plan, spec: cell.spec, sink: &none).result
                     let line = CSVFile.line(["\(cell.index)"] + cell.axisValues + Metric.row(result))
                     try state.finish(line, progress: progress)
                 } catch {
