@@ -62,6 +62,7 @@ struct Bench: ParsableCommand {
             rows += try replayCases(plan, traceName: trace.name, label: w.label, model: w.model, hardware: hardware,
                                     budget: w.budget)
         }
+        rows += try servingCases(large, hardware: hardware)
         rows += try kernelCases()
         rows += try numericsCases(mixtral, hardware: hardware)
         if let trace = largeTrace { rows += try readingCases(trace) }
@@ -75,6 +76,32 @@ struct Bench: ParsableCommand {
             try CSVFile.write(rows: table, header: ["case", "metric", "median", "min", "max", "unit"], to: csv)
             print("wrote \(csv)")
         }
+    }
+
+    /// Continuous batching at batch 16 (all requests waiting at 0, LRU): accesses/s, an access being one (step,
+    /// layer, expert) of a step's union; the step plans are compiled as the scheduler forms the steps, inside the
+    /// timed region. 64 requests of the 256x32 shape, as many tokens as the replay cases.
+    func servingCases(_ model: ModelProfile, hardware: HardwareProfile) throws -> [Row] {
+        let name = "lru-256x32-continuous16"
+        guard filter.map({ name.contains($0) }) ?? true else { return [] }
+        var traceSpec = SyntheticTraceSpec(tokens: accesses / (32 * 8), seed: 43)
+        traceSpec.sequences = 64
+        traceSpec.prefillTokens = 0
+        let trace = try SyntheticTraceGenerator(model: model, spec: traceSpec).makeTrace(name: "bench-serving")
+        let plan = StepPlan(trace)
+        var spec = ReplaySpec(model: model, hardware: hardware, policy: .lru, budget: .share(0.25))
+        spec.serving.scheduler = .continuous
+        spec.serving.maxSeqs = 16
+        var rates: [Double] = [], result: ReplayResult?
+        for _ in 0..<runs {
+            let elapsed = try ContinuousClock().measure { result = try Replayer.serve(trace: trace, plan: plan, spec: spec).result }
+            rates.append(Double(result!.counters.accesses) / elapsed.seconds)
+        }
+        let row = Row(name: name, metric: "replay_accesses_per_s", values: rates, unit: "accesses/s")
+        printRow(row, note: String(format: "%d accesses in %d steps, mean batch %.1f, %.1f distinct experts per layer, hit rate %.3f",
+                                   result!.counters.accesses, result!.steps, result!.meanBatch ?? 0,
+                                   result!.distinctExpertsPerLayer ?? 0, result!.hitRate ?? 0))
+        return [row]
     }
 
     /// Accesses/s of each strategy on one plan. Runs are interleaved (round r replays every strategy once) so

@@ -66,12 +66,11 @@ struct Compare: ParsableCommand {
             for policy in cfg.policies {
                 let spec = ReplaySpec(model: cfg.model, hardware: cfg.hardware, policy: policy, scope: cfg.scope,
                                       budget: b, prefetch: cfg.prefetch, precision: cfg.precision, serving: cfg.serving)
-                var none = NoEvents()
                 group.append(numerics.numerics
                              ? try NumericsRun.replay(trace: routing, plan: plan, spec: spec, options: numerics.options)
                              : spec.serving.scheduler == .sequential
                              ? try Replayer.run(plan: plan, traceName: routing.name, spec: spec)
-                             : try Replayer.serve(trace: routing, plan: plan, spec: spec, sink: &none).result)
+                             : try Replayer.serve(trace: routing, plan: plan, spec: spec).result)
             }
             print(table(group))
             results += group
@@ -106,9 +105,23 @@ struct Compare: ParsableCommand {
         guard let first = results.first else { return "" }
         var lines = ["\(first.traceName): \(first.tokens) tokens, \(first.spec.model.name) on \(first.spec.hardware.name), "
                      + "budget \(formatBytes(first.budgetBytes)) (\(first.budgetExperts) experts)"]
-        let header = ["policy", "hit rate", "tokens/s", "TTFT", "TPOT mean", "TPOT p99", "copied", "wasted", "stall"]
+        let serving = first.serving != nil
+        if serving {
+            lines.append("served: \(first.spec.serving.scheduler.rawValue) batching up to \(first.spec.serving.batchLimit), arrivals \(first.spec.serving.arrivals.label); latencies per request")
+        }
+        let header = serving
+            ? ["policy", "hit rate", "requests/s", "out tokens/s", "goodput", "mean batch", "TTFT p99", "TPOT p50", "TPOT p99", "e2e p99"]
+            : ["policy", "hit rate", "tokens/s", "TTFT", "TPOT mean", "TPOT p99", "copied", "wasted", "stall"]
         var rows = [header]
         for r in results {
+            if let s = r.serving {
+                let sig = { (v: Double?) in v.map { String(format: "%.3g", $0) } ?? "-" }  // requests/s are often small
+                rows.append([r.spec.policy.rawValue, Human.percent(r.hitRate), sig(s.requestsPerSecond),
+                             Human.rate(s.outputTokensPerSecond), sig(s.goodput),
+                             r.meanBatch.map { String(format: "%.2f", $0) } ?? "–", Human.seconds(s.ttft.p99),
+                             Human.seconds(s.tpot.p50), Human.seconds(s.tpot.p99), Human.seconds(s.endToEnd.p99)])
+                continue
+            }
             rows.append([r.spec.policy.rawValue, Human.percent(r.hitRate), Human.rate(r.tokensPerSecond),
                          Human.seconds(r.ttftSeconds), Human.seconds(r.tpotMeanSeconds), Human.seconds(r.tpotP99Seconds),
                          formatBytes(r.counters.bytesH2D), formatBytes(r.counters.prefetch.bytesWasted),

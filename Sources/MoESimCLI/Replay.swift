@@ -94,8 +94,7 @@ struct Replay: ParsableCommand {
                 throw ValidationError("a serving scheduler replays the whole trace without event views: it cannot be combined with --stream, --numerics, --timeline, --per-layer or --per-token")
             }
             guard let routing = loaded else { return }
-            var none = NoEvents()
-            let served = try Replayer.serve(trace: routing, plan: StepPlan(routing), spec: spec, sink: &none)
+            let served = try Replayer.serve(trace: routing, plan: StepPlan(routing), spec: spec)
             print(summary(served.result))
             if let requestsCsv {
                 try CSVFile.write(rows: served.log.rows(slo: spec.serving.slo), header: ServingLog.header, to: requestsCsv)
@@ -185,11 +184,12 @@ struct Replay: ParsableCommand {
 
     func servingLine(_ r: ReplayResult) -> String {
         guard let s = r.serving else { return "" }
-        let goodput = s.goodput.map { ", goodput \(Human.rate($0)) requests/s" } ?? ""
+        let sig = { (v: Double?) in v.map { String(format: "%.3g", $0) } ?? "-" }  // requests/s are often small
+        let goodput = s.goodput.map { ", goodput \(sig($0)) requests/s" } ?? ""
         return """
 
               served \(s.requests) requests (\(r.spec.serving.scheduler.rawValue), \(r.spec.serving.arrivals.label)): \
-            \(Human.rate(s.requestsPerSecond)) requests/s, \(Human.rate(s.outputTokensPerSecond)) output tokens/s\(goodput); \
+            \(sig(s.requestsPerSecond)) requests/s, \(Human.rate(s.outputTokensPerSecond)) output tokens/s\(goodput); \
             mean batch \(r.meanBatch.map { String(format: "%.2f", $0) } ?? "–"), \
             \(r.distinctExpertsPerLayer.map { String(format: "%.2f", $0) } ?? "–") distinct experts per layer
               per request: queue mean \(Human.seconds(s.queueMeanSeconds)); TTFT p50 \(Human.seconds(s.ttft.p50)), \

@@ -48,6 +48,12 @@ public enum Replayer {
     /// (docs/serving.md); `plan` is the trace's sequential plan (the budget checks read it). The oracles (`belady`,
     /// `oracle-prefetch`: `PolicyKind.readsFutureSteps`) replay the step order of a first pass under `lru`, since the
     /// order depends on timing and they need it in advance.
+    public static func serve(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec) throws -> (result: ReplayResult, log: ServingLog) {
+        var sink = NoEvents()  // a concrete sink, so that the loop is specialised in this module
+        return try serve(trace: trace, plan: plan, spec: spec, sink: &sink)
+    }
+
+    /// The same, reporting every event to `sink` (scenario tests).
     public static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec,
                                               sink: inout Sink) throws -> (result: ReplayResult, log: ServingLog) {
         let layout = try BudgetLayout(plan: plan, spec: spec)

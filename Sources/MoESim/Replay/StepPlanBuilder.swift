@@ -49,38 +49,33 @@ struct StepPlanBuilder {
         let L = layers, E = experts, K = topK, weighted = trace.hasWeights
         var stepTokenCount = 0
         for part in parts { stepTokenCount += part.count }
-        for l in 0..<L {
-            for part in parts {
-                for token in part {
-                    let base = (token * L + l) * K
-                    if trace.experts[base] == TokenRecord.missing { missingCells += 1; continue }
-                    for j in 0..<K {
-                        let e = Int(trace.experts[base + j])
-                        if counts[e] == 0 { touched.append(e) }
-                        counts[e] += 1
-                        if weighted {
-                            let w = trace.weights[base + j]
-                            weightMax[e] = max(weightMax[e], w)
-                            weightSum[e] += w
-                            totalWeight += Double(w)
+        // Raw views of the trace: a checked array access per routing costs more than the rest of the work.
+        trace.experts.withUnsafeBufferPointer { ids in
+            trace.weights.withUnsafeBufferPointer { weights in
+                for l in 0..<L {
+                    for part in parts {
+                        for token in part {
+                            let base = (token * L + l) * K
+                            if ids[base] == TokenRecord.missing { missingCells += 1; continue }
+                            for j in 0..<K {
+                                let e = Int(ids[base + j])
+                                if counts[e] == 0 { touched.append(e) }
+                                counts[e] += 1
+                                if weighted {
+                                    let w = weights[base + j]
+                                    weightMax[e] = max(weightMax[e], w)
+                                    weightSum[e] += w
+                                    totalWeight += Double(w)
+                                }
+                            }
                         }
                     }
+                    appendLayer(l)
                 }
             }
-            insertionSort(&touched)  // at most a step's distinct experts; usually top-k
-            largestSet[l] = max(largestSet[l], touched.count)
-            for e in touched {
-                accessExpert.append(Int32(l * E + e))
-                accessTokens.append(counts[e])
-                counts[e] = 0
-                if weighted {
-                    accessWeightMax.append(weightMax[e]); accessWeightSum.append(weightSum[e])
-                    weightMax[e] = 0; weightSum[e] = 0
-                }
-            }
-            touched.removeAll(keepingCapacity: true)
-            layerStart.append(Int32(accessExpert.count))
-            if trace.hasPredictions {
+        }
+        if trace.hasPredictions {
+            for l in 0..<L {
                 for part in parts {
                     for token in part { predictedScratch.append(contentsOf: trace.predictedIDs(token: token, layer: l).map(Int.init)) }
                 }
@@ -94,6 +89,30 @@ struct StepPlanBuilder {
         stepPhase.append(phase)
         stepSeq.append(seq)
         stepStartsSequence.append(startsSequence)
+    }
+
+    /// Appends layer `l`'s set (the experts `touched`, ascending, with their counts and weights) and clears them.
+    private mutating func appendLayer(_ l: Int) {
+        let E = experts
+        if touched.count * 8 > E {  // a batch's union: reading the counts in id order beats sorting
+            touched.removeAll(keepingCapacity: true)
+            for e in 0..<E where counts[e] > 0 { touched.append(e) }
+        } else {
+            insertionSort(&touched)  // a few ids: one token's top-k, or a short prefill
+        }
+        largestSet[l] = max(largestSet[l], touched.count)
+        let weighted = trace.hasWeights
+        for e in touched {
+            accessExpert.append(Int32(l * E + e))
+            accessTokens.append(counts[e])
+            counts[e] = 0
+            if weighted {
+                accessWeightMax.append(weightMax[e]); accessWeightSum.append(weightSum[e])
+                weightMax[e] = 0; weightSum[e] = 0
+            }
+        }
+        touched.removeAll(keepingCapacity: true)
+        layerStart.append(Int32(accessExpert.count))
     }
 }
 
