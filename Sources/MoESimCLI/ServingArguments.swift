@@ -19,7 +19,7 @@ struct ServingArguments: ParsableArguments {
     @Option(help: "continuous: most prompt tokens of one request per step (default 512).")
     var prefillChunk: Int?
 
-    @Option(help: "Request arrivals: all-at-once (default), poisson:RATE[:SEED] (requests/s), closed:USERS:THINK_S.")
+    @Option(help: "Request arrivals: all-at-once (default), trace (each sequence's arrival_s), poisson:RATE[:SEED] (requests/s), closed:USERS:THINK_S.")
     var arrivals: String?
 
     @Option(help: "SLO on time to first token (s); with --slo-tpot it defines goodput.")

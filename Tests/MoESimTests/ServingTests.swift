@@ -270,3 +270,61 @@ import Testing
         #expect(throws: ConfigError.self) { _ = try SweepConfig.parse(yaml.replacingOccurrences(of: "\"poisson:100\"", with: "\"poisson:0\""), path: "s.yaml") }
     }
 }
+
+/// `arrival_s`: a sequence's arrival recorded on its first line.
+@Suite struct RecordedArrivalTests {
+    let header = #"{"format":"moe-routing-trace","version":1,"model":"t","layers":1,"experts":4,"top_k":1}"#
+
+    func load(_ lines: [String]) throws -> RoutingTrace {
+        try RoutingTrace.load(writeTemporary(([header] + lines).joined(separator: "\n") + "\n"))
+    }
+
+    func error(_ lines: [String]) -> String {
+        do { _ = try load(lines); return "no error" } catch { return "\(error)" }
+    }
+
+    @Test func arrivalsAreReadKeptAndServedAtThoseTimes() throws {
+        let trace = try load([
+            #"{"seq":0,"pos":0,"phase":"decode","arrival_s":0.5,"experts":[[1]]}"#,
+            #"{"seq":0,"pos":1,"phase":"decode","experts":[[2]]}"#,
+            #"{"seq":1,"pos":0,"phase":"decode","arrival_s":2.25,"experts":[[3]]}"#,
+        ])
+        #expect(trace.arrivalSeconds == [0: 0.5, 2: 2.25])
+        let copy = temporaryDirectory() + "/copy.jsonl"
+        try trace.write(to: copy)
+        #expect(try RoutingTrace.load(copy).arrivalSeconds == [0: 0.5, 2: 2.25])
+        #expect(throws: ConfigError.self) { try trace.write(to: temporaryDirectory() + "/t.moet") }
+        var options = ServingOptions()
+        options.scheduler = .continuous
+        options.arrivals = try ArrivalProcess.parse("trace")
+        let scheduler = try ServingScheduler(trace: trace, options: options)
+        var now: Int64 = 0
+        while let run = try scheduler.next(at: now) { now = max(now, run.notBefore) + 1_000 }
+        #expect(scheduler.log.arrival == [500_000_000, 2_250_000_000])
+        #expect(scheduler.log.start == [500_000_000, 2_250_000_000])
+    }
+
+    @Test func badArrivalsNameTheLineAndField() {
+        let negative = error([#"{"seq":0,"pos":0,"phase":"decode","arrival_s":-1,"experts":[[1]]}"#])
+        #expect(negative.contains(":2") && negative.contains("arrival_s"))
+        let text = error([#"{"seq":0,"pos":0,"phase":"decode","arrival_s":"soon","experts":[[1]]}"#])
+        #expect(text.contains(":2") && text.contains("arrival_s"))
+        let decreasing = error([#"{"seq":0,"pos":0,"phase":"decode","arrival_s":3,"experts":[[1]]}"#,
+                                #"{"seq":1,"pos":0,"phase":"decode","arrival_s":2,"experts":[[1]]}"#])
+        #expect(decreasing.contains(":3") && decreasing.contains("arrival order"))
+        let notFirst = error([#"{"seq":0,"pos":0,"phase":"decode","experts":[[1]]}"#,
+                              #"{"seq":0,"pos":1,"phase":"decode","arrival_s":1,"experts":[[1]]}"#])
+        #expect(notFirst.contains(":3") && notFirst.contains("first line"))
+    }
+
+    @Test func servingByTraceArrivalsNeedsEverySequenceToHaveOne() throws {
+        let trace = try load([#"{"seq":0,"pos":0,"phase":"decode","arrival_s":1,"experts":[[1]]}"#,
+                              #"{"seq":1,"pos":0,"phase":"decode","experts":[[2]]}"#])
+        var options = ServingOptions()
+        options.scheduler = .static
+        options.arrivals = .recorded
+        do { _ = try ServingScheduler(trace: trace, options: options); Issue.record("accepted") } catch {
+            #expect("\(error)".contains("sequence 1 has none"))
+        }
+    }
+}

@@ -87,6 +87,8 @@ public enum Limits {
     /// Requests per second of a Poisson process, and a closed loop's think time (s).
     public static let arrivalRate = 1e-6...1e9
     public static let thinkSeconds = 0.0...1e6
+    /// A trace's `arrival_s` (s).
+    public static let arrivalSeconds = 0.0...1e9
     /// SLO targets (s): positive.
     public static let sloSeconds = 1e-9...1e6
 

@@ -103,6 +103,8 @@ public enum ArrivalProcess: Sendable, Equatable {
     case allAtOnce
     /// Exponential gaps of mean 1/rate seconds (the first request arrives after the first gap); seeded.
     case poisson(rate: Double, seed: UInt64)
+    /// The trace's own `arrival_s`, given on each sequence's first line.
+    case recorded
     /// `users` users, each sending its next request `thinkSeconds` after its previous one finished (the first ones
     /// at time 0).
     case closedLoop(users: Int, thinkSeconds: Double)
@@ -111,6 +113,7 @@ public enum ArrivalProcess: Sendable, Equatable {
     public var label: String {
         switch self {
         case .allAtOnce: "all-at-once"
+        case .recorded: "trace"
         case let .poisson(rate, _): "poisson:\(rate)"
         case let .closedLoop(users, think): "closed:\(users):\(think)"
         }
@@ -118,7 +121,7 @@ public enum ArrivalProcess: Sendable, Equatable {
 
     func validate() throws {
         switch self {
-        case .allAtOnce: break
+        case .allAtOnce, .recorded: break
         case let .poisson(rate, _): try Limits.check(rate, in: Limits.arrivalRate, "arrivals.rate")
         case let .closedLoop(users, think):
             try Limits.check(users, in: Limits.batch, "arrivals.users")
@@ -126,10 +129,20 @@ public enum ArrivalProcess: Sendable, Equatable {
         }
     }
 
-    /// Arrival times (ns) of `count` requests for the open processes; nil for a closed loop, whose arrivals depend
+    /// Arrival times (ns) of `requests` for the open processes; nil for a closed loop, whose arrivals depend
     /// on when earlier requests finish.
-    func openArrivals(count: Int) -> [Int64]? {
+    /// - Throws: `ConfigError` when `recorded` and a request's first line has no `arrival_s`.
+    func openArrivals(_ requests: [ServingRequest], in trace: RoutingTrace) throws -> [Int64]? {
+        let count = requests.count
         switch self {
+        case .recorded:
+            return try requests.map { r in
+                guard let t = trace.arrivalSeconds[r.firstToken] else {
+                    throw ConfigError.invalidValue(field: "arrivals", value: "trace",
+                                                   expected: "an arrival_s on the first line of every sequence of \(trace.name) (sequence \(r.seq) has none)")
+                }
+                return SimTime(seconds: t).nanoseconds
+            }
         case .allAtOnce: return Array(repeating: 0, count: count)
         case let .poisson(rate, seed):
             var rng = SplitMix64(seed: seed), t = 0.0
@@ -153,10 +166,11 @@ extension ArrivalProcess {
     public static func parse(_ text: String, field: String = "arrivals") throws -> ArrivalProcess {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         let bad = ConfigError.invalidValue(field: field, value: text,
-                                           expected: "all-at-once, poisson:RATE[:SEED] or closed:USERS:THINK_S")
+                                           expected: "all-at-once, trace, poisson:RATE[:SEED] or closed:USERS:THINK_S")
         let process: ArrivalProcess
         switch (parts[0], parts.count) {
         case ("all-at-once", 1): process = .allAtOnce
+        case ("trace", 1): process = .recorded
         case ("poisson", 2), ("poisson", 3):
             guard let rate = DecimalText.double(parts[1]), let seed = parts.count == 3 ? UInt64(parts[2]) : 1 else { throw bad }
             process = .poisson(rate: rate, seed: seed)

@@ -42,7 +42,7 @@ public final class ServingScheduler: StepSource {
         requests = try ServingRequest.all(in: trace)
         log = ServingLog(requests)
         progress = Array(repeating: 0, count: requests.count)
-        if let times = options.arrivals.openArrivals(count: requests.count) {
+        if let times = try options.arrivals.openArrivals(requests, in: trace) {
             log.arrival = times
             nextToIssue = requests.count
         } else if case let .closedLoop(users, _) = options.arrivals {

@@ -22,6 +22,9 @@ public enum BinaryTrace {
 
     /// Writes `trace` atomically. Recorded predictions (`pred`) are not part of version 1: they are refused.
     public static func write(_ trace: RoutingTrace, to path: String) throws {
+        if !trace.arrivalSeconds.isEmpty {
+            throw ConfigError.file(path: path, line: nil, message: "the binary format does not hold arrival times (arrival_s); keep this trace as .jsonl")
+        }
         if trace.hasPredictions {
             throw ConfigError.file(path: path, line: nil, message: "the binary format does not hold recorded predictions (pred); keep this trace as .jsonl")
         }

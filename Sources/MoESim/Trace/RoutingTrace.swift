@@ -24,6 +24,8 @@ public struct RoutingTrace: Sendable {
     /// Recorded predictions (`pred`), CSR over (token, layer): empty when no line has any.
     public private(set) var predictedStart: [Int32] = []
     public private(set) var predicted: [UInt16] = []
+    /// `arrival_s` by the index of the sequence's first token; empty when no line has one.
+    public private(set) var arrivalSeconds: [Int: Double] = [:]
 
     public init(header: TraceHeader, name: String) {
         self.header = header
@@ -50,6 +52,7 @@ public struct RoutingTrace: Sendable {
         precondition(record.experts.count == cells, "record shaped for another trace")
         let keepWeights = record.hasWeights && (tokenCount == 0 || !weights.isEmpty)
         precondition(Limits.seq.contains(record.seq) && Limits.pos.contains(record.pos), "seq or pos outside Limits")
+        if let t = record.arrivalSeconds { arrivalSeconds[tokenCount] = t }
         seq.append(Int32(record.seq))
         pos.append(Int32(record.pos))
         phase.append(record.phase)
@@ -128,6 +131,7 @@ public struct RoutingTrace: Sendable {
     public func record(_ t: Int, into record: inout TokenRecord) {
         let cells = header.layers * header.topK
         record.seq = Int(seq[t]); record.pos = Int(pos[t]); record.phase = phase[t]
+        record.arrivalSeconds = arrivalSeconds[t]
         for i in 0..<cells { record.experts[i] = experts[t * cells + i] }
         record.hasWeights = hasWeights
         if hasWeights { for i in 0..<cells { record.weights[i] = weights[t * cells + i] } }

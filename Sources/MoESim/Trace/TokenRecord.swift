@@ -21,6 +21,8 @@ public struct TokenRecord: Sendable {
     public var predicted: [UInt16] = []
     public var predictedStart: [Int32]
     public var hasPredictions = false
+    /// When the sequence's request arrived (`arrival_s`, seconds), on its first line only; nil when not recorded.
+    public var arrivalSeconds: Double?
 
     public init(layers: Int, topK: Int) {
         experts = Array(repeating: TokenRecord.missing, count: layers * topK)

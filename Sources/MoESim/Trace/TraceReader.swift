@@ -13,6 +13,9 @@ public final class TraceReader {
     private let lines: LineReader
     private var order = SequenceOrder()
     private var weightsPresent: Bool?
+    /// The sequence of the previous line, and the last `arrival_s` read (arrivals must not decrease).
+    private var previousSeq: Int?
+    private var lastArrival = 0.0
     public private(set) var missingCells = 0
     public private(set) var tokens = 0
 
@@ -56,6 +59,7 @@ public final class TraceReader {
         let layers = header.layers, k = header.topK
         var cursor = JSONCursor(line)
         var seen: (seq: Bool, pos: Bool, phase: Bool, experts: Bool, weights: Bool, pred: Bool) = (false, false, false, false, false, false)
+        record.arrivalSeconds = nil
         func wrap<T>(_ field: String, _ body: () throws -> T) throws -> T {
             do { return try body() } catch let f as JSONCursor.Failure { throw LineFailure(field: field, message: f.message) }
         }
@@ -93,6 +97,12 @@ public final class TraceReader {
                         record.hasPredictions = true
                     }
                     seen.pred = true
+                } else if key.equals("arrival_s") {
+                    let t = try wrap("arrival_s") { try cursor.number() }
+                    if !Limits.arrivalSeconds.contains(t) {
+                        throw LineFailure(field: "arrival_s", message: "\(t) is outside \(Limits.describe(Limits.arrivalSeconds)) seconds")
+                    }
+                    record.arrivalSeconds = t
                 } else if key.equals("weights") {
                     if cursor.consumeNull() { seen.weights = false } else {
                         try wrap("weights") { try parseWeights(&cursor, into: &record, layers: layers, k: k) }
@@ -123,6 +133,16 @@ public final class TraceReader {
         if let problem = order.admit(seq: record.seq, pos: record.pos, phase: record.phase) {
             throw LineFailure(field: problem.field, message: problem.message)
         }
+        if let t = record.arrivalSeconds {
+            if previousSeq == record.seq {
+                throw LineFailure(field: "arrival_s", message: "only a sequence's first line may give its arrival")
+            }
+            if t < lastArrival {
+                throw LineFailure(field: "arrival_s", message: "\(t) is earlier than the previous sequence's \(lastArrival): sequences must be in arrival order")
+            }
+            lastArrival = t
+        }
+        previousSeq = record.seq
     }
 
     /// Reads `[cell, cell, …]` with exactly one cell per layer; `cell` gets the layer and whether it is `null`

@@ -19,7 +19,9 @@ public final class TraceWriter {
     public func append(_ r: TokenRecord) throws {
         let k = header.topK
         line.removeAll(keepingCapacity: true)
-        line.append(contentsOf: "{\"seq\":\(r.seq),\"pos\":\(r.pos),\"phase\":\"\(r.phase)\",\"experts\":[".utf8)
+        line.append(contentsOf: "{\"seq\":\(r.seq),\"pos\":\(r.pos),\"phase\":\"\(r.phase)\",".utf8)
+        if let t = r.arrivalSeconds { line.append(contentsOf: "\"arrival_s\":\(t),".utf8) }
+        line.append(contentsOf: "\"experts\":[".utf8)
         for l in 0..<header.layers {
             if l > 0 { line.append(UInt8(ascii: ",")) }
             if r.experts[l * k] == TokenRecord.missing { line.append(contentsOf: "null".utf8); continue }
