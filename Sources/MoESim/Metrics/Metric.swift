@@ -43,7 +43,9 @@ public enum Metric: String, CaseIterable, Sendable {
     case scheduler, batch
     case maxTokens = "max_tokens"
     case prefillChunk = "prefill_chunk"
-    case arrival, requests
+    case arrival
+    case arrivalRate = "arrival_rate"
+    case requests
     case requestsPerSecond = "requests_per_s"
     case outputTokensPerSecond = "output_tokens_per_s"
     case meanBatch = "mean_batch"
@@ -119,6 +121,7 @@ public enum Metric: String, CaseIterable, Sendable {
         case .maxTokens: r.spec.serving.scheduler == .continuous ? "\(r.spec.serving.maxTokens)" : ""
         case .prefillChunk: r.spec.serving.scheduler == .continuous ? "\(r.spec.serving.prefillChunk)" : ""
         case .arrival: r.serving == nil ? "" : r.spec.serving.arrivals.label
+        case .arrivalRate: r.serving == nil ? "" : format(r.spec.serving.arrivals.rate)
         case .requests: r.serving.map { "\($0.requests)" } ?? ""
         case .requestsPerSecond: format(r.serving?.requestsPerSecond)
         case .outputTokensPerSecond: format(r.serving?.outputTokensPerSecond)

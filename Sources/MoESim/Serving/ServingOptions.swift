@@ -119,6 +119,12 @@ public enum ArrivalProcess: Sendable, Equatable {
         }
     }
 
+    /// Requests per second of a Poisson process (the `arrival_rate` column); nil for the others.
+    public var rate: Double? {
+        if case let .poisson(rate, _) = self { return rate }
+        return nil
+    }
+
     func validate() throws {
         switch self {
         case .allAtOnce, .recorded: break
