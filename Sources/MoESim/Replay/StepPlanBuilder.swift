@@ -49,6 +49,11 @@ struct StepPlanBuilder {
         let L = layers, E = experts, K = topK, weighted = trace.hasWeights
         var stepTokenCount = 0
         for part in parts { stepTokenCount += part.count }
+        // The step's accesses are gathered in raw scratch and appended once: an array append per access checks
+        // uniqueness out of line, which cost more than the rest of the work.
+        let capacity = min(stepTokenCount * K, E) * L
+        var scratch = StepScratch(capacity: capacity, weighted: weighted)
+        defer { scratch.deallocate() }
         // Raw views of the trace: a checked array access per routing costs more than the rest of the work.
         trace.experts.withUnsafeBufferPointer { ids in
             trace.weights.withUnsafeBufferPointer { weights in
@@ -70,9 +75,15 @@ struct StepPlanBuilder {
                             }
                         }
                     }
-                    appendLayer(l)
+                    gatherLayer(l, into: &scratch)
                 }
             }
+        }
+        accessExpert.append(contentsOf: UnsafeBufferPointer(start: scratch.expert, count: scratch.count))
+        accessTokens.append(contentsOf: UnsafeBufferPointer(start: scratch.tokens, count: scratch.count))
+        if weighted {
+            accessWeightMax.append(contentsOf: UnsafeBufferPointer(start: scratch.weightMax, count: scratch.count))
+            accessWeightSum.append(contentsOf: UnsafeBufferPointer(start: scratch.weightSum, count: scratch.count))
         }
         if trace.hasPredictions {
             for l in 0..<L {
@@ -91,8 +102,9 @@ struct StepPlanBuilder {
         stepStartsSequence.append(startsSequence)
     }
 
-    /// Appends layer `l`'s set (the experts `touched`, ascending, with their counts and weights) and clears them.
-    private mutating func appendLayer(_ l: Int) {
+    /// Moves layer `l`'s set (the experts `touched`, ascending, with their counts and weights) into `scratch` and
+    /// clears it.
+    private mutating func gatherLayer(_ l: Int, into scratch: inout StepScratch) {
         let E = experts
         if touched.count * 8 > E {  // a batch's union: reading the counts in id order beats sorting
             touched.removeAll(keepingCapacity: true)
@@ -103,16 +115,37 @@ struct StepPlanBuilder {
         largestSet[l] = max(largestSet[l], touched.count)
         let weighted = trace.hasWeights
         for e in touched {
-            accessExpert.append(Int32(l * E + e))
-            accessTokens.append(counts[e])
+            let i = scratch.count
+            scratch.expert[i] = Int32(l * E + e)
+            scratch.tokens[i] = counts[e]
             counts[e] = 0
             if weighted {
-                accessWeightMax.append(weightMax[e]); accessWeightSum.append(weightSum[e])
+                scratch.weightMax![i] = weightMax[e]; scratch.weightSum![i] = weightSum[e]
                 weightMax[e] = 0; weightSum[e] = 0
             }
+            scratch.count += 1
         }
         touched.removeAll(keepingCapacity: true)
-        layerStart.append(Int32(accessExpert.count))
+        layerStart.append(Int32(accessExpert.count + scratch.count))
+    }
+}
+
+/// One step's accesses while they are gathered (raw buffers of the step's largest possible size).
+private struct StepScratch {
+    let expert: UnsafeMutablePointer<Int32>
+    let tokens: UnsafeMutablePointer<Int32>
+    let weightMax: UnsafeMutablePointer<Float>?
+    let weightSum: UnsafeMutablePointer<Float>?
+    var count = 0
+
+    init(capacity: Int, weighted: Bool) {
+        expert = .allocate(capacity: max(1, capacity)); tokens = .allocate(capacity: max(1, capacity))
+        weightMax = weighted ? .allocate(capacity: max(1, capacity)) : nil
+        weightSum = weighted ? .allocate(capacity: max(1, capacity)) : nil
+    }
+
+    func deallocate() {
+        expert.deallocate(); tokens.deallocate(); weightMax?.deallocate(); weightSum?.deallocate()
     }
 }
 
