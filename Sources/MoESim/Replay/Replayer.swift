@@ -66,21 +66,21 @@ public enum Replayer {
             var first = spec
             first.policy = .lru
             var none = NoEvents()
-            order = try serve(trace: trace, plan: plan, spec: first, sink: &none, fixedOrder: nil).scheduler.steps
+            order = try serve(trace: trace, plan: plan, spec: first, layout: layout, sink: &none, fixedOrder: nil).scheduler.steps
         }
-        let served = try serve(trace: trace, plan: plan, spec: spec, sink: &sink, fixedOrder: order)
-        let log = served.scheduler.log
+        let served = try serve(trace: trace, plan: plan, spec: spec, layout: layout, sink: &sink, fixedOrder: order)
+        let log = served.scheduler.log, steps = served.scheduler.steps
         var totals = TraceTotals(plan)
-        totals.steps = log.stepMembers.count
+        totals.steps = steps.count
         var result = ReplayResult(traceName: trace.name, spec: spec, budgetBytes: layout.budgetBytes, totals: totals,
                                   counters: served.counters)
-        result.serving = ServingSummary(log, simSeconds: result.simSeconds, slo: spec.serving.slo)
+        result.serving = ServingSummary(log, steps: steps, simSeconds: result.simSeconds, slo: spec.serving.slo)
         return (result, log)
     }
 
-    private static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec, sink: inout Sink,
-                                               fixedOrder: [ServingScheduler.Step]?) throws -> (scheduler: ServingScheduler, counters: ReplayCounters) {
-        let layout = try BudgetLayout(plan: plan, spec: spec)
+    /// One pass of a served run (the layout is the served strategy's, which the `lru` first pass shares).
+    private static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec, layout: BudgetLayout,
+                                               sink: inout Sink, fixedOrder: [ServingScheduler.Step]?) throws -> (scheduler: ServingScheduler, counters: ReplayCounters) {
         let scheduler = try ServingScheduler(trace: trace, options: spec.serving, fixedOrder: fixedOrder)
         var source = scheduler
         let counters = try replay(source: &source, context: scheduler.fixedPlan ?? plan, layout: layout, spec: spec,

@@ -8,8 +8,6 @@ public struct ServingLog: Sendable {
     public let promptTokens: [Int]
     public let outputTokens: [Int]
     public let seq: [Int32]
-    /// Requests served by each step.
-    public internal(set) var stepMembers: [Int] = []
 
     init(_ requests: [ServingRequest]) {
         let n = requests.count
@@ -73,13 +71,14 @@ public struct ServingSummary: Sendable {
         }
     }
 
-    init(_ log: ServingLog, simSeconds: Double, slo: ServiceLevel?) {
+    /// - Parameter steps: the run's steps (for the mean batch).
+    init(_ log: ServingLog, steps: [ServingScheduler.Step], simSeconds: Double, slo: ServiceLevel?) {
         let all = 0..<log.requests
         requests = log.requests
         let perSecond: (Double) -> Double? = { simSeconds > 0 ? $0 / simSeconds : nil }
         requestsPerSecond = perSecond(Double(log.requests))
         outputTokensPerSecond = perSecond(Double(log.outputTokens.reduce(0, +)))
-        meanBatch = log.stepMembers.isEmpty ? nil : Double(log.stepMembers.reduce(0, +)) / Double(log.stepMembers.count)
+        meanBatch = steps.isEmpty ? nil : Double(steps.reduce(0) { $0 + $1.members.count }) / Double(steps.count)
         queueMeanSeconds = log.requests > 0 ? all.map(log.queueing).reduce(0, +) / Double(log.requests) : nil
         ttft = Percentiles(all.map(log.ttft))
         tpot = Percentiles(all.compactMap(log.tpot))

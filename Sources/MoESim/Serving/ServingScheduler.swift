@@ -81,7 +81,6 @@ public final class ServingScheduler: StepSource {
         for (r, part) in zip(step.members, step.parts) { progress[r] += part.count }
         pending = step
         steps.append(step)
-        log.stepMembers.append(step.members.count)
         if let fixed {
             return StepRun(plan: fixed.plan, steps: (steps.count - 1)..<steps.count, following: nil, notBefore: notBefore)
         }
