@@ -32,7 +32,7 @@ import Testing
             let hw = tinyHardware()
             let r = try replay(trace, model: model, hardware: hw, policy: .onDemand, budget: .experts(k))
             let cost = CostModel(model: model, hardware: hw)
-            let layer = cost.nonExpertCompute(tokens: 1) + Int64(k) * (cost.expertCopy + cost.expertComputeOneToken)
+            let layer = cost.nonExpertCompute(tokens: 1, attention: StepAttention(pairs: 1, kvRead: 1, kvHeld: 1)) + Int64(k) * (cost.expertCopy + cost.expertComputeOneToken)
             #expect(r.counters.simNanoseconds == Int64(tokens * layers) * layer)
             #expect(r.counters.stallNanoseconds == Int64(tokens * layers * k) * cost.expertCopy)
             #expect(r.counters.misses == tokens * layers * k)

@@ -6,6 +6,7 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case badBudget(text: String, reason: String)
     case budgetTooSmall(budgetBytes: Int, neededBytes: Int, where: String)
     case budgetExceedsGPU(budgetBytes: Int, availableBytes: Int, hardware: String)
+    case kvCacheExceedsGPU(neededBytes: Double, roomBytes: Double, seq: Int, hardware: String)
     case traceModelMismatch(field: String, trace: Int, model: Int, model_: String)
     case file(path: String, line: Int?, message: String)
     /// A sweep cell whose axis values are each valid but not together (e.g. top_k above experts).
@@ -27,6 +28,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
             return "budget of \(formatBytes(budget)) is too small (\(place)); raise it to at least \(formatBytes(needed))"
         case let .budgetExceedsGPU(budget, available, hardware):
             return "budget of \(formatBytes(budget)) exceeds what \(hardware) has for experts (\(formatBytes(available)) after the always-resident weights)"
+        case let .kvCacheExceedsGPU(needed, room, seq, hardware):
+            return "sequence \(seq) needs \(formatBytes(Int(min(needed, 1e18)))) of KV cache, but \(hardware) has \(formatBytes(Int(room))) left beside the always-resident weights and the expert budget; lower the budget or pick a GPU with more memory"
         case let .traceModelMismatch(field, trace, model, name):
             return "the trace has \(field) = \(trace) but model '\(name)' has \(model); pick the matching model or override model.\(field)"
         case let .file(path, line, message):

@@ -54,6 +54,10 @@ public enum Limits {
     public static let sharedExpertFFN = 0...(1 << 20)
     public static let nonExpertParamsPerLayer = 0...(1 << 40)
     public static let bytesPerParam = 0.125...8.0
+    /// Query or KV heads (0: attention not modelled), the width of a head, values cached per token and layer.
+    public static let attentionHeads = 0...4096
+    public static let headDim = 0...65536
+    public static let kvCacheDim = 0...(1 << 20)
     /// Bytes of one expert (1 TiB) and of all experts or all resident weights (64 PiB), derived from the fields.
     public static let expertBytes = 1 << 40
     public static let modelBytes = 1 << 56

@@ -15,6 +15,10 @@ public struct CostModel: Sendable {
     public let expertCopy: Int64
     /// The link's fixed cost per copy (ns), which copies sharing the link do not share.
     public let linkLatency: Int64
+    /// Attention over the context: FLOPs per (query, key) pair, 4 · heads · head_dim (scores and the weighted sum of
+    /// values), and KV-cache bytes per token of context read, per layer.
+    public let attentionFlopsPerPair: Double
+    public let kvBytesPerTokenPerLayer: Double
     /// Bytes of one token's hidden state (what CPU fallback moves each way).
     public let activationBytesPerToken: Double
     /// Host compute of an expert for one token, and one token's hidden state moved one way (CPU fallback's decode).
@@ -27,6 +31,8 @@ public struct CostModel: Sendable {
         expertBytes = model.expertBytes
         residentParamsPerLayer = Double(model.nonExpertParamsPerLayer + model.sharedParamsPerLayer)
         residentBytesPerLayer = residentParamsPerLayer * model.bytesPerParam
+        attentionFlopsPerPair = 4 * Double(model.attentionHeads) * Double(model.headDim)
+        kvBytesPerTokenPerLayer = model.kvBytesPerTokenPerLayer
         expertComputeOneToken = CostModel.roofline(params: Double(model.expertParams), bytes: Double(model.expertBytes),
                                                    tokens: 1, hardware: hardware)
         expertCopy = CostModel.copy(bytes: model.expertBytes, hardware: hardware)
@@ -62,9 +68,22 @@ public struct CostModel: Sendable {
             : computeNanoseconds(params: expertParams, bytes: Double(expertBytes), tokens: Int(tokens))
     }
 
-    /// GPU time of a layer's always-resident part (attention, router, shared experts) for `tokens` tokens.
-    public func nonExpertCompute(tokens: Int32) -> Int64 {
-        computeNanoseconds(params: residentParamsPerLayer, bytes: residentBytesPerLayer, tokens: Int(tokens))
+    /// GPU time of a layer's always-resident part (attention, router, shared experts) for `tokens` tokens: the
+    /// roofline of its weights, plus attention over the context (`attentionSeconds`) in the same launch.
+    public func nonExpertCompute(tokens: Int32, attention: StepAttention) -> Int64 {
+        SimTime(seconds: nonExpertSeconds(tokens: Double(tokens), attention: attention)).nanoseconds
+    }
+
+    func nonExpertSeconds(tokens: Double, attention: StepAttention) -> Double {
+        CostModel.rooflineSeconds(params: residentParamsPerLayer, bytes: residentBytesPerLayer, tokens: tokens,
+                                  hardware: hardware) + attentionSeconds(attention)
+    }
+
+    /// One layer's attention over the context: max(FLOPs / FLOP/s, KV-cache bytes read / HBM bandwidth), memory
+    /// bound at decode, compute bound in a long prefill. 0 for a model without attention fields.
+    public func attentionSeconds(_ attention: StepAttention) -> Double {
+        max(Double(attention.pairs) * attentionFlopsPerPair / hardware.gpuFlops,
+            Double(attention.kvRead) * kvBytesPerTokenPerLayer / hardware.hbmBytesPerSecond)
     }
 
     /// Time a copy of `bytes` takes alone on the link: latency + bytes / bandwidth (copies that overlap share the
@@ -96,7 +115,7 @@ public struct CostModel: Sendable {
     /// An upper bound on the simulated seconds of a run over `extent`: every duration the run could schedule, added
     /// up as if nothing overlapped (each resource serves one thing at a time, so the run cannot end later). Each
     /// access pays a copy, an upgrade copy, GPU and host compute and two activation moves at the largest token
-    /// count; each step-layer its non-expert compute; a prefetching strategy at most `prefetchesPerStep` copies a step.
+    /// count; each step-layer its non-expert compute, attention as if each pair read a token of KV cache; a prefetching strategy at most `prefetchesPerStep` copies a step.
     func worstCaseSeconds(_ extent: PlanExtent, prefetchesPerStep: Int) -> Double {
         let copy = CostModel.copySeconds(bytes: Double(expertBytes), hardware: hardware)
         let tokens = Double(extent.maxAccessTokens)
@@ -105,7 +124,10 @@ public struct CostModel: Sendable {
             + hostExpertSeconds(tokens: tokens) + 2 * activationSeconds(tokens: tokens)
         let perLayer = CostModel.rooflineSeconds(params: residentParamsPerLayer, bytes: residentBytesPerLayer,
                                                  tokens: Double(extent.maxStepTokens), hardware: hardware)
-        return Double(extent.accesses) * perAccess + Double(extent.steps) * Double(extent.layers) * perLayer
+        // A step reads at most one token of KV cache per (query, key) pair, and the pairs do not depend on the order.
+        let attention = Double(extent.attentionPairs) * Double(extent.layers)
+            * max(attentionFlopsPerPair / hardware.gpuFlops, kvBytesPerTokenPerLayer / hardware.hbmBytesPerSecond)
+        return Double(extent.accesses) * perAccess + Double(extent.steps) * Double(extent.layers) * perLayer + attention
             + Double(extent.steps) * Double(prefetchesPerStep) * copy
     }
 }

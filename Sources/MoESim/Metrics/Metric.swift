@@ -63,6 +63,7 @@ public enum Metric: String, CaseIterable, Sendable {
     case sloTTFT = "slo_ttft_s"
     case sloTPOT = "slo_tpot_s"
     case goodput = "goodput_rps"
+    case peakKVBytes = "peak_kv_bytes"
 
     public static var header: [String] { allCases.map(\.rawValue) }
 
@@ -140,6 +141,7 @@ public enum Metric: String, CaseIterable, Sendable {
         case .sloTTFT: format(r.serving == nil ? nil : r.spec.serving.slo?.ttftSeconds)
         case .sloTPOT: format(r.serving == nil ? nil : r.spec.serving.slo?.tpotSeconds)
         case .goodput: format(r.serving?.goodput)
+        case .peakKVBytes: "\(Int((Double(r.counters.peakKVTokens) * r.spec.model.kvBytesPerToken).rounded()))"
         }
     }
 

@@ -13,6 +13,12 @@ public struct PlanExtent: Sendable, Equatable {
     /// The most tokens of one step routed to one expert, and the most tokens of one step.
     public private(set) var maxAccessTokens: Int32 = 0
     public private(set) var maxStepTokens: Int32 = 0
+    /// Attention's (query, key) pairs over every step: the same under any schedule of the tokens, since each pair
+    /// comes from one token's position.
+    public private(set) var attentionPairs: Int64 = 0
+    /// The most tokens of context one step holds in the KV cache, and the sequence of that step.
+    public private(set) var peakKVHeld: Int64 = 0
+    public private(set) var peakKVSeq: Int32 = 0
 
     public init(_ plan: StepPlan) {
         layers = plan.layers
@@ -28,5 +34,9 @@ public struct PlanExtent: Sendable, Equatable {
         accesses += plan.accesses
         maxAccessTokens = max(maxAccessTokens, plan.accessTokens.max() ?? 0)
         maxStepTokens = max(maxStepTokens, plan.stepTokens.max() ?? 0)
+        for (s, attention) in plan.stepAttention.enumerated() {
+            attentionPairs += attention.pairs
+            if attention.kvHeld > peakKVHeld { peakKVHeld = attention.kvHeld; peakKVSeq = plan.stepSeq[s] }
+        }
     }
 }

@@ -130,6 +130,7 @@ struct PlanColumns {
     let stepTokens: UnsafeBufferPointer<Int32>
     let stepPhase: UnsafeBufferPointer<Phase>
     let startsSequence: UnsafeBufferPointer<Bool>
+    let attention: UnsafeBufferPointer<StepAttention>
 
     /// The accesses of layer `l` of step `s`.
     @inline(__always) func layer(_ l: Int, of s: Int) -> Range<Int> {
@@ -146,10 +147,12 @@ struct PlanColumns {
                             try plan.stepTokens.withUnsafeBufferPointer { stepTokens in
                                 try plan.stepPhase.withUnsafeBufferPointer { phase in
                                     try plan.stepStartsSequence.withUnsafeBufferPointer { starts in
-                                        try body(PlanColumns(layers: plan.layers, layerStart: layerStart, accessExpert: experts,
-                                                             accessTokens: tokens, weightMax: plan.hasWeights ? weightMax : nil,
-                                                             weightSum: plan.hasWeights ? weightSum : nil, stepTokens: stepTokens,
-                                                             stepPhase: phase, startsSequence: starts))
+                                        try plan.stepAttention.withUnsafeBufferPointer { attention in
+                                            try body(PlanColumns(layers: plan.layers, layerStart: layerStart, accessExpert: experts,
+                                                                 accessTokens: tokens, weightMax: plan.hasWeights ? weightMax : nil,
+                                                                 weightSum: plan.hasWeights ? weightSum : nil, stepTokens: stepTokens,
+                                                                 stepPhase: phase, startsSequence: starts, attention: attention))
+                                        }
                                     }
                                 }
                             }

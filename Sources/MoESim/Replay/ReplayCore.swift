@@ -41,7 +41,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     mutating func replay(_ plan: PlanColumns, steps: Range<Int>) {
         for s in steps {
             let stepStart = now
-            let nonExpert = cost.nonExpertCompute(tokens: plan.stepTokens[s])
+            let nonExpert = cost.nonExpertCompute(tokens: plan.stepTokens[s], attention: plan.attention[s])
             if Predictor.isEnabled { book.startStep() }
             for l in 0..<plan.layers {
                 let set = plan.layer(l, of: s)
@@ -52,7 +52,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 computeMisses(&layer)
                 endLayer(step: s, layer: l, set: set, plan, layer)
             }
-            counters.recordStep(latency: now - stepStart, startsSequence: plan.startsSequence[s], phase: plan.stepPhase[s])
+            counters.recordStep(latency: now - stepStart, startsSequence: plan.startsSequence[s], phase: plan.stepPhase[s],
+                                kvHeld: plan.attention[s].kvHeld)
         }
     }
 

@@ -112,6 +112,8 @@ public struct ReplayCounters: Sendable, Equatable {
     public var cpuNanoseconds: Int64 = 0
     /// Misses the handler chose not to compute.
     public var skippedExperts = 0
+    /// The most tokens of context whose KV cache was on the GPU at once.
+    public var peakKVTokens: Int64 = 0
     /// Latency of the first step of each sequence (time to first token).
     public var firstStepLatencies: [Int64] = []
     /// Latency of every other decode step (time per output token).
@@ -119,7 +121,8 @@ public struct ReplayCounters: Sendable, Equatable {
 
     init(steps: Int) { decodeStepLatencies.reserveCapacity(steps) }
 
-    mutating func recordStep(latency: Int64, startsSequence: Bool, phase: Phase) {
+    mutating func recordStep(latency: Int64, startsSequence: Bool, phase: Phase, kvHeld: Int64) {
+        peakKVTokens = max(peakKVTokens, kvHeld)
         if startsSequence { firstStepLatencies.append(latency) }
         else if phase == .decode { decodeStepLatencies.append(latency) }
     }

@@ -81,7 +81,10 @@ public enum Replayer {
     /// One pass of a served run (the layout is the served strategy's, which the `lru` first pass shares).
     private static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec, layout: BudgetLayout,
                                                sink: inout Sink, fixedOrder: [ServingScheduler.Step]?) throws -> (scheduler: ServingScheduler, counters: ReplayCounters) {
-        let scheduler = try ServingScheduler(trace: trace, options: spec.serving, fixedOrder: fixedOrder)
+        let perToken = spec.model.kvBytesPerToken
+        let room = perToken > 0 ? layout.kvRoomBytes / perToken : .infinity
+        let scheduler = try ServingScheduler(trace: trace, options: spec.serving,
+                                             kvRoomTokens: room < 9e18 ? Int64(room) : .max, fixedOrder: fixedOrder)
         var source = scheduler
         let counters = try replay(source: &source, context: scheduler.fixedPlan ?? plan, layout: layout, spec: spec,
                                   sink: &sink, expertUses: { expertUses(plan) }, recordPrecision: false).counters
@@ -209,6 +212,9 @@ struct BudgetLayout {
     let budgetBytes: Int
     let partitionOf: [Int32]
     let capacities: [Int]
+    /// GPU memory left for the KV cache beside the resident weights and the expert budget (infinite for
+    /// all-resident, the bound that ignores GPU memory).
+    let kvRoomBytes: Double
 
     init(plan: StepPlan, spec: ReplaySpec) throws {
         try self.init(extent: PlanExtent(plan), spec: spec)
@@ -241,12 +247,20 @@ struct BudgetLayout {
         if spec.policy == .allResident {
             partitionOf = Array(repeating: 0, count: flat)
             capacities = [model.totalExpertBytes]
+            kvRoomBytes = .infinity
             return
         }
         let available = Int(spec.hardware.gpuMemoryBytes) - model.residentWeightBytes
         if budgetBytes > available {
             throw ConfigError.budgetExceedsGPU(budgetBytes: budgetBytes, availableBytes: max(0, available),
                                                hardware: spec.hardware.name)
+        }
+        kvRoomBytes = Double(available - budgetBytes)
+        // Every scheduler must hold at least one request's KV cache (the sequential plan's largest).
+        let longest = Double(extent.peakKVHeld) * model.kvBytesPerToken
+        if longest > kvRoomBytes {
+            throw ConfigError.kvCacheExceedsGPU(neededBytes: longest, roomBytes: kvRoomBytes, seq: Int(extent.peakKVSeq),
+                                                hardware: spec.hardware.name)
         }
         // A layer whose working set does not fit streams its experts through the budget (ReplayCore+Streaming): the
         // only budget refused is one that cannot hold a single expert where one is needed.

@@ -20,6 +20,8 @@ public struct StepPlan: Sendable {
     public private(set) var stepSeq: [Int32] = []
     /// Whether the step is the first of its sequence (its latency is the sequence's time to first token).
     public private(set) var stepStartsSequence: [Bool] = []
+    /// Per step, attention's work and the KV cache it holds.
+    public private(set) var stepAttention: [StepAttention] = []
     public let tokens: Int
     public let missingCells: Int
     /// Recorded predictions per (step, layer), the union over the step's tokens (flat ids, ascending); empty when
@@ -88,10 +90,21 @@ public struct StepPlan: Sendable {
         stepPhase = builder.stepPhase
         stepSeq = builder.stepSeq
         stepStartsSequence = builder.stepStartsSequence
+        stepAttention = builder.stepAttention
     }
 
     /// The largest number of distinct experts any single step-layer needs at once, per layer (kept from the build:
     /// every replay's budget check asks for it).
     public func largestWorkingSet() -> [Int] { largestSet }
     private var largestSet: [Int] = []
+}
+
+/// A step's attention over the context, from its tokens' positions (`pos`): what its cost and the KV cache need.
+public struct StepAttention: Sendable, Equatable {
+    /// (query, key) pairs: a token at position p attends to p + 1 keys (causal).
+    public var pairs: Int64
+    /// Tokens of context whose KV cache the step reads: each sequence's, up to its last token in the step.
+    public var kvRead: Int64
+    /// Tokens of context whose KV cache is on the GPU during the step (a batch's members not in it too).
+    public var kvHeld: Int64
 }

@@ -23,6 +23,7 @@ struct StepPlanBuilder {
     private(set) var predictedExpert: [Int32] = []
     private(set) var stepTokens: [Int32] = [], stepPhase: [Phase] = [], stepSeq: [Int32] = []
     private(set) var stepStartsSequence: [Bool] = []
+    private(set) var stepAttention: [StepAttention] = []
     // Scratch, per layer: tokens and weights per expert, and the experts touched.
     private var counts: [Int32], weightMax: [Float], weightSum: [Float]
     private var touched: [Int] = [], predictedScratch: [Int] = []
@@ -43,12 +44,22 @@ struct StepPlanBuilder {
         if trace.hasWeights { accessWeightMax.reserveCapacity(routings); accessWeightSum.reserveCapacity(routings) }
     }
 
-    /// Appends one step made of the tokens in `parts` (ranges of trace token indices).
-    mutating func addStep<Parts: Collection>(_ parts: Parts, phase: Phase, seq: Int32, startsSequence: Bool)
+    /// Appends one step made of the tokens in `parts` (ranges of trace token indices, each within one sequence).
+    /// - Parameter kvHeld: tokens of context whose KV cache is on the GPU during the step (nil: the parts' own, as
+    ///   when the step's sequences are the only ones started and unfinished).
+    mutating func addStep<Parts: Collection>(_ parts: Parts, phase: Phase, seq: Int32, startsSequence: Bool,
+                                             kvHeld: Int64? = nil)
     where Parts.Element == Range<Int> {
         let L = layers, E = experts, K = topK, weighted = trace.hasWeights
         var stepTokenCount = 0
-        for part in parts { stepTokenCount += part.count }
+        // Attention: a token at position p attends to p + 1 keys (causal); a part reads its sequence's KV cache up
+        // to its last token once.
+        var pairs: Int64 = 0, read: Int64 = 0
+        for part in parts where !part.isEmpty {
+            stepTokenCount += part.count
+            for token in part { pairs += Int64(trace.pos[token]) + 1 }
+            read += Int64(trace.pos[part.upperBound - 1]) + 1
+        }
         // The step's accesses are gathered in raw scratch and appended once: an array append per access checks
         // uniqueness out of line, which cost more than the rest of the work.
         let capacity = min(stepTokenCount * K, E) * L
@@ -100,6 +111,7 @@ struct StepPlanBuilder {
         stepPhase.append(phase)
         stepSeq.append(seq)
         stepStartsSequence.append(startsSequence)
+        stepAttention.append(StepAttention(pairs: pairs, kvRead: read, kvHeld: kvHeld ?? read))
     }
 
     /// Moves layer `l`'s set (the experts `touched`, ascending, with their counts and weights) into `scratch` and

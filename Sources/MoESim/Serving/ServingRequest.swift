@@ -6,6 +6,8 @@ struct ServingRequest: Sendable {
     let firstToken: Int
     let promptTokens: Int
     let outputTokens: Int
+    /// Tokens of context its KV cache holds once it has finished: its last position + 1.
+    let kvTokens: Int64
     var tokenCount: Int { promptTokens + outputTokens }
 
     /// The requests of `trace`, in its order.
@@ -26,7 +28,8 @@ struct ServingRequest: Sendable {
                 throw ConfigError.invalidValue(field: "trace \(trace.name)", value: "sequence \(seq): a prefill token at token \(t) after its decode tokens",
                                                expected: "a request's prefill tokens before its decode tokens")
             }
-            requests.append(ServingRequest(seq: seq, firstToken: first, promptTokens: prompt, outputTokens: t - first - prompt))
+            requests.append(ServingRequest(seq: seq, firstToken: first, promptTokens: prompt, outputTokens: t - first - prompt,
+                                           kvTokens: Int64(trace.pos[t - 1]) + 1))
         }
         return requests
     }

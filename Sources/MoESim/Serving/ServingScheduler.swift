@@ -8,6 +8,10 @@
 /// Each step is compiled from the trace on the fly (`StepPlanBuilder`): per layer the union of its tokens' experts,
 /// each with its token count. A class so that the log can be read after the engine has run it.
 ///
+/// KV cache: a request is admitted only when the KV cache of its whole context (prompt and output, known from the
+/// trace) fits beside those admitted before, and it keeps that room until it finishes, so no request is ever
+/// preempted; requests are admitted in arrival order, so one that does not fit holds back those behind it.
+///
 /// With `fixedOrder`, the steps of an earlier run are replayed in the same order and make-up (Belady needs the
 /// order in advance: `ServedRun`), still waiting for requests that have not arrived.
 public final class ServingScheduler: StepSource {
@@ -15,6 +19,8 @@ public final class ServingScheduler: StepSource {
     public struct Step: Sendable {
         public var parts: [Range<Int>] = []
         public var members: [Int] = []
+        /// Tokens of context in the KV cache while the step runs: every admitted request's, up to this step.
+        public var kvHeld: Int64 = 0
     }
 
     let trace: RoutingTrace
@@ -33,13 +39,26 @@ public final class ServingScheduler: StepSource {
     private var pending: Step?
     private var finished = 0
     private let fixed: (plan: StepPlan, steps: [Step])?
+    /// Tokens of KV cache the GPU has room for, and those reserved by the running requests.
+    private let kvRoomTokens: Int64
+    private var kvReserved: Int64 = 0
 
-    /// - Parameter fixedOrder: the steps of an earlier run to replay in order (nil: decide online).
-    public init(trace: RoutingTrace, options: ServingOptions, fixedOrder: [Step]? = nil) throws {
+    /// - Parameters:
+    ///   - kvRoomTokens: tokens of context whose KV cache fits on the GPU beside the weights and the expert budget.
+    ///   - fixedOrder: the steps of an earlier run to replay in order (nil: decide online).
+    /// - Throws: `ConfigError` for invalid options, a trace that cannot be served as requests, or a request whose
+    ///   KV cache does not fit alone.
+    public init(trace: RoutingTrace, options: ServingOptions, kvRoomTokens: Int64 = .max,
+                fixedOrder: [Step]? = nil) throws {
         try options.validate()
         self.trace = trace
         self.options = options
+        self.kvRoomTokens = kvRoomTokens
         requests = try ServingRequest.all(in: trace)
+        if let big = requests.first(where: { $0.kvTokens > kvRoomTokens }) {
+            throw ConfigError.invalidValue(field: "serving", value: "sequence \(big.seq): \(big.kvTokens) tokens of context",
+                                           expected: "requests whose KV cache fits on the GPU beside the expert budget (room for \(kvRoomTokens) tokens)")
+        }
         log = ServingLog(requests)
         progress = Array(repeating: 0, count: requests.count)
         if let times = try options.arrivals.openArrivals(requests, in: trace) {
@@ -65,7 +84,7 @@ public final class ServingScheduler: StepSource {
         if let step = pending { complete(step, at: now) }
         pending = nil
         guard finished < requests.count else { return nil }
-        let step: Step, notBefore: Int64
+        var step: Step, notBefore: Int64
         if let fixed {
             step = fixed.steps[steps.count]
             notBefore = step.members.filter { progress[$0] == 0 }.map { log.arrival[$0] }.max() ?? 0
@@ -79,6 +98,7 @@ public final class ServingScheduler: StepSource {
         let begins = max(now, notBefore)
         for r in step.members where progress[r] == 0 { log.start[r] = begins }
         for (r, part) in zip(step.members, step.parts) { progress[r] += part.count }
+        if fixed == nil { step.kvHeld = kvHeld() }  // a fixed order's steps keep the first pass's
         pending = step
         steps.append(step)
         if let fixed {
@@ -101,11 +121,29 @@ public final class ServingScheduler: StepSource {
         case .sequential, .static:
             guard running.isEmpty else { return now }  // a static batch runs to completion
             let size = options.scheduler == .sequential ? 1 : options.batch
-            while running.count < size && isWaiting(nextToAdmit, at: clock) { running.append(nextToAdmit); nextToAdmit += 1 }
+            while running.count < size && canAdmit(nextToAdmit, at: clock) { admitNext() }
         case .continuous:
-            while running.count < options.maxSeqs && isWaiting(nextToAdmit, at: clock) { running.append(nextToAdmit); nextToAdmit += 1 }
+            while running.count < options.maxSeqs && canAdmit(nextToAdmit, at: clock) { admitNext() }
         }
         return clock
+    }
+
+    /// Whether request `r` has arrived and its KV cache fits beside the running requests'.
+    private func canAdmit(_ r: Int, at time: Int64) -> Bool {
+        isWaiting(r, at: time) && kvReserved + requests[r].kvTokens <= kvRoomTokens
+    }
+
+    private func admitNext() {
+        running.append(nextToAdmit)
+        kvReserved += requests[nextToAdmit].kvTokens
+        nextToAdmit += 1
+    }
+
+    /// Tokens of context the running requests hold in the KV cache: each up to its last token computed.
+    private func kvHeld() -> Int64 {
+        var held: Int64 = 0
+        for r in running where progress[r] > 0 { held += Int64(trace.pos[requests[r].firstToken + progress[r] - 1]) + 1 }
+        return held
     }
 
     private func isWaiting(_ r: Int, at time: Int64) -> Bool {
@@ -137,7 +175,7 @@ public final class ServingScheduler: StepSource {
         let prefill = step.parts.contains { builder.trace.phase[$0.lowerBound] == .prefill }
         let starts = zip(step.members, step.parts).contains { requests[$0].firstToken == $1.lowerBound }
         builder.addStep(step.parts, phase: prefill ? .prefill : .decode, seq: requests[step.members[0]].seq,
-                        startsSequence: starts)
+                        startsSequence: starts, kvHeld: step.kvHeld)
     }
 
     // MARK: Finishing steps
@@ -151,6 +189,7 @@ public final class ServingScheduler: StepSource {
             log.finish[r] = now
             finished += 1
             running.removeAll { $0 == r }
+            kvReserved -= request.kvTokens
             if case let .closedLoop(_, think) = options.arrivals, nextToIssue < requests.count {
                 log.arrival[nextToIssue] = now + SimTime(seconds: think).nanoseconds
                 nextToIssue += 1
