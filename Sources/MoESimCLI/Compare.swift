@@ -110,7 +110,7 @@ struct Compare: ParsableCommand {
             lines.append("served: \(first.spec.serving.scheduler.rawValue) batching up to \(first.spec.serving.batchLimit), arrivals \(first.spec.serving.arrivals.label); latencies per request")
         }
         let header = serving
-            ? ["policy", "hit rate", "requests/s", "out tokens/s", "goodput", "mean batch", "TTFT p99", "TPOT p50", "TPOT p99", "e2e p99"]
+            ? ["policy", "hit rate", "requests/s", "out tokens/s", "goodput", "mean batch", "TTFT p99", "TPOT p50", "TPOT p99", "e2e p99", "peak KV"]
             : ["policy", "hit rate", "tokens/s", "TTFT", "TPOT mean", "TPOT p99", "copied", "wasted", "stall"]
         var rows = [header]
         for r in results {
@@ -119,7 +119,8 @@ struct Compare: ParsableCommand {
                 rows.append([r.spec.policy.rawValue, Human.percent(r.hitRate), sig(s.requestsPerSecond),
                              Human.rate(s.outputTokensPerSecond), sig(s.goodput),
                              r.meanBatch.map { String(format: "%.2f", $0) } ?? "–", Human.seconds(s.ttft.p99),
-                             Human.seconds(s.tpot.p50), Human.seconds(s.tpot.p99), Human.seconds(s.endToEnd.p99)])
+                             Human.seconds(s.tpot.p50), Human.seconds(s.tpot.p99), Human.seconds(s.endToEnd.p99),
+                             formatBytes(r.peakKVBytes)])
                 continue
             }
             rows.append([r.spec.policy.rawValue, Human.percent(r.hitRate), Human.rate(r.tokensPerSecond),

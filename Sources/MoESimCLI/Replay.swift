@@ -178,7 +178,8 @@ struct Replay: ParsableCommand {
             TTFT \(Human.seconds(r.ttftSeconds)); TPOT mean \(Human.seconds(r.tpotMeanSeconds)), \
             p50 \(Human.seconds(r.tpotP50Seconds)), p99 \(Human.seconds(r.tpotP99Seconds))
               copied \(formatBytes(c.bytesH2D)); GPU stalled \(Human.seconds(r.stallSeconds)); \
-            link busy \(Human.percent(r.linkBusyFraction)); peak expert memory \(formatBytes(c.peakExpertBytes))
+            link busy \(Human.percent(r.linkBusyFraction)); peak expert memory \(formatBytes(c.peakExpertBytes)), \
+            KV cache \(formatBytes(r.peakKVBytes))
             """ + fallbackLine(r) + numericsLine(r) + servingLine(r)
     }
 

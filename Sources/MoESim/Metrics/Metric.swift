@@ -141,7 +141,7 @@ public enum Metric: String, CaseIterable, Sendable {
         case .sloTTFT: format(r.serving == nil ? nil : r.spec.serving.slo?.ttftSeconds)
         case .sloTPOT: format(r.serving == nil ? nil : r.spec.serving.slo?.tpotSeconds)
         case .goodput: format(r.serving?.goodput)
-        case .peakKVBytes: "\(Int((Double(r.counters.peakKVTokens) * r.spec.model.kvBytesPerToken).rounded()))"
+        case .peakKVBytes: "\(r.peakKVBytes)"
         }
     }
 

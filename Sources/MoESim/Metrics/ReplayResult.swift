@@ -42,6 +42,8 @@ public struct ReplayResult: Sendable {
     public var hitRate: Double? { counters.accesses > 0 ? Double(counters.hits) / Double(counters.accesses) : nil }
     public var tokensPerSecond: Double? { simSeconds > 0 ? Double(tokens) / simSeconds : nil }
     /// Requests in an average step (1 for sequential replay).
+    /// The most KV cache held at once (docs/serving.md, "Attention and the KV cache").
+    public var peakKVBytes: Int { Int((Double(counters.peakKVTokens) * spec.model.kvBytesPerToken).rounded()) }
     public var meanBatch: Double? { serving?.meanBatch ?? (steps > 0 ? 1 : nil) }
     /// Distinct experts per layer per step: accesses / (steps · layers).
     public var distinctExpertsPerLayer: Double? {
