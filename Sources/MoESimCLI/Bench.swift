@@ -92,16 +92,31 @@ struct Bench: ParsableCommand {
         var spec = ReplaySpec(model: model, hardware: hardware, policy: .lru, budget: .share(0.25))
         spec.serving.scheduler = .continuous
         spec.serving.maxSeqs = 16
-        var rates: [Double] = [], result: ReplayResult?
+        var rates: [Double] = [], otherRates: [Double] = [], result: ReplayResult?
         for _ in 0..<runs {
             let elapsed = try ContinuousClock().measure { result = try Replayer.serve(trace: trace, plan: plan, spec: spec).result }
             rates.append(Double(result!.counters.accesses) / elapsed.seconds)
+            if let against, let other = try otherBuildRates(against).first(where: { $0.0 == name }) { otherRates.append(other.1) }
         }
         let row = Row(name: name, metric: "replay_accesses_per_s", values: rates, unit: "accesses/s")
-        printRow(row, note: String(format: "%d accesses in %d steps, mean batch %.1f, %.1f distinct experts per layer, hit rate %.3f",
-                                   result!.counters.accesses, result!.steps, result!.meanBatch ?? 0,
-                                   result!.distinctExpertsPerLayer ?? 0, result!.hitRate ?? 0))
-        return [row]
+        var rows = [row]
+        var note = String(format: "%d accesses in %d steps, mean batch %.1f, %.1f distinct experts per layer, hit rate %.3f",
+                          result!.counters.accesses, result!.steps, result!.meanBatch ?? 0,
+                          result!.distinctExpertsPerLayer ?? 0, result!.hitRate ?? 0)
+        if let (ratios, text) = comparison(row, otherRates) { rows.append(ratios); note += text }
+        printRow(row, note: note)
+        return rows
+    }
+
+    /// This build's rates over the other build's (`--against`), round by round: a row and a note; nil when the
+    /// other build did not measure the case in every round.
+    func comparison(_ rate: Row, _ other: [Double]?) -> (Row, String)? {
+        guard let against, let other, other.count == rate.values.count, !other.isEmpty else { return nil }
+        let ratios = zip(rate.values, other).map { $0 / $1 }
+        let text = String(format: "; vs %@: median %.3f (%.3f-%.3f) over %d interleaved rounds",
+                          (against as NSString).lastPathComponent, median(ratios.sorted()), ratios.min()!, ratios.max()!,
+                          ratios.count)
+        return (Row(name: rate.name, metric: "speed_vs_against", values: ratios, unit: "ratio"), text)
     }
 
     /// Accesses/s of each strategy on one plan. Runs are interleaved (round r replays every strategy once) so
@@ -146,12 +161,7 @@ struct Bench: ParsableCommand {
                                median(ratios.sorted()), ratios.min()!, ratios.max()!,
                                Double(issued[policy]!) / Double(plan.accesses))
             }
-            if let other = otherRates[name], other.count == runs {
-                let ratios = zip(rate.values, other).map { $0 / $1 }
-                rows.append(Row(name: name, metric: "speed_vs_against", values: ratios, unit: "ratio"))
-                note += String(format: "; vs %@: median %.3f (%.3f-%.3f) over %d interleaved rounds",
-                               (against! as NSString).lastPathComponent, median(ratios.sorted()), ratios.min()!, ratios.max()!, runs)
-            }
+            if let (ratios, text) = comparison(rate, otherRates[name]) { rows.append(ratios); note += text }
             printRow(rate, note: note)
         }
         return rows

@@ -12,6 +12,8 @@ public struct CostModel: Sendable {
     public let hardware: HardwareProfile
     /// Expert compute for one token, and one copy of a full-precision expert.
     public let expertComputeOneToken: Int64
+    /// Expert compute for 0 … 64 tokens, by token count: a batch's union has a count per expert, mostly small.
+    private let expertComputeByTokens: [Int64]
     public let expertCopy: Int64
     /// The link's fixed cost per copy (ns), which copies sharing the link do not share.
     public let linkLatency: Int64
@@ -35,6 +37,9 @@ public struct CostModel: Sendable {
         kvBytesPerTokenPerLayer = model.kvBytesPerTokenPerLayer
         expertComputeOneToken = CostModel.roofline(params: Double(model.expertParams), bytes: Double(model.expertBytes),
                                                    tokens: 1, hardware: hardware)
+        expertComputeByTokens = (0...64).map {
+            CostModel.roofline(params: Double(model.expertParams), bytes: Double(model.expertBytes), tokens: $0, hardware: hardware)
+        }
         expertCopy = CostModel.copy(bytes: model.expertBytes, hardware: hardware)
         linkLatency = SimTime(seconds: hardware.linkLatencySeconds).nanoseconds
         activationBytesPerToken = Double(model.hidden) * model.bytesPerParam
@@ -64,7 +69,7 @@ public struct CostModel: Sendable {
 
     /// GPU time of an expert that `tokens` tokens were routed to.
     public func expertCompute(tokens: Int32) -> Int64 {
-        tokens == 1 ? expertComputeOneToken
+        Int(tokens) < expertComputeByTokens.count ? expertComputeByTokens[Int(tokens)]
             : computeNanoseconds(params: expertParams, bytes: Double(expertBytes), tokens: Int(tokens))
     }
 

@@ -78,6 +78,15 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         }
     }
 
+    /// Whether the strategy reads the gate weights of a step's experts (a served run compiles them only then).
+    public var readsGateWeights: Bool {
+        switch self {
+        case .mixedPrecision: true
+        case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .prefetchAll, .pregated, .crossLayerGate,
+             .affinity, .oraclePrefetch, .cpuFallback: false
+        }
+    }
+
     /// Whether `lookahead` changes what the strategy does.
     public var usesLookahead: Bool { self == .oraclePrefetch }
 

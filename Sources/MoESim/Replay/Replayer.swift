@@ -83,7 +83,7 @@ public enum Replayer {
                                                sink: inout Sink, fixedOrder: [ServingScheduler.Step]?) throws -> (scheduler: ServingScheduler, counters: ReplayCounters) {
         let perToken = spec.model.kvBytesPerToken
         let room = perToken > 0 ? layout.kvRoomBytes / perToken : .infinity
-        let scheduler = try ServingScheduler(trace: trace, options: spec.serving,
+        let scheduler = try ServingScheduler(trace: trace, options: spec.serving, weights: spec.policy.readsGateWeights,
                                              kvRoomTokens: room < 9e18 ? Int64(room) : .max, fixedOrder: fixedOrder)
         var source = scheduler
         let counters = try replay(source: &source, context: scheduler.fixedPlan ?? plan, layout: layout, spec: spec,

@@ -24,24 +24,28 @@ struct StepPlanBuilder {
     private(set) var stepTokens: [Int32] = [], stepPhase: [Phase] = [], stepSeq: [Int32] = []
     private(set) var stepStartsSequence: [Bool] = []
     private(set) var stepAttention: [StepAttention] = []
-    // Scratch, per layer: tokens and weights per expert, and the experts touched.
-    private var counts: [Int32], weightMax: [Float], weightSum: [Float]
-    private var touched: [Int] = [], predictedScratch: [Int] = []
+    /// Whether the plan keeps the gate weights (the trace has them and the strategy reads them).
+    let weighted: Bool
+    private let union: UnionScratch
+    private var predictedScratch: [Int] = []
 
-    /// - Parameter reserving: tokens the plan will hold about (capacity reserved up front; 0 for a small plan).
-    init(_ trace: RoutingTrace, reserving: Int? = nil) {
+    /// - Parameters:
+    ///   - reserving: tokens the plan will hold about (capacity reserved up front; 0 for a small plan).
+    ///   - scratch: working memory to reuse (a scheduler compiling one step at a time keeps one).
+    ///   - weights: false to leave the gate weights out (a strategy that does not read them compiles faster).
+    init(_ trace: RoutingTrace, reserving: Int? = nil, scratch: UnionScratch? = nil, weights: Bool = true) {
         self.trace = trace
+        weighted = weights && trace.hasWeights
         layers = trace.header.layers; experts = trace.header.experts; topK = trace.header.topK
         largestSet = Array(repeating: 0, count: layers)
-        counts = Array(repeating: 0, count: experts)
-        weightMax = Array(repeating: 0, count: experts); weightSum = Array(repeating: 0, count: experts)
-        touched.reserveCapacity(experts)
+        union = scratch ?? UnionScratch(experts: experts)
+        precondition(union.experts == experts, "scratch for another trace")
         if trace.hasPredictions { predictionStart = [0] }
         let share = Double(reserving ?? trace.tokenCount) / Double(max(1, trace.tokenCount))
         let routings = Int(Double(trace.recordedRoutings) * share)
         layerStart.reserveCapacity((reserving ?? trace.tokenCount) * layers + 1)
         accessExpert.reserveCapacity(routings); accessTokens.reserveCapacity(routings)
-        if trace.hasWeights { accessWeightMax.reserveCapacity(routings); accessWeightSum.reserveCapacity(routings) }
+        if weighted { accessWeightMax.reserveCapacity(routings); accessWeightSum.reserveCapacity(routings) }
     }
 
     /// Appends one step made of the tokens in `parts` (ranges of trace token indices, each within one sequence).
@@ -50,7 +54,7 @@ struct StepPlanBuilder {
     mutating func addStep<Parts: Collection>(_ parts: Parts, phase: Phase, seq: Int32, startsSequence: Bool,
                                              kvHeld: Int64? = nil)
     where Parts.Element == Range<Int> {
-        let L = layers, E = experts, K = topK, weighted = trace.hasWeights
+        let L = layers, E = experts, K = topK, weighted = weighted
         var stepTokenCount = 0
         // Attention: a token at position p attends to p + 1 keys (causal); a part reads its sequence's KV cache up
         // to its last token once.
@@ -62,31 +66,19 @@ struct StepPlanBuilder {
         }
         // The step's accesses are gathered in raw scratch and appended once: an array append per access checks
         // uniqueness out of line, which cost more than the rest of the work.
-        let capacity = min(stepTokenCount * K, E) * L
-        var scratch = StepScratch(capacity: capacity, weighted: weighted)
-        defer { scratch.deallocate() }
+        let u = union
+        var scratch = u.stepBuffer(capacity: min(stepTokenCount * K, E) * L, weighted: weighted)
+        defer { u.keep(scratch) }
         // Raw views of the trace: a checked array access per routing costs more than the rest of the work.
         trace.experts.withUnsafeBufferPointer { ids in
             trace.weights.withUnsafeBufferPointer { weights in
                 for l in 0..<L {
-                    for part in parts {
-                        for token in part {
-                            let base = (token * L + l) * K
-                            if ids[base] == TokenRecord.missing { missingCells += 1; continue }
-                            for j in 0..<K {
-                                let e = Int(ids[base + j])
-                                if counts[e] == 0 { touched.append(e) }
-                                counts[e] += 1
-                                if weighted {
-                                    let w = weights[base + j]
-                                    weightMax[e] = max(weightMax[e], w)
-                                    weightSum[e] += w
-                                    totalWeight += Double(w)
-                                }
-                            }
-                        }
-                    }
-                    gatherLayer(l, into: &scratch)
+                    missingCells += u.add(layer: l, of: parts, ids: ids.baseAddress!,
+                                          weights: weighted ? weights.baseAddress! : nil, layers: L, topK: K,
+                                          weightTotal: &totalWeight)
+                    let n = u.drain(into: &scratch, layerBase: Int32(l * E), weighted: weighted)
+                    largestSet[l] = max(largestSet[l], n)
+                    layerStart.append(Int32(accessExpert.count + scratch.count))
                 }
             }
         }
@@ -113,47 +105,22 @@ struct StepPlanBuilder {
         stepStartsSequence.append(startsSequence)
         stepAttention.append(StepAttention(pairs: pairs, kvRead: read, kvHeld: kvHeld ?? read))
     }
-
-    /// Moves layer `l`'s set (the experts `touched`, ascending, with their counts and weights) into `scratch` and
-    /// clears it.
-    private mutating func gatherLayer(_ l: Int, into scratch: inout StepScratch) {
-        let E = experts
-        if touched.count * 8 > E {  // a batch's union: reading the counts in id order beats sorting
-            touched.removeAll(keepingCapacity: true)
-            for e in 0..<E where counts[e] > 0 { touched.append(e) }
-        } else {
-            insertionSort(&touched)  // a few ids: one token's top-k, or a short prefill
-        }
-        largestSet[l] = max(largestSet[l], touched.count)
-        let weighted = trace.hasWeights
-        for e in touched {
-            let i = scratch.count
-            scratch.expert[i] = Int32(l * E + e)
-            scratch.tokens[i] = counts[e]
-            counts[e] = 0
-            if weighted {
-                scratch.weightMax![i] = weightMax[e]; scratch.weightSum![i] = weightSum[e]
-                weightMax[e] = 0; weightSum[e] = 0
-            }
-            scratch.count += 1
-        }
-        touched.removeAll(keepingCapacity: true)
-        layerStart.append(Int32(accessExpert.count + scratch.count))
-    }
 }
 
-/// One step's accesses while they are gathered (raw buffers of the step's largest possible size).
-private struct StepScratch {
+/// One step's accesses while they are gathered (raw buffers of at least the step's largest possible size).
+struct StepScratch {
     let expert: UnsafeMutablePointer<Int32>
     let tokens: UnsafeMutablePointer<Int32>
     let weightMax: UnsafeMutablePointer<Float>?
     let weightSum: UnsafeMutablePointer<Float>?
+    let capacity: Int
     var count = 0
 
     init(capacity: Int, weighted: Bool) {
-        expert = .allocate(capacity: max(1, capacity)); tokens = .allocate(capacity: max(1, capacity))
-        weightMax = weighted ? .allocate(capacity: max(1, capacity)) : nil
-        weightSum = weighted ? .allocate(capacity: max(1, capacity)) : nil
+        self.capacity = max(1, capacity)
+        expert = .allocate(capacity: self.capacity); tokens = .allocate(capacity: self.capacity)
+        weightMax = weighted ? .allocate(capacity: self.capacity) : nil
+        weightSum = weighted ? .allocate(capacity: self.capacity) : nil
     }
 
     func deallocate() {
@@ -161,14 +128,120 @@ private struct StepScratch {
     }
 }
 
-/// Sorts a short array in place (a layer's expert set: a few to a few dozen ids).
-private func insertionSort(_ a: inout [Int]) {
-    a.withUnsafeMutableBufferPointer { p in
-        for i in 1..<max(1, p.count) {
-            let v = p[i]
-            var j = i
-            while j > 0 && p[j - 1] > v { p[j] = p[j - 1]; j -= 1 }
-            p[j] = v
+/// One layer's expert set while a step is compiled: per expert its token count and gate weights, and which experts
+/// were touched, as a list and as a bitset, so that the set comes out in id order without sorting. Raw memory, kept
+/// across steps: the per-routing updates are the builder's hottest code.
+final class UnionScratch {
+    let experts: Int
+    let tokens: UnsafeMutablePointer<Int32>
+    let weightMax: UnsafeMutablePointer<Float>
+    let weightSum: UnsafeMutablePointer<Float>
+    private let touched: UnsafeMutablePointer<Int32>
+    private var touchedCount = 0
+    private let words: UnsafeMutablePointer<UInt64>
+    private let wordCount: Int
+
+    init(experts: Int) {
+        self.experts = experts
+        wordCount = (experts + 63) / 64
+        tokens = .allocate(capacity: experts); tokens.initialize(repeating: 0, count: experts)
+        weightMax = .allocate(capacity: experts); weightMax.initialize(repeating: 0, count: experts)
+        weightSum = .allocate(capacity: experts); weightSum.initialize(repeating: 0, count: experts)
+        touched = .allocate(capacity: experts)
+        words = .allocate(capacity: wordCount); words.initialize(repeating: 0, count: wordCount)
+    }
+
+    /// The buffers of the last step, kept for the next (a step at a time allocates nothing once they are large enough).
+    private var step: StepScratch?
+
+    deinit {
+        tokens.deallocate(); weightMax.deallocate(); weightSum.deallocate(); touched.deallocate(); words.deallocate()
+        step?.deallocate()
+    }
+
+    /// Empty buffers for a step of up to `capacity` accesses; hand them back with `keep`.
+    func stepBuffer(capacity: Int, weighted: Bool) -> StepScratch {
+        if var kept = step, kept.capacity >= capacity, (kept.weightMax != nil) == weighted {
+            step = nil
+            kept.count = 0
+            return kept
         }
+        step?.deallocate()
+        step = nil
+        return StepScratch(capacity: capacity, weighted: weighted)
+    }
+
+    func keep(_ buffer: StepScratch) { step?.deallocate(); step = buffer }
+
+    /// Adds layer `l` of the tokens in `parts` (trace indices) from the trace's raw ids and weights (nil: none);
+    /// adds each weight to `weightTotal` in routing order and returns the cells with no routing. Pointers and the
+    /// count are kept in locals: through the object, each store could alias them and the loop would reload
+    /// everything per routing.
+    @inline(__always)
+    func add<Parts: Collection>(layer l: Int, of parts: Parts, ids: UnsafePointer<UInt16>, weights: UnsafePointer<Float>?,
+                                layers L: Int, topK K: Int, weightTotal: inout Double) -> Int
+    where Parts.Element == Range<Int> {
+        let tokens = self.tokens, touched = self.touched, words = self.words
+        let weightMax = self.weightMax, weightSum = self.weightSum
+        var n = touchedCount, missing = 0, weight = weightTotal
+        for part in parts {
+            for token in part {
+                let base = (token * L + l) * K
+                if ids[base] == TokenRecord.missing { missing += 1; continue }
+                for j in base..<(base + K) {
+                    let e = Int(ids[j])
+                    if tokens[e] == 0 {
+                        touched[n] = Int32(e); n += 1
+                        words[e >> 6] |= 1 << UInt64(e & 63)
+                    }
+                    tokens[e] += 1
+                    if let weights {
+                        let w = weights[j]
+                        weightMax[e] = max(weightMax[e], w)
+                        weightSum[e] += w
+                        weight += Double(w)
+                    }
+                }
+            }
+        }
+        touchedCount = n
+        weightTotal = weight
+        return missing
+    }
+
+    /// Appends the set to `scratch` in id order (flat ids `layerBase + e`), clears it, and returns its size.
+    func drain(into scratch: inout StepScratch, layerBase: Int32, weighted: Bool) -> Int {
+        let n = touchedCount
+        if wordCount <= 4 * n {  // reading the bitset costs less than sorting the list
+            for w in 0..<wordCount {
+                var bits = words[w]
+                words[w] = 0
+                while bits != 0 {
+                    emit(w << 6 | bits.trailingZeroBitCount, into: &scratch, layerBase: layerBase, weighted: weighted)
+                    bits &= bits &- 1
+                }
+            }
+        } else {  // a few ids of a very wide layer
+            var list = UnsafeMutableBufferPointer(start: touched, count: n)
+            list.sort()
+            for e in list {
+                words[Int(e) >> 6] = 0
+                emit(Int(e), into: &scratch, layerBase: layerBase, weighted: weighted)
+            }
+        }
+        touchedCount = 0
+        return n
+    }
+
+    @inline(__always) private func emit(_ e: Int, into scratch: inout StepScratch, layerBase: Int32, weighted: Bool) {
+        let i = scratch.count
+        scratch.expert[i] = layerBase + Int32(e)
+        scratch.tokens[i] = tokens[e]
+        tokens[e] = 0
+        if weighted {
+            scratch.weightMax![i] = weightMax[e]; scratch.weightSum![i] = weightSum[e]
+            weightMax[e] = 0; weightSum[e] = 0
+        }
+        scratch.count += 1
     }
 }

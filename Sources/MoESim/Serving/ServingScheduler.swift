@@ -42,18 +42,24 @@ public final class ServingScheduler: StepSource {
     /// Tokens of KV cache the GPU has room for, and those reserved by the running requests.
     private let kvRoomTokens: Int64
     private var kvReserved: Int64 = 0
+    /// The step compiler's working memory, reused step after step.
+    private let union: UnionScratch
+    private let weights: Bool
 
     /// - Parameters:
+    ///   - weights: whether the steps carry the gate weights (the strategy reads them).
     ///   - kvRoomTokens: tokens of context whose KV cache fits on the GPU beside the weights and the expert budget.
     ///   - fixedOrder: the steps of an earlier run to replay in order (nil: decide online).
     /// - Throws: `ConfigError` for invalid options, a trace that cannot be served as requests, or a request whose
     ///   KV cache does not fit alone.
-    public init(trace: RoutingTrace, options: ServingOptions, kvRoomTokens: Int64 = .max,
+    public init(trace: RoutingTrace, options: ServingOptions, weights: Bool = true, kvRoomTokens: Int64 = .max,
                 fixedOrder: [Step]? = nil) throws {
         try options.validate()
         self.trace = trace
         self.options = options
         self.kvRoomTokens = kvRoomTokens
+        union = UnionScratch(experts: trace.header.experts)
+        self.weights = weights
         requests = try ServingRequest.all(in: trace)
         if let big = requests.first(where: { $0.kvTokens > kvRoomTokens }) {
             throw ConfigError.invalidValue(field: "serving", value: "sequence \(big.seq): \(big.kvTokens) tokens of context",
@@ -69,7 +75,7 @@ public final class ServingScheduler: StepSource {
             nextToIssue = min(users, requests.count)
         }
         if let fixedOrder {
-            var builder = StepPlanBuilder(trace)
+            var builder = StepPlanBuilder(trace, weights: weights)
             for step in fixedOrder { Self.add(step, of: requests, to: &builder) }
             fixed = (StepPlan(builder), fixedOrder)
         } else {
@@ -104,7 +110,7 @@ public final class ServingScheduler: StepSource {
         if let fixed {
             return StepRun(plan: fixed.plan, steps: (steps.count - 1)..<steps.count, following: nil, notBefore: notBefore)
         }
-        var builder = StepPlanBuilder(trace, reserving: step.parts.reduce(0) { $0 + $1.count })
+        var builder = StepPlanBuilder(trace, reserving: step.parts.reduce(0) { $0 + $1.count }, scratch: union, weights: weights)
         Self.add(step, of: requests, to: &builder)
         return StepRun(plan: StepPlan(builder), steps: 0..<1, following: nil, notBefore: notBefore)
     }
