@@ -24,11 +24,13 @@ struct Report: ParsableCommand {
         abstract: "Write one self-contained HTML page with plots of the main metrics and the whole table.")
 
     @Argument(help: "A CSV written by replay, compare or sweep.") var csv: String
-    @Option(help: "Column for the plots' x axis.") var x: String = "budget_experts"
+    @Option(help: "Column for the plots' x axis (default: the first of budget_experts, batch, arrival_rate, max_tokens, prefill_chunk, lookahead whose values vary).")
+    var x: String?
     @Option(help: "The HTML file to write.") var out: String
 
     func run() throws {
-        try AtomicFileSink.write(HTMLReport.html(ReportTable.load(csv), source: csv, x: x), to: out)
+        let table = try ReportTable.load(csv)
+        try AtomicFileSink.write(HTMLReport.html(table, source: csv, x: x ?? HTMLReport.axis(for: table)), to: out)
         print("wrote \(out)")
     }
 }

@@ -267,6 +267,15 @@ import Testing
         #expect(column("scheduler") == Array(repeating: "continuous", count: 8))
         #expect(column("batch") == ["1", "1", "1", "1", "4", "4", "4", "4"])
         #expect(column("requests").allSatisfy { !$0.isEmpty && $0 != "0" })
+        // The HTML report plots against the axis that varies first (batch: budget has one value) and adds the
+        // serving plots; a sequential sweep's has neither.
+        let table = try ReportTable.load(out)
+        #expect(HTMLReport.axis(for: table) == "batch")
+        let page = try HTMLReport.html(table, source: out, x: HTMLReport.axis(for: table))
+        for metric in ["output_tokens_per_s", "request_tpot_p99_s", "request_ttft_p99_s", "peak_kv_bytes"] {
+            #expect(page.contains("rotate(-90)\" text-anchor=\"middle\">\(metric)"), "no plot of \(metric)")
+        }
+        #expect(!page.contains(">goodput_rps</text>"), "no SLO was given")
         #expect(throws: ConfigError.self) { _ = try SweepConfig.parse(yaml.replacingOccurrences(of: "\"poisson:100\"", with: "\"poisson:0\""), path: "s.yaml") }
     }
 }

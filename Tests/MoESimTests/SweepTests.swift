@@ -78,7 +78,8 @@ import FoundationXML
         #expect(points.count == 4)
         let html = try HTMLReport.html(table, source: "s.csv", x: "budget_experts")
         let page = try XMLDocument(data: Data(html.utf8))
-        #expect(try page.nodes(forXPath: "//*[local-name()='svg']").count == 4)
+        #expect(try page.nodes(forXPath: "//*[local-name()='svg']").count == 4, "a sequential sweep has no serving plots")
+        #expect(HTMLReport.axis(for: table) == "budget_experts")
         #expect(try page.nodes(forXPath: "//*[local-name()='tbody']/*[local-name()='tr']").count == table.rows.count)
         #expect(throws: ConfigError.self) { try LinePlot(table: table, x: "budget_expert", y: "tokens_per_s").svg() }
     }

@@ -120,19 +120,41 @@ func escape(_ s: String) -> String {
         .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
 }
 
-/// One self-contained HTML page: plots of the main metrics against an axis, and the whole table.
+/// One self-contained HTML page: plots of the main metrics against an axis, and the whole table. A served run's
+/// report (its serving columns filled) also plots throughput, tail latency and goodput.
 public enum HTMLReport {
+    /// The axes a report may be plotted against, in order of preference (`axis(for:)`).
+    public static let axes = ["budget_experts", "batch", "arrival_rate", "max_tokens", "prefill_chunk", "lookahead"]
+
+    /// The first of `axes` whose values vary in `table` (a sweep's axis), else `budget_experts`.
+    public static func axis(for table: ReportTable) -> String {
+        axes.first { name in
+            guard let i = table.header.firstIndex(of: name) else { return false }
+            return Set(table.rows.map { $0[i] }.filter { Double($0) != nil }).count > 1
+        } ?? "budget_experts"
+    }
+
     public static func html(_ table: ReportTable, source: String, x: String) throws -> String {
         var parts = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>moesim report: \(escape(source))</title>",
                      "<style>body{font-family:sans-serif;margin:24px}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}</style>",
                      "</head><body>", "<h1>moesim report</h1>", "<p>From <code>\(escape(source))</code>: \(table.rows.count) rows.</p>"]
-        for (metric, log) in [("tokens_per_s", false), ("hit_rate", false), ("bytes_h2d", false), ("tpot_mean_s", true)]
-        where table.header.contains(metric) {
+        var metrics = [("tokens_per_s", false), ("hit_rate", false), ("bytes_h2d", false), ("tpot_mean_s", true)]
+        if hasNumbers(table, "requests") {  // served runs
+            metrics += [("output_tokens_per_s", true), ("request_tpot_p99_s", true), ("request_ttft_p99_s", true),
+                        ("goodput_rps", false), ("peak_kv_bytes", false)].filter { hasNumbers(table, $0.0) }
+        }
+        for (metric, log) in metrics where table.header.contains(metric) {
             parts.append("<figure>" + (try LinePlot(table: table, x: x, y: metric, logY: log).svg()) + "</figure>")
         }
         parts.append("<table><thead><tr>" + table.header.map { "<th>\(escape($0))</th>" }.joined() + "</tr></thead><tbody>")
         for row in table.rows { parts.append("<tr>" + row.map { "<td>\(escape($0))</td>" }.joined() + "</tr>") }
         parts.append("</tbody></table></body></html>")
         return parts.joined(separator: "\n") + "\n"
+    }
+
+    /// Whether column `name` holds a positive number in some row (serving columns are empty for sequential runs).
+    static func hasNumbers(_ table: ReportTable, _ name: String) -> Bool {
+        guard let i = table.header.firstIndex(of: name) else { return false }
+        return table.rows.contains { Double($0[i]).map { $0 > 0 } ?? false }
     }
 }
