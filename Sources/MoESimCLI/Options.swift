@@ -69,7 +69,8 @@ struct PrefetchArguments: ParsableArguments {
     }
 }
 
-/// `--threshold`, `--low-bits`, `--group-size`, `--low-hit`: settings of mixed-precision.
+/// `--threshold`, `--low-bits`, `--group-size`, `--low-hit`, `--skip-threshold`: settings of mixed-precision and of
+/// the skipping strategies.
 struct PrecisionArguments: ParsableArguments {
     @Option(help: "mixed-precision: misses whose gate weight is below this are copied in low precision (default 0.3).")
     var threshold: Double?
@@ -83,9 +84,13 @@ struct PrecisionArguments: ParsableArguments {
     @Option(help: "mixed-precision: on a hit of a low-precision expert that needs full precision, accept it or upgrade (copy the full one) (default accept).")
     var lowHit: LowPrecisionHit?
 
+    @Option(help: "skip, mixed-skip: misses whose gate weight is below this are not computed (default 0.1).")
+    var skipThreshold: Double?
+
     func options(base: PrecisionOptions) throws -> PrecisionOptions {
         var o = base
         if let threshold { o.threshold = threshold }
+        if let skipThreshold { o.skipThreshold = skipThreshold }
         if let lowBits { o.lowBits = lowBits }
         if let groupSize { o.groupSize = groupSize }
         if let lowHit { o.lowHit = lowHit }

@@ -203,9 +203,14 @@ struct Replay: ParsableCommand {
         switch r.spec.policy {
         case .mixedPrecision:
             "\n  low precision (int\(r.spec.precision.lowBits)): \(Human.percent(r.lowPrecisionShare)) of gate weight; saved \(formatBytes(r.counters.bytesSaved))"
+        case .skip:
+            "\n  skipped \(r.counters.skippedExperts) missed experts (gate weight below \(r.spec.precision.skipThreshold))"
+        case .mixedSkip:
+            "\n  skipped \(r.counters.skippedExperts) missed experts (gate weight below \(r.spec.precision.skipThreshold)); low precision (int\(r.spec.precision.lowBits)): \(Human.percent(r.lowPrecisionShare)) of gate weight; saved \(formatBytes(r.counters.bytesSaved))"
         case .cpuFallback:
             "\n  CPU computed \(r.counters.cpuExperts) experts in \(Human.seconds(r.cpuSeconds)); saved \(formatBytes(r.counters.bytesSaved))"
-        default: ""
+        case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .prefetchAll, .pregated, .crossLayerGate,
+             .affinity, .oraclePrefetch: ""
         }
     }
 

@@ -64,6 +64,8 @@ public enum Metric: String, CaseIterable, Sendable {
     case sloTPOT = "slo_tpot_s"
     case goodput = "goodput_rps"
     case peakKVBytes = "peak_kv_bytes"
+    case skipThreshold = "skip_threshold"
+    case skippedExperts = "skipped_experts"
 
     public static var header: [String] { allCases.map(\.rawValue) }
 
@@ -79,8 +81,8 @@ public enum Metric: String, CaseIterable, Sendable {
         case .prefetchBuffer: r.spec.policy.prefetches ? format(r.spec.prefetch.bufferShare) : ""
         case .lookahead: r.spec.policy.prefetches ? "\(r.spec.policy.usesLookahead ? r.spec.prefetch.lookahead : 1)" : ""
         case .predAccuracy: r.counters.predictorSource == "modelled" ? format(r.spec.prefetch.accuracy) : ""
-        case .precisionThreshold: r.spec.policy == .mixedPrecision ? format(r.spec.precision.threshold) : ""
-        case .lowBits: r.spec.policy == .mixedPrecision ? "\(r.spec.precision.lowBits)" : ""
+        case .precisionThreshold: r.spec.policy.copiesLowPrecision ? format(r.spec.precision.threshold) : ""
+        case .lowBits: r.spec.policy.copiesLowPrecision ? "\(r.spec.precision.lowBits)" : ""
         case .budgetBytes: "\(r.budgetBytes)"
         case .budgetExperts: "\(r.budgetExperts)"
         case .tokens: "\(r.tokens)"
@@ -142,6 +144,8 @@ public enum Metric: String, CaseIterable, Sendable {
         case .sloTPOT: format(r.serving == nil ? nil : r.spec.serving.slo?.tpotSeconds)
         case .goodput: format(r.serving?.goodput)
         case .peakKVBytes: "\(r.peakKVBytes)"
+        case .skipThreshold: r.spec.policy.skips ? format(r.spec.precision.skipThreshold) : ""
+        case .skippedExperts: "\(r.counters.skippedExperts)"
         }
     }
 

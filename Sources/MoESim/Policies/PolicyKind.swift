@@ -16,6 +16,8 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     case oraclePrefetch = "oracle-prefetch"
     case mixedPrecision = "mixed-precision"
     case cpuFallback = "cpu-fallback"
+    case skip
+    case mixedSkip = "mixed-skip"
 
     /// One line for `--help` and reports.
     public var summary: String {
@@ -34,6 +36,8 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         case .oraclePrefetch: "cache + perfect prefetch of the next `lookahead` layers: the bound for prediction"
         case .mixedPrecision: "LRU cache; misses of low-gate-weight experts are copied in int4/int2 (HOBBIT)"
         case .cpuFallback: "popular experts placed on the GPU; a miss runs on the host CPU when that is sooner (Fiddler)"
+        case .skip: "LRU cache; misses of low-gate-weight experts are not computed (expert skipping: HOBBIT, AdapMoE)"
+        case .mixedSkip: "LRU cache; misses below skip_threshold skipped, below threshold copied in low precision (HOBBIT)"
         }
     }
 
@@ -43,7 +47,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .onDemand, .allResident: false
         case .lru, .fifo, .lfu, .arc, .belady, .prefetchAll, .pregated, .crossLayerGate, .affinity, .oraclePrefetch,
-             .mixedPrecision, .cpuFallback: true
+             .mixedPrecision, .cpuFallback, .skip, .mixedSkip: true
         }
     }
 
@@ -51,7 +55,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     public func eviction(_ options: PrefetchOptions) -> String {
         switch self {
         case .onDemand, .allResident: "none"
-        case .lru, .mixedPrecision, .cpuFallback: "lru"
+        case .lru, .mixedPrecision, .cpuFallback, .skip, .mixedSkip: "lru"
         case .fifo: "fifo"
         case .lfu: "lfu"
         case .arc: "arc"
@@ -64,7 +68,8 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     public var prefetches: Bool {
         switch self {
         case .prefetchAll, .pregated, .crossLayerGate, .affinity, .oraclePrefetch: true
-        case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .mixedPrecision, .cpuFallback: false
+        case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .mixedPrecision, .cpuFallback, .skip,
+             .mixedSkip: false
         }
     }
 
@@ -74,18 +79,23 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .belady, .oraclePrefetch: true
         case .onDemand, .lru, .fifo, .lfu, .arc, .allResident, .prefetchAll, .pregated, .crossLayerGate, .affinity,
-             .mixedPrecision, .cpuFallback: false
+             .mixedPrecision, .cpuFallback, .skip, .mixedSkip: false
         }
     }
 
     /// Whether the strategy reads the gate weights of a step's experts (a served run compiles them only then).
     public var readsGateWeights: Bool {
         switch self {
-        case .mixedPrecision: true
+        case .mixedPrecision, .skip, .mixedSkip: true
         case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .prefetchAll, .pregated, .crossLayerGate,
              .affinity, .oraclePrefetch, .cpuFallback: false
         }
     }
+
+    /// Whether misses may be copied in low precision (`precision.threshold`, `low_bits` apply), and whether they may
+    /// be skipped (`precision.skip_threshold` applies).
+    public var copiesLowPrecision: Bool { self == .mixedPrecision || self == .mixedSkip }
+    public var skips: Bool { self == .skip || self == .mixedSkip }
 
     /// Whether `lookahead` changes what the strategy does.
     public var usesLookahead: Bool { self == .oraclePrefetch }

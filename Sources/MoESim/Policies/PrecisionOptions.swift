@@ -54,7 +54,7 @@ public enum LowPrecisionHit: String, CaseIterable, Sendable, Codable {
 /// `params · low_bits / 8` bytes plus a 2-byte scale per `group_size` weights (docs/numerics.md).
 public struct PrecisionOptions: OptionSection {
     public static let section = "precision"
-    public static let keys = ["threshold", "low_bits", "group_size", "low_hit"]
+    public static let keys = ["threshold", "low_bits", "group_size", "low_hit", "skip_threshold"]
 
     /// Gate weights below it are served in low precision (0: never, above 1: always).
     public var threshold = 0.3
@@ -63,6 +63,8 @@ public struct PrecisionOptions: OptionSection {
     /// Weights per quantisation scale.
     public var groupSize = 64
     public var lowHit = LowPrecisionHit.accept
+    /// `skip` and `mixed-skip`: misses whose largest gate weight is below it are not computed (0: never).
+    public var skipThreshold = 0.1
 
     public init() {}
 
@@ -75,6 +77,7 @@ public struct PrecisionOptions: OptionSection {
         case "threshold": threshold = try Self.number(key, text, in: Limits.precisionThreshold)
         case "low_bits": lowBits = try Self.integer(key, text, in: Limits.lowBits.min()!...Limits.lowBits.max()!)
         case "group_size": groupSize = try Self.integer(key, text, in: Limits.groupSize)
+        case "skip_threshold": skipThreshold = try Self.number(key, text, in: Limits.precisionThreshold)
         case "low_hit":
             guard let v = LowPrecisionHit(rawValue: text) else {
                 throw ConfigError.invalidValue(field: "precision.low_hit", value: text, expected: "accept or upgrade")
@@ -90,6 +93,7 @@ public struct PrecisionOptions: OptionSection {
         }
         try Limits.check(groupSize, in: Limits.groupSize, "precision.group_size")
         try Limits.check(threshold, in: Limits.precisionThreshold, "precision.threshold")
+        try Limits.check(skipThreshold, in: Limits.precisionThreshold, "precision.skip_threshold")
     }
 
     /// Bytes of one expert of `params` weights in the low-precision version.

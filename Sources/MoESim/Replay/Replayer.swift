@@ -57,8 +57,8 @@ public enum Replayer {
     public static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec,
                                               sink: inout Sink) throws -> (result: ReplayResult, log: ServingLog) {
         let layout = try BudgetLayout(plan: plan, spec: spec)
-        if spec.policy == .mixedPrecision && !trace.hasWeights {
-            throw ConfigError.invalidValue(field: "policy", value: "mixed-precision",
+        if spec.policy.readsGateWeights && !trace.hasWeights {
+            throw ConfigError.invalidValue(field: "policy", value: spec.policy.rawValue,
                                            expected: "a trace with gate weights (its lines have no 'weights')")
         }
         var order: [ServingScheduler.Step]?
@@ -141,10 +141,10 @@ public enum Replayer {
     private static func replay<Sink: EventSink>(first plan: StepPlan, next: @escaping () throws -> StepPlan?, layout: BudgetLayout,
                                                 spec: ReplaySpec, sink: inout Sink, expertUses: @escaping () -> [Int],
                                                 recordPrecision: Bool) throws -> (counters: ReplayCounters, precisionLog: [AccessPrecision]) {
-        // mixed-precision decides by gate weight: every plan (the whole trace, or each streamed chunk) needs them.
+        // Strategies that decide by gate weight: every plan (the whole trace, or each streamed chunk) needs them.
         let checked: (StepPlan) throws -> StepPlan = { plan in
-            guard plan.hasWeights || spec.policy != .mixedPrecision else {
-                throw ConfigError.invalidValue(field: "policy", value: "mixed-precision",
+            guard plan.hasWeights || !spec.policy.readsGateWeights else {
+                throw ConfigError.invalidValue(field: "policy", value: spec.policy.rawValue,
                                                expected: "a trace with gate weights (its lines have no 'weights')")
             }
             return plan

@@ -25,6 +25,13 @@ extension PolicyKind {
         case .mixedPrecision:
             try runner.run(LRUPolicy(cache: c.cache), NoPrefetch(), LowPrecisionCopy(c.spec.precision, model: c.spec.model), EmptyPlacement())
         case .cpuFallback: try runner.run(LRUPolicy(cache: c.cache), NoPrefetch(), HostCompute(cost: c.cost), PopularExperts())
+        case .skip:
+            try runner.run(LRUPolicy(cache: c.cache), NoPrefetch(), SkipBelow(threshold: Float(c.spec.precision.skipThreshold), inner: FullCopy()),
+                           EmptyPlacement())
+        case .mixedSkip:
+            try runner.run(LRUPolicy(cache: c.cache), NoPrefetch(),
+                           SkipBelow(threshold: Float(c.spec.precision.skipThreshold),
+                                     inner: LowPrecisionCopy(c.spec.precision, model: c.spec.model)), EmptyPlacement())
         }
     }
 
