@@ -35,6 +35,18 @@ import Testing
         for h in HardwareProfile.presets { try h.validate() }
     }
 
+    /// Every hardware preset has its row in docs/profiles.md with the figures the code uses, and a source.
+    @Test func everyHardwarePresetIsDocumentedWithItsFigures() throws {
+        let docs = try String(contentsOfFile: packageRoot + "/docs/profiles.md", encoding: .utf8).split(separator: "\n")
+        for h in HardwareProfile.presets {
+            let row = try #require(docs.first { $0.hasPrefix("| \(h.name) |") }, "docs/profiles.md has no row for \(h.name)")
+            let hbm = "\(Int(h.hbmBytesPerSecond / 1e9)) GB/s", flops = "\(Int(h.gpuFlops / 1e12)) TFLOP/s"
+            let link = "\(Int(h.linkBytesPerSecond / 1e9)) GB/s"
+            #expect(row.contains(hbm) && row.contains(flops) && row.contains(link), "\(h.name): \(row) lacks \(hbm), \(flops) or \(link)")
+            #expect(!h.source.isEmpty)
+        }
+    }
+
     @Test func configLoadsWithInlineOverridesAndRelativePaths() throws {
         let yaml = """
             trace: ../traces/x.jsonl
