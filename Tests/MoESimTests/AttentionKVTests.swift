@@ -114,7 +114,7 @@ import Testing
         for seed in 0..<12 as Range<UInt64> {
             let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 3, prefill: 5)
             let plan = StepPlan(trace)
-            for policy in PolicyKind.allCases where policy != .mixedPrecision {
+            for policy in PolicyKind.allCases where !policy.readsGateWeights {
                 var spec = ReplaySpec(model: attentionModel(attention: .none), hardware: slowGPU(), policy: policy,
                                       budget: .experts(6))
                 spec.model.layers = 3; spec.model.experts = 8; spec.model.topK = 2

@@ -35,13 +35,13 @@ import Testing
                     default: break
                     }
                     peak = max(peak, resident.count)
-                    // Low-precision experts are smaller, so mixed-precision may hold more of them than `slots`.
-                    if policy != .mixedPrecision {
+                    // Low-precision experts are smaller, so mixed-precision and mixed-skip may hold more than `slots`.
+                    if !policy.copiesLowPrecision {
                         #expect(resident.count <= slots, "\(policy) seed \(seed): \(resident.count) experts held with a budget of \(slots)")
                     }
                 }
                 #expect(result.counters.peakExpertBytes <= slots * Self.model.expertBytes)
-                if policy != .mixedPrecision { #expect(result.counters.peakExpertBytes == peak * Self.model.expertBytes) }
+                if !policy.copiesLowPrecision { #expect(result.counters.peakExpertBytes == peak * Self.model.expertBytes) }
             }
         }
     }
@@ -99,10 +99,11 @@ import Testing
         for policy in PolicyKind.allCases {
             let (r, events) = try replayLogged(trace, model: Self.model, policy: policy, budget: Self.budget(trace, 9))
             let copies = events.filter { if case .copyStart = $0.event { true } else { false } }.count
-            // Every miss is a full copy, a smaller low-precision copy, or a CPU computation: what the last two
-            // did not copy is `bytes_saved`.
+            // Every miss is a full copy, a smaller low-precision copy, a CPU computation or a skip: what the last
+            // three did not copy is `bytes_saved`.
             let full = Self.model.expertBytes
-            #expect(r.counters.bytesH2D + r.counters.bytesSaved == (copies + r.counters.cpuExperts) * full)
+            #expect(r.counters.bytesH2D + r.counters.bytesSaved
+                    == (copies + r.counters.cpuExperts + r.counters.skippedExperts) * full)
             if !policy.prefetches { #expect(r.counters.bytesH2D + r.counters.bytesSaved == r.counters.misses * full) }
             #expect(r.counters.prefetch.bytesPrefetch <= r.counters.bytesH2D)
             #expect(r.counters.hits + r.counters.misses == r.counters.accesses)
@@ -270,8 +271,9 @@ import Testing
         let phases = Array(repeating: Phase.prefill, count: warmup.count) + Array(repeating: .decode, count: rest.tokenCount)
         let trace = makeTrace(cells, experts: E, topK: 2, phases: phases)
         let bound = try replay(trace, model: Self.model, policy: .allResident, budget: .share(1))
-        // cpu-fallback places every expert before the first step (no misses at all); mixed-precision needs weights.
-        for policy in PolicyKind.allCases where ![.onDemand, .allResident, .cpuFallback, .mixedPrecision].contains(policy) {
+        // cpu-fallback places every expert before the first step (no misses at all); the strategies that decide by
+        // gate weight need weights.
+        for policy in PolicyKind.allCases where ![.onDemand, .allResident, .cpuFallback].contains(policy) && !policy.readsGateWeights {
             let r = try replay(trace, model: Self.model, policy: policy, budget: .share(1))
             #expect(r.counters.misses == E * L, "\(policy): only compulsory misses")
             #expect(r.counters.decodeStepLatencies == bound.counters.decodeStepLatencies, "\(policy) after warm-up")

@@ -39,9 +39,9 @@ import Testing
                     let (r, events) = try replayLogged(trace, model: model, hardware: tinyHardware(engines: engines), policy: policy,
                                                        budget: .experts(n), scope: n == 6 ? .perLayer : .global)
                     #expect(r.counters.peakExpertBytes <= n * model.expertBytes, "\(policy) \(n) experts")
-                    // The count is in whole experts: not for mixed-precision's smaller ones, nor on-demand, which frees its
-                    // layer without evict events.
-                    if policy != .onDemand && policy != .mixedPrecision && policy != .cpuFallback {
+                    // The count is in whole experts: not for the low-precision strategies' smaller ones, nor on-demand,
+                    // which frees its layer without evict events.
+                    if policy != .onDemand && !policy.copiesLowPrecision && policy != .cpuFallback {
                         #expect(SharedLinkReplayTests.peakExpertsOnTheGPU(events) <= n, "\(policy) \(n) experts, \(engines) engines")
                     }
                     #expect(r.counters.accesses == StepPlan(trace).accesses)

@@ -138,6 +138,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 case .skip:
                     counters.misses += 1
                     counters.skippedExperts += 1
+                    counters.bytesSaved += cost.expertBytes
                     precisionLog?[a] = .skipped
                     continue
                 }

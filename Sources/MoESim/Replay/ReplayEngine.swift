@@ -105,7 +105,8 @@ public struct ReplayCounters: Sendable, Equatable {
     public var predictorSource = "none"
     /// Gate weight of the accesses computed with a low-precision version.
     public var lowPrecisionWeight = 0.0
-    /// Bytes not copied because a low-precision version or the CPU served a miss instead of a full copy.
+    /// Bytes not copied because a low-precision version or the CPU served a miss instead of a full copy, or it was
+    /// skipped.
     public var bytesSaved = 0
     /// Experts computed on the host CPU, and the CPU's busy time.
     public var cpuExperts = 0
