@@ -11,7 +11,7 @@ public struct CostModel: Sendable {
     public let residentBytesPerLayer: Double
     public let hardware: HardwareProfile
     /// Expert compute for one token, and one copy of a full-precision expert.
-    public let expertComputeOneToken: Int64
+    public var expertComputeOneToken: Int64 { expertComputeByTokens[1] }
     /// Expert compute for 0 … 64 tokens, by token count: a batch's union has a count per expert, mostly small.
     private let expertComputeByTokens: [Int64]
     public let expertCopy: Int64
@@ -35,8 +35,6 @@ public struct CostModel: Sendable {
         residentBytesPerLayer = residentParamsPerLayer * model.bytesPerParam
         attentionFlopsPerPair = 4 * Double(model.attentionHeads) * Double(model.headDim)
         kvBytesPerTokenPerLayer = model.kvBytesPerTokenPerLayer
-        expertComputeOneToken = CostModel.roofline(params: Double(model.expertParams), bytes: Double(model.expertBytes),
-                                                   tokens: 1, hardware: hardware)
         expertComputeByTokens = (0...64).map {
             CostModel.roofline(params: Double(model.expertParams), bytes: Double(model.expertBytes), tokens: $0, hardware: hardware)
         }

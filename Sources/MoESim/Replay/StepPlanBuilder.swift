@@ -133,9 +133,9 @@ struct StepScratch {
 /// across steps: the per-routing updates are the builder's hottest code.
 final class UnionScratch {
     let experts: Int
-    let tokens: UnsafeMutablePointer<Int32>
-    let weightMax: UnsafeMutablePointer<Float>
-    let weightSum: UnsafeMutablePointer<Float>
+    private let tokens: UnsafeMutablePointer<Int32>
+    private let weightMax: UnsafeMutablePointer<Float>
+    private let weightSum: UnsafeMutablePointer<Float>
     private let touched: UnsafeMutablePointer<Int32>
     private var touchedCount = 0
     private let words: UnsafeMutablePointer<UInt64>

@@ -194,8 +194,10 @@ public final class ServingScheduler: StepSource {
             guard done == request.tokenCount else { continue }
             log.finish[r] = now
             finished += 1
-            running.removeAll { $0 == r }
-            kvReserved -= request.kvTokens
+            if let i = running.firstIndex(of: r) {  // admitted here (a fixed order admits nothing)
+                running.remove(at: i)
+                kvReserved -= request.kvTokens
+            }
             if case let .closedLoop(_, think) = options.arrivals, nextToIssue < requests.count {
                 log.arrival[nextToIssue] = now + SimTime(seconds: think).nanoseconds
                 nextToIssue += 1
