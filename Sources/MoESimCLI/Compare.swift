@@ -13,6 +13,15 @@ struct Compare: ParsableCommand {
     @Option(help: "Override the config's trace.")
     var trace: String?
 
+    @Option(help: "Override the config's model: a preset or a profile file.")
+    var model: String?
+
+    @Option(help: "Override the config's hardware: a preset (see `moesim profiles`) or a profile file.")
+    var hardware: String?
+
+    @Option(help: "Override the config's runtime: ideal, pytorch-eager, cuda-graph, llama.cpp, or a runtime profile file.")
+    var runtime: String?
+
     @Option(help: "Override the config's budget: 16GiB, 40GB, 25%, 96experts.")
     var budget: String?
 
@@ -42,7 +51,10 @@ struct Compare: ParsableCommand {
         var cfg = try RunConfig.load(config)
         if let trace { cfg.tracePath = trace }
         if let budget { cfg.budget = try Budget.parse(budget) }
-        try overrides.apply(model: &cfg.model, hardware: &cfg.hardware)
+        if let model { cfg.model = try RunConfig.profile(named: model, preset: ModelProfile.preset) }
+        if let hardware { cfg.hardware = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset) }
+        if let runtime { cfg.runtime = try RunConfig.profile(named: runtime, preset: RuntimeProfile.preset) }
+        try overrides.apply(model: &cfg.model, hardware: &cfg.hardware, runtime: &cfg.runtime)
         cfg.prefetch = try prefetch.options(base: cfg.prefetch)
         cfg.precision = try precision.options(base: cfg.precision)
         cfg.serving = try serving.options(base: cfg.serving)
@@ -65,7 +77,8 @@ struct Compare: ParsableCommand {
             var group: [ReplayResult] = []
             for policy in cfg.policies {
                 let spec = ReplaySpec(model: cfg.model, hardware: cfg.hardware, policy: policy, scope: cfg.scope,
-                                      budget: b, prefetch: cfg.prefetch, precision: cfg.precision, serving: cfg.serving)
+                                      budget: b, prefetch: cfg.prefetch, precision: cfg.precision, serving: cfg.serving,
+                                      runtime: cfg.runtime)
                 group.append(numerics.numerics
                              ? try NumericsRun.replay(trace: routing, plan: plan, spec: spec, options: numerics.options)
                              : spec.serving.scheduler == .sequential
@@ -88,7 +101,7 @@ struct Compare: ParsableCommand {
     func markdownTable(_ results: [ReplayResult], command: String) -> String {
         guard let first = results.first else { return "" }
         var lines = ["Made by `moesim \(command)`: trace `\(first.traceName)` (\(first.tokens) tokens), "
-                     + "\(first.spec.model.name) on \(first.spec.hardware.name).", "",
+                     + "\(first.spec.model.name) on \(first.spec.hardware.name), \(first.spec.runtime.name) runtime.", "",
                      "| budget | policy | tokens/s | hit rate | TPOT mean | copied | wasted | prefetch useful / late / wasted / cancelled |",
                      "|---|---|---|---|---|---|---|---|"]
         for r in results {
@@ -103,7 +116,7 @@ struct Compare: ParsableCommand {
 
     func table(_ results: [ReplayResult]) -> String {
         guard let first = results.first else { return "" }
-        var lines = ["\(first.traceName): \(first.tokens) tokens, \(first.spec.model.name) on \(first.spec.hardware.name), "
+        var lines = ["\(first.traceName): \(first.tokens) tokens, \(first.spec.model.name) on \(first.spec.hardware.name) (\(first.spec.runtime.name) runtime), "
                      + "budget \(formatBytes(first.budgetBytes)) (\(first.budgetExperts) experts)"]
         let serving = first.serving != nil
         if serving {

@@ -1,15 +1,20 @@
 import ArgumentParser
 import MoESim
 
-/// `--set section.field=value`, shared by the commands that take a model and hardware profile.
+/// `--set section.field=value`, shared by the commands that take a model, hardware and runtime profile.
 struct OverrideOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: ArgumentHelp(
-        "Override a profile field, e.g. --set hardware.link_bytes_per_s=16e9 or --set model.top_k=4 (repeatable).",
+        "Override a profile field, e.g. --set hardware.link_bytes_per_s=16e9, --set model.top_k=4 or --set runtime.host_buffer=pageable (repeatable).",
         valueName: "section.field=value"))
     var overrides: [String] = []
 
-    /// Applies the overrides in order to the two profiles.
+    /// Applies the overrides in order to the profiles.
     func apply(model: inout ModelProfile, hardware: inout HardwareProfile) throws {
+        var runtime = RuntimeProfile.ideal
+        try apply(model: &model, hardware: &hardware, runtime: &runtime)
+    }
+
+    func apply(model: inout ModelProfile, hardware: inout HardwareProfile, runtime: inout RuntimeProfile) throws {
         for item in overrides {
             guard let eq = item.firstIndex(of: "="), let dot = item[..<eq].firstIndex(of: ".") else {
                 throw ValidationError("--set expects section.field=value, e.g. hardware.link_bytes_per_s=16e9; got '\(item)'")
@@ -19,11 +24,13 @@ struct OverrideOptions: ParsableArguments {
             switch section {
             case ModelProfile.section: try model.set(field, to: value, origin: "--set")
             case HardwareProfile.section: try hardware.set(field, to: value, origin: "--set")
-            default: throw ValidationError("--set: unknown section '\(section)'; use model.FIELD or hardware.FIELD")
+            case RuntimeProfile.section: try runtime.set(field, to: value, origin: "--set")
+            default: throw ValidationError("--set: unknown section '\(section)'; use model.FIELD, hardware.FIELD or runtime.FIELD")
             }
         }
         try model.validate()
         try hardware.validate()
+        try runtime.validate()
     }
 }
 

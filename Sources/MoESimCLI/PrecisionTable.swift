@@ -40,7 +40,7 @@ struct PrecisionTable: ParsableCommand {
         let options = NumericsOptions(scale: numericsScale)
         func replay(_ policy: PolicyKind, _ precision: PrecisionOptions) throws -> ReplayResult {
             let spec = ReplaySpec(model: cfg.model, hardware: cfg.hardware, policy: policy, scope: cfg.scope, budget: cfg.budget,
-                                  prefetch: cfg.prefetch, precision: precision)
+                                  prefetch: cfg.prefetch, precision: precision, runtime: cfg.runtime)
             return try NumericsRun.replay(trace: trace, plan: plan, spec: spec, options: options)
         }
         let baseline = try replay(.lru, PrecisionOptions())

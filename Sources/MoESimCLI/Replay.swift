@@ -20,6 +20,9 @@ struct Replay: ParsableCommand {
     @Option(help: "Hardware preset (see `moesim profiles`), or a profile file such as `moesim calibrate` writes (host.yaml).")
     var hardware: String = "a100-80gb-pcie"
 
+    @Option(help: "Runtime preset (ideal, pytorch-eager, cuda-graph, llama.cpp; see `moesim profiles`) or a runtime profile file: its per-layer and per-expert overheads, achieved bandwidth and FLOP/s, pinned or pageable host buffers.")
+    var runtime: String = "ideal"
+
     @Option(help: "Offloading strategy.")
     var policy: PolicyKind = .lru
 
@@ -84,11 +87,12 @@ struct Replay: ParsableCommand {
         var modelProfile = try model.map { try RunConfig.profile(named: $0, preset: ModelProfile.preset) }
             ?? ModelProfile.matching(header)
         var hardwareProfile = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset)
-        try overrides.apply(model: &modelProfile, hardware: &hardwareProfile)
+        var runtimeProfile = try RunConfig.profile(named: runtime, preset: RuntimeProfile.preset)
+        try overrides.apply(model: &modelProfile, hardware: &hardwareProfile, runtime: &runtimeProfile)
         let spec = ReplaySpec(model: modelProfile, hardware: hardwareProfile, policy: policy, scope: scope,
                               budget: try Budget.parse(budget), prefetch: try prefetch.options(base: PrefetchOptions()),
                               precision: try precision.options(base: PrecisionOptions()),
-                              serving: try serving.options(base: ServingOptions()))
+                              serving: try serving.options(base: ServingOptions()), runtime: runtimeProfile)
         if spec.serving.scheduler != .sequential {
             if stream || numerics.numerics || timeline != nil || perLayer != nil || perToken != nil {
                 throw ValidationError("a serving scheduler replays the whole trace without event views: it cannot be combined with --stream, --numerics, --timeline, --per-layer or --per-token")
@@ -170,7 +174,7 @@ struct Replay: ParsableCommand {
     func summary(_ r: ReplayResult) -> String {
         let c = r.counters
         return """
-            \(r.traceName): \(r.spec.model.name) on \(r.spec.hardware.name), \(r.spec.policy.rawValue), \
+            \(r.traceName): \(r.spec.model.name) on \(r.spec.hardware.name) (\(r.spec.runtime.name) runtime), \(r.spec.policy.rawValue), \
             budget \(formatBytes(r.budgetBytes)) (\(r.budgetExperts) experts)
               tokens \(r.tokens) in \(r.steps) steps; accesses \(c.accesses), hits \(c.hits), misses \(c.misses), \
             hit rate \(Human.percent(r.hitRate))

@@ -107,7 +107,7 @@ struct TraceCommand: ParsableCommand {
 }
 
 struct Profiles: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the built-in model and hardware presets.")
+    static let configuration = CommandConfiguration(abstract: "List the built-in model, hardware and runtime presets.")
 
     func run() {
         print("models:")
@@ -120,6 +120,12 @@ struct Profiles: ParsableCommand {
             print("  \(h.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(formatBytes(Int(h.gpuMemoryBytes))), "
                   + "HBM \(Int(h.hbmBytesPerSecond / 1e9)) GB/s, \(Int(h.gpuFlops / 1e12)) TFLOP/s, "
                   + "link \(Int(h.linkBytesPerSecond / 1e9)) GB/s + \(Int(h.linkLatencySeconds * 1e6)) µs")
+        }
+        print("runtime:")
+        for r in RuntimeProfile.presets {
+            print("  \(r.name.padding(toLength: 18, withPad: " ", startingAt: 0)) layer +\(r.layerOverheadSeconds * 1e6) µs, "
+                  + "expert +\(r.expertOverheadSeconds * 1e6) µs, HBM x\(r.hbmFraction), FLOP/s x\(r.flopsFraction), "
+                  + "\(r.hostBuffer.rawValue) buffers, dequant \(r.dequantBytesPerWeight) B/weight, predictor +\(r.predictorSeconds * 1e6) µs")
         }
     }
 }

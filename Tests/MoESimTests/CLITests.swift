@@ -75,7 +75,7 @@ import Testing
         for _ in 0..<2 {
             let r = try moesim("replay", "traces/mixtral-synth.jsonl.gz", "--policy", "lru", "--budget", "64experts", "--out", csv)
             #expect(r.status == 0, "\(r.stderr)")
-            #expect(r.stdout.contains("mixtral-synth: mixtral-8x7b on a100-80gb-pcie, lru, budget 21.0 GiB (64 experts)"))
+            #expect(r.stdout.contains("mixtral-synth: mixtral-8x7b on a100-80gb-pcie (ideal runtime), lru, budget 21.0 GiB (64 experts)"))
             #expect(r.stdout.contains("row appended to \(csv)"))
         }
         let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")

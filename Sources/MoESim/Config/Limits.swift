@@ -75,6 +75,14 @@ public enum Limits {
     public static let hostFlops = 1e3...1e30
     public static let hostBytesPerSecond = 1e3...1e30
 
+    // MARK: Runtime profile fields
+    /// Fixed costs per layer, per expert and per prediction (s), like a kernel launch's.
+    public static let overheadSeconds = 0.0...10
+    /// Achieved shares of a rate: above 0 (a zero rate would never finish), at most 1 (no faster than the datasheet).
+    public static let achievedFraction = 1e-6...1.0
+    /// Extra GPU memory traffic per low-bit weight that a dequantising runtime adds (bytes).
+    public static let dequantBytesPerWeight = 0.0...1024
+
     // MARK: Strategy options
     public static let lookahead = 1...1024
     public static let accuracy = 0.0...1

@@ -6,6 +6,7 @@ import Yams
 ///     trace: ../traces/mixtral-synth.jsonl.gz   # relative to this file
 ///     model: mixtral-8x7b                       # a preset, or {preset: mixtral-8x7b, top_k: 2, …}
 ///     hardware: {preset: a100-80gb-pcie, link_bytes_per_s: 16e9}
+///     runtime: pytorch-eager                    # optional; default ideal (the pure roofline)
 ///     budget: 25%
 ///     cache_scope: global
 ///     policies: [on-demand, lru, belady, all-resident]
@@ -17,6 +18,7 @@ public struct RunConfig: Sendable {
     public var tracePath: String
     public var model: ModelProfile
     public var hardware: HardwareProfile
+    public var runtime = RuntimeProfile.ideal
     public var budget: Budget
     public var scope: CacheScope
     public var policies: [PolicyKind]
@@ -25,7 +27,7 @@ public struct RunConfig: Sendable {
     public var precision = PrecisionOptions()
     public var serving = ServingOptions()
 
-    static let keys = ["trace", "model", "hardware", "budget", "cache_scope", "policies", "prefetch", "precision", "serving", "output"]
+    static let keys = ["trace", "model", "hardware", "runtime", "budget", "cache_scope", "policies", "prefetch", "precision", "serving", "output"]
 
     public init(tracePath: String, model: ModelProfile, hardware: HardwareProfile, budget: Budget,
                 scope: CacheScope = .global, policies: [PolicyKind] = PolicyKind.allCases, outputPath: String? = nil) {
@@ -71,6 +73,9 @@ public struct RunConfig: Sendable {
         var config = RunConfig(tracePath: resolve(try scalar(traceNode, "trace")), model: model, hardware: hardware,
                                budget: budget, scope: scope, policies: policies,
                                outputPath: try values["output"].map { resolve(try scalar($0, "output")) })
+        if let n = values["runtime"] {
+            config.runtime = try file.wrap(n) { try profile(n, preset: RuntimeProfile.preset, path: path) }
+        }
         if let n = values["prefetch"] { config.prefetch = try file.options(n) }
         if let n = values["precision"] { config.precision = try file.options(n) }
         if let n = values["serving"] { config.serving = try file.options(n) }
@@ -93,7 +98,7 @@ public struct RunConfig: Sendable {
         return try profile(node, preset: preset, path: path)
     }
 
-    /// A preset name, or a profile file's path (CLI `--model`, `--hardware`).
+    /// A preset name, or a profile file's path (CLI `--model`, `--hardware`, `--runtime`).
     public static func profile<P: OverridableProfile>(named name: String, preset: (String) throws -> P) throws -> P {
         isProfileFile(name) ? try profileFile(name, preset: preset) : try preset(name)
     }

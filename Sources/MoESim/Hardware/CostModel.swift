@@ -1,15 +1,24 @@
-/// Durations of GPU compute and host-to-GPU copies for one model on one GPU (SIMULATION.md, Execution model).
+/// Durations of GPU compute and host-to-GPU copies for one model on one GPU under one runtime (SIMULATION.md,
+/// Execution model).
 ///
-///     let cost = CostModel(model: mixtral, hardware: a100)
+///     let cost = CostModel(model: mixtral, hardware: a100, runtime: .ideal)
 ///     cost.expertCompute(tokens: 1)   // max(2·n·params/FLOPs, bytes/HBM) + launch
 ///
-/// All durations are integer nanoseconds; the one-token case, the hot one in decode, is precomputed.
+/// The runtime scales the hardware's rates to what its kernels and buffers achieve and adds its fixed costs: per
+/// layer (and per prediction), per expert, and the dequantisation traffic of low-bit weights. Under `ideal` every
+/// duration is the pure roofline. All durations are integer nanoseconds; the one-token case, the hot one in decode,
+/// is precomputed.
 public struct CostModel: Sendable {
     public let expertParams: Double
     public let expertBytes: Int
     public let residentParamsPerLayer: Double
     public let residentBytesPerLayer: Double
+    /// The hardware at the rates the runtime achieves: memory bandwidth, FLOP/s and link rate scaled by its fractions.
     public let hardware: HardwareProfile
+    /// Fixed seconds the runtime adds to each expert's compute (dispatch and dequantisation), and to each layer's
+    /// non-expert compute (dispatch, the predictor, dequantisation of the resident weights).
+    public let expertOverheadSeconds: Double
+    public let layerOverheadSeconds: Double
     /// Expert compute for one token, and one copy of a full-precision expert.
     public var expertComputeOneToken: Int64 { expertComputeByTokens[1] }
     /// Expert compute for 0 … 64 tokens, by token count: a batch's union has a count per expert, mostly small.
@@ -27,7 +36,13 @@ public struct CostModel: Sendable {
     private(set) var hostExpertOneToken: Int64 = 0
     private(set) var activationOneToken: Int64 = 0
 
-    public init(model: ModelProfile, hardware: HardwareProfile) {
+    /// - Parameter chargesPredictor: whether the strategy runs a predictor each layer (`PolicyKind.runsPredictor`).
+    public init(model: ModelProfile, hardware: HardwareProfile, runtime: RuntimeProfile = .ideal, chargesPredictor: Bool = false) {
+        var achieved = hardware
+        achieved.hbmBytesPerSecond *= runtime.hbmFraction
+        achieved.gpuFlops *= runtime.flopsFraction
+        achieved.linkBytesPerSecond *= runtime.linkFraction
+        let hardware = achieved
         self.hardware = hardware
         expertParams = Double(model.expertParams)
         expertBytes = model.expertBytes
@@ -35,8 +50,15 @@ public struct CostModel: Sendable {
         residentBytesPerLayer = residentParamsPerLayer * model.bytesPerParam
         attentionFlopsPerPair = 4 * Double(model.attentionHeads) * Double(model.headDim)
         kvBytesPerTokenPerLayer = model.kvBytesPerTokenPerLayer
+        // Weights stored below 16 bits are dequantised on each use: extra memory traffic per weight.
+        let dequantSecondsPerWeight = model.bytesPerParam < 2 ? runtime.dequantBytesPerWeight / hardware.hbmBytesPerSecond : 0
+        let expertOverhead = runtime.expertOverheadSeconds + expertParams * dequantSecondsPerWeight
+        expertOverheadSeconds = expertOverhead
+        layerOverheadSeconds = runtime.layerOverheadSeconds + (chargesPredictor ? runtime.predictorSeconds : 0)
+            + residentParamsPerLayer * dequantSecondsPerWeight
         expertComputeByTokens = (0...64).map {
-            CostModel.roofline(params: Double(model.expertParams), bytes: Double(model.expertBytes), tokens: $0, hardware: hardware)
+            SimTime(seconds: CostModel.rooflineSeconds(params: Double(model.expertParams), bytes: Double(model.expertBytes),
+                                                       tokens: Double($0), hardware: hardware) + expertOverhead).nanoseconds
         }
         expertCopy = CostModel.copy(bytes: model.expertBytes, hardware: hardware)
         linkLatency = SimTime(seconds: hardware.linkLatencySeconds).nanoseconds
@@ -68,7 +90,12 @@ public struct CostModel: Sendable {
     /// GPU time of an expert that `tokens` tokens were routed to.
     public func expertCompute(tokens: Int32) -> Int64 {
         Int(tokens) < expertComputeByTokens.count ? expertComputeByTokens[Int(tokens)]
-            : computeNanoseconds(params: expertParams, bytes: Double(expertBytes), tokens: Int(tokens))
+            : SimTime(seconds: expertSeconds(tokens: Double(tokens))).nanoseconds
+    }
+
+    func expertSeconds(tokens: Double) -> Double {
+        CostModel.rooflineSeconds(params: expertParams, bytes: Double(expertBytes), tokens: tokens, hardware: hardware)
+            + expertOverheadSeconds
     }
 
     /// GPU time of a layer's always-resident part (attention, router, shared experts) for `tokens` tokens: the
@@ -79,7 +106,7 @@ public struct CostModel: Sendable {
 
     func nonExpertSeconds(tokens: Double, attention: StepAttention) -> Double {
         CostModel.rooflineSeconds(params: residentParamsPerLayer, bytes: residentBytesPerLayer, tokens: tokens,
-                                  hardware: hardware) + attentionSeconds(attention)
+                                  hardware: hardware) + attentionSeconds(attention) + layerOverheadSeconds
     }
 
     /// One layer's attention over the context: max(FLOPs / FLOP/s, KV-cache bytes read / HBM bandwidth), memory
@@ -103,14 +130,6 @@ public struct CostModel: Sendable {
     }
 
     /// max(2·n·params / FLOP/s, bytes / HBM bandwidth) + launch cost: the roofline of one weight-streaming kernel.
-    public func computeNanoseconds(params: Double, bytes: Double, tokens: Int) -> Int64 {
-        CostModel.roofline(params: params, bytes: bytes, tokens: tokens, hardware: hardware)
-    }
-
-    static func roofline(params: Double, bytes: Double, tokens: Int, hardware: HardwareProfile) -> Int64 {
-        SimTime(seconds: rooflineSeconds(params: params, bytes: bytes, tokens: Double(tokens), hardware: hardware)).nanoseconds
-    }
-
     static func rooflineSeconds(params: Double, bytes: Double, tokens: Double, hardware: HardwareProfile) -> Double {
         max(2 * tokens * params / hardware.gpuFlops, bytes / hardware.hbmBytesPerSecond) + hardware.kernelLaunchSeconds
     }
@@ -122,11 +141,10 @@ public struct CostModel: Sendable {
     func worstCaseSeconds(_ extent: PlanExtent, prefetchesPerStep: Int) -> Double {
         let copy = CostModel.copySeconds(bytes: Double(expertBytes), hardware: hardware)
         let tokens = Double(extent.maxAccessTokens)
-        let perAccess = 2 * copy + CostModel.rooflineSeconds(params: expertParams, bytes: Double(expertBytes), tokens: tokens,
-                                                             hardware: hardware)
+        let perAccess = 2 * copy + expertSeconds(tokens: tokens)
             + hostExpertSeconds(tokens: tokens) + 2 * activationSeconds(tokens: tokens)
         let perLayer = CostModel.rooflineSeconds(params: residentParamsPerLayer, bytes: residentBytesPerLayer,
-                                                 tokens: Double(extent.maxStepTokens), hardware: hardware)
+                                                 tokens: Double(extent.maxStepTokens), hardware: hardware) + layerOverheadSeconds
         // A step reads at most one token of KV cache per (query, key) pair, and the pairs do not depend on the order.
         let attention = Double(extent.attentionPairs) * Double(extent.layers)
             * max(attentionFlopsPerPair / hardware.gpuFlops, kvBytesPerTokenPerLayer / hardware.hbmBytesPerSecond)

@@ -66,6 +66,7 @@ public enum Metric: String, CaseIterable, Sendable {
     case peakKVBytes = "peak_kv_bytes"
     case skipThreshold = "skip_threshold"
     case skippedExperts = "skipped_experts"
+    case runtime
 
     public static var header: [String] { allCases.map(\.rawValue) }
 
@@ -75,6 +76,7 @@ public enum Metric: String, CaseIterable, Sendable {
         case .trace: r.traceName
         case .model: r.spec.model.name
         case .hardware: r.spec.hardware.name
+        case .runtime: r.spec.runtime.name
         case .policy: r.spec.policy.rawValue
         case .cacheScope: r.spec.policy.supportsPerLayerScope ? r.spec.scope.rawValue : "none"
         case .eviction: r.spec.policy.eviction(r.spec.prefetch)

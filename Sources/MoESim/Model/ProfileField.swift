@@ -41,6 +41,18 @@ public struct ProfileField<Profile>: Sendable {
         }
     }
 
+    /// One of an enumeration's raw values.
+    public static func choice<Value: RawRepresentable & CaseIterable & Sendable>(
+        _ key: String, _ path: WritableKeyPath<Profile, Value> & Sendable
+    ) -> ProfileField where Value.RawValue == String {
+        let names = Value.allCases.map(\.rawValue)
+        return ProfileField(key: key, range: names.joined(separator: " or "), current: { ($0[keyPath: path].rawValue, true) }) {
+            profile, text in
+            guard let v = Value(rawValue: text) else { throw FieldError(expected: names.joined(separator: " or ")) }
+            profile[keyPath: path] = v
+        }
+    }
+
     public static func string(_ key: String, _ path: WritableKeyPath<Profile, String> & Sendable) -> ProfileField {
         ProfileField(key: key, range: "", current: { ($0[keyPath: path], true) }) { profile, text in profile[keyPath: path] = text }
     }

@@ -100,6 +100,16 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     /// Whether `lookahead` changes what the strategy does.
     public var usesLookahead: Bool { self == .oraclePrefetch }
 
+    /// Whether the strategy runs a predictor of its own each layer (a pre-gate, a cross-layer gate, co-activation
+    /// counts), whose cost the runtime's `predictor_s` charges; an oracle and prefetch-all run none.
+    public var runsPredictor: Bool {
+        switch self {
+        case .pregated, .crossLayerGate, .affinity: true
+        case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .prefetchAll, .oraclePrefetch, .mixedPrecision,
+             .cpuFallback, .skip, .mixedSkip: false
+        }
+    }
+
     /// Parses a name, suggesting the closest one.
     public static func named(_ name: String) throws -> PolicyKind {
         guard let kind = PolicyKind(rawValue: name) else {

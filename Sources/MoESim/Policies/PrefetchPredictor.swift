@@ -11,6 +11,9 @@
 public protocol PrefetchPredictor {
     /// False for `NoPrefetch`: the replay loop then compiles the prefetch machinery away.
     static var isEnabled: Bool { get }
+    /// Whether the copies it proposed for a layer that never started are cancelled when the layer ends (true for
+    /// every predictor but MoE-Prefetch's, which copies the whole next layer regardless).
+    static var cancelsUnstarted: Bool { get }
     /// Where predictions come from, for the `predictor_source` column: none, exact, oracle, trace, modelled, online.
     var source: String { get }
     /// Appends flat expert ids to prefetch, in priority order. `revealed` is layer `layer`'s expert set (flat ids).
@@ -23,6 +26,7 @@ public protocol PrefetchPredictor {
 
 extension PrefetchPredictor {
     public static var isEnabled: Bool { true }
+    public static var cancelsUnstarted: Bool { true }
     public mutating func rebind(_ plan: StepPlan, following: StepPlan?) {}
 }
 
@@ -64,6 +68,7 @@ public struct AllNextLayerPredictor: PrefetchPredictor {
     let layers: Int
     let experts: Int
     public var source: String { "all" }
+    public static var cancelsUnstarted: Bool { false }
 
     public init(layers: Int, experts: Int) { self.layers = layers; self.experts = experts }
 

@@ -47,24 +47,49 @@ extension ReplayCore {
     @_transparent
     mutating func advanceLink(to time: Int64) {
         if link.engines == 1 {  // each start's landing is known at once: accounted without the lists
-            while let t = link.startNextQueued(before: time) {
-                let e = link.expert(of: t)
-                if Predictor.isEnabled && book.state[Int(e)] == PrefetchBook.queued && book.ticket[Int(e)] == t {
-                    book.state[Int(e)] = PrefetchBook.awaitingUse
-                    book.landTime[Int(e)] = link.end(of: t)
-                    book.ticket[Int(e)] = -1
-                    book.bytesPrefetch += cost.expertBytes
-                }
-                if Sink.isEnabled {
-                    sink.record(.copyStart(expert: Int(e)), at: link.start(of: t))
-                    sink.record(.copyEnd(expert: Int(e)), at: link.end(of: t))
-                }
-                link.recycle(t)
-            }
+            while let t = link.startNextQueued(before: time) { startedAlone(t) }
         } else {
             link.advance(to: time)
             drainLink()
         }
+    }
+
+    /// One engine: a queued copy started (its landing is known): a prefetch is on its way, its bytes move.
+    @inline(__always)
+    mutating func startedAlone(_ t: Link.Ticket) {
+        let e = link.expert(of: t)
+        if Predictor.isEnabled && book.state[Int(e)] == PrefetchBook.queued && book.ticket[Int(e)] == t {
+            book.state[Int(e)] = PrefetchBook.awaitingUse
+            book.landTime[Int(e)] = link.end(of: t)
+            book.ticket[Int(e)] = -1
+            book.bytesPrefetch += cost.expertBytes
+        }
+        if Sink.isEnabled {
+            sink.record(.copyStart(expert: Int(e)), at: link.start(of: t))
+            sink.record(.copyEnd(expert: Int(e)), at: link.end(of: t))
+        }
+        link.recycle(t)
+    }
+
+    /// A gate needs expert `e`, whose prefetch `t` has not started, from a predictor whose copies keep their order
+    /// (MoE-Prefetch: one stream of copies, none sent ahead): the copy is waited for in its turn. With one engine the
+    /// queue runs until `t` starts; with several its landing is asked once the gate's copies are issued.
+    @inline(__always)
+    mutating func awaitInOrder(_ t: Link.Ticket, expert e: Int32) -> Link.Copy {
+        counters.bytesH2D += cost.expertBytes
+        book.ticket[Int(e)] = -1
+        guard link.engines == 1 else { return Link.Copy(ticket: t, start: -1, end: -1) }
+        while let next = link.startNextQueued(before: .max) {
+            guard next == t else { startedAlone(next); continue }
+            let copy = Link.Copy(ticket: -1, start: link.start(of: t), end: link.end(of: t))
+            if Sink.isEnabled {
+                sink.record(.copyStart(expert: Int(e)), at: copy.start)
+                sink.record(.copyEnd(expert: Int(e)), at: copy.end)
+            }
+            link.recycle(t)
+            return copy
+        }
+        preconditionFailure("prefetch \(t) of expert \(e) is neither queued nor started")
     }
 
     /// Accounts for the copies the link started and landed since the last drain: a prefetch that starts is on its

@@ -8,7 +8,8 @@
 ///    prefetches;
 /// 4. **prefetch issue**: the predictor's proposals are queued behind the demand copies;
 /// 5. **compute**: the misses are computed as their copies land, in landing order;
-/// 6. **layer end**: on-demand frees the layer, prefetches for it still queued are cancelled, the clock advances.
+/// 6. **layer end**: on-demand frees the layer, prefetches for it still queued are cancelled (unless the predictor
+///    copies regardless: MoE-Prefetch), the clock advances.
 ///
 /// A value in a local while it runs (`ReplayEngine` moves it in and out), so that the optimiser keeps the clocks and
 /// counters in registers; generic over the plug-ins so that each specialises, and `NoPrefetch`, `FullCopy` and
@@ -106,6 +107,9 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                     case let .late(ticket):
                         copy = Link.Copy(ticket: ticket, start: -1, end: book.landTime[Int(e)] == .max ? -1 : book.landTime[Int(e)])
                         missed = true
+                    case let .queued(ticket) where !Predictor.cancelsUnstarted:  // waited for in its turn
+                        copy = awaitInOrder(ticket, expert: e)
+                        missed = true
                     case let .queued(ticket):  // sent now, ahead of the other queued prefetches
                         copy = link.promote(ticket, at: gate)
                         missed = true
@@ -168,6 +172,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             memory.admit(e, bytes: cost.expertBytes)
             policy.didInsert(e, at: set.lowerBound)
             book.queue(e, ticket: link.queuePrefetch(expert: e, duration: cost.expertCopy, at: gate))
+            // A copy that is never cancelled is pinned while queued, so a later prefetch cannot evict it either.
+            if !Predictor.cancelsUnstarted { book.landTime[Int(e)] = .max }
             if Sink.isEnabled { sink.record(.prefetch(expert: Int(e)), at: gate) }
         }
     }
@@ -202,7 +208,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         }
         if Predictor.isEnabled {
             advanceLink(to: end)
-            cancelQueuedPrefetches(layer: l, at: end)
+            if Predictor.cancelsUnstarted { cancelQueuedPrefetches(layer: l, at: end) }
         }
         if Sink.isEnabled { sink.record(.layerEnd(step: s, layer: l), at: end) }
         now = end

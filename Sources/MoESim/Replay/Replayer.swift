@@ -2,6 +2,8 @@
 public struct ReplaySpec: Sendable, Equatable {
     public var model: ModelProfile
     public var hardware: HardwareProfile
+    /// The serving runtime's overheads; `ideal` is the pure roofline.
+    public var runtime: RuntimeProfile
     public var policy: PolicyKind
     public var scope: CacheScope
     public var budget: Budget
@@ -12,9 +14,16 @@ public struct ReplaySpec: Sendable, Equatable {
 
     public init(model: ModelProfile, hardware: HardwareProfile, policy: PolicyKind, scope: CacheScope = .global,
                 budget: Budget, prefetch: PrefetchOptions = PrefetchOptions(), precision: PrecisionOptions = PrecisionOptions(),
-                serving: ServingOptions = ServingOptions()) {
-        self.model = model; self.hardware = hardware; self.policy = policy; self.scope = scope; self.budget = budget
+                serving: ServingOptions = ServingOptions(), runtime: RuntimeProfile = .ideal) {
+        self.model = model; self.hardware = hardware; self.runtime = runtime; self.policy = policy; self.scope = scope; self.budget = budget
         self.prefetch = prefetch; self.precision = precision; self.serving = serving
+    }
+}
+
+extension CostModel {
+    /// The durations of `spec`'s model, hardware and runtime, with its strategy's predictor charged if it runs one.
+    init(_ spec: ReplaySpec) {
+        self.init(model: spec.model, hardware: spec.hardware, runtime: spec.runtime, chargesPredictor: spec.policy.runsPredictor)
     }
 }
 
@@ -159,7 +168,7 @@ public enum Replayer {
     private static func replay<Source: StepSource, Sink: EventSink>(
         source: inout Source, context plan: StepPlan, layout: BudgetLayout, spec: ReplaySpec, sink: inout Sink,
         expertUses: @escaping () -> [Int], recordPrecision: Bool) throws -> (counters: ReplayCounters, precisionLog: [AccessPrecision]) {
-        let cost = CostModel(model: spec.model, hardware: spec.hardware)
+        let cost = CostModel(spec)
         let cache = CacheShape(partitionOf: layout.partitionOf, capacities: layout.capacities, expertBytes: spec.model.expertBytes)
         let runner = ReplayRunner(source: source, layers: plan.layers, experts: plan.experts, cost: cost, cache: cache,
                                   budgetBytes: layout.budgetBytes, spec: spec, sink: sink, expertUses: expertUses,
@@ -226,6 +235,7 @@ struct BudgetLayout {
         let model = spec.model, layers = extent.layers, experts = extent.experts, largest = extent.largest
         try model.validate()
         try spec.hardware.validate()
+        try spec.runtime.validate()
         try spec.prefetch.validate()
         try spec.precision.validate()
         if layers != model.layers {
@@ -234,7 +244,7 @@ struct BudgetLayout {
         if experts != model.experts {
             throw ConfigError.traceModelMismatch(field: "experts", trace: experts, model: model.experts, model_: model.name)
         }
-        let cost = CostModel(model: model, hardware: spec.hardware)
+        let cost = CostModel(spec)
         let prefetchesPerStep = spec.policy.prefetches ? layers * experts * (spec.policy.usesLookahead ? spec.prefetch.lookahead : 1) : 0
         let worst = cost.worstCaseSeconds(extent, prefetchesPerStep: prefetchesPerStep)
         if !(worst * 1e9 <= Double(Limits.simulatedNanoseconds)) {

@@ -12,6 +12,7 @@ import Yams
 ///     axes:
 ///       budget: [10%, 25%, 50%]                   # required
 ///       hardware.link_bytes_per_s: [12e9, 25e9]   # any numeric profile field
+///       runtime: [ideal, pytorch-eager]            # runtime presets or files; runtime.FIELD as for hardware
 ///       prefetch.accuracy: [0.9, 0.97]            # or lookahead, buffer, seed
 ///
 /// Cells are numbered in a fixed order (trace, model, hardware, then axes in file order, policy last), so a
@@ -27,6 +28,8 @@ public struct SweepConfig: Sendable {
     public var traces: [String]
     public var models: [ModelProfile]
     public var hardware: [HardwareProfile]
+    /// The runtime of every cell (default `ideal`), unless a `runtime` axis sets it.
+    public var runtime = RuntimeProfile.ideal
     public var policies: [PolicyKind]
     public var scope: CacheScope
     public var prefetch: PrefetchOptions
@@ -41,7 +44,7 @@ public struct SweepConfig: Sendable {
         self.scope = scope; self.prefetch = prefetch; self.precision = precision; self.axes = axes
     }
 
-    static let keys = ["traces", "models", "hardware", "policies", "cache_scope", "prefetch", "precision", "serving", "axes"]
+    static let keys = ["traces", "models", "hardware", "runtime", "policies", "cache_scope", "prefetch", "precision", "serving", "axes"]
 
     /// One cell: everything one replay needs, and the axis values that name it.
     public struct Cell: Sendable {
@@ -68,10 +71,10 @@ public struct SweepConfig: Sendable {
                 for hw in hardware {
                     for combo in combos {
                         var spec = ReplaySpec(model: model, hardware: hw, policy: .lru, scope: scope, budget: .share(0.25),
-                                              prefetch: prefetch, precision: precision, serving: serving)
+                                              prefetch: prefetch, precision: precision, serving: serving, runtime: runtime)
                         do {
                             for (axis, value) in zip(axes, combo) { try Self.apply(axis.key, value, to: &spec) }
-                            try spec.model.validate(); try spec.hardware.validate()
+                            try spec.model.validate(); try spec.hardware.validate(); try spec.runtime.validate()
                             try spec.prefetch.validate(); try spec.precision.validate(); try spec.serving.validate()
                         } catch let e as ConfigError {
                             let settings = (["model \(model.name)", "hardware \(hw.name)"] + zip(axes, combo).map { "\($0.key) \($1)" })
@@ -105,12 +108,15 @@ public struct SweepConfig: Sendable {
         case ("cache_scope", 1): spec.scope = try scope(value)
         case ("model", 2): try spec.model.set(parts[1], to: value, origin: "axes")
         case ("hardware", 2): try spec.hardware.set(parts[1], to: value, origin: "axes")
+        case (RuntimeProfile.section, 1): spec.runtime = try RunConfig.profile(named: value, preset: RuntimeProfile.preset)
+        case (RuntimeProfile.section, 2): try spec.runtime.set(parts[1], to: value, origin: "axes")
         case (PrefetchOptions.section, 2): try spec.prefetch.set(parts[1], to: value, origin: "axes")
         case (PrecisionOptions.section, 2): try spec.precision.set(parts[1], to: value, origin: "axes")
         case (ServingOptions.section, 2): try spec.serving.set(parts[1], to: value, origin: "axes")
         default:
             let known = ["budget", "cache_scope"] + ModelProfile.fieldKeys.map { "model.\($0)" }
-                + HardwareProfile.fieldKeys.map { "hardware.\($0)" } + PrefetchOptions.keys.map { "prefetch.\($0)" }
+                + HardwareProfile.fieldKeys.map { "hardware.\($0)" } + ["runtime"]
+                + RuntimeProfile.fieldKeys.map { "runtime.\($0)" } + PrefetchOptions.keys.map { "prefetch.\($0)" }
                 + PrecisionOptions.keys.map { "precision.\($0)" } + ServingOptions.keys.map { "serving.\($0)" }
             throw ConfigError.unknownKey(key: key, origin: "axes", suggestion: closestMatch(key, among: known))
         }
@@ -176,6 +182,13 @@ public struct SweepConfig: Sendable {
         var config = SweepConfig(traces: traces, models: models, hardware: hardware, policies: policies, scope: scope,
                                  prefetch: prefetch, precision: precision, axes: axes)
         config.serving = serving
+        if let n = values["runtime"] {
+            config.runtime = try file.wrap(n) { () throws -> RuntimeProfile in
+                let r = try RunConfig.profile(n, preset: RuntimeProfile.preset, path: path)
+                try r.validate()
+                return r
+            }
+        }
         // Check every axis value now, with the line of its axis, rather than mid-sweep.
         for (k, v) in axesNode {
             let key = try scalar(k, "an axis")

@@ -1,0 +1,135 @@
+import Foundation
+import Testing
+@testable import MoESim
+
+/// Runtime profiles (issue 14, part 1): hand-worked costs, overheads that only ever slow a run down, bad input.
+struct RuntimeTests {
+    /// Pageable buffers at a quarter of the link, half the HBM bandwidth, 4 µs per expert, 3 µs per layer.
+    static let slow = RuntimeProfile(name: "slow", layerOverheadSeconds: 3e-6, expertOverheadSeconds: 4e-6, hbmFraction: 0.5,
+                                     hostBuffer: .pageable, pageableLinkFraction: 0.25)
+
+    /// The tiny model's costs worked by hand (TestSupport: 100,000-parameter experts of 200 kB, 50,000 resident
+    /// parameters per layer; HBM 1e11 B/s, 1e12 FLOP/s, link 1 GB/s + 1 µs, 1 µs launches).
+    @Test func costsAreTheRooflineAtAchievedRatesPlusTheOverheads() {
+        let ideal = CostModel(model: tinyModel(), hardware: tinyHardware())
+        #expect(ideal.expertCompute(tokens: 1) == 3_000)  // max(0.2 µs, 2 µs) + 1 µs
+        #expect(ideal.copy(bytes: 200_000) == 201_000)
+        let slow = CostModel(model: tinyModel(), hardware: tinyHardware(), runtime: Self.slow)
+        #expect(slow.expertCompute(tokens: 1) == 9_000)  // max(0.2 µs, 200 kB / 50 GB/s = 4 µs) + 1 µs + 4 µs
+        #expect(slow.copy(bytes: 200_000) == 801_000)  // 1 µs + 200 kB / 0.25 GB/s
+        #expect(slow.nonExpertCompute(tokens: 1, attention: StepAttention(pairs: 0, kvRead: 0, kvHeld: 0)) == 6_000)  // 2 µs + 1 µs + 3 µs
+        // The predictor is charged to strategies that run one.
+        var predicting = Self.slow
+        predicting.predictorSeconds = 5e-6
+        #expect(CostModel(model: tinyModel(), hardware: tinyHardware(), runtime: predicting, chargesPredictor: true)
+            .nonExpertCompute(tokens: 1, attention: StepAttention(pairs: 0, kvRead: 0, kvHeld: 0)) == 11_000)
+        #expect(CostModel(model: tinyModel(), hardware: tinyHardware(), runtime: predicting, chargesPredictor: false)
+            .nonExpertCompute(tokens: 1, attention: StepAttention(pairs: 0, kvRead: 0, kvHeld: 0)) == 6_000)
+        // 4-bit weights (50 kB experts) dequantised at 4 bytes per weight: 4 × 100,000 / 1e11 = 4 µs per expert,
+        // 2 µs per layer for the 50,000 resident weights; fp16 weights are not dequantised.
+        var int4 = tinyModel()
+        int4.bytesPerParam = 0.5
+        let dequant = RuntimeProfile(name: "dequant", dequantBytesPerWeight: 4)
+        let q = CostModel(model: int4, hardware: tinyHardware(), runtime: dequant)
+        #expect(q.expertCompute(tokens: 1) == 5_500)  // max(0.2 µs, 0.5 µs) + 1 µs + 4 µs
+        #expect(q.nonExpertCompute(tokens: 1, attention: StepAttention(pairs: 0, kvRead: 0, kvHeld: 0)) == 3_250)  // max(0.1, 25 kB / 1e11 = 0.25) + 1 + 2 µs
+        #expect(CostModel(model: tinyModel(), hardware: tinyHardware(), runtime: dequant).expertCompute(tokens: 1) == 3_000)
+    }
+
+    /// One token, two layers, two experts each, on-demand: per layer the gate at 6 µs, two 801 µs copies one after
+    /// the other, then two 9 µs computations: 1,626 µs a layer.
+    @Test func aHandWorkedOnDemandTokenUnderASlowRuntime() throws {
+        let trace = makeTrace([[[0, 1], [2, 3]]], experts: 4, topK: 2)
+        var log = EventLog()
+        let spec = ReplaySpec(model: tinyModel(), hardware: tinyHardware(), policy: .onDemand, budget: .experts(2),
+                              runtime: Self.slow)
+        let r = try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: spec, sink: &log)
+        #expect(r.counters.simNanoseconds == 3_252_000)
+        let ends = log.drain().compactMap { e -> Int64? in if case .layerEnd = e.event { e.time.nanoseconds } else { nil } }
+        #expect(ends == [1_626_000, 3_252_000])
+        let ideal = try replay(trace, model: tinyModel(), policy: .onDemand, budget: .experts(2))
+        #expect(ideal.counters.simNanoseconds == 820_000)  // per layer 2 + 402 + 6 µs
+    }
+
+    static let seeds: [UInt64] = Array(1...12)
+
+    /// Each field moved from its ideal value towards a slower runtime, alone.
+    static let slower: [(String, String, String)] = [
+        ("layer_overhead_s", "0", "2e-5"), ("expert_overhead_s", "0", "2e-5"), ("hbm_fraction", "1", "0.3"),
+        ("flops_fraction", "1", "0.05"), ("dequant_bytes_per_weight", "0", "8"), ("predictor_s", "0", "2e-5"),
+        ("host_buffer", "pinned", "pageable"),
+    ]
+
+    @Test(arguments: seeds)
+    func everyOverheadOnlySlowsARunDown(seed: UInt64) throws {
+        let trace = zipfTrace(seed: seed, layers: 4, experts: 8, topK: 2, tokens: 40)
+        var model = tinyModel(layers: 4, experts: 8, topK: 2)
+        model.bytesPerParam = 1  // int8 weights, so that dequantisation applies
+        for policy in Self.monotonePolicies {
+            for (field, lo, hi) in Self.slower {
+                var fast = RuntimeProfile.ideal, slow = RuntimeProfile.ideal
+                try fast.set(field, to: lo, origin: "test")
+                try slow.set(field, to: hi, origin: "test")
+                let a = try run(trace, model, policy, fast), b = try run(trace, model, policy, slow)
+                #expect(b.simNanoseconds >= a.simNanoseconds, "\(policy) \(field) seed \(seed)")
+                #expect(b.hits == a.hits && b.bytesH2D == a.bytesH2D, "\(policy) \(field) seed \(seed): timing only")
+            }
+            // Pageable buffers, slower as their share of the link falls, never beat pinned ones.
+            var previous = try run(trace, model, policy, .ideal).simNanoseconds
+            for share in ["1", "0.5", "0.33", "0.1"] {
+                var pageable = RuntimeProfile.ideal
+                pageable.hostBuffer = .pageable
+                try pageable.set("pageable_link_fraction", to: share, origin: "test")
+                let t = try run(trace, model, policy, pageable).simNanoseconds
+                #expect(t >= previous, "\(policy) pageable at \(share) seed \(seed)")
+                previous = t
+            }
+        }
+    }
+
+    /// The strategies whose decisions do not depend on time, so that a slower runtime changes only when things
+    /// happen (the timing-driven ones, prefetchers and cpu-fallback, can trade a wait for a different decision).
+    static let monotonePolicies: [PolicyKind] = [.onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .skip,
+                                                 .mixedPrecision, .mixedSkip]
+
+    func run(_ trace: RoutingTrace, _ model: ModelProfile, _ policy: PolicyKind, _ runtime: RuntimeProfile) throws -> ReplayCounters {
+        let spec = ReplaySpec(model: model, hardware: tinyHardware(), policy: policy, budget: .experts(10), runtime: runtime)
+        return try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: spec).counters
+    }
+
+    @Test func badRuntimeInputIsRefusedNamingFileLineAndField() throws {
+        let dir = temporaryDirectory()
+        func fails(_ yaml: String, _ fragments: [String]) {
+            let path = dir + "/rt.yaml"
+            try! yaml.write(toFile: path, atomically: true, encoding: .utf8)
+            do {
+                _ = try RunConfig.profileFile(path, preset: RuntimeProfile.preset)
+                Issue.record("accepted: \(yaml)")
+            } catch {
+                let text = "\(error)"
+                for f in fragments { #expect(text.contains(f), "\(text) lacks \(f)") }
+            }
+        }
+        fails("preset: ideal\nlayer_overhead_s: -1e-6\n", ["rt.yaml:2", "runtime.layer_overhead_s", "-1e-6"])
+        fails("preset: ideal\nhbm_fraction: fast\n", ["rt.yaml:2", "runtime.hbm_fraction"])
+        fails("preset: pytorch-eager\n\nflops_fraction: 1.5\n", ["rt.yaml:3", "runtime.flops_fraction"])
+        fails("preset: ideal\nhost_buffer: mapped\n", ["rt.yaml:2", "pinned or pageable"])
+        fails("preset: ideal\nlayer_overhead: 1e-6\n", ["rt.yaml:2", "runtime.layer_overhead", "layer_overhead_s"])
+        fails("preset: pytorch-eagre\n", ["unknown runtime preset 'pytorch-eagre'", "pytorch-eager"])
+        // A run config names the file and line too.
+        let config = dir + "/run.yaml"
+        try "trace: t.jsonl\nmodel: mixtral-8x7b\nhardware: a100-80gb-pcie\nruntime: {preset: ideal, hbm_fraction: 0}\nbudget: 25%\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        #expect { try RunConfig.load(config) } throws: { "\($0)".contains("run.yaml:4") && "\($0)".contains("runtime.hbm_fraction") }
+    }
+
+    /// Every preset is valid, and `ideal` changes nothing: the golden tests' runtime.
+    @Test func presetsAreValidAndIdealIsTheRoofline() throws {
+        for p in RuntimeProfile.presets { try p.validate() }
+        #expect(Set(RuntimeProfile.presets.map(\.name)).isSuperset(of: ["ideal", "pytorch-eager", "cuda-graph", "llama.cpp"]))
+        let ideal = try RuntimeProfile.preset("ideal")
+        #expect(ideal.layerOverheadSeconds == 0 && ideal.expertOverheadSeconds == 0 && ideal.hbmFraction == 1
+                && ideal.flopsFraction == 1 && ideal.hostBuffer == .pinned && ideal.dequantBytesPerWeight == 0
+                && ideal.predictorSeconds == 0)
+    }
+}
