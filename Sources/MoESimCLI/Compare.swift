@@ -37,6 +37,8 @@ struct Compare: ParsableCommand {
 
     @OptionGroup(title: "Serving") var serving: ServingArguments
 
+    @OptionGroup var placement: PlacementArguments
+
     @OptionGroup var numerics: NumericsArguments
 
     @OptionGroup var overrides: OverrideOptions
@@ -58,6 +60,10 @@ struct Compare: ParsableCommand {
         cfg.prefetch = try prefetch.options(base: cfg.prefetch)
         cfg.precision = try precision.options(base: cfg.precision)
         cfg.serving = try serving.options(base: cfg.serving)
+        cfg.placement = try placement.options(base: cfg.placement)
+        if numerics.numerics, let learner = cfg.policies.first(where: \.learnsPlacement) {
+            throw ValidationError("--numerics replays the whole trace: \(learner.rawValue), which learns on a training part, cannot run with it; drop it from the policies")
+        }
         if cfg.serving.scheduler != .sequential && numerics.numerics {
             throw ValidationError("--numerics replays batch 1 in the trace's order: it cannot be combined with a serving scheduler")
         }
@@ -76,14 +82,13 @@ struct Compare: ParsableCommand {
         for b in budgetList {
             var group: [ReplayResult] = []
             for policy in cfg.policies {
-                let spec = ReplaySpec(model: cfg.model, hardware: cfg.hardware, policy: policy, scope: cfg.scope,
+                var spec = ReplaySpec(model: cfg.model, hardware: cfg.hardware, policy: policy, scope: cfg.scope,
                                       budget: b, prefetch: cfg.prefetch, precision: cfg.precision, serving: cfg.serving,
                                       runtime: cfg.runtime)
+                spec.placement = cfg.placement
                 group.append(numerics.numerics
                              ? try NumericsRun.replay(trace: routing, plan: plan, spec: spec, options: numerics.options)
-                             : spec.serving.scheduler == .sequential
-                             ? try Replayer.run(plan: plan, traceName: routing.name, spec: spec)
-                             : try Replayer.serve(trace: routing, plan: plan, spec: spec).result)
+                             : try Replayer.replay(trace: routing, plan: plan, spec: spec))
             }
             print(table(group))
             results += group

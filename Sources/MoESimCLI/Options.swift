@@ -106,6 +106,27 @@ struct PrecisionArguments: ParsableArguments {
     }
 }
 
+/// `--train-split`, `--cpu-layers`, `--rest`: settings of the static placement strategies.
+struct PlacementArguments: ParsableArguments {
+    @Option(help: "static-frequency: share of the sequences, in order, whose routing picks the pinned experts; measured on the rest; in (0, 1) (default 0.5).")
+    var trainSplit: Double?
+
+    @Option(help: "n-cpu-moe: layers whose experts run on the host CPU, or auto: the fewest that let the other layers' experts fit in the budget (default auto).")
+    var cpuLayers: String?
+
+    @Option(help: "static-frequency, n-cpu-moe: a miss of an expert not placed is copied on demand (demand) or computed on the host CPU (cpu) (default demand).")
+    var rest: String?
+
+    func options(base: PlacementOptions) throws -> PlacementOptions {
+        var o = base
+        if let trainSplit { try o.set("train_split", to: "\(trainSplit)", origin: "--train-split") }
+        if let cpuLayers { try o.set("cpu_layers", to: cpuLayers, origin: "--cpu-layers") }
+        if let rest { try o.set("rest", to: rest, origin: "--rest") }
+        try o.validate()
+        return o
+    }
+}
+
 /// `--numerics`, `--numerics-scale`, `--numerics-seed`: real expert outputs with OpenBLAS.
 struct NumericsArguments: ParsableArguments {
     @Flag(help: "Also compute every layer's real MoE output (OpenBLAS) with the precision the strategy chose and the fp32 reference; fills output_rel_error_mean, output_rel_error_p99, output_cosine_min.")

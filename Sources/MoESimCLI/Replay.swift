@@ -38,6 +38,8 @@ struct Replay: ParsableCommand {
 
     @OptionGroup(title: "Serving") var serving: ServingArguments
 
+    @OptionGroup var placement: PlacementArguments
+
     @Option(help: "With a serving scheduler: write every request's arrival, first token, finish and latencies to this CSV.")
     var requestsCsv: String?
 
@@ -89,10 +91,21 @@ struct Replay: ParsableCommand {
         var hardwareProfile = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset)
         var runtimeProfile = try RunConfig.profile(named: runtime, preset: RuntimeProfile.preset)
         try overrides.apply(model: &modelProfile, hardware: &hardwareProfile, runtime: &runtimeProfile)
-        let spec = ReplaySpec(model: modelProfile, hardware: hardwareProfile, policy: policy, scope: scope,
+        var spec = ReplaySpec(model: modelProfile, hardware: hardwareProfile, policy: policy, scope: scope,
                               budget: try Budget.parse(budget), prefetch: try prefetch.options(base: PrefetchOptions()),
                               precision: try precision.options(base: PrecisionOptions()),
                               serving: try serving.options(base: ServingOptions()), runtime: runtimeProfile)
+        spec.placement = try placement.options(base: PlacementOptions())
+        if policy.learnsPlacement && (stream || numerics.numerics || timeline != nil || perLayer != nil || perToken != nil
+                                      || requestsCsv != nil) {
+            throw ValidationError("\(policy.rawValue) learns on a training part and is measured on the rest: it cannot be combined with --stream, --numerics, --timeline, --per-layer, --per-token or --requests-csv")
+        }
+        if spec.serving.scheduler != .sequential && policy.learnsPlacement, let routing = loaded {
+            let result = try Replayer.replay(trace: routing, plan: StepPlan(routing), spec: spec)
+            print(summary(result))
+            try appendRow(result)
+            return
+        }
         if spec.serving.scheduler != .sequential {
             if stream || numerics.numerics || timeline != nil || perLayer != nil || perToken != nil {
                 throw ValidationError("a serving scheduler replays the whole trace without event views: it cannot be combined with --stream, --numerics, --timeline, --per-layer or --per-token")
@@ -124,7 +137,7 @@ struct Replay: ParsableCommand {
                 print("wrote \(numericsCsv)")
             }
         } else {
-            result = try Replayer.run(plan: plan, traceName: routing.name, spec: spec)
+            result = try Replayer.replay(trace: routing, plan: plan, spec: spec)
         }
         print(summary(result))
         if timeline != nil || perLayer != nil || perToken != nil {
@@ -184,7 +197,13 @@ struct Replay: ParsableCommand {
               copied \(formatBytes(c.bytesH2D)); GPU stalled \(Human.seconds(r.stallSeconds)); \
             link busy \(Human.percent(r.linkBusyFraction)); peak expert memory \(formatBytes(c.peakExpertBytes)), \
             KV cache \(formatBytes(r.peakKVBytes))
-            """ + fallbackLine(r) + numericsLine(r) + servingLine(r)
+            """ + fallbackLine(r) + numericsLine(r) + servingLine(r) + trainLine(r)
+    }
+
+    func trainLine(_ r: ReplayResult) -> String {
+        guard let t = r.trainPart else { return "" }
+        return "\n  placement learnt on the first \(Human.percent(t.share)) of the sequences (\(t.tokens) tokens: hit rate "
+            + "\(Human.percent(t.hitRate)), \(Human.rate(t.tokensPerSecond)) tokens/s there); the figures above are the other \(r.tokens) tokens"
     }
 
     func servingLine(_ r: ReplayResult) -> String {
@@ -211,8 +230,11 @@ struct Replay: ParsableCommand {
             "\n  skipped \(r.counters.skippedExperts) missed experts (gate weight below \(r.spec.precision.skipThreshold))"
         case .mixedSkip:
             "\n  skipped \(r.counters.skippedExperts) missed experts (gate weight below \(r.spec.precision.skipThreshold)); low precision (int\(r.spec.precision.lowBits)): \(Human.percent(r.lowPrecisionShare)) of gate weight; saved \(formatBytes(r.counters.bytesSaved))"
-        case .cpuFallback:
+        case .cpuFallback, .staticFrequency:
             "\n  CPU computed \(r.counters.cpuExperts) experts in \(Human.seconds(r.cpuSeconds)); saved \(formatBytes(r.counters.bytesSaved))"
+        case .nCpuMoe:
+            "\n  experts of the first \(r.spec.placement.cpuLayers(model: r.spec.model, budgetBytes: r.budgetBytes)) layers on the CPU: "
+                + "\(r.counters.cpuExperts) computed there in \(Human.seconds(r.cpuSeconds))"
         case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .prefetchAll, .pregated, .crossLayerGate,
              .affinity, .oraclePrefetch: ""
         }

@@ -45,4 +45,105 @@ struct BaselineTests {
         let p = r.counters.prefetch
         #expect(p.late == 1 && p.wasted == 3 && p.cancelled == 3 && p.issued == 7, "\(p)")
     }
+
+    static let seeds: [UInt64] = Array(1...10)
+
+    func spec(_ policy: PolicyKind, model: ModelProfile, budget: Budget, rest: PlacementOptions.Rest = .demand,
+              trainSplit: Double = 0.5, cpuLayers: Int? = nil) -> ReplaySpec {
+        var spec = ReplaySpec(model: model, hardware: tinyHardware(), policy: policy, budget: budget)
+        spec.placement.rest = rest
+        spec.placement.trainSplit = trainSplit
+        spec.placement.cpuLayers = cpuLayers
+        return spec
+    }
+
+    /// With every expert's room and misses on the CPU, the test part's hits are exactly its accesses to experts the
+    /// training part used (counted here from the split's tokens, not by the replay): nothing counted only in the test
+    /// part is ever placed.
+    @Test(arguments: seeds)
+    func staticFrequencyPlacesOnlyWhatTheTrainingPartUsed(seed: UInt64) throws {
+        // Many experts and few tokens, so that the test part routes to experts the training part never saw.
+        let trace = zipfTrace(seed: seed, layers: 3, experts: 64, topK: 2, tokens: 40, skew: 0, sequences: 4)
+        let model = tinyModel(layers: 3, experts: 64, topK: 2)
+        for share in [0.25, 0.5, 0.75] {
+            let (train, test) = try trace.split(trainShare: share)
+            var used = Set<Int>()
+            for t in 0..<train.tokenCount {
+                for l in 0..<3 { for id in train.expertIDs(token: t, layer: l) ?? [] { used.insert(l * 64 + Int(id)) } }
+            }
+            let testPlan = StepPlan(test)
+            let expectedHits = testPlan.accessExpert.filter { used.contains(Int($0)) }.count
+            #expect(expectedHits < testPlan.accesses)  // the case this test is about
+            let r = try Replayer.replay(trace: trace, plan: StepPlan(trace), spec: spec(.staticFrequency, model: model,
+                                                                                       budget: .share(1), rest: .cpu, trainSplit: share))
+            #expect(r.tokens == test.tokenCount && r.trainPart?.tokens == train.tokenCount)
+            #expect(r.counters.hits == expectedHits, "seed \(seed) share \(share)")
+            #expect(r.counters.cpuExperts == testPlan.accesses - expectedHits && r.counters.bytesH2D == 0)
+            #expect(r.trainPart?.hitRate == 1.0)  // in-sample, every expert used was placed
+        }
+    }
+
+    /// A hand-made split: the first sequence uses experts 0 and 1, the second 2 and 3. Learnt on the first, the
+    /// placement holds nothing the second needs.
+    @Test func aHotSetLearntOnOneWorkloadMissesAnother() throws {
+        let trace = makeTrace([[[0], [1]], [[1], [0]], [[2], [3]], [[3], [2]]], experts: 4, topK: 1, seqs: [0, 0, 1, 1])
+        let r = try Replayer.replay(trace: trace, plan: StepPlan(trace), spec: spec(.staticFrequency, model: tinyModel(experts: 4, topK: 1),
+                                                                                   budget: .experts(8), rest: .cpu))
+        // Room for all eight experts, yet only the four the first sequence used are placed.
+        #expect(r.counters.hits == 0 && r.counters.cpuExperts == 4)
+        #expect(r.trainPart?.hitRate == 1.0 && r.trainPart?.share == 0.5)
+    }
+
+    @Test func trainSplitOutsideZeroOneIsRefused() throws {
+        var p = PlacementOptions()
+        for bad in ["0", "1", "1.5", "-0.2", "half"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try p.set("train_split", to: bad, origin: "--train-split") }
+        }
+        try p.set("train_split", to: "0.3", origin: "test")
+        #expect(p.trainSplit == 0.3)
+        #expect(throws: ConfigError.self) { try p.set("rest", to: "gpu", origin: "test") }
+        // A trace of one sequence cannot be split.
+        let one = makeTrace([[[0], [1]]], experts: 4, topK: 1)
+        #expect(throws: ConfigError.self) {
+            try Replayer.replay(trace: one, plan: StepPlan(one), spec: spec(.staticFrequency, model: tinyModel(experts: 4, topK: 1),
+                                                                             budget: .experts(2)))
+        }
+    }
+
+    /// The placed experts never leave, whatever the misses copied in on demand do.
+    @Test(arguments: seeds)
+    func placedExpertsAreNeverEvicted(seed: UInt64) throws {
+        let trace = zipfTrace(seed: seed, layers: 3, experts: 16, topK: 2, tokens: 60, skew: 0.5)
+        let model = tinyModel(layers: 3, experts: 16, topK: 2)
+        for policy in [PolicyKind.staticFrequency, .nCpuMoe] {
+            var log = EventLog()
+            _ = try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: spec(policy, model: model, budget: .experts(12), cpuLayers: 1),
+                                 sink: &log)
+            let events = log.drain()
+            let placed = Set(events.compactMap { e -> Int? in if case let .preload(x) = e.event { x } else { nil } })
+            let evicted = Set(events.compactMap { e -> Int? in if case let .evict(x) = e.event { x } else { nil } })
+            #expect(!placed.isEmpty && placed.isDisjoint(with: evicted), "\(policy) seed \(seed)")
+        }
+    }
+
+    /// llama.cpp's split: with room for two of four layers, the first two layers' experts run on the CPU and the
+    /// last two's are all on the GPU; counts from the plan, by layer.
+    @Test(arguments: seeds)
+    func nCpuMoeRunsTheFirstLayersOnTheCPU(seed: UInt64) throws {
+        let trace = zipfTrace(seed: seed, layers: 4, experts: 8, topK: 2, tokens: 40)
+        let model = tinyModel(layers: 4, experts: 8, topK: 2)
+        let plan = StepPlan(trace)
+        func accesses(inLayers layers: Range<Int>) -> Int { plan.accessExpert.filter { layers.contains(Int($0) / 8) }.count }
+        let auto = try Replayer.replay(trace: trace, plan: plan, spec: spec(.nCpuMoe, model: model, budget: .experts(16)))
+        #expect(auto.counters.cpuExperts == accesses(inLayers: 0..<2) && auto.counters.hits == accesses(inLayers: 2..<4))
+        #expect(auto.counters.bytesH2D == 0)
+        #expect(Metric.cpuLayers.cell(auto) == "2")
+        let three = try Replayer.replay(trace: trace, plan: plan, spec: spec(.nCpuMoe, model: model, budget: .experts(16), cpuLayers: 3))
+        #expect(three.counters.cpuExperts == accesses(inLayers: 0..<3) && three.counters.hits == accesses(inLayers: 3..<4))
+        // Too small a budget for the GPU layers: the rest is copied on demand through the room left.
+        let tight = try Replayer.replay(trace: trace, plan: plan, spec: spec(.nCpuMoe, model: model, budget: .experts(6), cpuLayers: 2))
+        #expect(tight.counters.cpuExperts == accesses(inLayers: 0..<2) && tight.counters.bytesH2D > 0)
+        let onCPU = try Replayer.replay(trace: trace, plan: plan, spec: spec(.nCpuMoe, model: model, budget: .experts(6), rest: .cpu, cpuLayers: 2))
+        #expect(onCPU.counters.bytesH2D == 0 && onCPU.counters.hits + onCPU.counters.cpuExperts == plan.accesses)
+    }
 }

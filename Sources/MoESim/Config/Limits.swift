@@ -91,6 +91,11 @@ public enum Limits {
     public static let lowBits = [2, 4, 8]
     public static let groupSize = 1...(1 << 20)
 
+    // MARK: Placement
+    /// `placement.train_split`, further checked to be strictly inside (0, 1).
+    public static let trainSplit = 0.0...1
+    public static let cpuLayers = 0...(1 << 16)
+
     // MARK: Serving
     /// Requests batched at once (`serving.batch`, `serving.max_seqs`, closed-loop users).
     public static let batch = 1...4096

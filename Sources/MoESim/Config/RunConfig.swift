@@ -26,8 +26,9 @@ public struct RunConfig: Sendable {
     public var prefetch = PrefetchOptions()
     public var precision = PrecisionOptions()
     public var serving = ServingOptions()
+    public var placement = PlacementOptions()
 
-    static let keys = ["trace", "model", "hardware", "runtime", "budget", "cache_scope", "policies", "prefetch", "precision", "serving", "output"]
+    static let keys = ["trace", "model", "hardware", "runtime", "budget", "cache_scope", "policies", "prefetch", "precision", "placement", "serving", "output"]
 
     public init(tracePath: String, model: ModelProfile, hardware: HardwareProfile, budget: Budget,
                 scope: CacheScope = .global, policies: [PolicyKind] = PolicyKind.allCases, outputPath: String? = nil) {
@@ -79,6 +80,7 @@ public struct RunConfig: Sendable {
         if let n = values["prefetch"] { config.prefetch = try file.options(n) }
         if let n = values["precision"] { config.precision = try file.options(n) }
         if let n = values["serving"] { config.serving = try file.options(n) }
+        if let n = values["placement"] { config.placement = try file.options(n) }
         return config
     }
 

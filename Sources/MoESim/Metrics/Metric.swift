@@ -67,6 +67,12 @@ public enum Metric: String, CaseIterable, Sendable {
     case skipThreshold = "skip_threshold"
     case skippedExperts = "skipped_experts"
     case runtime
+    case cpuLayers = "cpu_layers"
+    case placementRest = "placement_rest"
+    case trainSplit = "train_split"
+    case trainTokens = "train_tokens"
+    case trainHitRate = "train_hit_rate"
+    case trainTokensPerSecond = "train_tokens_per_s"
 
     public static var header: [String] { allCases.map(\.rawValue) }
 
@@ -77,6 +83,12 @@ public enum Metric: String, CaseIterable, Sendable {
         case .model: r.spec.model.name
         case .hardware: r.spec.hardware.name
         case .runtime: r.spec.runtime.name
+        case .cpuLayers: r.spec.policy == .nCpuMoe ? "\(r.spec.placement.cpuLayers(model: r.spec.model, budgetBytes: r.budgetBytes))" : ""
+        case .placementRest: r.spec.policy.placesStatically ? r.spec.placement.rest.rawValue : ""
+        case .trainSplit: r.trainPart.map { format($0.share) } ?? ""
+        case .trainTokens: r.trainPart.map { "\($0.tokens)" } ?? ""
+        case .trainHitRate: format(r.trainPart?.hitRate)
+        case .trainTokensPerSecond: format(r.trainPart?.tokensPerSecond)
         case .policy: r.spec.policy.rawValue
         case .cacheScope: r.spec.policy.supportsPerLayerScope ? r.spec.scope.rawValue : "none"
         case .eviction: r.spec.policy.eviction(r.spec.prefetch)

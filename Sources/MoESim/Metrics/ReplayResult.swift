@@ -15,6 +15,9 @@ public struct ReplayResult: Sendable {
     public var numerics: NumericsSummary?
     /// Request latencies and throughput, when the run served requests (a scheduler other than `sequential`).
     public var serving: ServingSummary?
+    /// For a placement learnt on a training part (`static-frequency`): that part, replayed with the same placement;
+    /// this result is the rest.
+    public var trainPart: TrainPart?
 
     init(traceName: String, spec: ReplaySpec, budgetBytes: Int, plan: StepPlan, counters: ReplayCounters) {
         self.init(traceName: traceName, spec: spec, budgetBytes: budgetBytes, totals: TraceTotals(plan), counters: counters)
@@ -100,4 +103,12 @@ func nearestRankPercentile<T: Comparable>(_ values: [T], _ p: Double) -> T? {
     guard !values.isEmpty else { return nil }
     let sorted = values.sorted()
     return sorted[max(1, Int((p * Double(sorted.count)).rounded(.up))) - 1]
+}
+
+/// The training part of a split replay: its share of the sequences, and how the placement it taught did on it.
+public struct TrainPart: Sendable, Equatable {
+    public let share: Double
+    public let tokens: Int
+    public let hitRate: Double?
+    public let tokensPerSecond: Double?
 }

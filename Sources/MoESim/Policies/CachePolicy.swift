@@ -10,6 +10,8 @@
 public protocol CachePolicy {
     /// Called when `expert` is admitted, at access `at`.
     mutating func didInsert(_ expert: Int32, at access: Int)
+    /// Called when a `Placement` puts `expert` on the GPU before the first step (default: `didInsert` at access 0).
+    mutating func didPlace(_ expert: Int32)
     /// Called when access `at` hits `expert`.
     mutating func didAccess(_ expert: Int32, at access: Int)
     /// Called when `expert` leaves memory.
@@ -28,6 +30,7 @@ extension CachePolicy {
     public static var releasesAfterLayer: Bool { false }
     public static var computesAfterAllCopies: Bool { false }
     public mutating func didAccess(_ expert: Int32, at access: Int) {}
+    public mutating func didPlace(_ expert: Int32) { didInsert(expert, at: 0) }
 }
 
 /// The experts that may not be evicted now: those of the layer being computed (SIMULATION.md, pinning) and those

@@ -18,6 +18,8 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     case cpuFallback = "cpu-fallback"
     case skip
     case mixedSkip = "mixed-skip"
+    case staticFrequency = "static-frequency"
+    case nCpuMoe = "n-cpu-moe"
 
     /// One line for `--help` and reports.
     public var summary: String {
@@ -38,6 +40,8 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         case .cpuFallback: "popular experts placed on the GPU; a miss runs on the host CPU when that is sooner (Fiddler)"
         case .skip: "LRU cache; misses of low-gate-weight experts are not computed (expert skipping: HOBBIT, AdapMoE)"
         case .mixedSkip: "LRU cache; misses below skip_threshold skipped, below threshold copied in low precision (HOBBIT)"
+        case .staticFrequency: "the experts most used in a training part of the trace pinned on the GPU, measured on the rest; misses on demand or on the CPU"
+        case .nCpuMoe: "the experts of the first N layers computed on the host CPU, the other layers' on the GPU (llama.cpp --n-cpu-moe)"
         }
     }
 
@@ -47,7 +51,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .onDemand, .allResident: false
         case .lru, .fifo, .lfu, .arc, .belady, .prefetchAll, .pregated, .crossLayerGate, .affinity, .oraclePrefetch,
-             .mixedPrecision, .cpuFallback, .skip, .mixedSkip: true
+             .mixedPrecision, .cpuFallback, .skip, .mixedSkip, .staticFrequency, .nCpuMoe: true
         }
     }
 
@@ -55,7 +59,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     public func eviction(_ options: PrefetchOptions) -> String {
         switch self {
         case .onDemand, .allResident: "none"
-        case .lru, .mixedPrecision, .cpuFallback, .skip, .mixedSkip: "lru"
+        case .lru, .mixedPrecision, .cpuFallback, .skip, .mixedSkip, .staticFrequency, .nCpuMoe: "lru"
         case .fifo: "fifo"
         case .lfu: "lfu"
         case .arc: "arc"
@@ -69,7 +73,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .prefetchAll, .pregated, .crossLayerGate, .affinity, .oraclePrefetch: true
         case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .mixedPrecision, .cpuFallback, .skip,
-             .mixedSkip: false
+             .mixedSkip, .staticFrequency, .nCpuMoe: false
         }
     }
 
@@ -79,7 +83,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .belady, .oraclePrefetch: true
         case .onDemand, .lru, .fifo, .lfu, .arc, .allResident, .prefetchAll, .pregated, .crossLayerGate, .affinity,
-             .mixedPrecision, .cpuFallback, .skip, .mixedSkip: false
+             .mixedPrecision, .cpuFallback, .skip, .mixedSkip, .staticFrequency, .nCpuMoe: false
         }
     }
 
@@ -88,7 +92,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .mixedPrecision, .skip, .mixedSkip: true
         case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .prefetchAll, .pregated, .crossLayerGate,
-             .affinity, .oraclePrefetch, .cpuFallback: false
+             .affinity, .oraclePrefetch, .cpuFallback, .staticFrequency, .nCpuMoe: false
         }
     }
 
@@ -96,6 +100,11 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     /// be skipped (`precision.skip_threshold` applies).
     public var copiesLowPrecision: Bool { self == .mixedPrecision || self == .mixedSkip }
     public var skips: Bool { self == .skip || self == .mixedSkip }
+
+    /// Whether the strategy learns its placement from a training part of the trace and is measured on the rest.
+    public var learnsPlacement: Bool { self == .staticFrequency }
+    /// Whether `placement.rest` applies (what a miss of an expert not placed becomes).
+    public var placesStatically: Bool { self == .staticFrequency || self == .nCpuMoe }
 
     /// Whether `lookahead` changes what the strategy does.
     public var usesLookahead: Bool { self == .oraclePrefetch }
@@ -106,7 +115,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .pregated, .crossLayerGate, .affinity: true
         case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .prefetchAll, .oraclePrefetch, .mixedPrecision,
-             .cpuFallback, .skip, .mixedSkip: false
+             .cpuFallback, .skip, .mixedSkip, .staticFrequency, .nCpuMoe: false
         }
     }
 

@@ -46,7 +46,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     public func place(_ experts: [Int32]) {
         for e in experts {
             core!.memory.admit(e, bytes: core!.cost.expertBytes)
-            core!.policy.didInsert(e, at: 0)
+            core!.policy.didPlace(e)
             if Sink.isEnabled { core!.sink.record(.preload(expert: Int(e)), at: 0) }
         }
     }

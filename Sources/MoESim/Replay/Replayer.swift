@@ -11,6 +11,8 @@ public struct ReplaySpec: Sendable, Equatable {
     public var precision: PrecisionOptions
     /// Arrivals and batching; the default is sequential batch-1 replay.
     public var serving: ServingOptions
+    /// The static placement strategies' settings (`static-frequency`, `n-cpu-moe`).
+    public var placement = PlacementOptions()
 
     public init(model: ModelProfile, hardware: HardwareProfile, policy: PolicyKind, scope: CacheScope = .global,
                 budget: Budget, prefetch: PrefetchOptions = PrefetchOptions(), precision: PrecisionOptions = PrecisionOptions(),
@@ -44,9 +46,15 @@ public enum Replayer {
     /// The same, reporting every event to `sink` (scenario tests, timelines).
     public static func run<Sink: EventSink>(plan: StepPlan, traceName: String, spec: ReplaySpec,
                                             sink: inout Sink, recordPrecision: Bool = false) throws -> ReplayResult {
+        try run(plan: plan, traceName: traceName, spec: spec, sink: &sink, recordPrecision: recordPrecision, placementUses: nil)
+    }
+
+    /// `placementUses`: the expert counts a placement learns from (nil: the plan's own).
+    static func run<Sink: EventSink>(plan: StepPlan, traceName: String, spec: ReplaySpec, sink: inout Sink,
+                                     recordPrecision: Bool, placementUses: [Int]?) throws -> ReplayResult {
         let layout = try BudgetLayout(plan: plan, spec: spec)
         let replayed = try replay(first: plan, next: { nil }, layout: layout, spec: spec, sink: &sink,
-                                  expertUses: { expertUses(plan) }, recordPrecision: recordPrecision)
+                                  expertUses: { placementUses ?? expertUses(plan) }, recordPrecision: recordPrecision)
         var result = ReplayResult(traceName: traceName, spec: spec, budgetBytes: layout.budgetBytes, plan: plan,
                                   counters: replayed.counters)
         result.precisionLog = replayed.precisionLog
@@ -62,9 +70,9 @@ public enum Replayer {
         return try serve(trace: trace, plan: plan, spec: spec, sink: &sink)
     }
 
-    /// The same, reporting every event to `sink` (scenario tests).
+    /// The same, reporting every event to `sink` (scenario tests); `placementUses` as for `run`.
     public static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec,
-                                              sink: inout Sink) throws -> (result: ReplayResult, log: ServingLog) {
+                                              sink: inout Sink, placementUses: [Int]? = nil) throws -> (result: ReplayResult, log: ServingLog) {
         let layout = try BudgetLayout(plan: plan, spec: spec)
         if spec.policy.readsGateWeights && !trace.hasWeights {
             throw ConfigError.invalidValue(field: "policy", value: spec.policy.rawValue,
@@ -75,9 +83,11 @@ public enum Replayer {
             var first = spec
             first.policy = .lru
             var none = NoEvents()
-            order = try serve(trace: trace, plan: plan, spec: first, layout: layout, sink: &none, fixedOrder: nil).scheduler.steps
+            order = try serve(trace: trace, plan: plan, spec: first, layout: layout, sink: &none, fixedOrder: nil,
+                              placementUses: placementUses).scheduler.steps
         }
-        let served = try serve(trace: trace, plan: plan, spec: spec, layout: layout, sink: &sink, fixedOrder: order)
+        let served = try serve(trace: trace, plan: plan, spec: spec, layout: layout, sink: &sink, fixedOrder: order,
+                               placementUses: placementUses)
         let log = served.scheduler.log, steps = served.scheduler.steps
         var totals = TraceTotals(plan)
         totals.steps = steps.count
@@ -89,15 +99,41 @@ public enum Replayer {
 
     /// One pass of a served run (the layout is the served strategy's, which the `lru` first pass shares).
     private static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec, layout: BudgetLayout,
-                                               sink: inout Sink, fixedOrder: [ServingScheduler.Step]?) throws -> (scheduler: ServingScheduler, counters: ReplayCounters) {
+                                               sink: inout Sink, fixedOrder: [ServingScheduler.Step]?,
+                                               placementUses: [Int]?) throws -> (scheduler: ServingScheduler, counters: ReplayCounters) {
         let perToken = spec.model.kvBytesPerToken
         let room = perToken > 0 ? layout.kvRoomBytes / perToken : .infinity
         let scheduler = try ServingScheduler(trace: trace, options: spec.serving, weights: spec.policy.readsGateWeights,
                                              kvRoomTokens: room < 9e18 ? Int64(room) : .max, fixedOrder: fixedOrder)
         var source = scheduler
         let counters = try replay(source: &source, context: scheduler.fixedPlan ?? plan, layout: layout, spec: spec,
-                                  sink: &sink, expertUses: { expertUses(plan) }, recordPrecision: false).counters
+                                  sink: &sink, expertUses: { placementUses ?? expertUses(plan) }, recordPrecision: false).counters
         return (scheduler, counters)
+    }
+
+    /// A whole trace under `spec`, as the CLI and sweeps replay it: batch 1 in the trace's order, or served by a
+    /// batching scheduler (`plan` is the trace's sequential plan). A strategy that learns its placement
+    /// (`static-frequency`) learns it on the first `placement.train_split` of the sequences and is measured on the
+    /// rest; the same placement on the training part is kept beside (`ReplayResult.trainPart`).
+    public static func replay(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec) throws -> ReplayResult {
+        func whole(_ trace: RoutingTrace, _ plan: StepPlan, uses: [Int]?) throws -> ReplayResult {
+            if spec.serving.scheduler != .sequential {
+                var sink = NoEvents()
+                return try serve(trace: trace, plan: plan, spec: spec, sink: &sink, placementUses: uses).result
+            }
+            var sink = NoEvents()
+            return try run(plan: plan, traceName: trace.name, spec: spec, sink: &sink, recordPrecision: false, placementUses: uses)
+        }
+        guard spec.policy.learnsPlacement else { return try whole(trace, plan, uses: nil) }
+        try spec.placement.validate()
+        let (train, test) = try trace.split(trainShare: spec.placement.trainSplit)
+        let trainPlan = StepPlan(train)
+        let uses = expertUses(trainPlan)
+        var result = try whole(test, StepPlan(test), uses: uses)
+        let inSample = try whole(train, trainPlan, uses: uses)
+        result.trainPart = TrainPart(share: spec.placement.trainSplit, tokens: inSample.tokens, hitRate: inSample.hitRate,
+                                     tokensPerSecond: inSample.tokensPerSecond)
+        return result
     }
 
     /// Replays a `.jsonl` or `.jsonl.gz` trace in chunks of about `chunkTokens` tokens (whole steps), so that memory
@@ -236,6 +272,7 @@ struct BudgetLayout {
         try model.validate()
         try spec.hardware.validate()
         try spec.runtime.validate()
+        try spec.placement.validate()
         try spec.prefetch.validate()
         try spec.precision.validate()
         if layers != model.layers {

@@ -1,12 +1,17 @@
 /// Fiddler's placement (arXiv 2402.07033): the experts the trace routes to most often (ties: lower id), as many as
 /// each partition holds. Fiddler profiles popularity offline; using the replayed trace itself is the optimistic
 /// stand-in (docs/policies.md).
+///
+/// `static-frequency` places the same way from the counts of a training part, leaving `reserveBytes` of each
+/// partition free for the copies of the experts it did not place.
 public struct PopularExperts: Placement {
-    public init() {}
+    let reserveBytes: Int
+
+    public init(reserveBytes: Int = 0) { self.reserveBytes = reserveBytes }
 
     public func place(_ budget: PlacementBudget) -> [Int32] {
         let uses = budget.uses()
-        var room = budget.capacities
+        var room = budget.capacities.map { max(0, $0 - reserveBytes) }
         var placed: [Int32] = []
         for e in uses.indices.sorted(by: { (uses[$0], $1) > (uses[$1], $0) }) where uses[e] > 0 {
             let p = Int(budget.partitionOf[e])

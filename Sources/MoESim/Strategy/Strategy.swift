@@ -32,6 +32,15 @@ extension PolicyKind {
             try runner.run(LRUPolicy(cache: c.cache), NoPrefetch(),
                            SkipBelow(threshold: Float(c.spec.precision.skipThreshold),
                                      inner: LowPrecisionCopy(c.spec.precision, model: c.spec.model)), EmptyPlacement())
+        case .staticFrequency:
+            try runner.run(KeepPlaced(experts: c.cache.experts, inner: LRUPolicy(cache: c.cache)), NoPrefetch(),
+                           HostLayers(cpuLayers: 0, experts: c.plan.experts, rest: c.spec.placement.rest),
+                           PopularExperts(reserveBytes: c.placementReserve(allPlaced: false)))
+        case .nCpuMoe:
+            try runner.run(KeepPlaced(experts: c.cache.experts, inner: LRUPolicy(cache: c.cache)), NoPrefetch(),
+                           HostLayers(cpuLayers: c.cpuLayers, experts: c.plan.experts, rest: c.spec.placement.rest),
+                           LayerPlacement(cpuLayers: c.cpuLayers, experts: c.plan.experts,
+                                          reserveBytes: c.placementReserve(allPlaced: c.gpuLayersFit)))
         }
     }
 
@@ -55,6 +64,19 @@ public struct StrategyContext {
 
     public init(plan: StepPlan, cache: CacheShape, spec: ReplaySpec, cost: CostModel) {
         self.plan = plan; self.cache = cache; self.spec = spec; self.cost = cost
+    }
+}
+
+extension StrategyContext {
+    /// `n-cpu-moe`'s layers on the host CPU, and whether every other layer's experts fit in the budget.
+    var cpuLayers: Int { spec.placement.cpuLayers(model: spec.model, budgetBytes: cache.capacities.reduce(0, +)) }
+    var gpuLayersFit: Bool { (plan.layers - cpuLayers) * plan.experts * cache.expertBytes <= cache.capacities.reduce(0, +) }
+
+    /// Room a static placement leaves free in each partition for the experts it did not place: a layer's largest
+    /// working set, when misses are copied on demand and the placement does not hold every expert needed.
+    func placementReserve(allPlaced: Bool) -> Int {
+        guard spec.placement.rest == .demand && !allPlaced else { return 0 }
+        return (plan.largestWorkingSet().max() ?? 0) * cache.expertBytes
     }
 }
 

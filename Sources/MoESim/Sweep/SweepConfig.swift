@@ -35,6 +35,7 @@ public struct SweepConfig: Sendable {
     public var prefetch: PrefetchOptions
     public var precision: PrecisionOptions
     public var serving = ServingOptions()
+    public var placement = PlacementOptions()
     public var axes: [Axis]
 
     public init(traces: [String], models: [ModelProfile], hardware: [HardwareProfile], policies: [PolicyKind],
@@ -44,7 +45,7 @@ public struct SweepConfig: Sendable {
         self.scope = scope; self.prefetch = prefetch; self.precision = precision; self.axes = axes
     }
 
-    static let keys = ["traces", "models", "hardware", "runtime", "policies", "cache_scope", "prefetch", "precision", "serving", "axes"]
+    static let keys = ["traces", "models", "hardware", "runtime", "policies", "cache_scope", "prefetch", "precision", "placement", "serving", "axes"]
 
     /// One cell: everything one replay needs, and the axis values that name it.
     public struct Cell: Sendable {
@@ -72,10 +73,12 @@ public struct SweepConfig: Sendable {
                     for combo in combos {
                         var spec = ReplaySpec(model: model, hardware: hw, policy: .lru, scope: scope, budget: .share(0.25),
                                               prefetch: prefetch, precision: precision, serving: serving, runtime: runtime)
+                        spec.placement = placement
                         do {
                             for (axis, value) in zip(axes, combo) { try Self.apply(axis.key, value, to: &spec) }
                             try spec.model.validate(); try spec.hardware.validate(); try spec.runtime.validate()
                             try spec.prefetch.validate(); try spec.precision.validate(); try spec.serving.validate()
+                            try spec.placement.validate()
                         } catch let e as ConfigError {
                             let settings = (["model \(model.name)", "hardware \(hw.name)"] + zip(axes, combo).map { "\($0.key) \($1)" })
                                 .joined(separator: ", ")
@@ -113,11 +116,13 @@ public struct SweepConfig: Sendable {
         case (PrefetchOptions.section, 2): try spec.prefetch.set(parts[1], to: value, origin: "axes")
         case (PrecisionOptions.section, 2): try spec.precision.set(parts[1], to: value, origin: "axes")
         case (ServingOptions.section, 2): try spec.serving.set(parts[1], to: value, origin: "axes")
+        case (PlacementOptions.section, 2): try spec.placement.set(parts[1], to: value, origin: "axes")
         default:
             let known = ["budget", "cache_scope"] + ModelProfile.fieldKeys.map { "model.\($0)" }
                 + HardwareProfile.fieldKeys.map { "hardware.\($0)" } + ["runtime"]
                 + RuntimeProfile.fieldKeys.map { "runtime.\($0)" } + PrefetchOptions.keys.map { "prefetch.\($0)" }
                 + PrecisionOptions.keys.map { "precision.\($0)" } + ServingOptions.keys.map { "serving.\($0)" }
+                + PlacementOptions.keys.map { "placement.\($0)" }
             throw ConfigError.unknownKey(key: key, origin: "axes", suggestion: closestMatch(key, among: known))
         }
     }
@@ -182,6 +187,7 @@ public struct SweepConfig: Sendable {
         var config = SweepConfig(traces: traces, models: models, hardware: hardware, policies: policies, scope: scope,
                                  prefetch: prefetch, precision: precision, axes: axes)
         config.serving = serving
+        config.placement = try values["placement"].map(file.options) ?? PlacementOptions()
         if let n = values["runtime"] {
             config.runtime = try file.wrap(n) { () throws -> RuntimeProfile in
                 let r = try RunConfig.profile(n, preset: RuntimeProfile.preset, path: path)

@@ -75,9 +75,7 @@ public struct SweepRunner: Sendable {
             while let cell = state.next(from: todo) {
                 guard let entry = plansSnapshot[cell.trace] else { continue }
                 do {
-                    let result = cell.spec.serving.scheduler == .sequential
-                        ? try Replayer.run(plan: entry.plan, traceName: entry.name, spec: cell.spec)
-                        : try Replayer.serve(trace: entry.trace, plan: entry.plan, spec: cell.spec).result
+                    let result = try Replayer.replay(trace: entry.trace, plan: entry.plan, spec: cell.spec)
                     let line = CSVFile.line(["\(cell.index)"] + cell.axisValues + Metric.row(result))
                     try state.finish(line, progress: progress)
                 } catch {

@@ -1,0 +1,27 @@
+/// A cache whose placed experts never leave: `Inner` ranks only the experts copied in later (static placement:
+/// `static-frequency`, `n-cpu-moe`).
+///
+///     KeepPlaced(experts: 256, inner: LRUPolicy(cache: shape))
+///
+/// The placed experts are never handed to `Inner`, so it can never pick one as a victim.
+public struct KeepPlaced<Inner: CachePolicy>: CachePolicy {
+    var inner: Inner
+    var placed: [Bool]
+
+    public init(experts: Int, inner: Inner) {
+        self.inner = inner
+        placed = Array(repeating: false, count: experts)
+    }
+
+    public mutating func didPlace(_ expert: Int32) { placed[Int(expert)] = true }
+
+    public mutating func didInsert(_ expert: Int32, at access: Int) { inner.didInsert(expert, at: access) }
+
+    public mutating func didAccess(_ expert: Int32, at access: Int) {
+        if !placed[Int(expert)] { inner.didAccess(expert, at: access) }
+    }
+
+    public mutating func didEvict(_ expert: Int32) { inner.didEvict(expert) }
+
+    public mutating func victim(in partition: Int, pinned: PinSet) -> Int32? { inner.victim(in: partition, pinned: pinned) }
+}
