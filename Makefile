@@ -22,6 +22,8 @@ run: build
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers 2
+	$(SWIFT) build -c release --product moesim
+	bash docs/make-validation.sh --short --check
 
 bench: build
 	$(BIN) bench

@@ -25,7 +25,7 @@ import Testing
 
     @Test func presetsMatchThePublishedExpertSizes() throws {
         // PROFILES.md, MB per expert (fp16; DeepSeek-V3 in FP8).
-        let expected = ["switch-base-128": 9.44, "mixtral-8x7b": 352.3, "deepseek-v2-lite": 17.3, "qwen1.5-moe-a2.7b": 17.3,
+        let expected = ["switch-base-128": 9.44, "switch-large-128": 16.78, "mixtral-8x7b": 352.3, "deepseek-v2-lite": 17.3, "qwen1.5-moe-a2.7b": 17.3,
                         "olmoe-1b-7b": 12.6, "qwen3-30b-a3b": 9.44, "deepseek-v3": 44.0]
         for (name, mb) in expected {
             let m = try ModelProfile.preset(name)
