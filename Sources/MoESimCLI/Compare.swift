@@ -153,6 +153,11 @@ struct Compare: ParsableCommand {
                        : String(repeating: " ", count: widths[i] - cell.count) + cell
             }.joined(separator: "  "))
         }
+        for r in results {
+            guard let t = r.trainPart else { continue }
+            lines.append("\(r.spec.policy.rawValue): learnt on the first \(Human.percent(t.share)) of the sequences (\(t.tokens) tokens, "
+                         + "hit rate \(Human.percent(t.hitRate)) there), measured on the other \(r.tokens) tokens")
+        }
         return lines.joined(separator: "\n")
     }
 }

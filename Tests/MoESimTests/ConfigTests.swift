@@ -70,7 +70,7 @@ import Testing
             do { _ = try RunConfig.parse(yaml, path: "c.yaml"); return "no error" } catch { return "\(error)" }
         }
         let base = "trace: t.jsonl\nmodel: mixtral-8x7b\nhardware: t4\n"
-        #expect(message(base + "budget: 25%\npolicys: [lru]") == "c.yaml:5: unknown key 'policys'. Did you mean 'policies'? Known keys: trace, model, hardware, runtime, budget, cache_scope, policies, prefetch, precision, serving, output")
+        #expect(message(base + "budget: 25%\npolicys: [lru]") == "c.yaml:5: unknown key 'policys'. Did you mean 'policies'? Known keys: trace, model, hardware, runtime, budget, cache_scope, policies, prefetch, precision, placement, serving, output")
         #expect(message(base + "budget: lots").hasPrefix("c.yaml:4: invalid budget 'lots'"))
         #expect(message(base + "budget: 25%\npolicies: [lru, beladi]").contains("Did you mean 'belady'?"))
         #expect(message("trace: t.jsonl\nmodel: {preset: mixtral-8x7b, topk: 3}\nhardware: t4\nbudget: 1%").hasPrefix("c.yaml:2: "))

@@ -247,7 +247,8 @@ import Testing
     @Test func theDocsListEveryFieldsRangeAsTheCodeDefinesIt() throws {
         let config = try String(contentsOfFile: packageRoot + "/docs/config.md", encoding: .utf8)
         for (section, fields) in [(ModelProfile.section, ModelProfile.fields.map { ($0.key, $0.range) }),
-                                  (HardwareProfile.section, HardwareProfile.fields.map { ($0.key, $0.range) })] {
+                                  (HardwareProfile.section, HardwareProfile.fields.map { ($0.key, $0.range) }),
+                                  (RuntimeProfile.section, RuntimeProfile.fields.map { ($0.key, $0.range) })] {
             for (key, range) in fields where !range.isEmpty {
                 #expect(config.contains("| `\(section).\(key)` | \(range) |"), "docs/config.md lacks \(section).\(key): \(range)")
             }

@@ -271,9 +271,10 @@ import Testing
         let phases = Array(repeating: Phase.prefill, count: warmup.count) + Array(repeating: .decode, count: rest.tokenCount)
         let trace = makeTrace(cells, experts: E, topK: 2, phases: phases)
         let bound = try replay(trace, model: Self.model, policy: .allResident, budget: .share(1))
-        // cpu-fallback places every expert before the first step (no misses at all); the strategies that decide by
-        // gate weight need weights.
-        for policy in PolicyKind.allCases where ![.onDemand, .allResident, .cpuFallback].contains(policy) && !policy.readsGateWeights {
+        // cpu-fallback and the static placements place experts before the first step (no compulsory misses); the
+        // strategies that decide by gate weight need weights.
+        for policy in PolicyKind.allCases where ![.onDemand, .allResident, .cpuFallback].contains(policy) && !policy.readsGateWeights
+                                               && !policy.placesStatically {
             let r = try replay(trace, model: Self.model, policy: policy, budget: .share(1))
             #expect(r.counters.misses == E * L, "\(policy): only compulsory misses")
             #expect(r.counters.decodeStepLatencies == bound.counters.decodeStepLatencies, "\(policy) after warm-up")

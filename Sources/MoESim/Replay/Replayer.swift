@@ -209,7 +209,9 @@ public enum Replayer {
         let runner = ReplayRunner(source: source, layers: plan.layers, experts: plan.experts, cost: cost, cache: cache,
                                   budgetBytes: layout.budgetBytes, spec: spec, sink: sink, expertUses: expertUses,
                                   recordPrecision: recordPrecision)
-        let counters = try spec.policy.assemble(StrategyContext(plan: plan, cache: cache, spec: spec, cost: cost), runner)
+        var context = StrategyContext(plan: plan, cache: cache, spec: spec, cost: cost)
+        context.largestWorkingSet = layout.largestWorkingSet
+        let counters = try spec.policy.assemble(context, runner)
         sink = runner.sink
         source = runner.source
         return (counters, runner.precisionLog)
@@ -255,6 +257,8 @@ private final class ReplayRunner<Source: StepSource, Sink: EventSink>: StrategyR
 /// How the budget is split into partitions, after checking that it can work at all.
 struct BudgetLayout {
     let budgetBytes: Int
+    /// The most experts any step needs at one layer, over the whole run (streamed or not).
+    let largestWorkingSet: Int
     let partitionOf: [Int32]
     let capacities: [Int]
     /// GPU memory left for the KV cache beside the resident weights and the expert budget (infinite for
@@ -269,6 +273,7 @@ struct BudgetLayout {
     ///   model, the budget is impossible, or the run could last longer than `Limits.simulatedNanoseconds`.
     init(extent: PlanExtent, spec: ReplaySpec) throws {
         let model = spec.model, layers = extent.layers, experts = extent.experts, largest = extent.largest
+        largestWorkingSet = largest.max() ?? 0
         try model.validate()
         try spec.hardware.validate()
         try spec.runtime.validate()

@@ -2,8 +2,8 @@
 /// each partition holds. Fiddler profiles popularity offline; using the replayed trace itself is the optimistic
 /// stand-in (docs/policies.md).
 ///
-/// `static-frequency` places the same way from the counts of a training part, leaving `reserveBytes` of each
-/// partition free for the copies of the experts it did not place.
+/// `static-frequency` places the same way from the counts of a training part; where the experts used do not all fit,
+/// it leaves `reserveBytes` of the partition free for the copies of those it did not place.
 public struct PopularExperts: Placement {
     let reserveBytes: Int
 
@@ -11,7 +11,11 @@ public struct PopularExperts: Placement {
 
     public func place(_ budget: PlacementBudget) -> [Int32] {
         let uses = budget.uses()
-        var room = budget.capacities.map { max(0, $0 - reserveBytes) }
+        var used = Array(repeating: 0, count: budget.capacities.count)
+        for e in uses.indices where uses[e] > 0 { used[Int(budget.partitionOf[e])] += budget.expertBytes }
+        var room = budget.capacities.indices.map { p in
+            used[p] <= budget.capacities[p] ? budget.capacities[p] : max(0, budget.capacities[p] - reserveBytes)
+        }
         var placed: [Int32] = []
         for e in uses.indices.sorted(by: { (uses[$0], $1) > (uses[$1], $0) }) where uses[e] > 0 {
             let p = Int(budget.partitionOf[e])

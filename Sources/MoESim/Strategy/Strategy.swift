@@ -35,7 +35,7 @@ extension PolicyKind {
         case .staticFrequency:
             try runner.run(KeepPlaced(experts: c.cache.experts, inner: LRUPolicy(cache: c.cache)), NoPrefetch(),
                            HostLayers(cpuLayers: 0, experts: c.plan.experts, rest: c.spec.placement.rest),
-                           PopularExperts(reserveBytes: c.placementReserve(allPlaced: false)))
+                           PopularExperts(reserveBytes: c.placementReserve(allPlaced: false)))  // it checks whether all fit
         case .nCpuMoe:
             try runner.run(KeepPlaced(experts: c.cache.experts, inner: LRUPolicy(cache: c.cache)), NoPrefetch(),
                            HostLayers(cpuLayers: c.cpuLayers, experts: c.plan.experts, rest: c.spec.placement.rest),
@@ -61,9 +61,13 @@ public struct StrategyContext {
     public let cache: CacheShape
     public let spec: ReplaySpec
     public let cost: CostModel
+    /// The most experts any step of the run needs at one layer (the first plan's, unless the replay knows the
+    /// whole run's: a streamed replay's first plan is one chunk).
+    public var largestWorkingSet: Int
 
     public init(plan: StepPlan, cache: CacheShape, spec: ReplaySpec, cost: CostModel) {
         self.plan = plan; self.cache = cache; self.spec = spec; self.cost = cost
+        largestWorkingSet = plan.largestWorkingSet().max() ?? 0
     }
 }
 
@@ -72,11 +76,12 @@ extension StrategyContext {
     var cpuLayers: Int { spec.placement.cpuLayers(model: spec.model, budgetBytes: cache.capacities.reduce(0, +)) }
     var gpuLayersFit: Bool { (plan.layers - cpuLayers) * plan.experts * cache.expertBytes <= cache.capacities.reduce(0, +) }
 
-    /// Room a static placement leaves free in each partition for the experts it did not place: a layer's largest
-    /// working set, when misses are copied on demand and the placement does not hold every expert needed.
+    /// Room a static placement leaves free in each partition for the experts it did not place, when misses are
+    /// copied on demand and the placement does not hold every expert needed: the run's largest working set of a
+    /// layer, so that no layer streams through memory (which would free placed experts).
     func placementReserve(allPlaced: Bool) -> Int {
         guard spec.placement.rest == .demand && !allPlaced else { return 0 }
-        return (plan.largestWorkingSet().max() ?? 0) * cache.expertBytes
+        return largestWorkingSet * cache.expertBytes
     }
 }
 
