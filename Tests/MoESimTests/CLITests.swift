@@ -70,6 +70,22 @@ import Testing
         #expect(r.stderr.contains("\(bad):2: field 'experts': layer 0: expert id 9 out of range 0..<4"))
     }
 
+    /// The first try: compare under a runtime and a consumer GPU, then a misspelt runtime.
+    @Test func compareTakesARuntimeAndAGPU() throws {
+        let csv = temporaryDirectory() + "/c.csv"
+        let r = try moesim("compare", "--runtime", "pytorch-eager", "--hardware", "rtx3060", "--budget", "16experts", "--out", csv)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("mixtral-8x7b on rtx3060 (pytorch-eager runtime)"))
+        let rows = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
+        let header = rows[0].split(separator: ",").map(String.init)
+        let column = try #require(header.firstIndex(of: "runtime"))
+        #expect(rows.dropFirst().allSatisfy { $0.split(separator: ",", omittingEmptySubsequences: false)[column] == "pytorch-eager" })
+        let bad = try moesim("replay", "traces/mixtral-synth.jsonl.gz", "--runtime", "pytorch-eagre")
+        #expect(bad.status != 0 && bad.stderr.contains("unknown runtime preset 'pytorch-eagre'. Did you mean 'pytorch-eager'?"))
+        let split = try moesim("replay", "traces/mixtral-synth.jsonl.gz", "--policy", "static-frequency", "--train-split", "1")
+        #expect(split.status != 0 && split.stderr.contains("placement.train_split"))
+    }
+
     @Test func replayPrintsASummaryAndAppendsIdenticalRows() throws {
         let csv = temporaryDirectory() + "/runs.csv"
         for _ in 0..<2 {
