@@ -168,7 +168,11 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         let pinSet = pinned(at: gate)
         for e in proposals.elements {
             if memory.isResident(e) || book.heldBytes + cost.expertBytes > prefetchBufferBytes { continue }
-            guard makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: false).found else { continue }
+            guard makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: false).found else {
+                // A predictor that never cancels proposes one layer, one partition, pinning as it goes: once no room
+                // is found none will be for the rest, and looking again costs a scan of the pinned per proposal.
+                if Predictor.cancelsUnstarted { continue } else { break }
+            }
             memory.admit(e, bytes: cost.expertBytes)
             policy.didInsert(e, at: set.lowerBound)
             book.queue(e, ticket: link.queuePrefetch(expert: e, duration: cost.expertCopy, at: gate))
