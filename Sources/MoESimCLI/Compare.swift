@@ -61,8 +61,11 @@ struct Compare: ParsableCommand {
         cfg.precision = try precision.options(base: cfg.precision)
         cfg.serving = try serving.options(base: cfg.serving)
         cfg.placement = try placement.options(base: cfg.placement)
-        if numerics.numerics, let learner = cfg.policies.first(where: \.learnsPlacement) {
-            throw ValidationError("--numerics replays the whole trace: \(learner.rawValue), which learns on a training part, cannot run with it; drop it from the policies")
+        if numerics.numerics && cfg.policies.contains(where: \.learnsPlacement) {
+            let learners = cfg.policies.filter(\.learnsPlacement)
+            print("note: --numerics replays the whole trace; \(learners.map(\.rawValue).joined(separator: ", ")) learns on a training part and is left out")
+            cfg.policies.removeAll(where: \.learnsPlacement)
+            if cfg.policies.isEmpty { throw ValidationError("--numerics: no strategy left to run") }
         }
         if cfg.serving.scheduler != .sequential && numerics.numerics {
             throw ValidationError("--numerics replays batch 1 in the trace's order: it cannot be combined with a serving scheduler")

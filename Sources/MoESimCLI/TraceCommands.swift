@@ -6,7 +6,33 @@ struct TraceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trace",
         abstract: "Check, summarise and generate routing traces.",
-        subcommands: [Validate.self, Stats.self, Gen.self, Convert.self])
+        subcommands: [Validate.self, Stats.self, Gen.self, Convert.self, Split.self])
+
+    struct Split: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a trace's first sequences and the rest as two traces (for placements learnt on one part).",
+            discussion: "The first round(TRAIN × sequences) sequences, in order of first appearance (at least one in each part), go to --out-train, the rest to --out-test; each token is kept whole. static-frequency splits the same way (docs/policies.md).")
+
+        @Argument(help: "Input trace (.jsonl, .jsonl.gz or .moet).") var input: String
+        @Option(help: "Share of the sequences in the training part, strictly between 0 and 1.") var train: Double = 0.5
+        @Option(help: "Training part's output (.jsonl, .jsonl.gz or .moet).") var outTrain: String
+        @Option(help: "Test part's output.") var outTest: String
+
+        func run() throws {
+            guard train > 0 && train < 1 else {
+                throw ValidationError("--train must be strictly between 0 and 1 (e.g. 0.5): both parts need sequences; got \(train)")
+            }
+            if Set([input, outTrain, outTest]).count < 3 { throw ValidationError("input, --out-train and --out-test must be three different files") }
+            for path in [outTrain, outTest] { try OutputPath.checkWritable(path) }
+            let (trainPart, testPart) = try RoutingTrace.load(input).split(trainShare: train)
+            try trainPart.write(to: outTrain)
+            try testPart.write(to: outTest)
+            for (path, part) in [(outTrain, trainPart), (outTest, testPart)] {
+                let sequences = Set(part.seq).count
+                print("wrote \(path): \(part.tokenCount) tokens in \(sequences) sequences")
+            }
+        }
+    }
 
     struct Convert: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -49,7 +75,7 @@ struct TraceCommand: ParsableCommand {
 
     struct Stats: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print a trace's shape, popularity skew, temporal reuse and inter-layer predictability.")
+            abstract: "Print a trace's shape, popularity skew, temporal reuse, reuse distance, working sets and inter-layer predictability.")
 
         @Argument(help: "Routing trace (.jsonl or .jsonl.gz).")
         var file: String
@@ -68,6 +94,8 @@ struct TraceCommand: ParsableCommand {
                 null cells       \(s.missingCells) of \(s.tokens * h.layers)
                 top-25% share    mean \(f(s.topQuarterShare.mean)), min \(f(s.topQuarterShare.min)), max \(f(s.topQuarterShare.max)) (uniform \(f(uniform)))
                 reuse t->t+1     all \(f(s.temporalReuse.all)), prefill \(f(s.temporalReuse.prefill)), decode \(f(s.temporalReuse.decode)) (uniform \(f(Double(h.topK) / Double(h.experts))))
+                reuse distance   median \(s.reuseDistance.median.map { "\(Int($0)) tokens" } ?? "-"); reused within 1 token \(f(s.reuseDistance.within1)), within 8 tokens \(f(s.reuseDistance.within8)) (same layer and sequence)
+                working set      distinct experts per layer \(s.workingSets.map { "over \($0.window) tokens: mean \(String(format: "%.2f", $0.mean)) (largest layer \(String(format: "%.2f", $0.largestLayer)))" }.joined(separator: "; "))
                 inter-layer      recall@\(h.topK) \(f(s.interLayerRecall)) by conditional frequency, \(f(s.interLayerBaseline)) by popularity (\(s.recallTokens) tokens evaluated)
                 """)
         }

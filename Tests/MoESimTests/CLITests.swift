@@ -70,6 +70,25 @@ import Testing
         #expect(r.stderr.contains("\(bad):2: field 'experts': layer 0: expert id 9 out of range 0..<4"))
     }
 
+    /// `trace split` writes the first sequences and the rest; the parts together are the input, token for token.
+    @Test func traceSplitWritesTwoTracesBySequence() throws {
+        let dir = temporaryDirectory()
+        let r = try moesim("trace", "split", "traces/mixtral-synth.jsonl.gz", "--train", "0.25", "--out-train", dir + "/a.jsonl.gz",
+                           "--out-test", dir + "/b.moet")
+        #expect(r.status == 0, "\(r.stderr)")
+        let whole = try RoutingTrace.load(packageRoot + "/traces/mixtral-synth.jsonl.gz")
+        let a = try RoutingTrace.load(dir + "/a.jsonl.gz"), b = try RoutingTrace.load(dir + "/b.moet")
+        #expect(Set(a.seq).count == 1 && Set(b.seq).count == 3 && Set(a.seq).isDisjoint(with: Set(b.seq)))
+        #expect(a.tokenCount + b.tokenCount == whole.tokenCount)
+        #expect(a.experts + b.experts == whole.experts)  // mixtral-synth's sequences are contiguous: order kept
+        for bad in ["0", "1", "1.5"] {
+            let e = try moesim("trace", "split", "traces/mixtral-synth.jsonl.gz", "--train", bad, "--out-train", dir + "/c.jsonl",
+                               "--out-test", dir + "/d.jsonl")
+            #expect(e.status != 0 && e.stderr.contains("strictly between 0 and 1"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/c.jsonl"))
+    }
+
     /// The first try: compare under a runtime and a consumer GPU, then a misspelt runtime.
     @Test func compareTakesARuntimeAndAGPU() throws {
         let csv = temporaryDirectory() + "/c.csv"

@@ -37,3 +37,32 @@ import Testing
         #expect(abs(d.temporalReuse.decode! - 0.376) < 0.001)
     }
 }
+
+/// Reuse distance and working sets (issue 15), worked by hand.
+struct ReuseDistanceTests {
+    /// Sequence 0 routes layer 0 to 0, 0, 1, 0, 2 and sequence 1 to 0; layer 1 always to 3.
+    static let trace = makeTrace([[[0], [3]], [[0], [3]], [[1], [3]], [[0], [3]], [[2], [3]], [[0], [3]]], experts: 4, topK: 1,
+                                 seqs: [0, 0, 0, 0, 0, 1])
+
+    @Test func reuseDistanceByHand() {
+        let r = TraceStats.reuseDistance(Self.trace)
+        // Layer 0: distances 1 (t1) and 2 (t3); layer 1: 1, 1, 1, 1 within sequence 0; sequence 1 starts afresh.
+        // 12 accesses, 6 reused: distances 1, 2, 1, 1, 1, 1 → median 1, within 1: 5/12, within 8: 6/12.
+        #expect(r.median == 1)
+        #expect(r.within1 == 5.0 / 12 && r.within8 == 6.0 / 12)
+        let far = makeTrace([[[0]], [[1]], [[2]], [[0]]], experts: 4, topK: 1)
+        let f = TraceStats.reuseDistance(far)
+        #expect(f.median == 3 && f.within1 == 0 && f.within8 == 0.25)
+    }
+
+    @Test func workingSetsByHand() {
+        // Windows of 2 tokens: layer 0 has {0}, {1, 0}, {2} in sequence 0 and {0} in sequence 1: 5 / 4 = 1.25;
+        // layer 1 has one expert in each of the 4 windows.
+        let two = TraceStats.workingSet(Self.trace, window: 2)
+        #expect(two.mean == (1.25 + 1) / 2 && two.largestLayer == 1.25)
+        // Windows of 8: one per sequence: layer 0 {0, 1, 2} and {0}.
+        let eight = TraceStats.workingSet(Self.trace, window: 8)
+        #expect(eight.mean == (2 + 1) / 2 && eight.largestLayer == 2)
+        #expect(TraceStats(Self.trace).workingSets.map(\.window) == [8, 64])
+    }
+}

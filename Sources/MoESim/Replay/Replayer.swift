@@ -117,12 +117,10 @@ public enum Replayer {
     /// rest; the same placement on the training part is kept beside (`ReplayResult.trainPart`).
     public static func replay(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec) throws -> ReplayResult {
         func whole(_ trace: RoutingTrace, _ plan: StepPlan, uses: [Int]?) throws -> ReplayResult {
-            if spec.serving.scheduler != .sequential {
-                var sink = NoEvents()
-                return try serve(trace: trace, plan: plan, spec: spec, sink: &sink, placementUses: uses).result
-            }
             var sink = NoEvents()
-            return try run(plan: plan, traceName: trace.name, spec: spec, sink: &sink, recordPrecision: false, placementUses: uses)
+            return spec.serving.scheduler != .sequential
+                ? try serve(trace: trace, plan: plan, spec: spec, sink: &sink, placementUses: uses).result
+                : try run(plan: plan, traceName: trace.name, spec: spec, sink: &sink, recordPrecision: false, placementUses: uses)
         }
         guard spec.policy.learnsPlacement else { return try whole(trace, plan, uses: nil) }
         try spec.placement.validate()

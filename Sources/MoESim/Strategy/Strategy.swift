@@ -73,7 +73,7 @@ public struct StrategyContext {
 
 extension StrategyContext {
     /// `n-cpu-moe`'s layers on the host CPU, and whether every other layer's experts fit in the budget.
-    var cpuLayers: Int { spec.placement.cpuLayers(model: spec.model, budgetBytes: cache.capacities.reduce(0, +)) }
+    var cpuLayers: Int { spec.placement.cpuLayers(model: spec.model, budgetBytes: spec.budget.bytes(for: spec.model)) }
     var gpuLayersFit: Bool { (plan.layers - cpuLayers) * plan.experts * cache.expertBytes <= cache.capacities.reduce(0, +) }
 
     /// Room a static placement leaves free in each partition for the experts it did not place, when misses are

@@ -11,6 +11,20 @@
 public struct TraceStats: Sendable {
     public struct Reuse: Sendable { public var all: Double?; public var prefill: Double?; public var decode: Double? }
     public struct Spread: Sendable { public var mean: Double; public var min: Double; public var max: Double }
+    /// Tokens since the same expert was last used at the same layer of the same sequence: the median over accesses
+    /// that had such a use, and the shares of all accesses reused within 1 and within 8 tokens.
+    public struct ReuseDistance: Sendable, Equatable {
+        public var median: Double?
+        public var within1: Double?
+        public var within8: Double?
+    }
+    /// Distinct experts one layer uses in `window` consecutive tokens of a sequence (non-overlapping windows, a
+    /// sequence's last one possibly shorter): the mean over windows and layers, and the largest layer's mean.
+    public struct WorkingSet: Sendable, Equatable {
+        public var window: Int
+        public var mean: Double
+        public var largestLayer: Double
+    }
 
     public let tokens: Int
     public let sequences: Int
@@ -19,6 +33,9 @@ public struct TraceStats: Sendable {
     public let missingCells: Int
     public let topQuarterShare: Spread
     public let temporalReuse: Reuse
+    public let reuseDistance: ReuseDistance
+    /// Windows of 8 and 64 tokens.
+    public let workingSets: [WorkingSet]
     /// Mean recall of layer l+1's top-k by conditional frequency, and by popularity alone; nil with one layer.
     public let interLayerRecall: Double?
     public let interLayerBaseline: Double?
@@ -70,6 +87,9 @@ public struct TraceStats: Sendable {
         func ratio(_ i: Int) -> Double? { offered[i] > 0 ? Double(kept[i]) / Double(offered[i]) : nil }
         temporalReuse = Reuse(all: ratio(0), prefill: ratio(1), decode: ratio(2))
 
+        reuseDistance = Self.reuseDistance(trace)
+        workingSets = [8, 64].map { Self.workingSet(trace, window: $0) }
+
         // Inter-layer predictability by conditional frequency.
         guard L > 1 else {
             interLayerRecall = nil; interLayerBaseline = nil; recallTokens = 0
@@ -103,5 +123,62 @@ public struct TraceStats: Sendable {
         recallTokens = evaluated
         interLayerRecall = asked > 0 ? Double(found) / Double(asked) : nil
         interLayerBaseline = asked > 0 ? Double(foundBaseline) / Double(asked) : nil
+    }
+
+    /// `ReuseDistance` over every recorded access (null cells skipped).
+    static func reuseDistance(_ trace: RoutingTrace) -> ReuseDistance {
+        let h = trace.header, L = h.layers, E = h.experts, n = trace.tokenCount
+        var last = [Int](repeating: -1, count: L * E)  // token of the last use, -1: none in this sequence
+        var histogram = [Int](repeating: 0, count: n + 1)
+        var accesses = 0, reused = 0
+        for t in 0..<n {
+            if t > 0 && trace.seq[t] != trace.seq[t - 1] { for i in last.indices { last[i] = -1 } }
+            for l in 0..<L {
+                guard let ids = trace.expertIDs(token: t, layer: l) else { continue }
+                for e in ids {
+                    let slot = l * E + Int(e)
+                    accesses += 1
+                    if last[slot] >= 0 { histogram[t - last[slot]] += 1; reused += 1 }
+                    last[slot] = t
+                }
+            }
+        }
+        guard accesses > 0 else { return ReuseDistance(median: nil, within1: nil, within8: nil) }
+        var median: Double?
+        if reused > 0 {  // the lower median of the distances, as a whole number of tokens
+            var seen = 0
+            for (d, count) in histogram.enumerated() {
+                seen += count
+                if 2 * seen >= reused { median = Double(d); break }
+            }
+        }
+        let within = { (k: Int) in Double(histogram.prefix(k + 1).reduce(0, +)) / Double(accesses) }
+        return ReuseDistance(median: median, within1: within(1), within8: within(8))
+    }
+
+    /// `WorkingSet` for windows of `window` tokens.
+    static func workingSet(_ trace: RoutingTrace, window: Int) -> WorkingSet {
+        let h = trace.header, L = h.layers, E = h.experts, n = trace.tokenCount
+        var sums = [Int](repeating: 0, count: L), windows = 0
+        var used = [Bool](repeating: false, count: L * E), distinct = [Int](repeating: 0, count: L)
+        var start = 0
+        for t in 0..<n {
+            if t > 0 && (trace.seq[t] != trace.seq[t - 1] || t - start == window) {  // close the window
+                for l in 0..<L { sums[l] += distinct[l] }
+                windows += 1
+                for i in used.indices { used[i] = false }; for l in 0..<L { distinct[l] = 0 }
+                start = t
+            }
+            for l in 0..<L {
+                for e in trace.expertIDs(token: t, layer: l) ?? [] where !used[l * E + Int(e)] {
+                    used[l * E + Int(e)] = true
+                    distinct[l] += 1
+                }
+            }
+        }
+        if n > 0 { for l in 0..<L { sums[l] += distinct[l] }; windows += 1 }
+        guard windows > 0 else { return WorkingSet(window: window, mean: 0, largestLayer: 0) }
+        let means = sums.map { Double($0) / Double(windows) }
+        return WorkingSet(window: window, mean: means.reduce(0, +) / Double(L), largestLayer: means.max() ?? 0)
     }
 }
