@@ -3,7 +3,7 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/moesim
 
-.PHONY: deps build run test bench fuzz clean
+.PHONY: deps build run test python-test bench fuzz clean
 
 # libopenblas-dev and zlib (headers and pkg-config files), through apt-get when absent.
 deps:
@@ -24,6 +24,13 @@ test: deps
 	$(SWIFT) test --skip-build --parallel --num-workers 2
 	$(SWIFT) build -c release --product moesim
 	bash docs/make-validation.sh --short --check
+	$(MAKE) python-test
+
+# The Python companion (python/): installs it (pip), then runs its tests against this checkout's sources.
+python-test:
+	@command -v python3 >/dev/null || { echo "installing python3 (apt-get)"; $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip >/dev/null; }
+	python3 -m pip install -q --no-build-isolation ./python 2>/dev/null || python3 -m pip install -q ./python
+	python3 -m unittest discover -s python/tests
 
 bench: build
 	$(BIN) bench

@@ -50,10 +50,13 @@ import Testing
               validate                Check every line of a trace; print its shape, or the
                                       first error with file, line and field.
               stats                   Print a trace's shape, popularity skew, temporal
-                                      reuse and inter-layer predictability.
+                                      reuse, reuse distance, working sets and inter-layer
+                                      predictability.
               gen                     Write a seeded synthetic trace for a model preset.
               convert                 Convert a trace between .jsonl, .jsonl.gz and the
                                       binary .moet format (by the names' endings).
+              split                   Write a trace's first sequences and the rest as two
+                                      traces (for placements learnt on one part).
 
               See 'moesim help trace <subcommand>' for detailed help.
 

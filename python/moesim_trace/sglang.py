@@ -1,0 +1,114 @@
+"""SGLang's routed experts (`--enable-return-routed-experts`, request field `return_routed_experts`).
+
+Each saved response (a JSON object from `/generate`, or a list of them) carries `meta_info["routed_experts"]`: the
+expert ids as base64 of little-endian int32, ordered by token, layer and top-k slot, -1 where a layer has no routed
+expert (SGLang's documentation of the feature); `meta_info["prompt_tokens"]` and `["completion_tokens"]` count the
+tokens. A JSON list of ids is accepted in place of the base64 string. One request becomes one sequence: its prompt
+tokens the prefill, its generated tokens the decode.
+"""
+import base64
+import json
+import struct
+
+from .trace import TraceBuilder, TraceError
+
+
+def _ids(value, where):
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError as e:
+            raise TraceError(f"{where}: not base64: {e}") from None
+        if len(raw) % 4:
+            raise TraceError(f"{where}: {len(raw)} bytes, not a whole number of int32 ids")
+        return list(struct.unpack(f"<{len(raw) // 4}i", raw))
+    if isinstance(value, list):
+        flat = []
+        stack = [value]
+        while stack:  # flatten nested lists in order
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(reversed(item))
+            elif isinstance(item, int) and not isinstance(item, bool):
+                flat.append(item)
+            else:
+                raise TraceError(f"{where}: {item!r} is not an expert id")
+        return flat
+    raise TraceError(f"{where}: expected base64 text or a list of ids, got {type(value).__name__}")
+
+
+def _responses(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError) as e:
+        raise TraceError(f"{path}: cannot read: {e}") from None
+    except json.JSONDecodeError as e:
+        raise TraceError(f"{path}: not a JSON response (line {e.lineno}: {e.msg})") from None
+    items = data if isinstance(data, list) else [data]
+    for n, item in enumerate(items):
+        where = f"{path}" if not isinstance(data, list) else f"{path}[{n}]"
+        if not isinstance(item, dict) or not isinstance(item.get("meta_info"), dict):
+            raise TraceError(f"{where}: field 'meta_info' missing: not a saved SGLang response")
+        meta = item["meta_info"]
+        if "routed_experts" not in meta:
+            raise TraceError(f"{where}: field 'meta_info.routed_experts' missing (serve with --enable-return-routed-experts "
+                             "and ask with return_routed_experts=True)")
+        for key in ("prompt_tokens", "completion_tokens"):
+            if not isinstance(meta.get(key), int) or meta[key] < 0:
+                raise TraceError(f"{where}: field 'meta_info.{key}' missing or not a count")
+        yield where, meta
+
+
+def import_responses(paths, layers, experts, top_k, model=None):
+    """A TraceBuilder holding every response of `paths`, one sequence each, in order.
+
+    Layers whose every slot of every token is -1 (not MoE layers) are left out of the trace; a cell that is -1
+    everywhere on some tokens only is a null cell; a cell mixing -1 and ids is an error."""
+    requests = []
+    for path in paths:
+        for where, meta in _responses(path):
+            ids = _ids(meta["routed_experts"], f"{where}: field 'meta_info.routed_experts'")
+            cell = layers * top_k
+            if len(ids) % cell:
+                raise TraceError(f"{where}: field 'meta_info.routed_experts': {len(ids)} ids is not tokens x {layers} layers "
+                                 f"x {top_k} slots (ragged)")
+            rows = len(ids) // cell
+            prompt, completion = meta["prompt_tokens"], meta["completion_tokens"]
+            # The engine routes every prompt token and every generated token it fed back: the last one is sampled but
+            # never forwarded, so some versions record one row fewer.
+            if rows == prompt + completion:
+                prefill = prompt
+            elif rows == prompt + completion - 1 and completion > 0:
+                prefill = prompt
+            elif rows == completion:
+                prefill = 0
+            else:
+                raise TraceError(f"{where}: field 'meta_info.routed_experts': {rows} tokens of routing for "
+                                 f"{prompt} prompt and {completion} generated tokens")
+            grid = [[ids[(t * layers + l) * top_k:(t * layers + l + 1) * top_k] for l in range(layers)] for t in range(rows)]
+            for t, row in enumerate(grid):
+                for l, slot in enumerate(row):
+                    if -1 in slot and any(i != -1 for i in slot):
+                        raise TraceError(f"{where}: field 'meta_info.routed_experts': token {t}, layer {l}: -1 padding "
+                                         f"beside expert ids {slot}")
+                    for i in slot:
+                        if i < -1 or i >= experts:
+                            raise TraceError(f"{where}: field 'meta_info.routed_experts': token {t}, layer {l}: expert id "
+                                             f"{i} out of range 0..<{experts}")
+            requests.append((where, prompt - prefill, prefill, grid))
+    if not requests:
+        raise TraceError("no responses given")
+    moe = [l for l in range(layers) if any(any(i != -1 for i in grid[t][l]) for _, _, _, grid in requests for t in range(len(grid)))]
+    if not moe:
+        raise TraceError(f"{', '.join(paths)}: every routed expert id is -1: not a MoE model's routing")
+    skipped = layers - len(moe)
+    builder = TraceBuilder(layers=len(moe), experts=experts, top_k=top_k, model=model,
+                           source="SGLang return_routed_experts: " + ", ".join(paths),
+                           notes=f"{skipped} of {layers} layers without routed experts left out" if skipped else "")
+    for seq, (where, first_pos, prefill, grid) in enumerate(requests):
+        for t, row in enumerate(grid):
+            cells = [None if row[l][0] == -1 else row[l] for l in moe]
+            builder.add(seq=seq, pos=first_pos + t, phase="prefill" if t < prefill else "decode", experts=cells,
+                        where=f"{where}: token {t}")
+    return builder
