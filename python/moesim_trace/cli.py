@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from . import sglang
+from . import npy, sglang
 from .trace import TraceError
 
 
@@ -18,9 +18,20 @@ def main(argv=None):
     sg.add_argument("--top-k", type=int, required=True, help="experts per token (num_experts_per_tok)")
     sg.add_argument("--model", help="model name for the header (a moesim preset name lets replay pick it)")
     sg.add_argument("--out", required=True, help="output trace, .jsonl or .jsonl.gz")
+    ar = sources.add_parser("npy", help="routed experts as .npy arrays [tokens, layers, top_k], one request per file "
+                                        "(vLLM's or SGLang's routed_experts, saved with numpy.save)")
+    ar.add_argument("files", nargs="+", help=".npy files, one per request")
+    ar.add_argument("--prompt-tokens", type=int, nargs="+", required=True,
+                    help="prompt tokens of each request (one count, or one per file): those rows are the prefill")
+    ar.add_argument("--experts", type=int, required=True, help="routed experts per layer")
+    ar.add_argument("--model", help="model name for the header")
+    ar.add_argument("--out", required=True, help="output trace, .jsonl or .jsonl.gz")
     args = parser.parse_args(argv)
     try:
-        builder = sglang.import_responses(args.files, args.layers, args.experts, args.top_k, args.model)
+        if args.source == "sglang":
+            builder = sglang.import_responses(args.files, args.layers, args.experts, args.top_k, args.model)
+        else:
+            builder = npy.import_arrays(args.files, args.prompt_tokens, args.experts, args.model)
         builder.write(args.out)
     except TraceError as e:
         print(f"moesim-trace: error: {e}", file=sys.stderr)

@@ -10,7 +10,8 @@ import base64
 import json
 import struct
 
-from .trace import TraceBuilder, TraceError
+from .routing import build, check_grid
+from .trace import TraceError
 
 
 def _ids(value, where):
@@ -61,10 +62,7 @@ def _responses(path):
 
 
 def import_responses(paths, layers, experts, top_k, model=None):
-    """A TraceBuilder holding every response of `paths`, one sequence each, in order.
-
-    Layers whose every slot of every token is -1 (not MoE layers) are left out of the trace; a cell that is -1
-    everywhere on some tokens only is a null cell; a cell mixing -1 and ids is an error."""
+    """A TraceBuilder holding every response of `paths`, one sequence each, in order (`build` says what -1 does)."""
     requests = []
     for path in paths:
         for where, meta in _responses(path):
@@ -87,28 +85,8 @@ def import_responses(paths, layers, experts, top_k, model=None):
                 raise TraceError(f"{where}: field 'meta_info.routed_experts': {rows} tokens of routing for "
                                  f"{prompt} prompt and {completion} generated tokens")
             grid = [[ids[(t * layers + l) * top_k:(t * layers + l + 1) * top_k] for l in range(layers)] for t in range(rows)]
-            for t, row in enumerate(grid):
-                for l, slot in enumerate(row):
-                    if -1 in slot and any(i != -1 for i in slot):
-                        raise TraceError(f"{where}: field 'meta_info.routed_experts': token {t}, layer {l}: -1 padding "
-                                         f"beside expert ids {slot}")
-                    for i in slot:
-                        if i < -1 or i >= experts:
-                            raise TraceError(f"{where}: field 'meta_info.routed_experts': token {t}, layer {l}: expert id "
-                                             f"{i} out of range 0..<{experts}")
+            check_grid(grid, experts, f"{where}: field 'meta_info.routed_experts'")
             requests.append((where, prompt - prefill, prefill, grid))
     if not requests:
         raise TraceError("no responses given")
-    moe = [l for l in range(layers) if any(any(i != -1 for i in grid[t][l]) for _, _, _, grid in requests for t in range(len(grid)))]
-    if not moe:
-        raise TraceError(f"{', '.join(paths)}: every routed expert id is -1: not a MoE model's routing")
-    skipped = layers - len(moe)
-    builder = TraceBuilder(layers=len(moe), experts=experts, top_k=top_k, model=model,
-                           source="SGLang return_routed_experts: " + ", ".join(paths),
-                           notes=f"{skipped} of {layers} layers without routed experts left out" if skipped else "")
-    for seq, (where, first_pos, prefill, grid) in enumerate(requests):
-        for t, row in enumerate(grid):
-            cells = [None if row[l][0] == -1 else row[l] for l in moe]
-            builder.add(seq=seq, pos=first_pos + t, phase="prefill" if t < prefill else "decode", experts=cells,
-                        where=f"{where}: token {t}")
-    return builder
+    return build(requests, layers, experts, top_k, model, "SGLang return_routed_experts: " + ", ".join(paths))

@@ -1,0 +1,71 @@
+"""Routed experts saved as NumPy `.npy` arrays of shape [tokens, layers, top_k] (what vLLM's and SGLang's
+`routed_experts` hold per request once decoded), read with the standard library from the format's specification
+(NumPy's NEP 1: magic `\\x93NUMPY`, version, a header dict with `descr`, `fortran_order`, `shape`, then the data).
+One file is one request; its first `prompt_tokens` rows are the prompt (prefill), the rest generated (decode).
+"""
+import ast
+import struct
+
+from .routing import build, check_grid
+from .trace import TraceError
+
+_INTS = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "i8": "q", "u8": "Q"}
+
+
+def read_ids(path):
+    """(shape, flat ids) of an integer `.npy` array in C order."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise TraceError(f"{path}: cannot read: {e}") from None
+    if not data.startswith(b"\x93NUMPY") or len(data) < 10:
+        raise TraceError(f"{path}: not a .npy array (no \\x93NUMPY magic)")
+    major = data[6]
+    if major == 1:
+        (length,), start = struct.unpack("<H", data[8:10]), 10
+    elif major in (2, 3):
+        (length,), start = struct.unpack("<I", data[8:12]), 12
+    else:
+        raise TraceError(f"{path}: .npy version {major} is not supported")
+    try:
+        header = ast.literal_eval(data[start:start + length].decode("latin1"))
+        descr, fortran, shape = header["descr"], header["fortran_order"], tuple(header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError):
+        raise TraceError(f"{path}: field 'header': not a .npy header dict with descr, fortran_order, shape") from None
+    if not isinstance(descr, str) or descr[1:] not in _INTS or descr[0] not in "<|=":
+        raise TraceError(f"{path}: field 'descr': {descr!r} is not a little-endian integer type (expert ids)")
+    if fortran:
+        raise TraceError(f"{path}: field 'fortran_order': Fortran order is not supported (save np.ascontiguousarray)")
+    if len(shape) != 3 or any(not isinstance(n, int) or n < 0 for n in shape):
+        raise TraceError(f"{path}: field 'shape': {shape} is not [tokens, layers, top_k]")
+    count = shape[0] * shape[1] * shape[2]
+    code = _INTS[descr[1:]]
+    body = data[start + length:]
+    size = struct.calcsize("<" + code)
+    if len(body) != count * size:
+        raise TraceError(f"{path}: field 'data': {len(body)} bytes for shape {shape} of {descr} (truncated or ragged)")
+    return shape, list(struct.unpack(f"<{count}{code}", body))
+
+
+def import_arrays(paths, prompt_tokens, experts, model=None, engine="vLLM/SGLang routed_experts"):
+    """A TraceBuilder with one sequence per `.npy` file; `prompt_tokens` holds one count per file (or one for all)."""
+    if len(prompt_tokens) not in (1, len(paths)):
+        raise TraceError(f"--prompt-tokens: {len(prompt_tokens)} counts for {len(paths)} files (give one, or one per file)")
+    requests, shape0 = [], None
+    for n, path in enumerate(paths):
+        shape, ids = read_ids(path)
+        tokens, layers, top_k = shape
+        if shape0 and shape[1:] != shape0[1:]:
+            raise TraceError(f"{path}: field 'shape': {shape} has other layers or top_k than {paths[0]}'s {shape0}")
+        shape0 = shape0 or shape
+        prompt = prompt_tokens[n if len(prompt_tokens) > 1 else 0]
+        if not 0 <= prompt <= tokens:
+            raise TraceError(f"{path}: --prompt-tokens {prompt} for an array of {tokens} tokens")
+        grid = [[ids[(t * layers + l) * top_k:(t * layers + l + 1) * top_k] for l in range(layers)] for t in range(tokens)]
+        check_grid(grid, experts, f"{path}: field 'data'")
+        requests.append((path, 0, prompt, grid))
+    if not requests:
+        raise TraceError("no arrays given")
+    _, layers, top_k = shape0
+    return build(requests, layers, experts, top_k, model, f"{engine} arrays: " + ", ".join(paths))
