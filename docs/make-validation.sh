@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates docs/generated/validation.md and .csv, the tables of docs/validation.md: published figures of
+# Regenerates docs/generated/validation.md and .csv and the table in docs/validation.md: published figures of
 # mixtral-offloading (arXiv 2312.17238, Table 2) and Pre-gated MoE (arXiv 2308.12066) beside moesim's, each setting
 # mapped to model, hardware and runtime presets with no per-figure fitting (scripts/validation.py says how).
 # Run from the repository root; builds the release binary when absent. About 5 s of replays.
