@@ -80,14 +80,9 @@ extension ReplayCore {
         book.ticket[Int(e)] = -1
         guard link.engines == 1 else { return Link.Copy(ticket: t, start: -1, end: -1) }
         while let next = link.startNextQueued(before: .max) {
-            guard next == t else { startedAlone(next); continue }
-            let copy = Link.Copy(ticket: -1, start: link.start(of: t), end: link.end(of: t))
-            if Sink.isEnabled {
-                sink.record(.copyStart(expert: Int(e)), at: copy.start)
-                sink.record(.copyEnd(expert: Int(e)), at: copy.end)
-            }
-            link.recycle(t)
-            return copy
+            let copy = Link.Copy(ticket: -1, start: link.start(of: next), end: link.end(of: next))
+            startedAlone(next)  // `e` is settled already: only its events are recorded
+            if next == t { return copy }
         }
         preconditionFailure("prefetch \(t) of expert \(e) is neither queued nor started")
     }

@@ -1,6 +1,6 @@
 /// `n-cpu-moe` (llama.cpp's `--n-cpu-moe N`): the experts of the first `cpuLayers` layers stay in host memory and
 /// run on the host CPU; the other layers' experts are placed on the GPU, layer by layer from the first GPU layer,
-/// as many as the budget holds.
+/// as many as the budget holds (leaving `reserveBytes` of a partition free when its experts do not all fit).
 ///
 ///     LayerPlacement(cpuLayers: 10, experts: 8, reserveBytes: 0)
 public struct LayerPlacement: Placement {
@@ -13,9 +13,10 @@ public struct LayerPlacement: Placement {
     }
 
     public func place(_ budget: PlacementBudget) -> [Int32] {
-        var room = budget.capacities.map { max(0, $0 - reserveBytes) }
+        let gpuExperts = min(cpuLayers * experts, budget.partitionOf.count)..<budget.partitionOf.count
+        var room = budget.room(placing: gpuExperts, reserving: reserveBytes)
         var placed: [Int32] = []
-        for e in (cpuLayers * experts)..<budget.partitionOf.count {
+        for e in gpuExperts {
             let p = Int(budget.partitionOf[e])
             if room[p] >= budget.expertBytes { room[p] -= budget.expertBytes; placed.append(Int32(e)) }
         }

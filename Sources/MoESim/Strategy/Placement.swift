@@ -18,6 +18,16 @@ public struct PlacementBudget {
     public let uses: () -> [Int]
 }
 
+extension PlacementBudget {
+    /// Each partition's room for placing `candidates`: all of its capacity when every candidate in it fits, else
+    /// the capacity less `reserveBytes`, left for the copies of the experts not placed.
+    func room<C: Sequence>(placing candidates: C, reserving reserveBytes: Int) -> [Int] where C.Element == Int {
+        var needed = Array(repeating: 0, count: capacities.count)
+        for e in candidates { needed[Int(partitionOf[e])] += expertBytes }
+        return capacities.indices.map { p in needed[p] <= capacities[p] ? capacities[p] : max(0, capacities[p] - reserveBytes) }
+    }
+}
+
 /// Nothing placed: the cache starts empty (every strategy but `cpu-fallback` and `all-resident`).
 public struct EmptyPlacement: Placement {
     public init() {}

@@ -11,11 +11,7 @@ public struct PopularExperts: Placement {
 
     public func place(_ budget: PlacementBudget) -> [Int32] {
         let uses = budget.uses()
-        var used = Array(repeating: 0, count: budget.capacities.count)
-        for e in uses.indices where uses[e] > 0 { used[Int(budget.partitionOf[e])] += budget.expertBytes }
-        var room = budget.capacities.indices.map { p in
-            used[p] <= budget.capacities[p] ? budget.capacities[p] : max(0, budget.capacities[p] - reserveBytes)
-        }
+        var room = budget.room(placing: uses.indices.lazy.filter { uses[$0] > 0 }, reserving: reserveBytes)
         var placed: [Int32] = []
         for e in uses.indices.sorted(by: { (uses[$0], $1) > (uses[$1], $0) }) where uses[e] > 0 {
             let p = Int(budget.partitionOf[e])

@@ -35,12 +35,11 @@ extension PolicyKind {
         case .staticFrequency:
             try runner.run(KeepPlaced(experts: c.cache.experts, inner: LRUPolicy(cache: c.cache)), NoPrefetch(),
                            HostLayers(cpuLayers: 0, experts: c.plan.experts, rest: c.spec.placement.rest),
-                           PopularExperts(reserveBytes: c.placementReserve(allPlaced: false)))  // it checks whether all fit
+                           PopularExperts(reserveBytes: c.placementReserve))
         case .nCpuMoe:
             try runner.run(KeepPlaced(experts: c.cache.experts, inner: LRUPolicy(cache: c.cache)), NoPrefetch(),
                            HostLayers(cpuLayers: c.cpuLayers, experts: c.plan.experts, rest: c.spec.placement.rest),
-                           LayerPlacement(cpuLayers: c.cpuLayers, experts: c.plan.experts,
-                                          reserveBytes: c.placementReserve(allPlaced: c.gpuLayersFit)))
+                           LayerPlacement(cpuLayers: c.cpuLayers, experts: c.plan.experts, reserveBytes: c.placementReserve))
         }
     }
 
@@ -72,17 +71,13 @@ public struct StrategyContext {
 }
 
 extension StrategyContext {
-    /// `n-cpu-moe`'s layers on the host CPU, and whether every other layer's experts fit in the budget.
+    /// `n-cpu-moe`'s layers on the host CPU.
     var cpuLayers: Int { spec.placement.cpuLayers(model: spec.model, budgetBytes: spec.budget.bytes(for: spec.model)) }
-    var gpuLayersFit: Bool { (plan.layers - cpuLayers) * plan.experts * cache.expertBytes <= cache.capacities.reduce(0, +) }
 
-    /// Room a static placement leaves free in each partition for the experts it did not place, when misses are
-    /// copied on demand and the placement does not hold every expert needed: the run's largest working set of a
-    /// layer, so that no layer streams through memory (which would free placed experts).
-    func placementReserve(allPlaced: Bool) -> Int {
-        guard spec.placement.rest == .demand && !allPlaced else { return 0 }
-        return largestWorkingSet * cache.expertBytes
-    }
+    /// Room a static placement leaves free, where its experts do not all fit (`PlacementBudget.room`), for the
+    /// copies of those it did not place when misses are copied on demand: the run's largest working set of a layer,
+    /// so that no layer streams through memory (which would free placed experts).
+    var placementReserve: Int { spec.placement.rest == .demand ? largestWorkingSet * cache.expertBytes : 0 }
 }
 
 /// Receives a strategy's parts with their concrete types, so that the replay loop specialises for them.
