@@ -26,11 +26,12 @@ test: deps
 	bash docs/make-validation.sh --short --check
 	$(MAKE) python-test
 
-# The Python companion (python/): installs it (pip), then runs its tests against this checkout's sources.
+# The Python companion (python/): installs it with torch (a CPU build), transformers and pyarrow (pip), then runs
+# its tests against this checkout's sources; MOESIM_REQUIRE_TORCH makes a missing torch a failure, not a skip.
 python-test:
 	@command -v python3 >/dev/null || { echo "installing python3 (apt-get)"; $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip >/dev/null; }
-	python3 -m pip install -q --no-build-isolation ./python 2>/dev/null || python3 -m pip install -q ./python
-	python3 -m unittest discover -s python/tests
+	bash python/install-deps.sh
+	MOESIM_REQUIRE_TORCH=1 python3 -m unittest discover -s python/tests
 
 bench: build
 	$(BIN) bench

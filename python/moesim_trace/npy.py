@@ -13,12 +13,17 @@ _INTS = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "i8":
 
 
 def read_ids(path):
-    """(shape, flat ids) of an integer `.npy` array in C order."""
+    """(shape, flat ids) of an integer `.npy` file in C order."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise TraceError(f"{path}: cannot read: {e}") from None
+    return parse_ids(data, path)
+
+
+def parse_ids(data, path):
+    """(shape, flat ids) of `.npy` bytes; `path` names them in errors."""
     if not data.startswith(b"\x93NUMPY") or len(data) < 10:
         raise TraceError(f"{path}: not a .npy array (no \\x93NUMPY magic)")
     major = data[6]

@@ -34,8 +34,9 @@ class TraceBuilder:
         self.lines = []
         self._last = None  # (seq, pos, phase) of the last token
 
-    def add(self, seq, pos, phase, experts, weights=None, where=""):
-        """Adds one token; `experts` has one entry per layer, a list of top_k distinct ids or None.
+    def add(self, seq, pos, phase, experts, weights=None, pred=None, where=""):
+        """Adds one token; `experts` has one entry per layer, a list of top_k distinct ids or None; `weights` is shaped
+        like it; `pred`, when given, has one entry per layer: None or distinct ids predicted for that layer.
 
         `where` names the input (file and field) for errors."""
         at = f"{where}: " if where else ""
@@ -65,6 +66,13 @@ class TraceBuilder:
         line = {"seq": seq, "pos": pos, "phase": phase, "experts": cells}
         if weights is not None:
             line["weights"] = [None if w is None else [float(x) for x in w] for w in weights]
+        if pred is not None:
+            if len(pred) != self.layers:
+                raise TraceError(f"{at}pred: {len(pred)} layers, the trace has {self.layers}")
+            for layer, ids in enumerate(pred):
+                if ids is not None and (len(set(ids)) != len(ids) or any(not 0 <= i < self.experts for i in ids)):
+                    raise TraceError(f"{at}pred: layer {layer}: ids {list(ids)} repeat or are out of range 0..<{self.experts}")
+            line["pred"] = [None if ids is None else [int(i) for i in ids] for ids in pred]
         self.lines.append(line)
         self._last = (seq, pos, phase)
 

@@ -11,13 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from moesim_trace import cli  # noqa: E402
-
-
-def npy(shape, ids, descr="<i4", code="i", fortran=False, magic=b"\x93NUMPY"):
-    """Version 1.0 .npy bytes: magic, version, header length, a padded header dict, the data."""
-    header = f"{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {tuple(shape)!r}, }}"
-    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
-    return magic + b"\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + struct.pack(f"<{len(ids)}{code}", *ids)
+from helpers import npy  # noqa: E402
 
 
 # 3 tokens x 2 layers x top-2 over 4 experts; the first token is the prompt.

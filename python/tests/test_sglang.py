@@ -1,13 +1,11 @@
 """The SGLang importer against fixtures written from SGLang's description of `routed_experts` (base64 of
 little-endian int32, token x layer x slot, -1 where a layer routes nothing), not produced by the importer."""
 import base64
-import csv
 import gzip
 import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -15,9 +13,9 @@ import unittest
 # The package in this checkout, not an installed copy.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from moesim_trace import cli  # noqa: E402
+from helpers import HAVE_MOESIM, NO_MOESIM, replay
+from helpers import accesses as count_accesses  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MOESIM = os.path.join(ROOT, ".build", "release", "moesim")
 
 # Two requests of a 3-layer model whose layer 1 is dense (no routed expert), 4 experts, top-2.
 # Request A: 2 prompt tokens, 2 generated, routing recorded for all 4 tokens.
@@ -77,25 +75,15 @@ class SGLangImportTests(unittest.TestCase):
                           [[2, 0], [1, 0]], [[2, 3], [1, 2]]])
         self.assertTrue(all("weights" not in t for t in tokens))
 
-    @unittest.skipUnless(os.access(MOESIM, os.X_OK), f"moesim binary absent ({MOESIM}): build it with make build")
+    @unittest.skipUnless(HAVE_MOESIM, NO_MOESIM)
     def test_round_trip_through_moesim(self):
         a = self.write("a.json", response(A, 2, 2))
         b = self.write("b.json", response(B, 1, 2))
         out = os.path.join(self.dir, "t.jsonl.gz")
         self.run_cli("import", "sglang", a, b, "--layers", "3", "--experts", "4", "--top-k", "2", "--out", out)
-        check = subprocess.run([MOESIM, "trace", "validate", out], capture_output=True, text=True)
-        self.assertEqual(check.returncode, 0, check.stderr)
-        report = os.path.join(self.dir, "r.csv")
-        run = subprocess.run([MOESIM, "replay", out, "--model", "mixtral-8x7b", "--set", "model.layers=2", "--set", "model.experts=4",
-                              "--policy", "on-demand", "--budget", "4experts", "--out", report], capture_output=True, text=True)
-        self.assertEqual(run.returncode, 0, run.stderr)
-        row = next(csv.DictReader(open(report)))
-        # Counted from the fixtures: a prefill step is the union of its tokens' experts per MoE layer, a decode
-        # token one step; layer 1 is dense and null cells count nothing.
-        def accesses(grid, prefill):
-            moe = [0, 2]
-            union = sum(len({i for t in grid[:prefill] for i in t[l] if i != -1}) for l in moe)
-            return union + sum(len([i for i in t[l] if i != -1]) for t in grid[prefill:] for l in moe)
+        row = replay(self, out, layers=2, experts=4, folder=self.dir)
+        # Counted from the fixtures: layer 1 is dense, so only layers 0 and 2 are accessed.
+        accesses = lambda grid, prefill: count_accesses(grid, prefill, [0, 2])  # noqa: E731
         self.assertEqual(int(row["accesses"]), accesses(A, 2) + accesses(B, 1))
         self.assertEqual(int(row["tokens"]), 6)
         self.assertEqual(int(row["missing_cells"]), 1)

@@ -1,0 +1,228 @@
+"""`moesim-trace record`: runs a Hugging Face transformers MoE model with `generate` and records, per token and MoE
+layer, the experts its router chose and their weights, plus Fate's cross-layer prediction (arXiv 2502.12224): layer
+l+1's gate applied to layer l's gate input, written to `pred` for layer l+1.
+
+Works with the families whose decoder layers hold a sparse block with a `gate` router (`layer.mlp.gate`, or
+`layer.block_sparse_moe.gate` in older Mixtral code): Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE. Recent transformers'
+routers return (logits, weights, ids) and those are recorded as the model computed them; an older router that
+returns logits only is routed here by the family's rule (`route`). Needs torch and transformers.
+"""
+import json
+import os
+
+from .trace import TraceBuilder, TraceError
+
+# Whether a family renormalises its top-k weights to sum to 1: Mixtral always; the others as config.norm_topk_prob.
+_ALWAYS_NORMALISED = {"mixtral"}
+
+
+def _torch():
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        raise TraceError("record needs torch and transformers: pip install torch transformers") from None
+    return torch, F
+
+
+def normalises(config):
+    """Whether the model's routing rule renormalises the top-k weights."""
+    return config.model_type in _ALWAYS_NORMALISED or bool(getattr(config, "norm_topk_prob", False))
+
+
+def route(logits, top_k, normalise):
+    """The routing rule of these families: softmax over the experts in float32, the top-k, optionally renormalised."""
+    torch, _ = _torch()
+    probs = torch.softmax(logits.float(), dim=-1)
+    weights, ids = torch.topk(probs, top_k, dim=-1)
+    if normalise:
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    return ids, weights
+
+
+def moe_gates(model):
+    """[(decoder layer index, gate module)] for the layers with routed experts; a TraceError when there are none."""
+    inner = getattr(model, "model", model)
+    layers = getattr(inner, "layers", None)
+    if layers is None:
+        raise TraceError(f"model {type(model).__name__}: no decoder layers (model.model.layers) found")
+    gates = []
+    for index, layer in enumerate(layers):
+        block = getattr(layer, "mlp", None) or getattr(layer, "block_sparse_moe", None)
+        gate = getattr(block, "gate", None)
+        weight = getattr(gate, "weight", None)
+        if gate is not None and weight is not None and weight.dim() == 2:
+            gates.append((index, gate))
+    if not gates:
+        raise TraceError(f"model {type(model).__name__} ({getattr(model.config, 'model_type', '?')}): no layer has a "
+                         "router ('gate' in its MLP block): not a MoE model")
+    return gates
+
+
+def gate_logits(gate, x):
+    """What `gate` computes from rows `x` before the softmax: x · Wᵀ (+ bias)."""
+    _, F = _torch()
+    return F.linear(x.to(gate.weight.dtype), gate.weight, getattr(gate, "bias", None))
+
+
+class GateRecorder:
+    """Forward hooks on every MoE gate; collects, per forward pass, each MoE layer's routed ids, weights and the
+    prediction for the next MoE layer made from this layer's gate input."""
+
+    def __init__(self, model, pred_width):
+        self.gates = moe_gates(model)
+        config = model.config
+        self.top_k = int(config.num_experts_per_tok)
+        self.experts = int(self.gates[0][1].weight.shape[0])
+        self.normalise = normalises(config)
+        self.pred_width = pred_width
+        if not self.top_k <= pred_width <= self.experts:
+            raise TraceError(f"--pred-width {pred_width}: must be between top_k ({self.top_k}) and the experts ({self.experts})")
+        self.passes = []  # per forward pass: {moe layer position: (ids rows, weight rows, pred rows for the next)}
+        self._handles = []
+
+    def __enter__(self):
+        for position, (_, gate) in enumerate(self.gates):
+            self._handles.append(gate.register_forward_hook(self._hook(position)))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, position):
+        torch, _ = _torch()
+
+        def hook(gate, inputs, output):
+            x = inputs[0].reshape(-1, gate.weight.shape[1])
+            with torch.no_grad():
+                if isinstance(output, tuple) and len(output) == 3:
+                    _, weights, ids = output  # the router's own (logits, weights, ids)
+                else:
+                    ids, weights = route(output.reshape(-1, self.experts), self.top_k, self.normalise)
+                pred = None
+                if position + 1 < len(self.gates):
+                    following = gate_logits(self.gates[position + 1][1], x)
+                    pred = torch.topk(following.float(), self.pred_width, dim=-1).indices.tolist()
+            if position == 0:
+                self.passes.append({})
+            self.passes[-1][position] = (ids.tolist(), weights.float().tolist(), pred)
+
+        return hook
+
+
+def record_tokens(model, prompts, max_new_tokens, pred_width=None, model_name=None, source=""):
+    """A TraceBuilder: one sequence per prompt (a list of token ids), its prompt the prefill and each generated token
+    a decode token; `pred` of MoE layer l+1 holds the `pred_width` experts (default top_k) layer l+1's gate ranks
+    highest on layer l's gate input, best first; layer 0 has none."""
+    torch, _ = _torch()
+    config = model.config
+    top_k = int(config.num_experts_per_tok)
+    width = pred_width or top_k
+    model.eval()
+    with GateRecorder(model, width) as recorder:
+        layers = len(recorder.gates)
+        builder = TraceBuilder(layers=layers, experts=recorder.experts, top_k=top_k, model=model_name, source=source,
+                               notes=f"pred: layer l+1's gate on layer l's gate input, its top {width} experts (Fate); "
+                                     f"weights {'renormalised over the top-k' if recorder.normalise else 'softmax probabilities (not renormalised)'}")
+        for seq, ids in enumerate(prompts):
+            recorder.passes.clear()
+            with torch.no_grad():
+                model.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False,
+                               pad_token_id=getattr(config, "pad_token_id", None) or 0)
+            pos = 0
+            for n, forward in enumerate(recorder.passes):
+                if len(forward) != layers:
+                    raise TraceError(f"prompt {seq}: forward pass {n} ran {len(forward)} of {layers} MoE layers")
+                rows = len(forward[0][0])
+                for r in range(rows):
+                    experts = [forward[l][0][r] for l in range(layers)]
+                    weights = [forward[l][1][r] for l in range(layers)]
+                    pred = [None] + [forward[l][2][r] for l in range(layers - 1)]
+                    builder.add(seq=seq, pos=pos, phase="prefill" if n == 0 else "decode", experts=experts,
+                                weights=weights, pred=pred, where=f"prompt {seq}: token {pos}")
+                    pos += 1
+    return builder
+
+
+def read_prompts(path, tokenizer):
+    """Token id lists from a prompts file: JSON Lines with `input_ids` (a list of ids) or `prompt`/`text`, or plain
+    text with one prompt per line. Text needs the model's tokenizer."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TraceError(f"{path}: cannot read: {e}") from None
+    prompts = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        item = line
+        if line.lstrip().startswith("{"):
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise TraceError(f"{where}: not JSON ({e.msg})") from None
+            if "input_ids" in data:
+                ids = data["input_ids"]
+                if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+                    raise TraceError(f"{where}: field 'input_ids': a non-empty list of token ids expected")
+                prompts.append(ids)
+                continue
+            item = data.get("prompt", data.get("text"))
+            if not isinstance(item, str):
+                raise TraceError(f"{where}: field 'prompt': a string expected (or 'text', or 'input_ids')")
+        if tokenizer is None:
+            raise TraceError(f"{where}: a text prompt, but the model has no tokenizer: give 'input_ids' lines")
+        ids = tokenizer(item)["input_ids"]
+        if not ids:
+            raise TraceError(f"{where}: the prompt tokenises to nothing")
+        prompts.append(list(ids))
+    if not prompts:
+        raise TraceError(f"{path}: no prompts")
+    return prompts
+
+
+def load(model_path):
+    """(model, tokenizer or None) from a local directory or a Hub name, on the CPU in float32."""
+    torch, _ = _torch()
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        raise TraceError("record needs transformers: pip install transformers") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise TraceError(f"--model {model_path}: cannot load: {e}") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except (OSError, ValueError, TypeError):
+        tokenizer = None
+    return model, tokenizer
+
+
+def check_vocabulary(prompts, model, path):
+    vocab = int(model.config.vocab_size)
+    for n, ids in enumerate(prompts):
+        bad = [i for i in ids if i >= vocab]
+        if bad:
+            raise TraceError(f"{path}: prompt {n}: token id {bad[0]} out of the model's vocabulary 0..<{vocab}")
+
+
+def record(model_path, prompts_path, max_new_tokens, out, pred_width=None, model_name=None):
+    """The `record` command: loads, records and writes `out`; returns the builder."""
+    if max_new_tokens < 1:
+        raise TraceError(f"--max-new-tokens {max_new_tokens}: must be at least 1")
+    model, tokenizer = load(model_path)
+    moe_gates(model)  # refuse a dense model before tokenising anything
+    prompts = read_prompts(prompts_path, tokenizer)
+    check_vocabulary(prompts, model, prompts_path)
+    import transformers
+    name = model_name or os.path.basename(os.path.normpath(model_path))
+    builder = record_tokens(model, prompts, max_new_tokens, pred_width, name,
+                            source=f"moesim-trace record: {model_path} ({model.config.model_type}), prompts {prompts_path}, "
+                                   f"greedy, max_new_tokens {max_new_tokens}, transformers {transformers.__version__}")
+    builder.write(out)
+    return builder

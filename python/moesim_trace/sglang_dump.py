@@ -1,0 +1,177 @@
+"""SGLang's expert distribution recorder in `per_token` mode (`--expert-distribution-recorder-mode per_token`, then
+`/start_expert_distribution_record`, `/stop_…`, `/dump_…`): `torch.save` files `expert_distribution_recorder_*.pt`
+in `SGLANG_EXPERT_DISTRIBUTION_RECORDER_DIR`, one per rank, each a dict with `records` (one per forward pass) and
+`last_physical_to_logical_map` ([layers, physical experts]).
+
+A record holds `forward_mode` (1 extend, 2 decode, 3 mixed, 4 idle), `positions` and `input_ids` of its tokens,
+`extend_seq_lens` (tokens per request in an extend pass) and `topk_ids_of_layer`: physical expert ids
+[layers, tokens, 8], -1 beyond a model's top-k and on layers without routed experts. The dump has no request ids,
+so sequences are rebuilt from positions: an extend segment at position 0, or one no running request reaches, starts
+a sequence (a later start means a prefix-cache hit); a segment continuing a request's positions extends it (chunked
+prefill); decode tokens are matched in order to the running requests, as SGLang keeps its running batch in order
+(a request passed over has finished). Extend tokens are prefill, decode tokens decode; in a mixed pass a one-token
+segment continuing a request is its decode token. Sequences are written in order of their first token.
+"""
+import glob
+import os
+
+from .routing import build, check_grid
+from .trace import TraceError
+
+EXTEND, DECODE, MIXED, IDLE = 1, 2, 3, 4
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise TraceError("import sglang-dump needs torch to read torch.save files: pip install torch") from None
+    return torch
+
+
+def dump_files(paths):
+    """The recorder's files: those given, and `expert_distribution_recorder_*.pt` inside given directories."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(glob.glob(os.path.join(path, "expert_distribution_recorder_*.pt")))
+            if not found:
+                raise TraceError(f"{path}: no expert_distribution_recorder_*.pt files")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def _load(path):
+    torch = _torch()
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TraceError(f"{path}: no such file") from None
+    except Exception as e:  # torch raises many kinds for a file of another format
+        raise TraceError(f"{path}: not a torch.save file of the expert distribution recorder ({type(e).__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        raise TraceError(f"{path}: field 'records' missing: not a per_token dump of SGLang's expert distribution recorder")
+    return data
+
+
+class _Sequence:
+    def __init__(self, where, first_pos):
+        self.where, self.first_pos, self.next_pos = where, first_pos, first_pos
+        self.rows, self.prefill, self.decoding = [], 0, False
+
+
+def _cells(ids, where, top_k):
+    """A [layer][slot] grid row from the padded ids of one token: ids first, then -1; a layer of -1 is a null cell."""
+    row = []
+    for layer, slots in enumerate(ids):
+        used = [i for i in slots if i != -1]
+        if used and slots[:len(used)] != used:
+            raise TraceError(f"{where}, layer {layer}: -1 padding before expert ids {slots}")
+        if used and top_k[0] is None:
+            top_k[0] = len(used)
+        if used and len(used) != top_k[0]:
+            raise TraceError(f"{where}, layer {layer}: {len(used)} ids where other tokens have {top_k[0]}")
+        row.append(used)
+    return row
+
+
+def import_dump(paths, experts, model=None, rank=None):
+    """A TraceBuilder of every forward pass of one rank's records (the lowest rank present, unless `rank`)."""
+    files = dump_files(paths)
+    loaded = [(path, _load(path)) for path in files]
+    ranks = sorted({r.get("rank", 0) for _, d in loaded for r in d["records"] if isinstance(r, dict)})
+    chosen = rank if rank is not None else (ranks[0] if ranks else 0)
+    if ranks and chosen not in ranks:
+        raise TraceError(f"--rank {chosen}: the dumps hold ranks {ranks}")
+    torch = _torch()
+    sequences, running, top_k, layers = [], [], [None], None
+    for path, data in loaded:
+        mapping = data.get("last_physical_to_logical_map")
+        if mapping is not None and not torch.is_tensor(mapping):
+            raise TraceError(f"{path}: field 'last_physical_to_logical_map' is not a tensor")
+        for n, record in enumerate(data["records"]):
+            where = f"{path}: records[{n}]"
+            if not isinstance(record, dict) or record.get("rank", 0) != chosen:
+                continue
+            for key in ("forward_mode", "positions", "topk_ids_of_layer"):
+                if key not in record:
+                    raise TraceError(f"{where}: field '{key}' missing")
+            mode, positions, ids = record["forward_mode"], record["positions"], record["topk_ids_of_layer"]
+            if mode == IDLE:
+                continue
+            if mode not in (EXTEND, DECODE, MIXED):
+                raise TraceError(f"{where}: field 'forward_mode': {mode} (speculative or disaggregated passes) is not supported")
+            if not torch.is_tensor(ids) or ids.dim() != 3:
+                raise TraceError(f"{where}: field 'topk_ids_of_layer': not a [layers, tokens, slots] tensor")
+            if layers is None:
+                layers = ids.shape[0]
+            if ids.shape[0] != layers:
+                raise TraceError(f"{where}: field 'topk_ids_of_layer': {ids.shape[0]} layers, earlier records have {layers}")
+            if not isinstance(positions, list) or len(positions) != ids.shape[1]:
+                raise TraceError(f"{where}: field 'positions': {len(positions) if isinstance(positions, list) else '?'} "
+                                 f"positions for {ids.shape[1]} tokens of routing (ragged)")
+            if ids.numel() and int(ids.min()) < -1:
+                raise TraceError(f"{where}: field 'topk_ids_of_layer': id {int(ids.min())} below -1")
+            if mapping is not None:
+                if mapping.shape[0] != layers:
+                    raise TraceError(f"{path}: field 'last_physical_to_logical_map': {mapping.shape[0]} layers, the records have {layers}")
+                too_big = int(ids.max()) if ids.numel() else -1
+                if too_big >= mapping.shape[1]:
+                    raise TraceError(f"{where}: field 'topk_ids_of_layer': physical expert {too_big} beyond the map's {mapping.shape[1]}")
+                ids = torch.where(ids >= 0, torch.gather(mapping.long(), 1, ids.clamp(min=0).long().reshape(layers, -1)).reshape(ids.shape), ids)
+            per_token = ids.permute(1, 0, 2).tolist()  # [token][layer][slot]
+            if mode == DECODE:
+                lengths = [1] * len(positions)
+            else:
+                lengths = record.get("extend_seq_lens")
+                if not isinstance(lengths, list) or sum(lengths) != len(positions) or any(n < 1 for n in lengths):
+                    raise TraceError(f"{where}: field 'extend_seq_lens': {lengths} does not cover its {len(positions)} tokens")
+            start, cursor = 0, 0
+            for length in lengths:
+                segment = range(start, start + length)
+                first = positions[start]
+                if [positions[t] for t in segment] != list(range(first, first + length)):
+                    raise TraceError(f"{where}: field 'positions': not consecutive within a request: {[positions[t] for t in segment]}")
+                decode = mode == DECODE
+                sequence = None
+                if mode == DECODE:
+                    while cursor < len(running) and running[cursor].next_pos != first:
+                        running.pop(cursor)  # passed over: finished
+                    if cursor == len(running):
+                        raise TraceError(f"{where}: a decode token at position {first} that no running request reaches")
+                    sequence = running[cursor]
+                    cursor += 1
+                elif first > 0:
+                    sequence = next((s for s in running if s.next_pos == first and (length == 1 or not s.decoding)), None)
+                    decode = mode == MIXED and length == 1 and sequence is not None
+                    if sequence is not None and sequence.decoding and not decode:
+                        sequence = None
+                if sequence is None:
+                    sequence = _Sequence(f"{where}: token {start}", first)
+                    sequences.append(sequence)
+                    running.append(sequence)
+                for t in segment:
+                    row = _cells(per_token[t], f"{where}: token {t}", top_k)
+                    sequence.rows.append(row)
+                    if decode:
+                        sequence.decoding = True
+                    elif sequence.decoding:
+                        raise TraceError(f"{where}: token {t}: a prefill token after its request's decode tokens")
+                    else:
+                        sequence.prefill += 1
+                sequence.next_pos = first + length
+                start += length
+    if not sequences:
+        raise TraceError(f"{', '.join(files)}: no forward passes of rank {chosen}")
+    if top_k[0] is None:
+        raise TraceError(f"{', '.join(files)}: every routed expert id is -1: not a MoE model's routing")
+    k = top_k[0]
+    requests = []
+    for s in sequences:
+        grid = [[cell if cell else [-1] * k for cell in row] for row in s.rows]
+        check_grid(grid, experts, s.where)
+        requests.append((s.where, s.first_pos, s.prefill, grid))
+    return build(requests, layers, experts, k, model,
+                 f"SGLang expert distribution recorder (per_token), rank {chosen}: " + ", ".join(files))
