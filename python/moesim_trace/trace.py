@@ -84,11 +84,17 @@ class TraceBuilder:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moesim-trace-")
         os.close(fd)
         try:
-            opener = gzip.open if path.endswith(".gz") else open
-            with opener(tmp, "wt", encoding="utf-8") as f:
+            if path.endswith(".gz"):
+                f = gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6)  # 9 costs twice the time for ~3% less
+            else:
+                f = open(tmp, "w", encoding="utf-8")
+            with f:
                 f.write(json.dumps(self.header, separators=(",", ":")) + "\n")
                 for line in self.lines:
                     f.write(json.dumps(line, separators=(",", ":")) + "\n")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the trace gets the usual permissions
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)

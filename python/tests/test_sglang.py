@@ -130,6 +130,27 @@ class TraceWriterTests(unittest.TestCase):
         with self.assertRaises(TraceError):
             TraceBuilder(layers=1, experts=2, top_k=3)
 
+    def test_written_atomically_with_the_usual_permissions(self):
+        from moesim_trace import TraceBuilder, TraceError
+        folder = tempfile.mkdtemp()
+        try:
+            b = TraceBuilder(layers=1, experts=4, top_k=2)
+            with self.assertRaises(TraceError):
+                b.write(os.path.join(folder, "empty.jsonl"))  # no tokens: nothing written
+            b.add(0, 0, "decode", [[0, 1]], pred=[[2, 3]])
+            with self.assertRaisesRegex(TraceError, "pred: layer 0: ids \\[4\\] repeat or are out of range"):
+                b.add(0, 1, "decode", [[0, 1]], pred=[[4]])
+            path = os.path.join(folder, "t.jsonl")
+            b.write(path)
+            umask = os.umask(0)
+            os.umask(umask)
+            self.assertEqual(os.stat(path).st_mode & 0o777, 0o666 & ~umask)
+            self.assertEqual(sorted(os.listdir(folder)), ["t.jsonl"])
+            with open(path) as f:
+                self.assertEqual(json.loads(f.read().splitlines()[1])["pred"], [[2, 3]])
+        finally:
+            shutil.rmtree(folder)
+
 
 if __name__ == "__main__":
     unittest.main()
