@@ -4,14 +4,13 @@ import gzip
 import json
 import os
 import shutil
-import struct
 import sys
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from moesim_trace import cli  # noqa: E402
-from helpers import npy  # noqa: E402
+from helpers import HAVE_MOESIM, NO_MOESIM, accesses, npy, replay  # noqa: E402
 
 
 # 3 tokens x 2 layers x top-2 over 4 experts; the first token is the prompt.
@@ -45,6 +44,15 @@ class NpyImportTests(unittest.TestCase):
         self.assertEqual([(t["seq"], t["pos"], t["phase"], t["experts"]) for t in lines[1:]],
                          [(0, 0, "prefill", [[0, 1], [2, 3]]), (0, 1, "decode", [[1, 3], None]), (0, 2, "decode", [[2, 0], [3, 1]]),
                           (1, 0, "decode", [[3, 2], [0, 1]])])
+
+    @unittest.skipUnless(HAVE_MOESIM, NO_MOESIM)
+    def test_round_trip_through_moesim(self):
+        a = self.file("a.npy", npy((3, 2, 2), FLAT))
+        b = self.file("b.npy", npy((3, 2, 2), FLAT, descr="<i2", code="h"))
+        cli.main(["import", "npy", a, b, "--prompt-tokens", "2", "1", "--experts", "4", "--out", self.out])
+        row = replay(self, self.out, layers=2, experts=4, folder=self.dir)
+        self.assertEqual(int(row["accesses"]), accesses(GRID, 2, [0, 1]) + accesses(GRID, 1, [0, 1]))
+        self.assertEqual(int(row["missing_cells"]), 2)
 
     def test_bad_input_names_the_file_and_field_and_writes_nothing(self):
         cases = [
