@@ -1,6 +1,25 @@
 """What every importer shares: a grid of routed ids per request, [token][layer][slot] with -1 where a layer routes
 nothing, checked and turned into one sequence per request."""
+import json
+
 from .trace import TraceBuilder, TraceError
+
+
+def json_responses(path):
+    """(where, item) for each saved response in a JSON file holding one object or a list of them; `where` names the
+    file (and the list index) for errors."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError) as e:
+        raise TraceError(f"{path}: cannot read: {e}") from None
+    except json.JSONDecodeError as e:
+        raise TraceError(f"{path}: not a JSON response (line {e.lineno}: {e.msg})") from None
+    if not isinstance(data, list):
+        yield path, data
+        return
+    for n, item in enumerate(data):
+        yield f"{path}[{n}]", item
 
 
 def check_grid(grid, experts, where):

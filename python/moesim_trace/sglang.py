@@ -7,10 +7,9 @@ tokens. A JSON list of ids is accepted in place of the base64 string. One reques
 tokens the prefill, its generated tokens the decode.
 """
 import base64
-import json
 import struct
 
-from .routing import build, check_grid
+from .routing import build, check_grid, json_responses
 from .trace import TraceError
 
 
@@ -39,16 +38,7 @@ def _ids(value, where):
 
 
 def _responses(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError) as e:
-        raise TraceError(f"{path}: cannot read: {e}") from None
-    except json.JSONDecodeError as e:
-        raise TraceError(f"{path}: not a JSON response (line {e.lineno}: {e.msg})") from None
-    items = data if isinstance(data, list) else [data]
-    for n, item in enumerate(items):
-        where = f"{path}" if not isinstance(data, list) else f"{path}[{n}]"
+    for where, item in json_responses(path):
         if not isinstance(item, dict) or not isinstance(item.get("meta_info"), dict):
             raise TraceError(f"{where}: field 'meta_info' missing: not a saved SGLang response")
         meta = item["meta_info"]

@@ -9,10 +9,9 @@ base64 text. Each choice becomes one sequence: the prompt rows as prefill, the r
 """
 import base64
 import binascii
-import json
 
 from .npy import parse_ids
-from .routing import build, check_grid
+from .routing import build, check_grid, json_responses
 from .trace import TraceError
 
 
@@ -46,16 +45,7 @@ def _array(value, where):
 
 
 def _responses(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError) as e:
-        raise TraceError(f"{path}: cannot read: {e}") from None
-    except json.JSONDecodeError as e:
-        raise TraceError(f"{path}: not a JSON response (line {e.lineno}: {e.msg})") from None
-    items = data if isinstance(data, list) else [data]
-    for n, item in enumerate(items):
-        where = path if not isinstance(data, list) else f"{path}[{n}]"
+    for where, item in json_responses(path):
         if not isinstance(item, dict) or not isinstance(item.get("choices"), list) or not item["choices"]:
             raise TraceError(f"{where}: field 'choices' missing: not a saved vLLM completions response")
         usage = item.get("usage")

@@ -1,5 +1,6 @@
 """What the importer tests share: fixture writers from each format's specification and a replay through moesim."""
 import csv
+import json
 import os
 import struct
 import subprocess
@@ -18,6 +19,14 @@ def npy(shape, ids, descr="<i4", code="i", fortran=False, magic=b"\x93NUMPY"):
     header = f"{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {tuple(shape)!r}, }}"
     header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
     return magic + b"\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + struct.pack(f"<{len(ids)}{code}", *ids)
+
+
+def write_json(folder, name, data):
+    """Saves `data` as JSON in `folder`; its path."""
+    path = os.path.join(folder, name)
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return path
 
 
 def accesses(grid, prefill, layers):

@@ -13,7 +13,7 @@ import unittest
 # The package in this checkout, not an installed copy.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from moesim_trace import cli  # noqa: E402
-from helpers import HAVE_MOESIM, NO_MOESIM, replay
+from helpers import HAVE_MOESIM, NO_MOESIM, replay, write_json
 from helpers import accesses as count_accesses  # noqa: E402
 
 
@@ -42,10 +42,7 @@ class SGLangImportTests(unittest.TestCase):
         shutil.rmtree(self.dir)
 
     def write(self, name, data):
-        path = os.path.join(self.dir, name)
-        with open(path, "w") as f:
-            json.dump(data, f)
-        return path
+        return write_json(self.dir, name, data)
 
     def run_cli(self, *args):
         return cli.main(list(args))

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import unittest
 
-from helpers import HAVE_MOESIM, NO_MOESIM, accesses, npy, replay
+from helpers import HAVE_MOESIM, NO_MOESIM, accesses, npy, replay, write_json
 from moesim_trace import cli, vllm
 from moesim_trace.trace import TraceError
 
@@ -39,10 +39,7 @@ class VLLMImportTests(unittest.TestCase):
         shutil.rmtree(self.dir)
 
     def write(self, name, data):
-        path = os.path.join(self.dir, name)
-        with open(path, "w") as f:
-            json.dump(data, f)
-        return path
+        return write_json(self.dir, name, data)
 
     def fixtures(self):
         a = self.write("a.json", response([{"index": 0, "text": "…", "routed_experts": encoded(A), "finish_reason": "length"}], 3, 3))
