@@ -68,6 +68,8 @@ def _parser():
     p.add_argument("--prompts", required=True, help="prompts: text, one per line, or JSON Lines with 'prompt' or 'input_ids'")
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per prompt, greedy (default 32)")
     p.add_argument("--pred-width", type=int, help="experts recorded per cross-layer prediction, best first (default top_k)")
+    p.add_argument("--device", default="cpu", help="torch device to run on: cpu (default), cuda, cuda:1, …")
+    p.add_argument("--dtype", default="float32", choices=record.DTYPES, help="weights' type (default float32)")
     p.add_argument("--name", help="model name for the header (default the directory's name)")
     p.add_argument("--out", required=True, help="output trace, .jsonl or .jsonl.gz")
 
@@ -121,7 +123,8 @@ def main(argv=None):
         if args.command == "calibrate-gpu":
             return calibrate.main(args)
         if args.command == "record":
-            builder = record.record(args.model, args.prompts, args.max_new_tokens, args.out, args.pred_width, args.name)
+            builder = record.record(args.model, args.prompts, args.max_new_tokens, args.out, args.pred_width, args.name,
+                                    args.device, args.dtype)
         else:
             builder = _import(args)
             builder.write(args.out)

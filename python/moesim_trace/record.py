@@ -129,7 +129,7 @@ def record_tokens(model, prompts, max_new_tokens, pred_width=None, model_name=No
         for seq, ids in enumerate(prompts):
             recorder.passes.clear()
             with torch.no_grad():
-                model.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False,
+                model.generate(torch.tensor([ids], device=model.device), max_new_tokens=max_new_tokens, do_sample=False,
                                pad_token_id=getattr(config, "pad_token_id", None) or 0)
             pos = 0
             for n, forward in enumerate(recorder.passes):
@@ -185,15 +185,26 @@ def read_prompts(path, tokenizer):
     return prompts
 
 
-def load(model_path):
-    """(model, tokenizer or None) from a local directory or a Hub name, on the CPU in float32."""
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def load(model_path, device="cpu", dtype="float32"):
+    """(model, tokenizer or None) from a local directory or a Hub name, on `device` in `dtype`."""
     torch, _ = _torch()
+    if dtype not in DTYPES:
+        raise TraceError(f"--dtype {dtype!r}: one of {', '.join(DTYPES)}")
+    try:
+        target = torch.device(device)
+    except RuntimeError:
+        raise TraceError(f"--device {device!r}: not a torch device (cpu, cuda, cuda:1, …)") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise TraceError(f"--device {device}: no CUDA GPU visible to torch {torch.__version__}")
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise TraceError("record needs transformers: pip install transformers") from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(target)
     except (OSError, ValueError) as e:
         raise TraceError(f"--model {model_path}: cannot load: {e}") from None
     try:
@@ -211,11 +222,11 @@ def check_vocabulary(prompts, model, path):
             raise TraceError(f"{path}: prompt {n}: token id {bad[0]} out of the model's vocabulary 0..<{vocab}")
 
 
-def record(model_path, prompts_path, max_new_tokens, out, pred_width=None, model_name=None):
+def record(model_path, prompts_path, max_new_tokens, out, pred_width=None, model_name=None, device="cpu", dtype="float32"):
     """The `record` command: loads, records and writes `out`; returns the builder."""
     if max_new_tokens < 1:
         raise TraceError(f"--max-new-tokens {max_new_tokens}: must be at least 1")
-    model, tokenizer = load(model_path)
+    model, tokenizer = load(model_path, device, dtype)
     moe_gates(model)  # refuse a dense model before tokenising anything
     prompts = read_prompts(prompts_path, tokenizer)
     check_vocabulary(prompts, model, prompts_path)
@@ -223,6 +234,6 @@ def record(model_path, prompts_path, max_new_tokens, out, pred_width=None, model
     name = model_name or os.path.basename(os.path.normpath(model_path))
     builder = record_tokens(model, prompts, max_new_tokens, pred_width, name,
                             source=f"moesim-trace record: {model_path} ({model.config.model_type}), prompts {prompts_path}, "
-                                   f"greedy, max_new_tokens {max_new_tokens}, transformers {transformers.__version__}")
+                                   f"greedy, max_new_tokens {max_new_tokens}, {dtype} on {device}, transformers {transformers.__version__}")
     builder.write(out)
     return builder

@@ -175,7 +175,29 @@ class RecorderTests(unittest.TestCase):
             record.record(model_dir, self.prompts_file("hi\n"), 4, out, pred_width=9)
         with self.assertRaisesRegex(TraceError, "--max-new-tokens 0"):
             record.record(model_dir, self.prompts_file("hi\n"), 0, out)
+        with self.assertRaisesRegex(TraceError, "--device 'gpu0': not a torch device"):
+            record.record(model_dir, self.prompts_file("hi\n"), 4, out, device="gpu0")
+        if not torch.cuda.is_available():
+            with self.assertRaisesRegex(TraceError, "--device cuda: no CUDA GPU visible"):
+                record.record(model_dir, self.prompts_file("hi\n"), 4, out, device="cuda")
         self.assertEqual(set(os.listdir(self.dir)), {"tiny", "prompts.txt"})
+
+    def test_bfloat16_records_the_routers_own_choice(self):
+        from moesim_trace import record, tiny
+        model_dir = os.path.join(self.dir, "tiny")
+        tiny.write_tiny_model("mixtral", model_dir, layers=2)
+        out = os.path.join(self.dir, "t.jsonl")
+        builder = record.record(model_dir, self.prompts_file("{\"input_ids\": [256, 1, 2, 3]}\n"), 3, out, dtype="bfloat16")
+        self.assertIn("bfloat16 on cpu", builder.header["source"])
+        model, _ = record.load(model_dir, dtype="bfloat16")
+        self.assertEqual(model.dtype, torch.bfloat16)
+        tap = GateTap(model)
+        with torch.no_grad():
+            model(torch.tensor([[256, 1, 2, 3]]))
+        tap.close()
+        _, logits = tap.rows(0)
+        ids = torch.topk(torch.softmax(logits, dim=-1), 2, dim=-1).indices.tolist()
+        self.assertEqual([t["experts"][0] for t in builder.lines[:4]], ids)
 
     def test_a_dense_model_is_refused(self):
         from moesim_trace import record
