@@ -12,22 +12,41 @@ def _output(parser, model_help="model name for the header (a moesim preset name 
     parser.add_argument("--out", required=True, help="output trace, .jsonl or .jsonl.gz")
 
 
+def _prompt_tokens(parser):
+    parser.add_argument("--prompt-tokens", type=int, nargs="+",
+                        help=".npy files: prompt tokens of each request (one count, or one per file): those rows are the prefill")
+
+
+def _arrays(args, engine):
+    """The .npy form of `import vllm|sglang`; None when the files are JSON responses."""
+    arrays = [f.endswith(".npy") for f in args.files]
+    if not any(arrays):
+        return None
+    if not all(arrays):
+        raise TraceError("give JSON responses or .npy arrays, not both: " + ", ".join(args.files))
+    if not args.prompt_tokens:
+        raise TraceError("--prompt-tokens: .npy arrays do not say how many of their rows are the prompt")
+    return npy.import_arrays(args.files, args.prompt_tokens, args.experts, args.model, engine=f"{engine} routed_experts")
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="moesim-trace", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     imports = commands.add_parser("import", help="convert an engine's routing output to a moesim trace")
     sources = imports.add_subparsers(dest="source", required=True)
 
-    p = sources.add_parser("vllm", help="saved vLLM completions responses with choices[].routed_experts")
-    p.add_argument("files", nargs="+", help="JSON files: one response, or a list of them")
+    p = sources.add_parser("vllm", help="saved vLLM completions responses with choices[].routed_experts, or .npy arrays")
+    p.add_argument("files", nargs="+", help="JSON files (one response, or a list of them), or .npy files (one request each)")
     p.add_argument("--experts", type=int, required=True, help="routed experts per layer")
+    _prompt_tokens(p)
     _output(p)
 
-    p = sources.add_parser("sglang", help="saved SGLang /generate responses with meta_info.routed_experts")
-    p.add_argument("files", nargs="+", help="JSON files: one response, or a list of them")
-    p.add_argument("--layers", type=int, required=True, help="layers in the routed-experts array (the model's decoder layers)")
+    p = sources.add_parser("sglang", help="saved SGLang /generate responses with meta_info.routed_experts, or .npy arrays")
+    p.add_argument("files", nargs="+", help="JSON files (one response, or a list of them), or .npy files (one request each)")
+    p.add_argument("--layers", type=int, help="JSON: layers in the routed-experts array (the model's decoder layers)")
     p.add_argument("--experts", type=int, required=True, help="routed experts per layer")
-    p.add_argument("--top-k", type=int, required=True, help="experts per token (num_experts_per_tok)")
+    p.add_argument("--top-k", type=int, help="JSON: experts per token (num_experts_per_tok)")
+    _prompt_tokens(p)
     _output(p)
 
     p = sources.add_parser("npy", help="routed experts as .npy arrays [tokens, layers, top_k], one request per file "
@@ -100,8 +119,13 @@ def _parser():
 
 def _import(args):
     if args.source == "vllm":
-        return vllm.import_responses(args.files, args.experts, args.model)
+        return _arrays(args, "vLLM") or vllm.import_responses(args.files, args.experts, args.model)
     if args.source == "sglang":
+        builder = _arrays(args, "SGLang")
+        if builder:
+            return builder
+        if args.layers is None or args.top_k is None:
+            raise TraceError("--layers and --top-k: JSON responses carry the ids flat, so their shape must be given")
         return sglang.import_responses(args.files, args.layers, args.experts, args.top_k, args.model)
     if args.source == "npy":
         return npy.import_arrays(args.files, args.prompt_tokens, args.experts, args.model)

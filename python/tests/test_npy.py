@@ -45,6 +45,22 @@ class NpyImportTests(unittest.TestCase):
                          [(0, 0, "prefill", [[0, 1], [2, 3]]), (0, 1, "decode", [[1, 3], None]), (0, 2, "decode", [[2, 0], [3, 1]]),
                           (1, 0, "decode", [[3, 2], [0, 1]])])
 
+    def test_vllm_and_sglang_take_arrays_too(self):
+        a = self.file("a.npy", npy((3, 2, 2), FLAT))
+        for engine in ("vllm", "sglang"):
+            with self.subTest(engine):
+                self.assertEqual(cli.main(["import", engine, a, "--prompt-tokens", "2", "--experts", "4", "--out", self.out]), 0)
+                with gzip.open(self.out, "rt") as f:
+                    lines = [json.loads(x) for x in f]
+                self.assertIn({"vllm": "vLLM", "sglang": "SGLang"}[engine] + " routed_experts arrays", lines[0]["source"])
+                self.assertEqual([t["phase"] for t in lines[1:]], ["prefill", "prefill", "decode"])
+                os.remove(self.out)
+        self.assertEqual(cli.main(["import", "vllm", a, "--experts", "4", "--out", self.out]), 1)  # no --prompt-tokens
+        json_file = self.file("r.json", b"{}")
+        self.assertEqual(cli.main(["import", "vllm", a, json_file, "--prompt-tokens", "1", "--experts", "4", "--out", self.out]), 1)
+        self.assertEqual(cli.main(["import", "sglang", json_file, "--experts", "4", "--out", self.out]), 1)  # no --layers
+        self.assertFalse(os.path.exists(self.out))
+
     @unittest.skipUnless(HAVE_MOESIM, NO_MOESIM)
     def test_round_trip_through_moesim(self):
         a = self.file("a.npy", npy((3, 2, 2), FLAT))
