@@ -134,7 +134,11 @@ def _import(args):
     if args.source == "megatron":
         return megatron.import_traces(args.files, args.experts, args.batch, args.model)
     return parquet.import_folder(args.folder, args.experts, args.seq_len, args.phase, args.max_tokens, args.ids_column,
-                                 args.weights_column or None, args.pattern, args.model)
+                                 args.weights_column or None, args.pattern, args.model, progress=_progress)
+
+
+def _progress(line):
+    print(line, file=sys.stderr, flush=True)
 
 
 def main(argv=None):
@@ -148,7 +152,7 @@ def main(argv=None):
             return calibrate.main(args)
         if args.command == "record":
             builder = record.record(args.model, args.prompts, args.max_new_tokens, args.out, args.pred_width, args.name,
-                                    args.device, args.dtype)
+                                    args.device, args.dtype, progress=_progress)
         else:
             builder = _import(args)
             builder.write(args.out)

@@ -71,7 +71,7 @@ def _read(path, ids_column, weights_column, max_tokens):
 
 
 def import_folder(folder, experts, seq_len, phase="prefill", max_tokens=100000, ids_column="indices",
-                  weights_column="scores", pattern="*.parquet", model=None):
+                  weights_column="scores", pattern="*.parquet", model=None, progress=None):
     """A TraceBuilder of the folder's per-layer files (see the module's note)."""
     if seq_len < 1:
         raise TraceError(f"--seq-len {seq_len}: must be at least 1")
@@ -80,7 +80,11 @@ def import_folder(folder, experts, seq_len, phase="prefill", max_tokens=100000, 
     if phase not in ("prefill", "decode"):
         raise TraceError(f"--phase {phase!r}: prefill or decode")
     files = layer_files(folder, pattern)
-    layers = [_read(path, ids_column, weights_column, max_tokens) for path in files]
+    layers = []
+    for n, path in enumerate(files):
+        layers.append(_read(path, ids_column, weights_column, max_tokens))
+        if progress:
+            progress(f"read {os.path.basename(path)} ({n + 1}/{len(files)} layers): {len(layers[-1][0])} rows")
     rows = len(layers[0][0])
     for path, (ids, _) in zip(files, layers):
         if len(ids) != rows:

@@ -112,7 +112,7 @@ class GateRecorder:
         return hook
 
 
-def record_tokens(model, prompts, max_new_tokens, pred_width=None, model_name=None, source=""):
+def record_tokens(model, prompts, max_new_tokens, pred_width=None, model_name=None, source="", progress=None):
     """A TraceBuilder: one sequence per prompt (a list of token ids), its prompt the prefill and each generated token
     a decode token; `pred` of MoE layer l+1 holds the `pred_width` experts (default top_k) layer l+1's gate ranks
     highest on layer l's gate input, best first; layer 0 has none."""
@@ -143,6 +143,8 @@ def record_tokens(model, prompts, max_new_tokens, pred_width=None, model_name=No
                     builder.add(seq=seq, pos=pos, phase="prefill" if n == 0 else "decode", experts=experts,
                                 weights=weights, pred=pred, where=f"prompt {seq}: token {pos}")
                     pos += 1
+            if progress:
+                progress(f"prompt {seq + 1}/{len(prompts)}: {len(ids)} prompt tokens, {pos - len(ids)} decode tokens recorded")
     return builder
 
 
@@ -222,7 +224,8 @@ def check_vocabulary(prompts, model, path):
             raise TraceError(f"{path}: prompt {n}: token id {bad[0]} out of the model's vocabulary 0..<{vocab}")
 
 
-def record(model_path, prompts_path, max_new_tokens, out, pred_width=None, model_name=None, device="cpu", dtype="float32"):
+def record(model_path, prompts_path, max_new_tokens, out, pred_width=None, model_name=None, device="cpu", dtype="float32",
+           progress=None):
     """The `record` command: loads, records and writes `out`; returns the builder."""
     if max_new_tokens < 1:
         raise TraceError(f"--max-new-tokens {max_new_tokens}: must be at least 1")
@@ -234,6 +237,7 @@ def record(model_path, prompts_path, max_new_tokens, out, pred_width=None, model
     name = model_name or os.path.basename(os.path.normpath(model_path))
     builder = record_tokens(model, prompts, max_new_tokens, pred_width, name,
                             source=f"moesim-trace record: {model_path} ({model.config.model_type}), prompts {prompts_path}, "
-                                   f"greedy, max_new_tokens {max_new_tokens}, {dtype} on {device}, transformers {transformers.__version__}")
+                                   f"greedy, max_new_tokens {max_new_tokens}, {dtype} on {device}, transformers {transformers.__version__}",
+                            progress=progress)
     builder.write(out)
     return builder
