@@ -62,6 +62,35 @@ class _Sequence:
         self.rows, self.prefill, self.decoding = [], 0, False
 
 
+class _Requests:
+    """Rebuilds requests from positions alone (the module's note): which sequence each segment of a pass belongs to."""
+
+    def __init__(self):
+        self.sequences, self.running, self.cursor = [], [], 0
+
+    def start_pass(self):
+        self.cursor = 0
+
+    def place(self, mode, first, length, where):
+        """(sequence, whether the segment is decode tokens) for `length` tokens from position `first`."""
+        if mode == DECODE:
+            while self.cursor < len(self.running) and self.running[self.cursor].next_pos != first:
+                self.running.pop(self.cursor)  # passed over: finished
+            if self.cursor == len(self.running):
+                raise TraceError(f"{where}: a decode token at position {first} that no running request reaches")
+            self.cursor += 1
+            return self.running[self.cursor - 1], True
+        if first > 0:
+            sequence = next((s for s in self.running if s.next_pos == first and (length == 1 or not s.decoding)), None)
+            decode = mode == MIXED and length == 1 and sequence is not None
+            if sequence is not None and (decode or not sequence.decoding):
+                return sequence, decode
+        sequence = _Sequence(where, first)  # a new request (a start after 0 is a prefix-cache hit)
+        self.sequences.append(sequence)
+        self.running.append(sequence)
+        return sequence, False
+
+
 def _cells(ids, where, top_k):
     """A [layer][slot] grid row from the padded ids of one token: ids first, then -1; a layer of -1 is a null cell."""
     row = []
@@ -77,6 +106,58 @@ def _cells(ids, where, top_k):
     return row
 
 
+def _logical_ids(ids, mapping, layers, where, path):
+    """[token][layer][slot] logical ids of a record's `topk_ids_of_layer`, checked, through the physical map."""
+    torch = _torch()
+    if not torch.is_tensor(ids) or ids.dim() != 3:
+        raise TraceError(f"{where}: field 'topk_ids_of_layer': not a [layers, tokens, slots] tensor")
+    if ids.shape[0] != layers:
+        raise TraceError(f"{where}: field 'topk_ids_of_layer': {ids.shape[0]} layers, earlier records have {layers}")
+    if ids.numel() and int(ids.min()) < -1:
+        raise TraceError(f"{where}: field 'topk_ids_of_layer': id {int(ids.min())} below -1")
+    if mapping is not None:
+        if mapping.shape[0] != layers:
+            raise TraceError(f"{path}: field 'last_physical_to_logical_map': {mapping.shape[0]} layers, the records have {layers}")
+        largest = int(ids.max()) if ids.numel() else -1
+        if largest >= mapping.shape[1]:
+            raise TraceError(f"{where}: field 'topk_ids_of_layer': physical expert {largest} beyond the map's {mapping.shape[1]}")
+        physical = ids.clamp(min=0).long().reshape(layers, -1)
+        ids = torch.where(ids >= 0, torch.gather(mapping.long(), 1, physical).reshape(ids.shape), ids)
+    return ids.permute(1, 0, 2).tolist()
+
+
+def _segment_lengths(record, mode, tokens, where):
+    """Tokens per request in a pass: one each when decoding, else `extend_seq_lens`."""
+    if mode == DECODE:
+        return [1] * tokens
+    lengths = record.get("extend_seq_lens")
+    if not isinstance(lengths, list) or sum(lengths) != tokens or any(n < 1 for n in lengths):
+        raise TraceError(f"{where}: field 'extend_seq_lens': {lengths} does not cover its {tokens} tokens")
+    return lengths
+
+
+def _records(loaded, rank):
+    """(path, where, physical map, record) of every pass of `rank` that computed tokens, its fields checked."""
+    torch = _torch()
+    for path, data in loaded:
+        mapping = data.get("last_physical_to_logical_map")
+        if mapping is not None and not torch.is_tensor(mapping):
+            raise TraceError(f"{path}: field 'last_physical_to_logical_map' is not a tensor")
+        for n, record in enumerate(data["records"]):
+            where = f"{path}: records[{n}]"
+            if not isinstance(record, dict) or record.get("rank", 0) != rank:
+                continue
+            for key in ("forward_mode", "positions", "topk_ids_of_layer"):
+                if key not in record:
+                    raise TraceError(f"{where}: field '{key}' missing")
+            mode = record["forward_mode"]
+            if mode == IDLE:
+                continue
+            if mode not in (EXTEND, DECODE, MIXED):
+                raise TraceError(f"{where}: field 'forward_mode': {mode} (speculative or disaggregated passes) is not supported")
+            yield path, where, mapping, record
+
+
 def import_dump(paths, experts, model=None, rank=None):
     """A TraceBuilder of every forward pass of one rank's records (the lowest rank present, unless `rank`)."""
     files = dump_files(paths)
@@ -85,93 +166,40 @@ def import_dump(paths, experts, model=None, rank=None):
     chosen = rank if rank is not None else (ranks[0] if ranks else 0)
     if ranks and chosen not in ranks:
         raise TraceError(f"--rank {chosen}: the dumps hold ranks {ranks}")
-    torch = _torch()
-    sequences, running, top_k, layers = [], [], [None], None
-    for path, data in loaded:
-        mapping = data.get("last_physical_to_logical_map")
-        if mapping is not None and not torch.is_tensor(mapping):
-            raise TraceError(f"{path}: field 'last_physical_to_logical_map' is not a tensor")
-        for n, record in enumerate(data["records"]):
-            where = f"{path}: records[{n}]"
-            if not isinstance(record, dict) or record.get("rank", 0) != chosen:
-                continue
-            for key in ("forward_mode", "positions", "topk_ids_of_layer"):
-                if key not in record:
-                    raise TraceError(f"{where}: field '{key}' missing")
-            mode, positions, ids = record["forward_mode"], record["positions"], record["topk_ids_of_layer"]
-            if mode == IDLE:
-                continue
-            if mode not in (EXTEND, DECODE, MIXED):
-                raise TraceError(f"{where}: field 'forward_mode': {mode} (speculative or disaggregated passes) is not supported")
-            if not torch.is_tensor(ids) or ids.dim() != 3:
-                raise TraceError(f"{where}: field 'topk_ids_of_layer': not a [layers, tokens, slots] tensor")
-            if layers is None:
-                layers = ids.shape[0]
-            if ids.shape[0] != layers:
-                raise TraceError(f"{where}: field 'topk_ids_of_layer': {ids.shape[0]} layers, earlier records have {layers}")
-            if not isinstance(positions, list) or len(positions) != ids.shape[1]:
-                raise TraceError(f"{where}: field 'positions': {len(positions) if isinstance(positions, list) else '?'} "
-                                 f"positions for {ids.shape[1]} tokens of routing (ragged)")
-            if ids.numel() and int(ids.min()) < -1:
-                raise TraceError(f"{where}: field 'topk_ids_of_layer': id {int(ids.min())} below -1")
-            if mapping is not None:
-                if mapping.shape[0] != layers:
-                    raise TraceError(f"{path}: field 'last_physical_to_logical_map': {mapping.shape[0]} layers, the records have {layers}")
-                too_big = int(ids.max()) if ids.numel() else -1
-                if too_big >= mapping.shape[1]:
-                    raise TraceError(f"{where}: field 'topk_ids_of_layer': physical expert {too_big} beyond the map's {mapping.shape[1]}")
-                ids = torch.where(ids >= 0, torch.gather(mapping.long(), 1, ids.clamp(min=0).long().reshape(layers, -1)).reshape(ids.shape), ids)
-            per_token = ids.permute(1, 0, 2).tolist()  # [token][layer][slot]
-            if mode == DECODE:
-                lengths = [1] * len(positions)
-            else:
-                lengths = record.get("extend_seq_lens")
-                if not isinstance(lengths, list) or sum(lengths) != len(positions) or any(n < 1 for n in lengths):
-                    raise TraceError(f"{where}: field 'extend_seq_lens': {lengths} does not cover its {len(positions)} tokens")
-            start, cursor = 0, 0
-            for length in lengths:
-                segment = range(start, start + length)
-                first = positions[start]
-                if [positions[t] for t in segment] != list(range(first, first + length)):
-                    raise TraceError(f"{where}: field 'positions': not consecutive within a request: {[positions[t] for t in segment]}")
-                decode = mode == DECODE
-                sequence = None
-                if mode == DECODE:
-                    while cursor < len(running) and running[cursor].next_pos != first:
-                        running.pop(cursor)  # passed over: finished
-                    if cursor == len(running):
-                        raise TraceError(f"{where}: a decode token at position {first} that no running request reaches")
-                    sequence = running[cursor]
-                    cursor += 1
-                elif first > 0:
-                    sequence = next((s for s in running if s.next_pos == first and (length == 1 or not s.decoding)), None)
-                    decode = mode == MIXED and length == 1 and sequence is not None
-                    if sequence is not None and sequence.decoding and not decode:
-                        sequence = None
-                if sequence is None:
-                    sequence = _Sequence(f"{where}: token {start}", first)
-                    sequences.append(sequence)
-                    running.append(sequence)
-                for t in segment:
-                    row = _cells(per_token[t], f"{where}: token {t}", top_k)
-                    sequence.rows.append(row)
-                    if decode:
-                        sequence.decoding = True
-                    elif sequence.decoding:
-                        raise TraceError(f"{where}: token {t}: a prefill token after its request's decode tokens")
-                    else:
-                        sequence.prefill += 1
-                sequence.next_pos = first + length
-                start += length
-    if not sequences:
+    requests, top_k, layers = _Requests(), [None], None
+    for path, where, mapping, record in _records(loaded, chosen):
+        mode, positions, ids = record["forward_mode"], record["positions"], record["topk_ids_of_layer"]
+        layers = layers if layers is not None else getattr(ids, "shape", [0])[0]
+        per_token = _logical_ids(ids, mapping, layers, where, path)
+        if not isinstance(positions, list) or len(positions) != len(per_token):
+            raise TraceError(f"{where}: field 'positions': {len(positions) if isinstance(positions, list) else '?'} "
+                             f"positions for {len(per_token)} tokens of routing (ragged)")
+        requests.start_pass()
+        start = 0
+        for length in _segment_lengths(record, mode, len(positions), where):
+            first = positions[start]
+            if positions[start:start + length] != list(range(first, first + length)):
+                raise TraceError(f"{where}: field 'positions': not consecutive within a request: {positions[start:start + length]}")
+            sequence, decode = requests.place(mode, first, length, f"{where}: token {start}")
+            for t in range(start, start + length):
+                sequence.rows.append(_cells(per_token[t], f"{where}: token {t}", top_k))
+                if decode:
+                    sequence.decoding = True
+                elif sequence.decoding:
+                    raise TraceError(f"{where}: token {t}: a prefill token after its request's decode tokens")
+                else:
+                    sequence.prefill += 1
+            sequence.next_pos = first + length
+            start += length
+    if not requests.sequences:
         raise TraceError(f"{', '.join(files)}: no forward passes of rank {chosen}")
     if top_k[0] is None:
         raise TraceError(f"{', '.join(files)}: every routed expert id is -1: not a MoE model's routing")
     k = top_k[0]
-    requests = []
-    for s in sequences:
+    built = []
+    for s in requests.sequences:
         grid = [[cell if cell else [-1] * k for cell in row] for row in s.rows]
         check_grid(grid, experts, s.where)
-        requests.append((s.where, s.first_pos, s.prefill, grid))
-    return build(requests, layers, experts, k, model,
+        built.append((s.where, s.first_pos, s.prefill, grid))
+    return build(built, layers, experts, k, model,
                  f"SGLang expert distribution recorder (per_token), rank {chosen}: " + ", ".join(files))
