@@ -39,11 +39,9 @@ def _records(path):
             yield where, record
 
 
-def import_traces(paths, experts, batch=1, model=None):
-    """A TraceBuilder from router trace files; `batch` requests per step (see the module's note)."""
-    if batch < 1:
-        raise TraceError(f"--batch {batch}: must be at least 1")
-    steps, top_k = {}, None  # step -> layer -> (where, rows)
+def _steps(paths):
+    """({step: {layer: (where, rows)}}, top_k) of every file's decoder records; ranks' copies must agree."""
+    steps, top_k = {}, None
     for path in paths:
         for where, record in _records(path):
             rows = record["top_indices"]
@@ -67,6 +65,14 @@ def import_traces(paths, experts, batch=1, model=None):
             layer[record["layer"]] = (where, rows)
     if not steps:
         raise TraceError(f"{', '.join(paths)}: no decoder records")
+    return steps, top_k
+
+
+def import_traces(paths, experts, batch=1, model=None):
+    """A TraceBuilder from router trace files; `batch` requests per step (see the module's note)."""
+    if batch < 1:
+        raise TraceError(f"--batch {batch}: must be at least 1")
+    steps, top_k = _steps(paths)
     layer_ids = sorted({l for layers in steps.values() for l in layers})
     sequences = []  # (where, prefill rows, grid) per request
     current = []
