@@ -199,6 +199,39 @@ class RecorderTests(unittest.TestCase):
         ids = torch.topk(torch.softmax(logits, dim=-1), 2, dim=-1).indices.tolist()
         self.assertEqual([t["experts"][0] for t in builder.lines[:4]], ids)
 
+    def test_an_older_logits_only_router_is_routed_by_the_familys_rule(self):
+        # Before transformers 5, `gate` was a Linear returning logits and the block did softmax, top-k, renormalising.
+        from types import SimpleNamespace
+        from moesim_trace import record
+        torch.manual_seed(3)
+        gates = [torch.nn.Linear(16, 6, bias=False) for _ in range(3)]
+        layers = [SimpleNamespace(mlp=SimpleNamespace(gate=g)) for g in gates]
+        for family, normalised in (("mixtral", True), ("qwen2_moe", False)):
+            config = SimpleNamespace(model_type=family, num_experts_per_tok=2, norm_topk_prob=False)
+            model = SimpleNamespace(model=SimpleNamespace(layers=layers), config=config)
+            inputs = [torch.randn(5, 16) for _ in gates]
+            with self.subTest(family), record.GateRecorder(model, pred_width=3) as recorder:
+                with torch.no_grad():
+                    for gate, x in zip(gates, inputs):  # one forward pass: each gate on its layer's input
+                        gate(x)
+                (forward,) = recorder.passes
+                for l, (gate, x) in enumerate(zip(gates, inputs)):
+                    ids, weights, pred = forward[l]
+                    probs = torch.softmax(x.double() @ gate.weight.double().T, dim=-1)
+                    top, want = torch.topk(probs, 2, dim=-1)
+                    if normalised:
+                        top = top / top.sum(dim=-1, keepdim=True)
+                    self.assertEqual(ids, want.tolist())
+                    for got, expected in zip(weights, top.tolist()):
+                        self.assertEqual(len(got), 2)
+                        for a, b in zip(got, expected):
+                            self.assertAlmostEqual(a, b, places=5)
+                    if l + 1 < len(gates):
+                        following = x.double() @ gates[l + 1].weight.double().T
+                        self.assertEqual(pred, torch.topk(following, 3, dim=-1).indices.tolist())
+                    else:
+                        self.assertIsNone(pred)
+
     def test_a_dense_model_is_refused(self):
         from moesim_trace import record
         config = transformers.MistralConfig(vocab_size=260, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
