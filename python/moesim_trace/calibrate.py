@@ -121,7 +121,7 @@ def measure(device="cuda", hidden=4096, ffn=14336, experts=8, top_k=2, tokens=(1
         h = torch.randn(count, hidden, dtype=dtype, device=device)
         figures["ffn_s"][count] = timer.median(lambda: expert(h))
     params = 3 * hidden * ffn
-    element = 2 if gpu else 4
+    element = torch.empty(0, dtype=dtype).element_size()
     one_token = figures["ffn_s"].get(1) or timer.median(lambda: expert(torch.randn(1, hidden, dtype=dtype, device=device)))
     figures["ffn_1_s"] = one_token
     figures["expert_overhead_s"] = max(0.0, one_token - roofline_seconds(1, params, params * element, figures["gpu_flops"],
@@ -136,7 +136,7 @@ def measure(device="cuda", hidden=4096, ffn=14336, experts=8, top_k=2, tokens=(1
         weights, chosen = torch.topk(probs, top_k, dim=-1)
         weights = weights / weights.sum(dim=-1, keepdim=True)
         out = torch.zeros_like(token)
-        for slot, e in enumerate(chosen[0].tolist()):  # transformers' loop; one expert's weights stand for each
+        for slot, _ in enumerate(chosen[0].tolist()):  # transformers' loop; one expert's weights stand for each
             out += weights[0, slot].to(dtype) * expert(token)
         return out
 

@@ -37,13 +37,6 @@ def layer_files(folder, pattern):
     return sorted(files, key=number)
 
 
-def _column(path, table, name):
-    if name not in table.column_names:
-        raise TraceError(f"{path}: field '{name}' missing (columns: {', '.join(table.column_names)}); "
-                         "name the columns with --ids-column and --weights-column")
-    return table.column(name).to_pylist()
-
-
 def _read(path, ids_column, weights_column, max_tokens):
     """(ids rows, weight rows or None) of the first `max_tokens` rows of one layer file."""
     pq = _pyarrow()
@@ -67,7 +60,7 @@ def _read(path, ids_column, weights_column, max_tokens):
     if table is None or table.num_rows == 0:
         raise TraceError(f"{path}: no rows")
     table = table.slice(0, max_tokens)
-    return _column(path, table, ids_column), (_column(path, table, weights_column) if weights_column else None)
+    return table.column(ids_column).to_pylist(), (table.column(weights_column).to_pylist() if weights_column else None)
 
 
 def import_folder(folder, experts, seq_len, phase="prefill", max_tokens=100000, ids_column="indices",

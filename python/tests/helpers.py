@@ -2,9 +2,12 @@
 import csv
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -12,6 +15,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MOESIM = os.path.join(ROOT, ".build", "release", "moesim")
 HAVE_MOESIM = os.access(MOESIM, os.X_OK)
 NO_MOESIM = f"moesim binary absent ({MOESIM}): build it with make build"
+
+
+class FolderTest(unittest.TestCase):
+    """A test with its own temporary folder `dir`, removed afterwards, and `out`, a trace path inside it."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.out = os.path.join(self.dir, "t.jsonl.gz")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def assertRefused(self, importer, path, message, command):
+        """`importer()` raises an error naming `path` and saying `message`; the CLI `command` (writing to `out`) exits
+        1 and writes nothing."""
+        from moesim_trace import cli
+        from moesim_trace.trace import TraceError
+        with self.assertRaises(TraceError) as caught:
+            importer()
+        self.assertIn(path, str(caught.exception))
+        self.assertIn(message, str(caught.exception))
+        self.assertEqual(cli.main(command + ["--out", self.out]), 1)
+        self.assertFalse(os.path.exists(self.out))
 
 
 def npy(shape, ids, descr="<i4", code="i", fortran=False, magic=b"\x93NUMPY"):

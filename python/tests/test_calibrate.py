@@ -2,12 +2,10 @@
 and carry the measured figures), and a clear refusal where no GPU is visible."""
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import unittest
 
-from helpers import HAVE_MOESIM, MOESIM, NO_MOESIM, ROOT
+from helpers import FolderTest, HAVE_MOESIM, MOESIM, NO_MOESIM, ROOT
 from moesim_trace import calibrate, cli
 from moesim_trace.trace import TraceError
 
@@ -44,13 +42,7 @@ class FitTests(unittest.TestCase):
 
 
 @unittest.skipUnless(torch is not None, "torch absent: pip install torch (make python-test does)")
-class CalibrateRunTests(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.mkdtemp()
-
-    def tearDown(self):
-        shutil.rmtree(self.dir)
-
+class CalibrateRunTests(FolderTest):
     def test_cpu_run_writes_profiles_moesim_loads(self):
         hardware, runtime = os.path.join(self.dir, "cpu.yaml"), os.path.join(self.dir, "cpu-runtime.yaml")
         self.assertEqual(cli.main(["calibrate-gpu", "--device", "cpu", "--hidden", "64", "--ffn", "128", "--tokens", "1", "8",

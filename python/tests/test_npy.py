@@ -3,14 +3,12 @@ or the importer."""
 import gzip
 import json
 import os
-import shutil
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from moesim_trace import cli  # noqa: E402
-from helpers import HAVE_MOESIM, NO_MOESIM, accesses, npy, replay  # noqa: E402
+from helpers import FolderTest, HAVE_MOESIM, NO_MOESIM, accesses, npy, replay  # noqa: E402
 
 
 # 3 tokens x 2 layers x top-2 over 4 experts; the first token is the prompt.
@@ -18,14 +16,7 @@ GRID = [[[0, 1], [2, 3]], [[1, 3], [-1, -1]], [[2, 0], [3, 1]]]
 FLAT = [i for t in GRID for l in t for i in l]
 
 
-class NpyImportTests(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.mkdtemp()
-        self.out = os.path.join(self.dir, "t.jsonl.gz")
-
-    def tearDown(self):
-        shutil.rmtree(self.dir)
-
+class NpyImportTests(FolderTest):
     def file(self, name, data):
         path = os.path.join(self.dir, name)
         with open(path, "wb") as f:

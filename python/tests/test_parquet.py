@@ -3,11 +3,9 @@
 import gzip
 import json
 import os
-import shutil
-import tempfile
 import unittest
 
-from helpers import HAVE_MOESIM, NO_MOESIM, accesses, replay
+from helpers import FolderTest, HAVE_MOESIM, NO_MOESIM, accesses, replay
 from moesim_trace import cli
 from moesim_trace.trace import TraceError
 
@@ -41,18 +39,14 @@ def write_layer(path, layer, rows=ROWS, id_column="indices", score_column="score
 
 
 @unittest.skipUnless(pa is not None, "pyarrow absent: pip install pyarrow (make python-test does)")
-class ParquetImportTests(unittest.TestCase):
+class ParquetImportTests(FolderTest):
     def setUp(self):
-        self.dir = tempfile.mkdtemp()
+        super().setUp()
         self.folder = os.path.join(self.dir, "iter_5473")
         os.mkdir(self.folder)
         self.names = ["layer_2.parquet", "layer_3.parquet", "layer_10.parquet"]  # by number, not by text
         for layer, name in enumerate(self.names):
             write_layer(os.path.join(self.folder, name), layer)
-        self.out = os.path.join(self.dir, "t.jsonl.gz")
-
-    def tearDown(self):
-        shutil.rmtree(self.dir)
 
     def read(self):
         with gzip.open(self.out, "rt") as f:
@@ -118,6 +112,15 @@ class ParquetImportTests(unittest.TestCase):
         case("ragged", lambda f: two(f, second_rows=5), "layer_03.parquet: 5 rows, ")
         case("range", lambda f: two(f, cells=[[0, 9]] * ROWS), "field 'indices': token 0, layer 0: expert id 9 out of range 0..<8")
         case("width", lambda f: two(f, cells=[[0, 1]] * 3 + [[0, 1, 2]] * 4), "row 3: field 'indices' has 3 ids, top-k is 2")
+        case("null", lambda f: two(f, cells=[[-1, -1]] + [[0, 1]] * (ROWS - 1)), "row 0: field 'indices': -1 in a token's routing")
+
+        def negative_score(folder):
+            write_layer(os.path.join(folder, "layer_02.parquet"), 0)
+            table = pq.read_table(os.path.join(folder, "layer_02.parquet"))
+            scores = [[-0.5, 0.25]] + table.column("scores").to_pylist()[1:]
+            table = table.set_column(0, "scores", pa.array([np.array(x, dtype=np.float16) for x in scores], type=pa.list_(pa.float16())))
+            pq.write_table(table, os.path.join(folder, "layer_02.parquet"))
+        case("score", negative_score, "row 0: field 'scores' holds a value outside 0 … 1e6")
         case("column", lambda f: write_layer(os.path.join(f, "l1.parquet"), 0, id_column="experts"), "field 'indices' missing (columns: scores, experts)")
         case("empty", lambda f: None, "no files match '*.parquet'")
 

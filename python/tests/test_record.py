@@ -5,14 +5,13 @@ import csv
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from moesim_trace import cli  # noqa: E402
+from helpers import HAVE_MOESIM, MOESIM, NO_MOESIM, FolderTest  # noqa: E402
 from moesim_trace.trace import TraceError  # noqa: E402
 
 try:
@@ -24,8 +23,6 @@ except ImportError:
 if os.environ.get("MOESIM_REQUIRE_TORCH") == "1" and not HAVE_TORCH:
     raise RuntimeError("MOESIM_REQUIRE_TORCH=1 but torch or transformers is missing")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MOESIM = os.path.join(ROOT, ".build", "release", "moesim")
 PROMPTS = [[256, 72, 101, 108, 108, 111], [256, 65, 32, 66, 32, 67, 32, 68, 32, 69], [256, 120]]
 
 
@@ -53,13 +50,7 @@ class GateTap:
 
 
 @unittest.skipUnless(HAVE_TORCH, "torch and transformers absent: pip install torch transformers (make python-test does)")
-class RecorderTests(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.mkdtemp()
-
-    def tearDown(self):
-        shutil.rmtree(self.dir)
-
+class RecorderTests(FolderTest):
     def check_family(self, family, normalised, width):
         from moesim_trace import record, tiny
         config = tiny.tiny_config(family, layers=3, experts=8, top_k=2, hidden=32)
@@ -126,8 +117,8 @@ class RecorderTests(unittest.TestCase):
         self.assertEqual(sum(1 for t in tokens if t["seq"] == 0 and t["phase"] == "prefill"), 11)
         self.assertEqual(sum(1 for t in tokens if t["seq"] == 2 and t["phase"] == "prefill"), 3)
         self.assertTrue(all(len(t["pred"][1]) == 3 for t in tokens))
-        if not os.access(MOESIM, os.X_OK):
-            self.skipTest(f"moesim binary absent ({MOESIM}): build it with make build")
+        if not HAVE_MOESIM:
+            self.skipTest(NO_MOESIM)
         check = subprocess.run([MOESIM, "trace", "validate", out], capture_output=True, text=True)
         self.assertEqual(check.returncode, 0, check.stderr)
         report = os.path.join(self.dir, "r.csv")

@@ -13,7 +13,7 @@ import unittest
 # The package in this checkout, not an installed copy.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from moesim_trace import cli  # noqa: E402
-from helpers import HAVE_MOESIM, NO_MOESIM, replay, write_json
+from helpers import FolderTest, HAVE_MOESIM, NO_MOESIM, replay, write_json
 from helpers import accesses as count_accesses  # noqa: E402
 
 
@@ -34,13 +34,7 @@ def response(grid, prompt, completion, as_list=False):
     return {"text": "…", "meta_info": {"prompt_tokens": prompt, "completion_tokens": completion, "routed_experts": routed}}
 
 
-class SGLangImportTests(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.mkdtemp()
-
-    def tearDown(self):
-        shutil.rmtree(self.dir)
-
+class SGLangImportTests(FolderTest):
     def write(self, name, data):
         return write_json(self.dir, name, data)
 

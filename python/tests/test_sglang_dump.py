@@ -5,12 +5,10 @@ physical-to-logical map."""
 import gzip
 import json
 import os
-import shutil
-import tempfile
 import unittest
 
-from helpers import HAVE_MOESIM, NO_MOESIM, accesses, replay
-from moesim_trace import cli
+from helpers import FolderTest, HAVE_MOESIM, NO_MOESIM, accesses, replay
+from moesim_trace import cli, sglang_dump
 from moesim_trace.trace import TraceError
 
 try:
@@ -69,15 +67,11 @@ def scenario():
 
 
 @unittest.skipUnless(torch is not None, "torch absent: pip install torch (make python-test does)")
-class SGLangDumpImportTests(unittest.TestCase):
+class SGLangDumpImportTests(FolderTest):
     def setUp(self):
-        self.dir = tempfile.mkdtemp()
-        self.out = os.path.join(self.dir, "t.jsonl.gz")
+        super().setUp()
         self.dumps = os.path.join(self.dir, "dumps")
         os.mkdir(self.dumps)
-
-    def tearDown(self):
-        shutil.rmtree(self.dir)
 
     def test_every_field_of_the_trace(self):
         d = scenario()
@@ -127,17 +121,11 @@ class SGLangDumpImportTests(unittest.TestCase):
             path = os.path.join(self.dir, f"expert_distribution_recorder_{name}_0.pt")
             broken(change).save(path)
             with self.subTest(name):
-                from moesim_trace import sglang_dump
-                with self.assertRaises(TraceError) as caught:
-                    sglang_dump.import_dump([path], 4)
-                self.assertIn(path, str(caught.exception))
-                self.assertIn(message, str(caught.exception))
-                self.assertEqual(cli.main(["import", "sglang-dump", path, "--experts", "4", "--out", self.out]), 1)
-                self.assertFalse(os.path.exists(self.out))
+                self.assertRefused(lambda: sglang_dump.import_dump([path], 4), path, message,
+                                   ["import", "sglang-dump", path, "--experts", "4"])
         logical_out_of_range = os.path.join(self.dir, "wide.pt")
         scenario().save(logical_out_of_range, last_physical_to_logical_map=torch.tensor([[0, 1, 2, 3, 6]] * LAYERS))
         with self.assertRaisesRegex(TraceError, "expert id 6 out of range 0..<4"):
-            from moesim_trace import sglang_dump
             sglang_dump.import_dump([logical_out_of_range], 4)
         other = os.path.join(self.dir, "other.pt")
         with open(other, "w") as f:
