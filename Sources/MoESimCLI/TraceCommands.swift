@@ -153,7 +153,8 @@ struct Profiles: ParsableCommand {
         for r in RuntimeProfile.presets {
             print("  \(r.name.padding(toLength: 18, withPad: " ", startingAt: 0)) layer +\(r.layerOverheadSeconds * 1e6) µs, "
                   + "expert +\(r.expertOverheadSeconds * 1e6) µs, HBM x\(r.hbmFraction), FLOP/s x\(r.flopsFraction), "
-                  + "\(r.hostBuffer.rawValue) buffers, dequant \(r.dequantBytesPerWeight) B/weight, predictor +\(r.predictorSeconds * 1e6) µs")
+                  + "\(r.hostBuffer.rawValue) buffers, dequant \(r.dequantBytesPerWeight) B/weight, predictor +\(r.predictorSeconds * 1e6) µs, "
+                  + "demand copies on the \(r.demandCopyStream.rawValue) stream")
         }
     }
 }

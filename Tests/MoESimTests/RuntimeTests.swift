@@ -51,13 +51,59 @@ struct RuntimeTests {
         #expect(ideal.counters.simNanoseconds == 820_000)  // per layer 2 + 402 + 6 µs
     }
 
+    /// Two tokens through one layer under LRU with room for 3 (2 µs to the gate, 201 µs a copy, 3 µs a compute).
+    /// Token 0 misses 0 and 1: with copies on their own stream 0 computes as it lands (203 µs), while 1 travels; on
+    /// the compute stream nothing computes before both have landed (404 µs). Token 1 hits 1 and misses 2: the hit
+    /// computes at the gate, or waits behind 2's copy and computes with it.
+    @Test func aLayerWaitsForItsCopiesWhenTheyShareTheComputeStream() throws {
+        let trace = makeTrace([[[0, 1]], [[1, 2]]], experts: 4, topK: 2)
+        func run(_ stream: RuntimeProfile.CopyStream) throws -> (stall: Int64, log: [(SimEvent, Int64)]) {
+            var log = EventLog(), runtime = RuntimeProfile.ideal
+            runtime.demandCopyStream = stream
+            let spec = ReplaySpec(model: tinyModel(layers: 1), hardware: tinyHardware(), policy: .lru, budget: .experts(3),
+                                  runtime: runtime)
+            let r = try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: spec, sink: &log)
+            return (r.counters.stallNanoseconds, log.drain().map { ($0.event, $0.time.nanoseconds) })
+        }
+        func expectLog(_ got: [(SimEvent, Int64)], _ want: [(SimEvent, Int64)]) {
+            #expect(got.map(\.0) == want.map(\.0), "\(got)")
+            #expect(got.map(\.1) == want.map(\.1), "\(got)")
+        }
+        let own = try run(.copy)
+        expectLog(own.log, [
+            (.layerStart(step: 0, layer: 0), 0), (.gate(step: 0, layer: 0), 2_000), (.miss(expert: 0), 2_000),
+            (.miss(expert: 1), 2_000), (.copyStart(expert: 0), 2_000), (.copyEnd(expert: 0), 203_000),
+            (.copyStart(expert: 1), 203_000), (.computeStart(expert: 0), 203_000), (.computeEnd(expert: 0), 206_000),
+            (.copyEnd(expert: 1), 404_000), (.computeStart(expert: 1), 404_000), (.computeEnd(expert: 1), 407_000),
+            (.layerEnd(step: 0, layer: 0), 407_000),
+            (.layerStart(step: 1, layer: 0), 407_000), (.gate(step: 1, layer: 0), 409_000), (.hit(expert: 1), 409_000),
+            (.miss(expert: 2), 409_000), (.computeStart(expert: 1), 409_000), (.copyStart(expert: 2), 409_000),
+            (.computeEnd(expert: 1), 412_000), (.copyEnd(expert: 2), 610_000), (.computeStart(expert: 2), 610_000),
+            (.computeEnd(expert: 2), 613_000), (.layerEnd(step: 1, layer: 0), 613_000),
+        ])
+        let shared = try run(.compute)
+        expectLog(shared.log, [
+            (.layerStart(step: 0, layer: 0), 0), (.gate(step: 0, layer: 0), 2_000), (.miss(expert: 0), 2_000),
+            (.miss(expert: 1), 2_000), (.copyStart(expert: 0), 2_000), (.copyEnd(expert: 0), 203_000),
+            (.copyStart(expert: 1), 203_000), (.copyEnd(expert: 1), 404_000), (.computeStart(expert: 0), 404_000),
+            (.computeEnd(expert: 0), 407_000), (.computeStart(expert: 1), 407_000), (.computeEnd(expert: 1), 410_000),
+            (.layerEnd(step: 0, layer: 0), 410_000),
+            (.layerStart(step: 1, layer: 0), 410_000), (.gate(step: 1, layer: 0), 412_000), (.hit(expert: 1), 412_000),
+            (.miss(expert: 2), 412_000), (.copyStart(expert: 2), 412_000), (.copyEnd(expert: 2), 613_000),
+            (.computeStart(expert: 1), 613_000), (.computeEnd(expert: 1), 616_000), (.computeStart(expert: 2), 616_000),
+            (.computeEnd(expert: 2), 619_000), (.layerEnd(step: 1, layer: 0), 619_000),
+        ])
+        // Stalls: 201 + 198 µs and 198 µs with their own stream; 402 µs and 201 µs on the compute stream.
+        #expect(own.stall == 597_000 && shared.stall == 603_000)
+    }
+
     static let seeds: [UInt64] = Array(1...12)
 
     /// Each field moved from its ideal value towards a slower runtime, alone.
     static let slower: [(String, String, String)] = [
         ("layer_overhead_s", "0", "2e-5"), ("expert_overhead_s", "0", "2e-5"), ("hbm_fraction", "1", "0.3"),
         ("flops_fraction", "1", "0.05"), ("dequant_bytes_per_weight", "0", "8"), ("predictor_s", "0", "2e-5"),
-        ("host_buffer", "pinned", "pageable"),
+        ("host_buffer", "pinned", "pageable"), ("demand_copy_stream", "copy", "compute"),
     ]
 
     @Test(arguments: seeds)
@@ -121,6 +167,7 @@ struct RuntimeTests {
         fails("preset: ideal\nhbm_fraction: fast\n", ["rt.yaml:2", "runtime.hbm_fraction"])
         fails("preset: pytorch-eager\n\nflops_fraction: 1.5\n", ["rt.yaml:3", "runtime.flops_fraction"])
         fails("preset: ideal\nhost_buffer: mapped\n", ["rt.yaml:2", "pinned or pageable"])
+        fails("preset: ideal\ndemand_copy_stream: default\n", ["rt.yaml:2", "runtime.demand_copy_stream", "copy or compute"])
         fails("preset: ideal\nlayer_overhead: 1e-6\n", ["rt.yaml:2", "runtime.layer_overhead", "layer_overhead_s"])
         fails("preset: pytorch-eagre\n", ["unknown runtime preset 'pytorch-eagre'", "pytorch-eager"])
         // A run config names the file and line too.
@@ -137,7 +184,7 @@ struct RuntimeTests {
         let ideal = try RuntimeProfile.preset("ideal")
         #expect(ideal.layerOverheadSeconds == 0 && ideal.expertOverheadSeconds == 0 && ideal.hbmFraction == 1
                 && ideal.flopsFraction == 1 && ideal.hostBuffer == .pinned && ideal.dequantBytesPerWeight == 0
-                && ideal.predictorSeconds == 0)
+                && ideal.predictorSeconds == 0 && ideal.demandCopyStream == .copy)
     }
 
     /// `runtime` and `runtime.FIELD` are sweep axes: each cell carries its runtime, and a bad value is refused with

@@ -19,6 +19,9 @@ public struct CostModel: Sendable {
     /// non-expert compute (dispatch, the predictor, dequantisation of the resident weights).
     public let expertOverheadSeconds: Double
     public let layerOverheadSeconds: Double
+    /// Whether demand copies share the compute stream (runtime `demand_copy_stream: compute`): a layer then computes
+    /// nothing, its resident experts included, before every copy it waits for has landed.
+    public let copiesHoldCompute: Bool
     /// Expert compute for one token, and one copy of a full-precision expert.
     public var expertComputeOneToken: Int64 { expertComputeByTokens[1] }
     /// Expert compute for 0 … 64 tokens, by token count: a batch's union has a count per expert, mostly small.
@@ -56,6 +59,7 @@ public struct CostModel: Sendable {
         expertOverheadSeconds = expertOverhead
         layerOverheadSeconds = runtime.layerOverheadSeconds + (chargesPredictor ? runtime.predictorSeconds : 0)
             + residentParamsPerLayer * dequantSecondsPerWeight
+        copiesHoldCompute = runtime.demandCopyStream == .compute
         expertComputeByTokens = (0...64).map {
             SimTime(seconds: CostModel.rooflineSeconds(params: Double(model.expertParams), bytes: Double(model.expertBytes),
                                                        tokens: Double($0), hardware: hardware) + expertOverhead).nanoseconds

@@ -24,18 +24,23 @@ public struct RuntimeProfile: Equatable, Sendable {
     public var dequantBytesPerWeight: Double
     /// Each layer's cost of a prefetching strategy's predictor (pre-gate, cross-layer gate, affinity lookup).
     public var predictorSeconds: Double
+    /// Which stream a miss's copy is issued on: its own (the layer's resident experts compute while it travels) or
+    /// the compute stream (nothing of the layer computes before it lands). Prefetches always travel on their own.
+    public var demandCopyStream: CopyStream
     public var source: String
 
     public enum HostBuffer: String, CaseIterable, Sendable { case pinned, pageable }
+    public enum CopyStream: String, CaseIterable, Sendable { case copy, compute }
 
     public init(name: String, layerOverheadSeconds: Double = 0, expertOverheadSeconds: Double = 0, hbmFraction: Double = 1,
                 flopsFraction: Double = 1, hostBuffer: HostBuffer = .pinned, pageableLinkFraction: Double = 1.0 / 3,
-                dequantBytesPerWeight: Double = 0, predictorSeconds: Double = 0, source: String = "") {
+                dequantBytesPerWeight: Double = 0, predictorSeconds: Double = 0, demandCopyStream: CopyStream = .copy,
+                source: String = "") {
         self.name = name; self.layerOverheadSeconds = layerOverheadSeconds
         self.expertOverheadSeconds = expertOverheadSeconds; self.hbmFraction = hbmFraction
         self.flopsFraction = flopsFraction; self.hostBuffer = hostBuffer
         self.pageableLinkFraction = pageableLinkFraction; self.dequantBytesPerWeight = dequantBytesPerWeight
-        self.predictorSeconds = predictorSeconds; self.source = source
+        self.predictorSeconds = predictorSeconds; self.demandCopyStream = demandCopyStream; self.source = source
     }
 
     /// Share of the link's rate that expert copies get.
@@ -58,6 +63,7 @@ extension RuntimeProfile: OverridableProfile {
         .double("pageable_link_fraction", \.pageableLinkFraction, Limits.achievedFraction),
         .double("dequant_bytes_per_weight", \.dequantBytesPerWeight, Limits.dequantBytesPerWeight),
         .double("predictor_s", \.predictorSeconds, Limits.overheadSeconds),
+        .choice("demand_copy_stream", \.demandCopyStream),
         .string("source", \.source), .string("name", \.name),
     ]
 }

@@ -35,11 +35,13 @@ extension ReplayCore {
         return (layer.streamedUntil, room.after)
     }
 
-    /// Frees pinned experts of the layer for eviction: the hits already computed; else a hit not yet reached,
-    /// computed now (it is resident: no wait); else the outstanding miss that lands first, computed when it lands.
+    /// Frees pinned experts of the layer for eviction: the hits already computed (held hits are computed now, at the
+    /// start of streaming); else a hit not yet reached, computed now (it is resident: no wait); else the outstanding
+    /// miss that lands first, computed when it lands.
     private mutating func streamOne(_ set: Range<Int>, _ plan: PlanColumns, before a: Int, _ layer: inout LayerProgress) {
         if !layer.streaming {
             layer.streaming = true
+            computeHeldHits(&layer)
             layer.streamedUntil = layer.gpu
             streamed.removeAll()
             for h in set.lowerBound..<a where memory.isResident(plan.accessExpert[h]) && !misses.contains(plan.accessExpert[h]) {

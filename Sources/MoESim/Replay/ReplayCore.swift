@@ -2,8 +2,9 @@
 /// strategy's plug-ins (SIMULATION.md, Execution model). Per layer, in order:
 ///
 /// 1. **gate**: the non-expert compute runs, then the gate reveals the layer's expert set, which is pinned;
-/// 2. **hits and misses**: a resident expert is a hit (computed first, in id order); a prefetch still arriving is
-///    late; a miss goes to the miss handler, which makes it a copy, a low-precision copy, host compute or a skip;
+/// 2. **hits and misses**: a resident expert is a hit (computed first, in id order, or, when the runtime's demand
+///    copies share the compute stream, after the layer's copies land); a prefetch still arriving is late; a miss goes
+///    to the miss handler, which makes it a copy, a low-precision copy, host compute or a skip;
 /// 3. **copies**: each copied miss gets room (the eviction policy picks victims) and a demand copy, ahead of queued
 ///    prefetches;
 /// 4. **prefetch issue**: the predictor's proposals are queued behind the demand copies;
@@ -31,6 +32,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     var epoch: Int32 = 0
     var counters: ReplayCounters
     var misses: MissList
+    /// The layer's hits, held back while its copies travel when they share the compute stream (`copiesHoldCompute`).
+    var heldHits: MissList
     var proposals: ExpertList
     var cancelled: ExpertList
     /// A streaming layer's experts already computed, which may be freed (`roomForDemand`).
@@ -79,7 +82,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     /// data is on the GPU), host compute, or a skip.
     @_transparent
     mutating func findHitsAndMisses(_ set: Range<Int>, _ plan: PlanColumns, _ layer: inout LayerProgress) {
-        let gate = layer.gate, pinSet = pinned(at: gate)
+        let gate = layer.gate, pinSet = pinned(at: gate), holdsHits = cost.copiesHoldCompute
         misses.removeAll()
         for a in set {
             let e = plan.accessExpert[a], tokens = plan.accessTokens[a]
@@ -122,7 +125,11 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 }
                 if !missed {
                     if Sink.isEnabled { sink.record(.hit(expert: Int(e)), at: gate) }
-                    layer.gpu = compute(e, tokens: tokens, from: layer.gpu)
+                    if holdsHits {
+                        heldHits.append(expert: e, tokens: tokens, copy: Link.Copy(ticket: -1, start: gate, end: gate))
+                    } else {
+                        layer.gpu = compute(e, tokens: tokens, from: layer.gpu)
+                    }
                     continue
                 }
             } else {
@@ -182,7 +189,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         }
     }
 
-    /// Computes the misses as their data lands, in landing order (ties in id order); on-demand first waits for all.
+    /// Computes the misses as their data lands, in landing order (ties in id order); on-demand, and a runtime whose
+    /// copies share the compute stream, first wait for all (the latter then computes the held hits).
     /// Landings not yet known (copies sharing the link) are asked now that every copy of the gate is issued.
     @_transparent
     mutating func computeMisses(_ layer: inout LayerProgress) {
@@ -191,7 +199,11 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             drainLink()
         }
         misses.sortByLanding()
-        if Policy.computesAfterAllCopies && misses.count > 0 { layer.wait(until: misses.landsAt[misses.count - 1], &counters) }
+        let holdsHits = cost.copiesHoldCompute
+        if (Policy.computesAfterAllCopies || holdsHits) && misses.count > 0 {
+            layer.wait(until: misses.landsAt[misses.count - 1], &counters)
+        }
+        if holdsHits { computeHeldHits(&layer) }
         for m in 0..<misses.count {
             layer.wait(until: misses.landsAt[m], &counters)
             layer.gpu = compute(misses.expert[m], tokens: misses.tokens[m], from: layer.gpu)
@@ -248,6 +260,13 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             sink.record(.computeEnd(expert: Int(e)), at: end)
         }
         return end
+    }
+
+    /// Computes the hits held back behind the layer's copies (`heldHits`), in id order, from where the stream is.
+    @inline(__always)
+    mutating func computeHeldHits(_ layer: inout LayerProgress) {
+        for h in 0..<heldHits.count { layer.gpu = compute(heldHits.expert[h], tokens: heldHits.tokens[h], from: layer.gpu) }
+        heldHits.removeAll()
     }
 
     /// Runs a missed expert on the host CPU: its hidden states go over, it computes, they come back.

@@ -25,14 +25,16 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                           link: Link(engines: cost.hardware.copyEngines, latency: cost.linkLatency),
                           book: PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes), pins: pins,
                           cost: cost, prefetchBufferBytes: prefetchBufferBytes, counters: ReplayCounters(steps: 0),
-                          misses: MissList(capacity: experts), proposals: ExpertList(capacity: flat),
+                          misses: MissList(capacity: experts), heldHits: MissList(capacity: experts),
+                          proposals: ExpertList(capacity: flat),
                           cancelled: ExpertList(capacity: experts), streamed: ExpertList(capacity: experts))
         self.recordsPrecision = recordsPrecision
     }
 
     deinit {
         guard let core else { return }
-        core.pins.deallocate(); core.misses.deallocate(); core.proposals.deallocate(); core.cancelled.deallocate()
+        core.pins.deallocate(); core.misses.deallocate(); core.heldHits.deallocate(); core.proposals.deallocate()
+        core.cancelled.deallocate()
         core.streamed.deallocate()
     }
 
