@@ -135,6 +135,25 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: csv)) == Data(contentsOf: URL(fileURLWithPath: again)))
     }
 
+    /// static-frequency needs two sequences to split: on a trace of one, compare leaves it out with a note and runs
+    /// the rest; asked for alone, it says why nothing runs.
+    @Test func compareLeavesTheLearnedPlacementOutOfAOneSequenceTrace() throws {
+        let dir = temporaryDirectory(), trace = dir + "/one.jsonl", csv = dir + "/c.csv"
+        let gen = try moesim("trace", "gen", "--model", "mixtral-8x7b", "--tokens", "40", "--sequences", "1", "--out", trace)
+        #expect(gen.status == 0, "\(gen.stderr)")
+        let r = try moesim("compare", "--trace", trace, "--out", csv)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("note: one has one sequence; static-frequency learns on a training part of the sequences and is left out"))
+        let rows = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
+        #expect(rows.count == PolicyKind.allCases.count)
+        #expect(!rows.contains { $0.contains(",static-frequency,") })
+        let config = dir + "/only.yaml"
+        try "trace: \(trace)\nmodel: mixtral-8x7b\nhardware: a100-80gb-pcie\nbudget: 25%\npolicies: [static-frequency]\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let alone = try moesim("compare", "--config", config, "--out", csv)
+        #expect(alone.status != 0 && alone.stderr.contains("one has one sequence: no strategy left to run"), "\(alone.stderr)")
+    }
+
     @Test func calibrateWritesAProfileThatReplayUses() throws {
         let dir = temporaryDirectory()
         let cal = try moesim("calibrate", "--scale", "16", "--tokens", "1,8", "--runs", "1", "--threads", "1",

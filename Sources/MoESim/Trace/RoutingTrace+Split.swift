@@ -1,5 +1,8 @@
 /// Splitting a trace by sequence, for placements learnt on one part and measured on the other.
 extension RoutingTrace {
+    /// How many sequences the trace holds; a split needs two.
+    public var sequenceCount: Int { Set(seq).count }
+
     /// The first `round(trainShare × sequences)` sequences (in order of first appearance, at least one) and the rest
     /// (at least one), each token kept whole with its weights, predictions and arrival.
     /// - Throws: `ConfigError.invalidValue` when the trace has fewer than two sequences.
