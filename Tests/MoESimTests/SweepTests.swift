@@ -43,6 +43,18 @@ import Testing
         #expect(throws: ConfigError.self) { try SweepRunner.merge([dir + "/shard1.csv", dir + "/shard1.csv"], to: dir + "/x.csv") }
     }
 
+    /// golden-tiny is one sequence: a static-frequency cell cannot split it, and the sweep says so before any cell
+    /// runs, leaving no output and no journal.
+    @Test func aCellThatCannotSplitItsTraceStopsTheSweepBeforeItStarts() throws {
+        let cfg = try SweepConfig.parse(Self.yaml.replacingOccurrences(of: "[lru, belady, pregated]", with: "[lru, static-frequency]"),
+                                        path: "s.yaml")
+        let out = temporaryDirectory() + "/s.csv"
+        #expect { try SweepRunner(config: cfg, output: out, jobs: 2).run() } throws: {
+            "\($0)".contains("policy static-frequency (cell 1)") && "\($0)".contains("at least two sequences to split (golden-tiny has 1)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: out + ".partial"))
+    }
+
     @Test func sweepConfigErrorsNameTheKey() {
         func message(_ yaml: String) -> String {
             do { _ = try SweepConfig.parse(yaml, path: "s.yaml"); return "no error" } catch { return "\(error)" }

@@ -59,8 +59,16 @@ public struct SweepRunner: Sendable {
             let trace = try RoutingTrace.load(path)
             plans[path] = (trace.name, StepPlan(trace), trace)
         }
+        var sequences: [String: Int] = [:]  // counted only for the traces a learned placement splits
         for cell in cells {
-            do { _ = try BudgetLayout(plan: plans[cell.trace]!.plan, spec: cell.spec) } catch let e as ConfigError {
+            do {
+                _ = try BudgetLayout(plan: plans[cell.trace]!.plan, spec: cell.spec)
+                if cell.spec.policy.learnsPlacement {
+                    let trace = plans[cell.trace]!.trace
+                    if sequences[cell.trace] == nil { sequences[cell.trace] = trace.sequenceCount }
+                    try trace.checkSplittable(sequences: sequences[cell.trace]!, trainShare: cell.spec.placement.trainSplit)
+                }
+            } catch let e as ConfigError {
                 throw ConfigError.cell(settings: "\(describe(cell)), policy \(cell.spec.policy.rawValue) (cell \(cell.index))",
                                        reason: e.description)
             }

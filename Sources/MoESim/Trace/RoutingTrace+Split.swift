@@ -3,16 +3,21 @@ extension RoutingTrace {
     /// How many sequences the trace holds; a split needs two.
     public var sequenceCount: Int { Set(seq).count }
 
+    /// - Throws: `ConfigError.invalidValue` when a trace of `sequences` sequences cannot be split (fewer than two).
+    public func checkSplittable(sequences: Int, trainShare: Double) throws {
+        guard sequences >= 2 else {
+            throw ConfigError.invalidValue(field: "placement.train_split", value: "\(trainShare)",
+                                           expected: "a trace of at least two sequences to split (\(name) has \(sequences))")
+        }
+    }
+
     /// The first `round(trainShare × sequences)` sequences (in order of first appearance, at least one) and the rest
     /// (at least one), each token kept whole with its weights, predictions and arrival.
     /// - Throws: `ConfigError.invalidValue` when the trace has fewer than two sequences.
     public func split(trainShare: Double) throws -> (train: RoutingTrace, test: RoutingTrace) {
         var order: [Int32] = [], seen = Set<Int32>()
         for s in seq where seen.insert(s).inserted { order.append(s) }
-        guard order.count >= 2 else {
-            throw ConfigError.invalidValue(field: "placement.train_split", value: "\(trainShare)",
-                                           expected: "a trace of at least two sequences to split (\(name) has \(order.count))")
-        }
+        try checkSplittable(sequences: order.count, trainShare: trainShare)
         let k = min(order.count - 1, max(1, Int((trainShare * Double(order.count)).rounded())))
         let inTrain = Set(order.prefix(k))
         var train = RoutingTrace(header: header, name: name), test = RoutingTrace(header: header, name: name)
