@@ -126,6 +126,25 @@ struct BaselineTests {
         }
     }
 
+    /// The same served in batches of 6: a batch's union of a layer (up to 12 experts) outgrows the room left beside
+    /// the placement (sized by one token's working set), so layers stream, and still no placed expert leaves.
+    @Test(arguments: seeds)
+    func placedExpertsAreNeverEvictedInABatch(seed: UInt64) throws {
+        let trace = zipfTrace(seed: seed, layers: 3, experts: 16, topK: 2, tokens: 96, skew: 0.5, sequences: 12)
+        let model = tinyModel(layers: 3, experts: 16, topK: 2)
+        for policy in [PolicyKind.staticFrequency, .nCpuMoe] {
+            var batched = spec(policy, model: model, budget: .experts(12), cpuLayers: 1)
+            batched.serving.scheduler = .static
+            batched.serving.batch = 6
+            var log = EventLog()
+            _ = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: batched, sink: &log)
+            let events = log.drain()
+            let placed = Set(events.compactMap { e -> Int? in if case let .preload(x) = e.event { x } else { nil } })
+            let evicted = Set(events.compactMap { e -> Int? in if case let .evict(x) = e.event { x } else { nil } })
+            #expect(!placed.isEmpty && placed.isDisjoint(with: evicted), "\(policy) seed \(seed)")
+        }
+    }
+
     /// llama.cpp's split: with room for two of four layers, the first two layers' experts run on the CPU and the
     /// last two's are all on the GPU; counts from the plan, by layer.
     @Test(arguments: seeds)

@@ -19,6 +19,9 @@ public protocol CachePolicy {
     /// The resident, unpinned expert of `partition` to evict, or nil when every candidate is pinned.
     /// - Complexity: O(1) amortised for LRU/FIFO, O(log n) for Belady.
     mutating func victim(in partition: Int, pinned: PinSet) -> Int32?
+    /// Whether `expert` is kept for the whole run (a static placement's): a layer that streams frees it only when
+    /// nothing else can make room (default: never kept).
+    func keepsForRun(_ expert: Int32) -> Bool
 
     /// Whether the cache is emptied after every layer (no reuse across layers: `on-demand`).
     static var releasesAfterLayer: Bool { get }
@@ -31,6 +34,7 @@ extension CachePolicy {
     public static var computesAfterAllCopies: Bool { false }
     public mutating func didAccess(_ expert: Int32, at access: Int) {}
     public mutating func didPlace(_ expert: Int32) { didInsert(expert, at: 0) }
+    public func keepsForRun(_ expert: Int32) -> Bool { false }
 }
 
 /// The experts that may not be evicted now: those of the layer being computed (SIMULATION.md, pinning) and those

@@ -21,13 +21,21 @@ extension ReplayCore {
                                           _ first: (found: Bool, after: Link.Ticket)) -> (at: Int64, after: Link.Ticket) {
         var room = first
         while !room.found {
-            streamOne(set, plan, before: a, &layer)
+            let streamedOne = streamOne(set, plan, before: a, &layer)
             room = makeRoom(for: e, bytes: bytes, pins, at: layer.streamedUntil, demand: true)
-            if !room.found, let done = streamed.elements.first(where: memory.isResident) {  // a policy that never evicts
+            guard !room.found else { break }
+            // A policy that never evicts: free a computed expert, one the policy keeps for the run (a placed
+            // expert) only when nothing is left to stream.
+            var done: Int32?
+            for x in streamed.elements where memory.isResident(x) && !policy.keepsForRun(x) { done = x; break }
+            if done == nil && !streamedOne { for x in streamed.elements where memory.isResident(x) { done = x; break } }
+            if let done {
                 memory.release(done)
                 policy.didEvict(done)
                 if Sink.isEnabled { sink.record(.evict(expert: Int(done)), at: layer.streamedUntil) }
                 room = makeRoom(for: e, bytes: bytes, pins, at: layer.streamedUntil, demand: true)
+            } else {
+                precondition(streamedOne, "a budget below one expert passed validation")
             }
         }
         if !layer.streaming { return (layer.gate, room.after) }
@@ -38,7 +46,8 @@ extension ReplayCore {
     /// Frees pinned experts of the layer for eviction: the hits already computed (held hits are computed now, at the
     /// start of streaming); else a hit not yet reached, computed now (it is resident: no wait); else the outstanding
     /// miss that lands first, computed when it lands.
-    private mutating func streamOne(_ set: Range<Int>, _ plan: PlanColumns, before a: Int, _ layer: inout LayerProgress) {
+    /// - Returns: false when there was nothing left to compute.
+    private mutating func streamOne(_ set: Range<Int>, _ plan: PlanColumns, before a: Int, _ layer: inout LayerProgress) -> Bool {
         if !layer.streaming {
             layer.streaming = true
             computeHeldHits(&layer)
@@ -48,7 +57,7 @@ extension ReplayCore {
                 pins[Int(plan.accessExpert[h])] = 0
                 streamed.append(plan.accessExpert[h])
             }
-            if !streamed.isEmpty { return }
+            if !streamed.isEmpty { return true }
         }
         for h in (a + 1)..<set.upperBound {
             let e = plan.accessExpert[h]
@@ -71,9 +80,9 @@ extension ReplayCore {
             if Sink.isEnabled { sink.record(.hit(expert: Int(e)), at: layer.gate) }
             layer.gpu = compute(e, tokens: plan.accessTokens[h], from: layer.gpu)
             free(e, &layer)
-            return
+            return true
         }
-        precondition(misses.count > 0, "a budget below one expert passed validation")
+        guard misses.count > 0 else { return false }
         if link.engines > 1 {
             for m in 0..<misses.count where misses.landsAt[m] < 0 { misses.landsAt[m] = link.landing(of: misses.ticket[m]) }
             drainLink()
@@ -84,6 +93,7 @@ extension ReplayCore {
         free(misses.expert[0], &layer)
         misses.removeFirst()
         counters.misses += 1  // no longer in `misses` when the layer counts them
+        return true
     }
 
     /// Adds an expert settled ahead of its turn to the layer's outstanding misses.

@@ -24,4 +24,6 @@ public struct KeepPlaced<Inner: CachePolicy>: CachePolicy {
     public mutating func didEvict(_ expert: Int32) { inner.didEvict(expert) }
 
     public mutating func victim(in partition: Int, pinned: PinSet) -> Int32? { inner.victim(in: partition, pinned: pinned) }
+
+    public func keepsForRun(_ expert: Int32) -> Bool { placed[Int(expert)] }
 }
