@@ -7,7 +7,11 @@ with `--runtime-out`, a runtime profile), in the terms moesim's cost model uses 
 - `hbm_bytes_per_s`: a device-to-device copy (bytes read plus written over its time); `gpu_flops`: a large square
   matmul (fp16 on a GPU, fp32 on the CPU); `kernel_launch_s`: a one-element add; `gpu_memory_bytes`: the device's;
 - per token count, an expert's SwiGLU FFN at the model's shapes; `expert_overhead_s` is what one token's FFN takes
-  beyond moesim's roofline for it (max(2·params/gpu_flops, bytes/hbm) plus one launch);
+  beyond moesim's roofline for it (max(2·params/gpu_flops, bytes/hbm) plus one launch). With `--weight-bits 2|4|8`
+  the expert's weights are stored as HQQ lays them out (unsigned codes packed into bytes, a scale and zero per group
+  of `--group-size` weights, W = (code − zero) · scale) and dequantised then multiplied in eager PyTorch, HQQ's
+  PyTorch backend's order; the roofline then reads the packed bytes and the scales and zeros, so the overhead is
+  what dequantising costs beyond reading them (a fused kernel, like mixtral-offloading's Triton ones, is not this);
 - `layer_overhead_s`: a MoE block as transformers runs it (router, softmax, top-k, renormalise, a loop over the
   chosen experts) at one token, beyond its top-k experts' FFN time.
 
@@ -36,6 +40,28 @@ def fit_link(small_bytes, small_s, large_bytes, large_s):
                          f"{large_bytes} B in {large_s:.3g} s): rerun with a larger --copy-mib")
     rate = (large_bytes - small_bytes) / (large_s - small_s)
     return max(0.0, small_s - small_bytes / rate), rate
+
+
+def quantise(torch, w, bits, group):
+    """(packed codes, scale, zero) of `w` [out, in], group-wise along `in`: codes in 0…2^bits−1 packed into uint8
+    (8 / bits to a byte, the first in the high bits), W ≈ (code − zero) · scale."""
+    levels = (1 << bits) - 1
+    g = w.reshape(-1, group).float()
+    low, high = g.min(dim=1, keepdim=True).values, g.max(dim=1, keepdim=True).values
+    scale = ((high - low) / levels).clamp(min=1e-8)
+    zero = -low / scale
+    codes = (g / scale + zero).round().clamp(0, levels).to(torch.uint8).reshape(-1, 8 // bits)
+    packed = torch.zeros(codes.shape[0], dtype=torch.uint8, device=w.device)
+    for i in range(8 // bits):
+        packed |= codes[:, i] << (8 - bits * (i + 1))
+    return packed, scale.to(w.dtype), zero.to(w.dtype)
+
+
+def dequantise(torch, packed, scale, zero, bits, shape):
+    """The weights `quantise` packed, as HQQ's PyTorch path rebuilds them: unpack, subtract the zero, scale."""
+    mask = (1 << bits) - 1
+    codes = torch.stack([(packed >> (8 - bits * (i + 1))) & mask for i in range(8 // bits)], dim=1)
+    return ((codes.reshape(scale.shape[0], -1).to(scale.dtype) - zero) * scale).reshape(shape)
 
 
 def roofline_seconds(tokens, params, bytes_, flops, hbm, launch):
@@ -67,7 +93,7 @@ class Timer:
 
 
 def measure(device="cuda", hidden=4096, ffn=14336, experts=8, top_k=2, tokens=(1, 2, 4, 8, 16, 32, 64, 128),
-            copy_mib=256, repeats=10, progress=print):
+            copy_mib=256, repeats=10, weight_bits=16, group_size=64, progress=print):
     """Every figure above, as a dict."""
     torch = _torch()
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -78,6 +104,11 @@ def measure(device="cuda", hidden=4096, ffn=14336, experts=8, top_k=2, tokens=(1
         raise TraceError(f"--top-k {top_k}: must be between 1 and --experts ({experts})")
     if min(tokens) < 1 or hidden < 1 or ffn < 1 or copy_mib < 1 or repeats < 1:
         raise TraceError("--tokens, --hidden, --ffn, --copy-mib and --repeats must be at least 1")
+    if weight_bits not in (2, 4, 8, 16):
+        raise TraceError(f"--weight-bits {weight_bits}: must be 2, 4, 8 or 16")
+    if weight_bits < 16 and (group_size < 1 or group_size % (8 // weight_bits) or hidden % group_size or ffn % group_size):
+        raise TraceError(f"--group-size {group_size}: must divide --hidden ({hidden}) and --ffn ({ffn}) and be a "
+                         f"multiple of {8 // weight_bits} (codes to a byte at {weight_bits} bits)")
     timer = Timer(device, repeats)
     gpu = device.startswith("cuda")
     dtype = torch.float16 if gpu else torch.float32
@@ -109,12 +140,24 @@ def measure(device="cuda", hidden=4096, ffn=14336, experts=8, top_k=2, tokens=(1
     else:
         figures["gpu_memory_bytes"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
-    progress(f"expert FFN {hidden}x{ffn} ({figures['dtype']}) at {', '.join(map(str, tokens))} tokens")
+    stored = f"{weight_bits}-bit, groups of {group_size}" if weight_bits < 16 else figures["dtype"]
+    progress(f"expert FFN {hidden}x{ffn} ({stored}) at {', '.join(map(str, tokens))} tokens")
     w1, w3 = (torch.randn(ffn, hidden, dtype=dtype, device=device) * 0.02 for _ in range(2))
     w2 = torch.randn(hidden, ffn, dtype=dtype, device=device) * 0.02
+    figures["weight_bits"], figures["group_size"] = weight_bits, group_size
+    if weight_bits < 16:
+        q1, q3, q2 = (quantise(torch, w, weight_bits, group_size) for w in (w1, w3, w2))
+
+        def weights():
+            return (dequantise(torch, *q1, weight_bits, w1.shape), dequantise(torch, *q3, weight_bits, w3.shape),
+                    dequantise(torch, *q2, weight_bits, w2.shape))
+    else:
+        def weights():
+            return w1, w3, w2
 
     def expert(h):
-        return (torch.nn.functional.silu(h @ w1.T) * (h @ w3.T)) @ w2.T
+        a, c, b = weights()
+        return (torch.nn.functional.silu(h @ a.T) * (h @ c.T)) @ b.T
 
     figures["ffn_s"] = {}
     for count in tokens:
@@ -122,9 +165,12 @@ def measure(device="cuda", hidden=4096, ffn=14336, experts=8, top_k=2, tokens=(1
         figures["ffn_s"][count] = timer.median(lambda: expert(h))
     params = 3 * hidden * ffn
     element = torch.empty(0, dtype=dtype).element_size()
+    # What moesim's roofline reads: the weights as stored (with a scale and a zero per group when quantised).
+    stored_bytes = params * element if weight_bits == 16 else params * weight_bits / 8 + 2 * (params // group_size) * element
+    figures["expert_bytes"] = stored_bytes
     one_token = figures["ffn_s"].get(1) or timer.median(lambda: expert(torch.randn(1, hidden, dtype=dtype, device=device)))
     figures["ffn_1_s"] = one_token
-    figures["expert_overhead_s"] = max(0.0, one_token - roofline_seconds(1, params, params * element, figures["gpu_flops"],
+    figures["expert_overhead_s"] = max(0.0, one_token - roofline_seconds(1, params, stored_bytes, figures["gpu_flops"],
                                                                          figures["hbm_bytes_per_s"], figures["kernel_launch_s"]))
 
     progress(f"MoE block: router over {experts} experts, top-{top_k}, at one token")
@@ -161,7 +207,9 @@ def hardware_yaml(f, base, name):
 
 def runtime_yaml(f, name):
     fraction = min(1.0, f["pageable_bytes_per_s"] / f["pinned_bytes_per_s"])
-    lines = [f"# Written by `moesim-trace calibrate-gpu` on {f['device']}: one token's expert FFN took {f['ffn_1_s']:.6g} s,",
+    stored = (f"weights at {f['weight_bits']} bits in groups of {f['group_size']}, dequantised then multiplied"
+              if f["weight_bits"] < 16 else f"weights in {f['dtype']}")
+    lines = [f"# Written by `moesim-trace calibrate-gpu` on {f['device']}: one token's expert FFN ({stored}) took {f['ffn_1_s']:.6g} s,",
              f"# a MoE block at one token {f['block_s']:.6g} s; the overheads are what they take beyond moesim's model.",
              "preset: ideal", f"name: {name}-runtime",
              f"expert_overhead_s: {f['expert_overhead_s']:.6g}", f"layer_overhead_s: {f['layer_overhead_s']:.6g}",
@@ -181,7 +229,7 @@ def write_atomically(path, text):
 def main(args):
     import sys
     figures = measure(args.device, args.hidden, args.ffn, args.experts, args.top_k, tuple(args.tokens), args.copy_mib,
-                      args.repeats, progress=lambda line: print(line, file=sys.stderr))
+                      args.repeats, args.weight_bits, args.group_size, progress=lambda line: print(line, file=sys.stderr))
     base = "a100-80gb-pcie"
     write_atomically(args.out, hardware_yaml(figures, base, args.name))
     print(f"wrote {args.out}: link {figures['pinned_bytes_per_s'] / 1e9:.2f} GB/s pinned, "

@@ -114,6 +114,10 @@ def _parser():
     p.add_argument("--copy-mib", type=int, default=256, help="bytes per copy measured, MiB (default 256)")
     p.add_argument("--repeats", type=int, default=10, help="timed repetitions per figure, median kept (default 10)")
     p.add_argument("--name", default="my-gpu", help="the profile's name (default my-gpu)")
+    p.add_argument("--weight-bits", type=int, default=16, choices=[2, 4, 8, 16],
+                   help="store the measured expert's weights at 2, 4 or 8 bits (HQQ's layout: packed codes, a scale "
+                        "and zero per group), dequantised then multiplied in eager PyTorch (default 16: the dtype)")
+    p.add_argument("--group-size", type=int, default=64, help="weights per scale and zero with --weight-bits (default 64)")
     return parser
 
 

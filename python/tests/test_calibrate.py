@@ -42,7 +42,47 @@ class FitTests(unittest.TestCase):
 
 
 @unittest.skipUnless(torch is not None, "torch absent: pip install torch (make python-test does)")
+class QuantiseTests(unittest.TestCase):
+    def test_codes_are_packed_high_bits_first(self):
+        # One group of four weights 0, 1, 2, 3 at 2 bits: scale (3 - 0) / 3 = 1, zero 0, codes 0 1 2 3, one byte
+        # 00 01 10 11 = 27; at 4 bits, 0…15 is scale 1, zero 0 and bytes 0x01, 0x23, …, 0xEF.
+        packed, scale, zero = calibrate.quantise(torch, torch.tensor([[0.0, 1.0, 2.0, 3.0]]), 2, 4)
+        self.assertEqual(packed.tolist(), [27])
+        self.assertEqual((scale.item(), zero.item()), (1.0, 0.0))
+        packed, _, _ = calibrate.quantise(torch, torch.arange(16.0).reshape(1, 16), 4, 16)
+        self.assertEqual(packed.tolist(), [0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF])
+
+    def test_round_trip_is_within_half_a_step_of_each_group(self):
+        for seed in range(5):
+            torch.manual_seed(seed)
+            w = torch.randn(16, 32)
+            for bits, group in ((2, 16), (4, 8), (8, 32)):
+                packed, scale, zero = calibrate.quantise(torch, w, bits, group)
+                self.assertEqual(packed.numel(), w.numel() * bits // 8)
+                back = calibrate.dequantise(torch, packed, scale, zero, bits, w.shape)
+                error = (back - w).abs().reshape(-1, group).max(dim=1).values
+                self.assertTrue(bool((error <= scale.reshape(-1) / 2 + 1e-6).all()), f"seed {seed}, {bits} bits")
+
+
+@unittest.skipUnless(torch is not None, "torch absent: pip install torch (make python-test does)")
 class CalibrateRunTests(FolderTest):
+    def test_a_quantised_expert_is_timed_as_stored(self):
+        hardware, runtime = os.path.join(self.dir, "q.yaml"), os.path.join(self.dir, "q-runtime.yaml")
+        self.assertEqual(cli.main(["calibrate-gpu", "--device", "cpu", "--hidden", "64", "--ffn", "128", "--tokens", "1",
+                                   "--copy-mib", "8", "--repeats", "3", "--weight-bits", "2", "--group-size", "16",
+                                   "--out", hardware, "--runtime-out", runtime]), 0)
+        text = read(runtime)
+        self.assertIn("one token's expert FFN (weights at 2 bits in groups of 16, dequantised then multiplied)", text)
+        self.assertGreaterEqual(float(dict(re.findall(r"^(\w+): (\S+)$", text, re.M))["expert_overhead_s"]), 0)
+        # 3·64·128 weights at 2 bits and a float32 scale and zero per 16: 6,144 + 1,536 × 8 bytes.
+        figures = calibrate.measure("cpu", 64, 128, tokens=(1,), copy_mib=8, repeats=1, weight_bits=2, group_size=16,
+                                    progress=lambda _: None)
+        self.assertEqual(figures["expert_bytes"], 6144 + 1536 * 8)
+        for bits, group, message in ((3, 16, "must be 2, 4, 8 or 16"), (2, 10, "--group-size 10: must divide"),
+                                     (4, 1, "multiple of 2")):
+            with self.assertRaisesRegex(TraceError, message):
+                calibrate.measure("cpu", 64, 128, tokens=(1,), weight_bits=bits, group_size=group, progress=lambda _: None)
+
     def test_cpu_run_writes_profiles_moesim_loads(self):
         hardware, runtime = os.path.join(self.dir, "cpu.yaml"), os.path.join(self.dir, "cpu-runtime.yaml")
         self.assertEqual(cli.main(["calibrate-gpu", "--device", "cpu", "--hidden", "64", "--ffn", "128", "--tokens", "1", "8",
