@@ -42,9 +42,10 @@ def fit_link(small_bytes, small_s, large_bytes, large_s):
     return max(0.0, small_s - small_bytes / rate), rate
 
 
-def quantise(torch, w, bits, group):
+def quantise(w, bits, group):
     """(packed codes, scale, zero) of `w` [out, in], group-wise along `in`: codes in 0…2^bits−1 packed into uint8
     (8 / bits to a byte, the first in the high bits), W ≈ (code − zero) · scale."""
+    torch = _torch()
     levels = (1 << bits) - 1
     g = w.reshape(-1, group).float()
     low, high = g.min(dim=1, keepdim=True).values, g.max(dim=1, keepdim=True).values
@@ -57,8 +58,9 @@ def quantise(torch, w, bits, group):
     return packed, scale.to(w.dtype), zero.to(w.dtype)
 
 
-def dequantise(torch, packed, scale, zero, bits, shape):
+def dequantise(packed, scale, zero, bits, shape):
     """The weights `quantise` packed, as HQQ's PyTorch path rebuilds them: unpack, subtract the zero, scale."""
+    torch = _torch()
     mask = (1 << bits) - 1
     codes = torch.stack([(packed >> (8 - bits * (i + 1))) & mask for i in range(8 // bits)], dim=1)
     return ((codes.reshape(scale.shape[0], -1).to(scale.dtype) - zero) * scale).reshape(shape)
@@ -146,11 +148,11 @@ def measure(device="cuda", hidden=4096, ffn=14336, experts=8, top_k=2, tokens=(1
     w2 = torch.randn(hidden, ffn, dtype=dtype, device=device) * 0.02
     figures["weight_bits"], figures["group_size"] = weight_bits, group_size
     if weight_bits < 16:
-        q1, q3, q2 = (quantise(torch, w, weight_bits, group_size) for w in (w1, w3, w2))
+        q1, q3, q2 = (quantise(w, weight_bits, group_size) for w in (w1, w3, w2))
 
         def weights():
-            return (dequantise(torch, *q1, weight_bits, w1.shape), dequantise(torch, *q3, weight_bits, w3.shape),
-                    dequantise(torch, *q2, weight_bits, w2.shape))
+            return (dequantise(*q1, weight_bits, w1.shape), dequantise(*q3, weight_bits, w3.shape),
+                    dequantise(*q2, weight_bits, w2.shape))
     else:
         def weights():
             return w1, w3, w2

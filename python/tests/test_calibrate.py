@@ -46,10 +46,10 @@ class QuantiseTests(unittest.TestCase):
     def test_codes_are_packed_high_bits_first(self):
         # One group of four weights 0, 1, 2, 3 at 2 bits: scale (3 - 0) / 3 = 1, zero 0, codes 0 1 2 3, one byte
         # 00 01 10 11 = 27; at 4 bits, 0…15 is scale 1, zero 0 and bytes 0x01, 0x23, …, 0xEF.
-        packed, scale, zero = calibrate.quantise(torch, torch.tensor([[0.0, 1.0, 2.0, 3.0]]), 2, 4)
+        packed, scale, zero = calibrate.quantise(torch.tensor([[0.0, 1.0, 2.0, 3.0]]), 2, 4)
         self.assertEqual(packed.tolist(), [27])
         self.assertEqual((scale.item(), zero.item()), (1.0, 0.0))
-        packed, _, _ = calibrate.quantise(torch, torch.arange(16.0).reshape(1, 16), 4, 16)
+        packed, _, _ = calibrate.quantise(torch.arange(16.0).reshape(1, 16), 4, 16)
         self.assertEqual(packed.tolist(), [0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF])
 
     def test_round_trip_is_within_half_a_step_of_each_group(self):
@@ -57,9 +57,9 @@ class QuantiseTests(unittest.TestCase):
             torch.manual_seed(seed)
             w = torch.randn(16, 32)
             for bits, group in ((2, 16), (4, 8), (8, 32)):
-                packed, scale, zero = calibrate.quantise(torch, w, bits, group)
+                packed, scale, zero = calibrate.quantise(w, bits, group)
                 self.assertEqual(packed.numel(), w.numel() * bits // 8)
-                back = calibrate.dequantise(torch, packed, scale, zero, bits, w.shape)
+                back = calibrate.dequantise(packed, scale, zero, bits, w.shape)
                 error = (back - w).abs().reshape(-1, group).max(dim=1).values
                 self.assertTrue(bool((error <= scale.reshape(-1) / 2 + 1e-6).all()), f"seed {seed}, {bits} bits")
 
