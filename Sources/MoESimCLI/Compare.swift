@@ -80,7 +80,7 @@ struct Compare: ParsableCommand {
             print("note: \(cacheless.map(\.rawValue).joined(separator: " and ")) keep no cache: cache_scope \(cfg.scope.rawValue) does not apply to them (their cache_scope column says none)")
         }
         let routing = try RoutingTrace.load(cfg.tracePath)
-        if routing.sequenceCount < 2 && cfg.policies.contains(where: \.learnsPlacement) {
+        if cfg.policies.contains(where: \.learnsPlacement) && routing.sequenceCount < RoutingTrace.sequencesToSplit {
             let learners = cfg.policies.filter(\.learnsPlacement).map(\.rawValue).joined(separator: ", ")
             print("note: \(routing.name) has one sequence; \(learners) learns on a training part of the sequences and is left out")
             cfg.policies.removeAll(where: \.learnsPlacement)

@@ -1,11 +1,14 @@
 /// Splitting a trace by sequence, for placements learnt on one part and measured on the other.
 extension RoutingTrace {
-    /// How many sequences the trace holds; a split needs two.
+    /// The fewest sequences a split takes: one on each side.
+    public static let sequencesToSplit = 2
+
+    /// How many sequences the trace holds.
     public var sequenceCount: Int { Set(seq).count }
 
-    /// - Throws: `ConfigError.invalidValue` when a trace of `sequences` sequences cannot be split (fewer than two).
+    /// - Throws: `ConfigError.invalidValue` when a trace of `sequences` sequences cannot be split.
     public func checkSplittable(sequences: Int, trainShare: Double) throws {
-        guard sequences >= 2 else {
+        guard sequences >= Self.sequencesToSplit else {
             throw ConfigError.invalidValue(field: "placement.train_split", value: "\(trainShare)",
                                            expected: "a trace of at least two sequences to split (\(name) has \(sequences))")
         }
