@@ -38,5 +38,15 @@ YAML
     (cd "$work" && "$bin" compare --config "$name-$scope.yaml" --budgets "$budgets" --out "$out/$name-$scope.csv" >/dev/null) \
       || echo "note: $name $scope: compare failed (see above)" >&2
   done
+  # The same strategies with two copy engines sharing the link, under a runtime with overheads, and served in
+  # continuous batches with Poisson arrivals: the paths the one-engine, ideal, batch-1 reports above do not reach.
+  variants=("engines2:--set hardware.copy_engines=2" "eager:--runtime pytorch-eager"
+            "served:--scheduler continuous --max-seqs 4 --arrivals poisson:20:3 --slo-ttft 0.5 --slo-tpot 0.05")
+  for variant in "${variants[@]}"; do
+    tag=${variant%%:*}; args=${variant#*:}
+    # shellcheck disable=SC2086
+    (cd "$work" && "$bin" compare --config "$name-global.yaml" --budgets 10%,25%,50% $args \
+        --out "$out/$name-$tag.csv" >/dev/null) || echo "note: $name $tag: compare failed (see above)" >&2
+  done
 done
 ls "$out"

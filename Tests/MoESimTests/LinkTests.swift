@@ -7,72 +7,205 @@ import Testing
 @Suite struct LinkTests {
     @Test func twoCopiesShareTheBandwidthAndALoneOneGetsItAll() {
         // 10 ns set-up; transfers of 100 and 300 ns at the whole link's rate.
-        let link = Link(engines: 2, latency: 10)
-        let a = link.sendDemand(expert: 0, duration: 110, at: 0), b = link.sendDemand(expert: 1, duration: 310, at: 0)
+        let link = Link(servers: 2, latency: 10)
+        let a = link.send(expert: 0, duration: 110, at: 0), b = link.send(expert: 1, duration: 310, at: 0)
         // Both transfer from 10 at half rate: a's 100 ns take 200 (lands 210), b has 200 left alone: lands 410.
-        #expect(link.landing(of: b.ticket) == 410)
+        #expect(link.landing(of: b) == 410)
         #expect(link.end(of: a.ticket) == 210)
-        let c = link.sendDemand(expert: 2, duration: 110, at: 1000)
         link.advance(to: 1000)
-        #expect(link.landing(of: c.ticket) == 1110, "alone again: its own duration")
+        let c = link.send(expert: 2, duration: 110, at: 1000)
+        #expect(link.landing(of: c) == 1110, "alone again: its own duration")
+        #expect(link.busyNanoseconds(until: 2000) == 410 + 110, "set-up counts as busy")
     }
 
-    @Test func demandCopiesGoBeforeQueuedPrefetchesAndWaitForTheMemoryTheyTake() {
-        let link = Link(engines: 2, latency: 0)
+    /// Three copies on three servers, 0 ns set-up: transfers of 100, 101 and 3 ns. In picoseconds each moves
+    /// ⌊1000·Δ/n⌋: the 3 ns copy lands at ⌈3000·3/1000⌉ = 9, when each has moved 3,000 ps; 97,000 and 98,000 ps
+    /// are left, shared by two: ⌈97,000·2/1000⌉ = 194 ns later (203), when the other has 1,000 ps left alone: 204.
+    @Test func sharedTransfersAreCountedInWholePicosecondsAndEventsFallOnWholeNanoseconds() {
+        let link = Link(servers: 3, latency: 0)
+        let a = link.send(expert: 0, duration: 100, at: 0), b = link.send(expert: 1, duration: 101, at: 0)
+        let c = link.send(expert: 2, duration: 3, at: 0)
+        #expect(link.landing(of: b) == 204)
+        #expect(link.end(of: c.ticket) == 9 && link.end(of: a.ticket) == 203)
+        // Two copies of 1 ns shared by three: ⌈1000·3/1000⌉ = 3 ns, each moving ⌊1000·3/3⌋ = 1000 ps: both land at 3.
+        let three = Link(servers: 3, latency: 0)
+        let x = three.send(expert: 0, duration: 1, at: 0), y = three.send(expert: 1, duration: 1, at: 0)
+        let z = three.send(expert: 2, duration: 1, at: 0)
+        #expect([x, y, z].map { three.landing(of: $0) } == [3, 3, 3])
+    }
+
+    @Test func committedCopiesGoBeforeQueuedPrefetchesAndWaitForTheMemoryTheyTake() {
+        let link = Link(servers: 2, latency: 0)
         let p1 = link.queuePrefetch(expert: 10, duration: 100, at: 0)
         let p2 = link.queuePrefetch(expert: 11, duration: 100, at: 0)
-        link.advance(to: 1)  // both prefetches start at 0 on the two engines
+        link.advance(to: 1)  // both prefetches start at 0 on the two servers
         #expect(link.start(of: p1) == 0 && link.start(of: p2) == 0)
         let p3 = link.queuePrefetch(expert: 12, duration: 100, at: 1)
-        // A demand copy that evicted p1 (still arriving) may not start before p1 lands, though an engine frees then.
-        let d = link.sendDemand(expert: 5, duration: 100, at: 1, after: p1)
-        let lands = link.landing(of: d.ticket)
-        #expect(link.end(of: p1) == 200 && link.start(of: d.ticket) == 200, "waits for p1")
-        #expect(link.start(of: p3) == 200 || link.start(of: p3) >= 200)
-        #expect(lands >= 300, "shares with p3 from 200")
-        // With one engine the same rules hold, in order.
-        let one = Link(engines: 1, latency: 0)
+        // A demand copy that evicted p1 (still arriving) may not start before p1 lands, though a server frees then,
+        // and it goes before p3, queued earlier.
+        // p1 and p2 share the link: both land at 200, when d (which waited for p1) and p3 start and share it.
+        let d = [p1].withUnsafeBufferPointer { link.send(expert: 5, duration: 100, at: 1, after: $0) }
+        #expect(link.landing(of: d) == 400)
+        #expect(link.end(of: p1) == 200 && link.start(of: d.ticket) == 200 && link.start(of: p3) == 200)
+        // One server frees at a time: the committed copy goes first, though p5 was queued before it.
+        let shared = Link(servers: 2, latency: 0)
+        let long = shared.send(expert: 0, duration: 1000, at: 0), short = shared.send(expert: 1, duration: 10, at: 0)
+        let p5 = shared.queuePrefetch(expert: 5, duration: 10, at: 0)
+        let urgent = shared.send(expert: 6, duration: 10, at: 0)
+        _ = shared.landing(of: urgent)
+        #expect(shared.end(of: short.ticket) == 20 && shared.start(of: urgent.ticket) == 20)
+        #expect(shared.landing(of: p5) > shared.end(of: urgent.ticket))
+        #expect(shared.landing(of: long) > 1000)
+        // One server, the same rules: a commit goes ahead of an earlier queued prefetch.
+        let one = Link(servers: 1, latency: 0)
         let q = one.queuePrefetch(expert: 1, duration: 50, at: 0)
-        let demand = one.sendDemand(expert: 2, duration: 50, at: 0)
-        #expect(demand.start == 0 && demand.end == 50)
-        #expect(one.startNextQueued(before: 1000) == q && one.start(of: q) == 50 && one.end(of: q) == 100)
+        let demand = one.send(expert: 2, duration: 50, at: 0)
+        #expect(one.landing(of: demand) == 50, "fixed when sent: no ticket kept")
+        one.advance(to: 1000)
+        #expect(one.start(of: q) == 50 && one.end(of: q) == 100)
+    }
+
+    @Test func aCommittedPrefetchLeavesTheQueueAndACancelledOneNeverStarts() {
+        for servers in [1, 3] {
+            let link = Link(servers: servers, latency: 0)
+            let busy = link.send(expert: 0, duration: 100, at: 0)
+            let p = [link.queuePrefetch(expert: 1, duration: 10, at: 0), link.queuePrefetch(expert: 2, duration: 10, at: 0),
+                     link.queuePrefetch(expert: 3, duration: 10, at: 0)]
+            if servers == 1 {
+                link.commit(p[2], at: 0)  // ahead of p[0] and p[1]
+                link.cancel(p[1])
+                #expect(link.start(of: p[2]) == 100 && link.landing(of: p[2]) == 110)
+                link.advance(to: 1000)
+                #expect(link.start(of: p[0]) == 110 && link.start(of: p[1]) == -1 && link.landing(of: busy) == 100)
+            } else {
+                #expect(link.landing(of: p[2]) >= 0, "three servers: every copy starts at once")
+            }
+            #expect(link.queuedPrefetches.isEmpty)
+        }
+    }
+
+    /// A run that ends while copies are still on the link counts only the busy time before its end: 0–100 and
+    /// 150–300 of copies that run to 400 (one server), or 0–300 with a copy sharing the link until 500 (two).
+    @Test func busyTimeStopsAtTheEndOfTheRun() {
+        let one = Link(servers: 1, latency: 0)
+        _ = one.send(expert: 0, duration: 100, at: 0)
+        one.advance(to: 150)
+        _ = one.send(expert: 1, duration: 200, at: 150)
+        _ = one.send(expert: 2, duration: 50, at: 150)
+        #expect(one.busyNanoseconds(until: 300) == 100 + 150)
+        let two = Link(servers: 2, latency: 0)
+        _ = two.send(expert: 0, duration: 100, at: 0)
+        _ = two.send(expert: 1, duration: 400, at: 0)
+        #expect(two.busyNanoseconds(until: 300) == 300)
+    }
+
+    /// A ticket is recycled only once its holder released it and the link is done with it.
+    @Test func aTicketIsReusedOnlyAfterItsHolderReleasedItAndItLanded() {
+        let link = Link(servers: 2, latency: 0)
+        let a = link.send(expert: 0, duration: 100, at: 0)
+        link.release(a)
+        link.drained()
+        let b = link.send(expert: 1, duration: 100, at: 0)
+        #expect(b.ticket != a.ticket, "a is still on the link")
+        _ = link.landing(of: a)
+        link.drained()
+        #expect(link.send(expert: 2, duration: 1, at: 100).ticket == a.ticket, "landed and released: recycled")
     }
 
     /// Random copies on a random link: each starts no earlier than issued, lands no earlier than its duration after
-    /// its start, no more than `engines` are on the link at once, the clock never goes back, and every copy's
-    /// landing is at least its lone duration.
-    @Test(arguments: Array(UInt64(1)...16))
+    /// its start, no more than `servers` are on the link at once, the clock never goes back, and busy time is the
+    /// measure of the union of the copies' intervals.
+    @Test(arguments: Array(UInt64(1)...24))
     func theLinkKeepsItsRules(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
-        let engines = 1 + rng.nextInt(below: 4)
-        let link = Link(engines: engines, latency: Int64(rng.nextInt(below: 20)))
-        var copies: [(ticket: Link.Ticket, issued: Int64, duration: Int64)] = []
+        let servers = 1 + rng.nextInt(below: 4)
+        let link = Link(servers: servers, latency: Int64(rng.nextInt(below: 20)))
+        var copies: [(copy: Link.Copy, issued: Int64, duration: Int64)] = []
         var now: Int64 = 0, lastClock: Int64 = 0
-        var intervals: [(Int64, Int64)] = []
         for _ in 0..<60 {
             now += Int64(rng.nextInt(below: 200))
             link.advance(to: now)
             #expect(link.clock >= lastClock)
             lastClock = link.clock
             let duration = Int64(20 + rng.nextInt(below: 300))
-            if rng.nextInt(below: 2) == 0 {
-                copies.append((link.queuePrefetch(expert: Int32(copies.count), duration: duration, at: now), now, duration))
-            } else {
-                let c = link.sendDemand(expert: Int32(copies.count), duration: duration, at: now)
-                copies.append((c.ticket >= 0 ? c.ticket : -1, now, duration))
-                if c.ticket < 0 { intervals.append((c.start, c.end)); #expect(c.start >= now && c.end - c.start == duration) }
-            }
+            copies.append(rng.nextInt(below: 2) == 0
+                ? (Link.Copy(ticket: link.queuePrefetch(expert: Int32(copies.count), duration: duration, at: now)), now, duration)
+                : (link.send(expert: Int32(copies.count), duration: duration, at: now), now, duration))
         }
-        link.advance(to: .max / 4)  // tickets are not drained here, so none is recycled before it is checked
-        for c in copies where c.ticket >= 0 {
-            let start = link.start(of: c.ticket), end = link.end(of: c.ticket)
+        link.advance(to: .max / 4)  // tickets are not released here, so none is recycled before it is checked
+        var intervals: [(Int64, Int64)] = []
+        for c in copies {
+            let end = link.landing(of: c.copy)
+            // A demand copy on one server keeps no record: it ran alone, for its whole duration.
+            let start = c.copy.ticket >= 0 ? link.start(of: c.copy.ticket) : end - max(c.duration, link.latency)
             #expect(start >= c.issued && end >= start + c.duration, "a copy never lands before its lone duration")
             intervals.append((start, end))
         }
-        // At no time are more than `engines` copies on the link.
-        for (s, _) in intervals {
-            #expect(intervals.filter { $0.0 <= s && s < $0.1 }.count <= engines)
+        for (s, _) in intervals { #expect(intervals.filter { $0.0 <= s && s < $0.1 }.count <= servers) }
+        #expect(link.busyNanoseconds(until: .max / 4) == Self.unionLength(intervals, until: .max / 4))
+    }
+
+    /// The measure of the union of `intervals` within [0, `end`].
+    static func unionLength(_ intervals: [(Int64, Int64)], until end: Int64) -> Int64 {
+        var total: Int64 = 0, reach: Int64 = 0
+        for (s, e) in intervals.sorted(by: { $0.0 < $1.0 }) {
+            let from = max(s, reach), to = min(e, end)
+            if to > from { total += to - from }
+            reach = max(reach, e)
         }
+        return total
+    }
+
+    /// One model: the one-server closed form gives every copy the same start and landing as the event simulation
+    /// run with one server, for random mixes of demand copies, prefetches, commits, cancellations and copies that
+    /// wait for evicted prefetches still arriving. (Demand copies take no ticket in closed form, so each link's
+    /// handles are kept side by side.)
+    @Test(arguments: Array(UInt64(1)...40))
+    func oneServerInClosedFormEqualsTheEventSimulation(seed: UInt64) {
+        var seeded = SplitMix64(seed: seed)
+        let latency = Int64(seeded.nextInt(below: 30))
+        let closed = Link(servers: 1, latency: latency), simulated = Link(eventSimulatedServers: 1, latency: latency)
+        var rng = SplitMix64(seed: seed &+ 1000)
+        var now: Int64 = 0
+        // Prefetches as (closed ticket, simulated ticket); committed copies as handles of both.
+        var queued: [(Link.Ticket, Link.Ticket)] = [], committed: [(Link.Ticket, Link.Ticket)] = []
+        var prefetches: [(Link.Ticket, Link.Ticket)] = [], sent: [(Link.Copy, Link.Copy)] = []
+        for n in 0..<80 {
+            let roll = rng.nextInt(below: 10)
+            if roll < 2 { now += Int64(rng.nextInt(below: 400)) }
+            closed.advance(to: now); simulated.advance(to: now)
+            let duration = Int64(1 + rng.nextInt(below: 250)) + latency
+            switch roll {
+            case 0...3:
+                let pair = (closed.queuePrefetch(expert: Int32(n), duration: duration, at: now),
+                            simulated.queuePrefetch(expert: Int32(n), duration: duration, at: now))
+                queued.append(pair)
+                prefetches.append(pair)
+            case 4...5 where queued.contains(where: { closed.start(of: $0.0) < 0 }):
+                queued.removeAll { closed.start(of: $0.0) >= 0 }  // started on their own: no longer queued
+                let (c, s) = queued.remove(at: rng.nextInt(below: queued.count))
+                #expect(simulated.start(of: s) < 0)
+                if roll == 4 {
+                    closed.commit(c, at: now); simulated.commit(s, at: now)
+                    committed.append((c, s))
+                } else {
+                    closed.cancel(c); simulated.cancel(s)
+                }
+            default:
+                // Sometimes wait for a committed prefetch (one evicted while still arriving); the link takes it over.
+                let after = committed.isEmpty || rng.nextInt(below: 3) > 0 ? [] : [committed.remove(at: rng.nextInt(below: committed.count))]
+                prefetches.removeAll { pair in after.contains { $0 == pair } }  // handed over: their tickets may be reused
+                let c = after.map(\.0).withUnsafeBufferPointer { closed.send(expert: Int32(n), duration: duration, at: now, after: $0) }
+                let s = after.map(\.1).withUnsafeBufferPointer { simulated.send(expert: Int32(n), duration: duration, at: now, after: $0) }
+                sent.append((c, s))
+            }
+            for (c, s) in sent { #expect(closed.landing(of: c) == simulated.landing(of: s), "seed \(seed), copy \(n)") }
+        }
+        closed.advance(to: now + 100_000); simulated.advance(to: now + 100_000)
+        for (c, s) in prefetches where closed.start(of: c) >= 0 || simulated.start(of: s) >= 0 {
+            #expect(closed.start(of: c) == simulated.start(of: s) && closed.end(of: c) == simulated.end(of: s), "prefetch \(c)")
+        }
+        #expect(closed.busyNanoseconds(until: now + 100_000) == simulated.busyNanoseconds(until: now + 100_000))
     }
 }
 

@@ -1,6 +1,13 @@
-/// The link with several copy engines: copies under way share its bandwidth equally (processor sharing), simulated
-/// event by event (a set-up ending, a transfer finishing) only as far as the engine asks.
+/// The link simulated event by event (several servers, or one in the test that checks the closed form): copies under
+/// way share the bandwidth equally, in integer picoseconds so that every time is exact (docs/simulation.md, "Link").
 extension Link {
+    /// Work is counted in picoseconds at the whole link's rate.
+    static let picosecondsPerNanosecond: Int64 = 1000
+
+    /// The longest copy (ns) whose work in picoseconds, times the copies sharing, fits in 64 bits (about 40 hours
+    /// at 64 servers); a run with a longer one is refused before it starts.
+    public static func longestCopy(servers: Int) -> Int64 { Int64.max / picosecondsPerNanosecond / Int64(max(1, servers)) }
+
     /// Runs events in time order until `limit` (landings at `limit` included; starts only before it, except when
     /// running to a landing) or until `stop` has landed.
     func runShared(until limit: Int64, stopAt stop: Ticket) {
@@ -8,9 +15,9 @@ extension Link {
             if stop >= 0 && endOf[Int(stop)] >= 0 { return }
             if clock < limit { fillShared() }
             if active.count == 0 {
-                // Idle: jump to the next copy issued later (a streamed copy waits for the room it takes), if any.
+                // Idle: jump to the next copy issued later, if any.
                 var issue = Int64.max
-                for t in demands.elements where afterOf[Int(t)] < 0 { issue = min(issue, issuedAt[Int(t)]) }
+                for t in committed.elements where waitsFor[Int(t)] == 0 { issue = min(issue, issuedAt[Int(t)]) }
                 if let t = prefetches.firstTicket { issue = min(issue, issuedAt[Int(t)]) }
                 guard issue < limit, issue > clock else {
                     precondition(stop < 0, "waiting for a copy that is neither under way nor queued")
@@ -31,79 +38,96 @@ extension Link {
         }
     }
 
-    /// Starts queued copies on free engines at the clock: demand copies first (those whose memory is free), then
-    /// prefetches, each in issue order.
+    /// Starts waiting copies on free servers at the clock: committed copies first (those whose `after` copies have
+    /// landed, in commit order), then queued prefetches, in issue order.
     func fillShared() {
-        while active.count < engines {
+        while active.count < servers {
             var chosen: Ticket = -1
-            for t in demands.elements where afterOf[Int(t)] < 0 && issuedAt[Int(t)] <= clock { chosen = t; break }
-            if chosen >= 0 { demands.remove(chosen) } else {
+            for t in committed.elements where waitsFor[Int(t)] == 0 && issuedAt[Int(t)] <= clock { chosen = t; break }
+            if chosen >= 0 { committed.remove(chosen) } else {
                 guard let t = prefetches.firstTicket, issuedAt[Int(t)] <= clock else { return }
                 prefetches.removeFirst()
                 chosen = t
             }
             startOf[Int(chosen)] = clock
-            remaining[Int(chosen)] = latency > 0 ? .nan : Double(durationOf[Int(chosen)])
+            remainingPs[Int(chosen)] = latency > 0 ? -1 : transferPs(chosen)
             active.append(chosen)
-            started.append(chosen)
+            if reporting != .none { reports.append(Report(ticket: chosen, expert: expertOf[Int(chosen)], start: clock, end: -1)) }
         }
     }
 
-    /// When the next engine frees if nothing joins the copies under way.
-    func nextFreeEngine() -> Int64 {
-        if active.count < engines { return clock }
+    /// When the next server frees if nothing joins the copies under way.
+    func nextFreeServer() -> Int64 {
+        if active.count < servers { return clock }
         let sharing = transferring()
         var soonest = Int64.max
         for i in 0..<active.count {
             let t = active[i]
-            // A copy in set-up frees its engine after the set-up and its whole transfer at the current sharing.
-            let end = remaining[Int(t)].isNaN
-                ? startOf[Int(t)] + latency + Int64((Double(durationOf[Int(t)] - latency) * Double(sharing + 1)).rounded(.up))
-                : clock + Int64((remaining[Int(t)] * Double(max(1, sharing))).rounded(.up))
+            // A copy in set-up frees its server after the set-up and its whole transfer at one more sharer.
+            let end = remainingPs[Int(t)] < 0
+                ? startOf[Int(t)] + latency + Self.nanoseconds(transferPs(t), sharing: sharing + 1)
+                : clock + Self.nanoseconds(remainingPs[Int(t)], sharing: max(1, sharing))
             soonest = min(soonest, end)
         }
         return soonest
     }
 
+    /// The whole transfer of `t` in picoseconds.
+    @inline(__always) private func transferPs(_ t: Ticket) -> Int64 {
+        (durationOf[Int(t)] - latency) * Self.picosecondsPerNanosecond
+    }
+
+    /// Nanoseconds until `ps` of work is done while `sharing` copies transfer: ⌈ps · sharing / 1000⌉.
+    @inline(__always) static func nanoseconds(_ ps: Int64, sharing: Int) -> Int64 {
+        let (q, r) = (ps * Int64(sharing)).quotientAndRemainder(dividingBy: picosecondsPerNanosecond)
+        return r > 0 ? q + 1 : q
+    }
+
     /// Copies under way in their transfer phase.
     @inline(__always) private func transferring() -> Int {
         var n = 0
-        for i in 0..<active.count where !remaining[Int(active[i])].isNaN { n += 1 }
+        for i in 0..<active.count where remainingPs[Int(active[i])] >= 0 { n += 1 }
         return n
     }
 
     /// The time of `t`'s next event: the end of its set-up, or of its transfer at the current sharing.
     @inline(__always) private func eventTime(_ t: Ticket, sharing: Int) -> Int64 {
-        remaining[Int(t)].isNaN ? startOf[Int(t)] + latency
-                                : clock + Int64((remaining[Int(t)] * Double(sharing)).rounded(.up))
+        remainingPs[Int(t)] < 0 ? startOf[Int(t)] + latency : clock + Self.nanoseconds(remainingPs[Int(t)], sharing: sharing)
     }
 
-    /// Advances the clock to `time`, each transfer progressing at 1/`sharing` of the link's rate.
+    /// Advances the clock to `time`: each transfer moves ⌊1000 · Δ / sharing⌋ ps.
     private func progress(to time: Int64, sharing: Int) {
         guard time > clock else { return }
+        let elapsed = time - clock
         if sharing > 0 {
-            let share = Double(time - clock) / Double(sharing)
-            for i in 0..<active.count where !remaining[Int(active[i])].isNaN { remaining[Int(active[i])] -= share }
+            // Past Int64.max / 1000 ns of progress every transfer has ended long before: cap instead of overflowing.
+            let share = elapsed > Int64.max / Self.picosecondsPerNanosecond
+                ? Int64.max : elapsed * Self.picosecondsPerNanosecond / Int64(sharing)
+            for i in 0..<active.count where remainingPs[Int(active[i])] >= 0 {
+                remainingPs[Int(active[i])] = max(0, remainingPs[Int(active[i])] - share)
+            }
         }
-        if active.count > 0 { busyNanoseconds += time - clock }
+        if active.count > 0 { sharedBusy += elapsed }
         clock = time
     }
 
-    /// At `time`: set-ups that end begin transferring; transfers with nothing left land (a remainder below a
-    /// millionth of a nanosecond is rounding).
+    /// At `time`: set-ups that end begin transferring; transfers with nothing left land.
     private func settle(at time: Int64) {
         var i = 0
         while i < active.count {
             let t = active[i]
-            if remaining[Int(t)].isNaN && startOf[Int(t)] + latency <= time {
-                remaining[Int(t)] = Double(durationOf[Int(t)] - latency)
-            }
-            if !remaining[Int(t)].isNaN && remaining[Int(t)] <= 1e-6 {
+            if remainingPs[Int(t)] < 0 && startOf[Int(t)] + latency <= time { remainingPs[Int(t)] = transferPs(t) }
+            if remainingPs[Int(t)] == 0 {
                 endOf[Int(t)] = time
                 active[i] = active[active.count - 1]
                 active.removeLast()
-                landed.append(t)
-                for q in demands.elements where afterOf[Int(q)] == t { afterOf[Int(q)] = -1 }
+                if reporting != .none { reports.append(Report(ticket: t, expert: expertOf[Int(t)], start: -1, end: time)) }
+                finished(t)
+                if waiterOf[Int(t)] >= 0 {  // the copy that took its memory may start; the link held its ticket
+                    waitsFor[Int(waiterOf[Int(t)])] -= 1
+                    waiterOf[Int(t)] = -1
+                    release(t)
+                }
                 continue
             }
             i += 1

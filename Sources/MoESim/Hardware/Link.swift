@@ -1,184 +1,339 @@
-/// The host-to-GPU link: up to `engines` copies at once, which share its bandwidth (processor sharing), so a lone
-/// copy always gets the whole link and idle engines never slow it (SIMULATION.md, Execution model).
+/// A link that copies experts into GPU memory: up to `servers` copies at once, sharing its bandwidth equally
+/// (processor sharing), so a lone copy always gets the whole link and idle servers never slow it
+/// (docs/simulation.md, "Link"). A server is a copy engine (host to GPU), or a drive's queue slot.
 ///
-///     let link = Link(engines: 2, latency: 10_000)
+///     let link = Link(servers: 2, latency: 10_000)
 ///     link.advance(to: gate)
-///     let copy = link.sendDemand(expert: 5, duration: 14_000_000, at: gate)
-///     let lands = copy.end >= 0 ? copy.end : link.landing(of: copy.ticket)
+///     let t = link.send(expert: 5, duration: 14_000_000, at: gate)
+///     ... every other copy of the gate sent ...
+///     let lands = link.landing(of: t)
+///     link.release(t)
 ///
-/// A copy of `duration` ns alone spends `latency` ns setting up (no bandwidth), then transfers for the rest; while n
-/// copies transfer, each progresses at 1/n of the link's rate. Demand copies start before queued prefetches; a copy
-/// never starts before it was issued, nor (`after`) before the copy whose memory it takes has landed; a copy under
-/// way is not pre-empted. With one engine this is first come, first served, each copy taking exactly `duration`, and
-/// every time is known when the copy starts (the fast path the replay loop takes by default). With several, a
-/// copy's landing depends on the copies that join it later: the link is simulated forward only when asked
-/// (`advance`, `landing`), which the engine does once every copy that can still overlap has been issued
-/// (Link+Sharing.swift).
+/// One model, one life cycle for every copy: a prefetch is *queued* (it may still be cancelled); a copy that must go
+/// (a demand copy, or a prefetch a gate has asked for) is *committed*: committed copies start before queued
+/// prefetches, in the order they were committed, and never before the copies whose memory they take (`after`) have
+/// landed; then it is *under way* (a set-up of `latency` ns, then its transfer) until it *lands*. A copy under way is
+/// never pre-empted, and no copy starts before the time the link has been advanced to.
 ///
-/// Prefetches and shared copies get tickets; what started and landed since the last `drained()` is listed in
-/// `started` and `landed`. Raw buffers: the replay loop sends a copy per miss.
+/// With one server nothing can share a copy's transfer, so each copy's start and landing are fixed the moment the
+/// copy is certain to go next (committed, or reached by the server while the link advances): a closed form of the
+/// same model, which a test checks against the event simulation run with one server. With several, a landing
+/// depends on the copies that join later, so the link simulates itself forward event by event, only as far as it is
+/// asked (`advance`, `landing`: Link+Sharing.swift).
+///
+/// Every copy has a ticket, which its holder gives back with `release` once it needs neither the copy's times nor
+/// to name it; the link recycles it as soon as it is also done with the copy (landed, or cancelled). A link that
+/// reports (`Reporting`) lists what started and landed since the holder last called `drained()`, by value and in
+/// order, in `reports`; the holder drains them after every call that can report, and before asking for a new ticket
+/// (checked), so no report it reads names a ticket already reissued.
 public final class Link {
     public typealias Ticket = Int32
-    /// A copy sent: its ticket (-1 for a demand copy on one engine, which needs none), and its start and landing
-    /// (-1 while not known).
-    public struct Copy { public let ticket: Ticket; public let start: Int64; public let end: Int64 }
 
-    public let engines: Int
-    /// Set-up time of every copy (ns).
+    /// A committed copy, as its holder keeps it: opaque; ask `landing(of:)`, give it back with `release`. A demand copy
+    /// on one server is fixed when sent and needs no record: the handle carries its landing.
+    public struct Copy {
+        let ticket: Ticket
+        let fixedLanding: Int64
+        init(ticket: Ticket) { self.ticket = ticket; fixedLanding = -1 }
+        init(landing: Int64) { ticket = -1; fixedLanding = landing }
+    }
+
+    /// A copy that started (`start`), landed (`end`), or both when both are known at once (one server): reported
+    /// by value, so that a report outlives its ticket (-1 for a demand copy on one server). -1: not in this report.
+    public struct Report {
+        public let ticket: Ticket
+        public let expert: Int32
+        public let start: Int64
+        public let end: Int64
+    }
+
+    /// Copies on the link at once.
+    public let servers: Int
+    /// Set-up time of every copy (ns): the link is busy but moves no bytes.
     public let latency: Int64
-    /// Nanoseconds with at least one copy on the link.
-    public internal(set) var busyNanoseconds: Int64 = 0
-    /// How far the link has been simulated (ns).
+    /// How far the link has been simulated (ns): no copy starts before it.
     public internal(set) var clock: Int64 = 0
-    /// One engine: when it frees.
-    var freeAt: Int64 = 0
+    /// Whether one server uses the closed form (false only in the test that checks it against the simulation).
+    let fixesAtCommit: Bool
+    /// Which starts and landings are listed in `reports`.
+    public enum Reporting {
+        /// None: nobody reads them.
+        case none
+        /// Those of copies with a ticket (prefetches, and every copy on several servers): a prefetch book's.
+        case tickets
+        /// Every copy's, for a timeline.
+        case all
+    }
+    public let reporting: Reporting
 
-    // Per ticket; a ticket is recycled once its copy has landed and been drained, or was cancelled.
+    /// One server: when the last copy fixed on it lands, and Σ of those copies' durations.
+    var freeAt: Int64 = 0
+    var fixedBusy: Int64 = 0
+    /// Several servers: nanoseconds up to `clock` with at least one copy on the link.
+    var sharedBusy: Int64 = 0
+
+    // Per ticket.
     var capacity = 0
     var expertOf = UnsafeMutablePointer<Int32>.allocate(capacity: 0)
     var issuedAt = UnsafeMutablePointer<Int64>.allocate(capacity: 0)
     var durationOf = UnsafeMutablePointer<Int64>.allocate(capacity: 0)
     var startOf = UnsafeMutablePointer<Int64>.allocate(capacity: 0)
     var endOf = UnsafeMutablePointer<Int64>.allocate(capacity: 0)
-    /// The ticket whose landing this one waits for, or -1.
-    var afterOf = UnsafeMutablePointer<Int32>.allocate(capacity: 0)
-    /// Transfer left of a shared copy under way, in ns at the whole link's rate (nan during its set-up).
-    var remaining = UnsafeMutablePointer<Double>.allocate(capacity: 0)
+    /// How many copies this one waits for before it starts, and the copy waiting for this one's landing (-1).
+    var waitsFor = UnsafeMutablePointer<Int32>.allocate(capacity: 0)
+    var waiterOf = UnsafeMutablePointer<Int32>.allocate(capacity: 0)
+    /// Transfer left of a copy under way, in picoseconds at the whole link's rate; -1 during its set-up.
+    var remainingPs = UnsafeMutablePointer<Int64>.allocate(capacity: 0)
+    /// Whether the link is done with the ticket (landed or cancelled), and whether its holder released it.
+    var done = UnsafeMutablePointer<Bool>.allocate(capacity: 0)
+    var released = UnsafeMutablePointer<Bool>.allocate(capacity: 0)
     var freeTickets = ExpertList(capacity: 64)
-    // Copies under way (several engines), and copies waiting: demand copies first, then prefetches, in issue order.
-    var active = ExpertList(capacity: 8)
-    var demands = TicketQueue()
-    var prefetches = TicketQueue()
-    /// Tickets started and landed since the caller last drained them.
-    public internal(set) var started = ExpertList(capacity: 64)
-    public internal(set) var landed = ExpertList(capacity: 64)
 
-    public init(engines: Int, latency: Int64) {
-        self.engines = max(1, engines)
+    /// Several servers: copies under way. Both: committed copies not started, and queued prefetches, in order.
+    var active = ExpertList(capacity: 8)
+    var committed = TicketQueue()
+    var prefetches = TicketQueue()
+    public internal(set) var reports = ReportList()
+
+    public init(servers: Int, latency: Int64, reporting: Reporting = .none) {
+        self.servers = max(1, servers)
         self.latency = max(0, latency)
+        self.reporting = reporting
+        fixesAtCommit = true
+        growTickets()
+    }
+
+    /// A link that simulates one server event by event instead of in closed form (the test that checks the two).
+    init(eventSimulatedServers servers: Int, latency: Int64) {
+        self.servers = max(1, servers)
+        self.latency = max(0, latency)
+        reporting = .none
+        fixesAtCommit = false
         growTickets()
     }
 
     deinit {
-        expertOf.deallocate(); afterOf.deallocate()
-        issuedAt.deallocate(); durationOf.deallocate(); startOf.deallocate(); endOf.deallocate()
-        remaining.deallocate()
-        freeTickets.deallocate(); active.deallocate(); started.deallocate(); landed.deallocate()
-        demands.deallocate(); prefetches.deallocate()
+        expertOf.deallocate(); issuedAt.deallocate(); durationOf.deallocate(); startOf.deallocate(); endOf.deallocate()
+        waitsFor.deallocate(); waiterOf.deallocate(); remainingPs.deallocate(); done.deallocate(); released.deallocate()
+        freeTickets.deallocate(); active.deallocate()
+        committed.deallocate(); prefetches.deallocate(); reports.deallocate()
     }
+
+    /// Whether one server's copies are fixed in closed form.
+    @inline(__always) var isClosedForm: Bool { servers == 1 && fixesAtCommit }
 
     @inline(__always) public func expert(of t: Ticket) -> Int32 { expertOf[Int(t)] }
+    /// When `t` started, or -1 while it has not.
     @inline(__always) public func start(of t: Ticket) -> Int64 { startOf[Int(t)] }
-    /// When `t` lands, or -1 while that is not yet known.
+    /// When `t` lands, or -1 while that is not known.
     @inline(__always) public func end(of t: Ticket) -> Int64 { endOf[Int(t)] }
-    /// The tickets of the prefetches waiting to start, in issue order.
+    /// The queued prefetches, in the order they will start.
     public var queuedPrefetches: UnsafeBufferPointer<Int32> { prefetches.elements }
 
-    /// Sends a demand copy issued at `time` (the link advanced to it): it starts on a free engine now, or as soon as
-    /// one frees, ahead of every queued prefetch, and not before `after` has landed.
+    // MARK: Copies
+
+    /// Sends a copy that must go (a demand copy), issued at `time`: it starts after the copies committed before it,
+    /// ahead of every queued prefetch, and not before the copies in `after` (evicted while still arriving: their
+    /// bytes cannot be unsent) have landed. The link takes over `after`'s tickets.
     @inline(__always)
-    public func sendDemand(expert e: Int32, duration: Int64, at time: Int64, after: Ticket = -1) -> Copy {
-        if engines == 1 {
-            let start = max(time, freeAt, after >= 0 ? endOf[Int(after)] : 0)
-            freeAt = start + duration
-            busyNanoseconds += duration
-            return Copy(ticket: -1, start: start, end: freeAt)
+    public func send(expert e: Int32, duration: Int64, at time: Int64,
+                     after: UnsafeBufferPointer<Ticket> = UnsafeBufferPointer(start: nil, count: 0)) -> Copy {
+        if isClosedForm && after.isEmpty {  // next on the server: fixed now, no record kept (the replay's common path)
+            let start = max(time, freeAt, clock), length = max(duration, latency)
+            freeAt = start + length
+            fixedBusy += length
+            if reporting == .all { reports.append(Report(ticket: -1, expert: e, start: start, end: freeAt)) }
+            return Copy(landing: freeAt)
         }
-        let t = ticket(e, duration: duration, at: time, after: after)
-        demands.append(t)
-        fillShared()
-        return Copy(ticket: t, start: startOf[Int(t)], end: -1)
+        return send(expert: e, duration: duration, notBefore: time, after: after)
     }
 
-    /// Queues a prefetch copy issued at `time` behind the demand copies; it starts when an engine is free.
+    /// `send`'s general path: copies to wait for, or several servers.
+    @inline(never)
+    private func send(expert e: Int32, duration: Int64, notBefore time: Int64, after: UnsafeBufferPointer<Ticket>) -> Copy {
+        var notBefore = time
+        for a in after where done[Int(a)] { notBefore = max(notBefore, endOf[Int(a)]) }  // landed (one server: fixed)
+        if isClosedForm {
+            for a in after { release(a) }
+            return send(expert: e, duration: duration, at: notBefore)
+        }
+        let t = ticket(e, duration: duration, at: notBefore)
+        for a in after {
+            if done[Int(a)] { release(a) } else { waiterOf[Int(a)] = t; waitsFor[Int(t)] += 1 }
+        }
+        committed.append(t)
+        if clock >= issuedAt[Int(t)] { fillShared() }
+        return Copy(ticket: t)
+    }
+
+    /// Queues a prefetch issued at `time` behind the committed copies; it starts when a server is free.
     @inline(__always)
     public func queuePrefetch(expert e: Int32, duration: Int64, at time: Int64) -> Ticket {
-        let t = ticket(e, duration: duration, at: time, after: -1)
+        let t = ticket(e, duration: duration, at: time)
         prefetches.append(t)
         return t
     }
 
-    /// Sends a queued prefetch now as a demand copy (a gate asked for it before it started).
+    /// Commits queued prefetch `t` at `time` (a gate asked for it): it joins the committed copies, behind those
+    /// committed before it and ahead of the other queued prefetches; reported like any copy (its holder learns its
+    /// landing from the report).
     @inline(__always)
-    public func promote(_ t: Ticket, at time: Int64) -> Copy {
-        prefetches.remove(t)
-        if engines == 1 {  // a plain demand copy: its times are known at once
-            freeTickets.append(t)
-            return sendDemand(expert: expertOf[Int(t)], duration: durationOf[Int(t)], at: time)
+    public func commit(_ t: Ticket, at time: Int64) {
+        precondition(prefetches.remove(t), "committed a copy that is not a queued prefetch")
+        issuedAt[Int(t)] = max(issuedAt[Int(t)], time)
+        if isClosedForm {
+            fix(t, start: max(issuedAt[Int(t)], freeAt, clock), reported: reporting != .none)
+        } else {
+            committed.append(t)
+            if clock >= issuedAt[Int(t)] { fillShared() }
         }
-        demands.append(t)
-        fillShared()
-        return Copy(ticket: t, start: startOf[Int(t)], end: -1)
     }
 
-    /// Drops a prefetch that has not started.
-    @inline(__always) public func cancel(_ t: Ticket) {
-        prefetches.remove(t)
+    /// Commits queued prefetch `t` as `commit` does and takes over its ticket: the caller holds the returned handle
+    /// instead (a gate that waits for the copy, and has settled it), so only a timeline hears of it.
+    @inline(__always)
+    public func commitTakingOver(_ t: Ticket, at time: Int64) -> Copy {
+        guard isClosedForm else {
+            commit(t, at: time)
+            return Copy(ticket: t)
+        }
+        precondition(prefetches.remove(t), "committed a copy that is not a queued prefetch")
+        let start = max(issuedAt[Int(t)], time, freeAt, clock)
+        freeAt = start + durationOf[Int(t)]
+        fixedBusy += durationOf[Int(t)]
+        if reporting == .all { reports.append(Report(ticket: t, expert: expertOf[Int(t)], start: start, end: freeAt)) }
         freeTickets.append(t)
+        return Copy(landing: freeAt)
     }
+
+    /// Drops queued prefetch `t` (it never started); its holder still releases the ticket.
+    @inline(__always) public func cancel(_ t: Ticket) {
+        precondition(prefetches.remove(t), "cancelled a copy that is not a queued prefetch")
+        finished(t)
+    }
+
+    /// The holder of `copy` no longer needs it.
+    @inline(__always) public func release(_ copy: Copy) {
+        if copy.ticket >= 0 { release(copy.ticket) }
+    }
+
+    /// The holder of `t` no longer needs it.
+    @inline(__always) public func release(_ t: Ticket) {
+        released[Int(t)] = true
+        if done[Int(t)] { recycle(t) }
+    }
+
+    /// Forgets the reports (the holder has handled them).
+    @inline(__always) public func drained() { reports.removeAll() }
 
     /// Simulates the link up to `time`: copies landing at or before it land, queued copies start only before it (a
-    /// copy issued at `time` is sent afterwards and goes first if it is a demand copy).
+    /// copy sent at `time` is sent after this, and goes first if it is committed).
     @inline(__always)
     public func advance(to time: Int64) {
-        if engines == 1 { startQueued(before: time) } else { runShared(until: time, stopAt: -1) }
+        advance(to: time) { reports.append($0) }
+    }
+
+    /// `advance`, handing each report to `account` as it is made (with one server, where the reports are prefetches
+    /// reached by the server, the list is skipped), then those the simulation listed; the list is left empty.
+    @inline(__always)
+    public func advance(to time: Int64, account: (Report) -> Void) {
+        if isClosedForm {
+            while let t = prefetches.firstTicket {
+                let start = max(issuedAt[Int(t)], freeAt, clock)
+                guard start < time else { break }
+                prefetches.removeFirst()
+                fix(t, start: start, reported: false)
+                if reporting != .none { account(Report(ticket: t, expert: expertOf[Int(t)], start: start, end: freeAt)) }
+            }
+        } else {
+            runShared(until: time, stopAt: -1)
+            for r in reports.elements { account(r) }
+            reports.removeAll()
+        }
         clock = max(clock, time)
     }
 
-    /// When `t` lands: the link is simulated until it does. Call once every copy that can overlap it is issued.
+    /// When committed copy `t` lands: the link is simulated until it does. Call once every copy that can still
+    /// share the link with it has been sent (with one server its landing is known from its commit).
+    @inline(__always)
+    public func landing(of copy: Copy) -> Int64 {
+        copy.ticket < 0 ? copy.fixedLanding : landing(of: copy.ticket)
+    }
+
+    /// The handle for ticket `t`, which the caller holds: once the link has fixed its landing, a handle carrying it
+    /// (and the ticket is released); otherwise the ticket, to ask later.
+    @inline(__always)
+    public func handle(_ t: Ticket) -> Copy {
+        guard done[Int(t)] && endOf[Int(t)] >= 0 else { return Copy(ticket: t) }
+        let end = endOf[Int(t)]
+        release(t)
+        return Copy(landing: end)
+    }
+
+    /// When committed copy `t` lands (as `landing(of:)` for a handle).
     @inline(__always)
     public func landing(of t: Ticket) -> Int64 {
         if endOf[Int(t)] < 0 { runShared(until: .max, stopAt: t) }
         return endOf[Int(t)]
     }
 
-    /// When a copy sent now, not before `time`, would start if nothing else were sent (exact with one engine; with
-    /// several, the next landing if nothing joins: an estimate for miss handlers).
+    /// When a copy sent now, at `time`, would start if nothing else were sent: exact with one server; with several,
+    /// the next landing if nothing joins (an estimate for miss handlers).
     public func earliestStart(after time: Int64) -> Int64 {
-        engines == 1 ? max(time, freeAt) : max(time, nextFreeEngine())
+        isClosedForm ? max(time, freeAt, clock) : max(time, nextFreeServer())
     }
 
-    /// Forgets the reported starts and landings (the caller has handled them) and recycles landed tickets.
-    @inline(__always) public func drained() {
-        started.removeAll()
-        for t in landed.elements { freeTickets.append(t) }
-        landed.removeAll()
+    /// Nanoseconds in [0, `time`] with at least one copy on the link, at the end of a run: every copy was issued at
+    /// or before `time`, and the link has not been simulated past it.
+    public func busyNanoseconds(until time: Int64) -> Int64 {
+        precondition(clock <= time, "the link was simulated past the time its busy time is asked for")
+        if isClosedForm {
+            // Every copy was issued by `time`, so those still on the server after it run back to back from the one
+            // under way at `time`: one stretch to cut.
+            return fixedBusy - max(0, freeAt - time)
+        }
+        runShared(until: time, stopAt: -1)
+        return sharedBusy
     }
 
-    /// One engine: starts the first queued prefetch if the engine reaches it before `time`, and returns it (its
-    /// start and landing are known); the caller recycles it. Nil when none starts.
-    @inline(__always) public func startNextQueued(before time: Int64) -> Ticket? {
-        guard let t = prefetches.firstTicket else { return nil }
-        let start = max(issuedAt[Int(t)], freeAt)
-        if start >= time { return nil }
-        prefetches.removeFirst()
+    // MARK: Internals
+
+    /// One server: `t` takes the server from `start` for its whole duration; reported (started and landed) if
+    /// `reported`.
+    @inline(__always) private func fix(_ t: Ticket, start: Int64, reported: Bool) {
         startOf[Int(t)] = start
         freeAt = start + durationOf[Int(t)]
         endOf[Int(t)] = freeAt
-        busyNanoseconds += durationOf[Int(t)]
+        fixedBusy += durationOf[Int(t)]
+        if reported { reports.append(Report(ticket: t, expert: expertOf[Int(t)], start: start, end: freeAt)) }
+        done[Int(t)] = true
+        released[Int(t)] = false
+    }
+
+    /// The link is done with `t` (it landed, or was cancelled).
+    @inline(__always) func finished(_ t: Ticket) {
+        done[Int(t)] = true
+        if released[Int(t)] { recycle(t) }
+    }
+
+    /// `t` is both done and released: free for reuse.
+    @inline(__always) private func recycle(_ t: Ticket) { freeTickets.append(t) }
+
+    /// A ticket for a copy issued at `time` (the event simulation's fields set only where it runs).
+    @inline(__always)
+    func ticket(_ e: Int32, duration: Int64, at time: Int64) -> Ticket {
+        let t = freshTicket()
+        expertOf[Int(t)] = e; issuedAt[Int(t)] = time; durationOf[Int(t)] = max(duration, latency)
+        startOf[Int(t)] = -1; endOf[Int(t)] = -1; done[Int(t)] = false; released[Int(t)] = false
+        if !isClosedForm { waitsFor[Int(t)] = 0; waiterOf[Int(t)] = -1; remainingPs[Int(t)] = -1 }
         return t
     }
 
-    /// Gives back a ticket whose copy the caller has accounted for.
-    @inline(__always) public func recycle(_ t: Ticket) { freeTickets.append(t) }
-
-    /// One engine: starts the queued prefetches the engine reaches before `time`, reporting them as started and landed.
-    @inline(__always) private func startQueued(before time: Int64) {
-        while let t = startNextQueued(before: time) {
-            started.append(t)
-            landed.append(t)
-        }
-    }
-
-    // MARK: Tickets
-
-    @inline(__always)
-    func ticket(_ e: Int32, duration: Int64, at time: Int64, after: Ticket) -> Ticket {
+    @inline(__always) func freshTicket() -> Ticket {
+        precondition(reports.count == 0, "a ticket asked for before the link's reports were drained")
         if freeTickets.isEmpty { growTickets() }
         let t = freeTickets[freeTickets.count - 1]
         freeTickets.removeLast()
-        expertOf[Int(t)] = e; issuedAt[Int(t)] = time; durationOf[Int(t)] = max(duration, latency)
-        startOf[Int(t)] = -1; endOf[Int(t)] = -1; afterOf[Int(t)] = after
         return t
     }
 
@@ -191,14 +346,40 @@ public final class Link {
             return q
         }
         expertOf = grown(expertOf); issuedAt = grown(issuedAt); durationOf = grown(durationOf); startOf = grown(startOf)
-        endOf = grown(endOf); afterOf = grown(afterOf); remaining = grown(remaining)
+        endOf = grown(endOf); waitsFor = grown(waitsFor); waiterOf = grown(waiterOf); remainingPs = grown(remainingPs); done = grown(done)
+        released = grown(released)
         capacity = new
         for t in (old..<new).reversed() { freeTickets.append(Int32(t)) }
     }
 }
 
-/// Copies waiting for an engine, in issue order. Few wait at once (a layer's misses, the predictions queued behind
-/// them), so removal from the middle is a short shift.
+/// Reports of copies that started or landed, in raw memory (appended per copy in the replay loop).
+public struct ReportList {
+    private var base = UnsafeMutablePointer<Link.Report>.allocate(capacity: 16)
+    private var capacity = 16
+    public private(set) var count = 0
+
+    func deallocate() { base.deallocate() }
+
+    public var elements: UnsafeBufferPointer<Link.Report> { UnsafeBufferPointer(start: base, count: count) }
+
+    @inline(__always) mutating func append(_ r: Link.Report) {
+        if count == capacity {
+            let bigger = UnsafeMutablePointer<Link.Report>.allocate(capacity: capacity * 2)
+            bigger.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = bigger
+            capacity *= 2
+        }
+        (base + count).initialize(to: r)
+        count += 1
+    }
+
+    @inline(__always) mutating func removeAll() { count = 0 }
+}
+
+/// Copies waiting for a server, in order. Few wait at once (a layer's misses, the predictions queued behind them),
+/// so removal from the middle is a short shift.
 struct TicketQueue {
     private var list = ExpertList(capacity: 16)
     private var head = 0
@@ -222,13 +403,15 @@ struct TicketQueue {
         if head >= 64 && head * 2 >= list.count { compact() }
     }
 
-    @inline(__always) mutating func remove(_ t: Link.Ticket) {
+    /// Removes `t`; false when it is not waiting.
+    @discardableResult @inline(__always) mutating func remove(_ t: Link.Ticket) -> Bool {
         var i = head
         while i < list.count && list[i] != t { i += 1 }
-        guard i < list.count else { return }
-        if i == head { removeFirst(); return }
+        guard i < list.count else { return false }
+        if i == head { removeFirst(); return true }
         while i + 1 < list.count { list[i] = list[i + 1]; i += 1 }
         list.removeLast()
+        return true
     }
 
     /// Moves the live entries to the front.
@@ -237,6 +420,5 @@ struct TicketQueue {
         for i in 0..<live { list[i] = list[head + i] }
         for _ in 0..<head { list.removeLast() }
         head = 0
-        _ = live
     }
 }

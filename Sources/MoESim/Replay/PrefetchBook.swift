@@ -18,30 +18,39 @@ public struct PrefetchCounters: Sendable, Equatable {
     public var actual = 0
 }
 
-/// The ledger of prefetch copies: each one is queued, then started, then settled exactly once as useful, late,
-/// wasted or cancelled, so `useful + late + wasted + cancelled == issued` holds by construction.
+/// The ledger of prefetch copies: each one is queued, then sent (committed, or started on its own), then settled
+/// exactly once as useful, late, wasted or cancelled, so `useful + late + wasted + cancelled == issued` holds by
+/// construction.
 ///
 ///     book.queue(e, ticket: t)           // memory already reserved, the copy queued on the link
 ///     book.settleAccess(e, at: gate)     // when a gate asks for e
 ///
-/// Per-expert state lives in raw buffers indexed by flat id, like the rest of the replay loop's state.
+/// The book holds each prefetch's link ticket until the prefetch is settled, and hands it to the caller then (to
+/// wait for, release, or cancel). Per-expert state lives in raw buffers indexed by flat id, like the rest of the
+/// replay loop's state.
 final class PrefetchBook {
-    static let none: UInt8 = 0, queued: UInt8 = 1, awaitingUse: UInt8 = 2
+    /// Queued: may still be cancelled, no bytes moved. Sent: committed or under way, its bytes move.
+    static let none: UInt8 = 0, queued: UInt8 = 1, sent: UInt8 = 2
 
-    /// How a prefetched expert that a gate asks for ends.
+    /// How a prefetched expert that a gate asks for ends; each case hands over the copy's ticket.
     enum Access {
         /// It had landed: a hit.
-        case useful
-        /// It is on the link: late; the GPU waits for `ticket` (its landing is `landTime` when known).
+        case useful(ticket: Link.Ticket)
+        /// It is on its way: late; the GPU waits for it.
         case late(ticket: Link.Ticket)
-        /// It had not started: late; the caller sends `ticket` now as a demand copy.
+        /// It had not been sent: late; the caller commits it now.
         case queued(ticket: Link.Ticket)
     }
 
+    /// What an eviction ends: a queued copy (to cancel), a sent one still arriving (to wait for), or one landed.
+    enum Eviction { case none, queued(Link.Ticket), arriving(Link.Ticket), landed(Link.Ticket) }
+
     let state: UnsafeMutablePointer<UInt8>
-    /// When each prefetch landed, `Int64.max` while it is on the link with its landing not yet known, 0 when none.
+    /// When each prefetch lands: `Int64.max` while queued by a predictor that never cancels (pinned while queued) or
+    /// sent with its landing not yet known, 0 when none is open. Read by `PinSet`: an expert whose copy is still
+    /// arriving is not evicted.
     let landTime: UnsafeMutablePointer<Int64>
-    /// The link's ticket of each prefetch queued or on the link (-1 when none).
+    /// The link's ticket of each open prefetch (-1 when none).
     let ticket: UnsafeMutablePointer<Link.Ticket>
     /// Stamp of the step a prediction for this expert was made in (so one expert counts once per step).
     private let predictedInStep: UnsafeMutablePointer<Int32>
@@ -58,10 +67,7 @@ final class PrefetchBook {
     private let layers: Int
     private var stepStamp: Int32 = 0
 
-    var bytesPrefetch: Int {
-        get { counters.bytesPrefetch }
-        set { counters.bytesPrefetch = newValue }
-    }
+    var bytesPrefetch: Int { counters.bytesPrefetch }
 
     init(experts: Int, layers: Int, bytesPerCopy: Int) {
         self.experts = experts
@@ -117,66 +123,103 @@ final class PrefetchBook {
         counters.actual &+= set.count
     }
 
-    /// Records `e` as queued on the link with `ticket`.
-    @inline(__always) func queue(_ e: Int32, ticket t: Link.Ticket) {
+    /// Records `e` as queued on the link with `ticket`; `pinned`: it may not be evicted while queued (a predictor
+    /// whose copies are never cancelled).
+    @inline(__always) func queue(_ e: Int32, ticket t: Link.Ticket, pinned: Bool) {
         state[Int(e)] = PrefetchBook.queued
         ticket[Int(e)] = t
+        landTime[Int(e)] = pinned ? .max : 0
         counters.issued += 1
         heldBytes += bytesPerCopy
     }
 
-    /// Settles a prefetched expert that a gate asks for at `time`: useful if it landed at or before the gate, late
-    /// otherwise (still on the link, or not started).
-    @inline(__always) func settleAccess(_ e: Int32, at time: Int64) -> Access {
-        let s = state[Int(e)]
-        state[Int(e)] = PrefetchBook.none
-        heldBytes -= bytesPerCopy
-        if s == PrefetchBook.queued {
-            counters.late += 1
-            return .queued(ticket: ticket[Int(e)])
-        }
-        if landTime[Int(e)] <= time {
-            counters.useful += 1
-            return .useful
-        }
-        counters.late += 1
-        return .late(ticket: ticket[Int(e)])
+    /// A queued prefetch is sent (committed, or started): its bytes move, and it is pinned until it lands.
+    @inline(__always) func sent(_ e: Int32, ticket t: Link.Ticket) {
+        guard state[Int(e)] == PrefetchBook.queued && ticket[Int(e)] == t else { return }
+        state[Int(e)] = PrefetchBook.sent
+        landTime[Int(e)] = .max
+        counters.bytesPrefetch += bytesPerCopy
     }
 
-    /// Settles a queued prefetch whose layer has passed before it started: cancelled, no bytes moved.
-    @inline(__always) func cancel(_ e: Int32) {
+    /// The link reports copy `t` of `e`: it `started` (a prefetch started on its own is sent), and lands at
+    /// `landsAt` when that is known (-1 otherwise). Copies the book does not hold (settled, cancelled) are ignored.
+    @inline(__always) func reported(_ e: Int32, ticket t: Link.Ticket, started: Bool, landsAt: Int64) {
+        guard ticket[Int(e)] == t else { return }
+        if started && state[Int(e)] == PrefetchBook.queued {
+            state[Int(e)] = PrefetchBook.sent
+            landTime[Int(e)] = .max
+            counters.bytesPrefetch += bytesPerCopy
+        }
+        if landsAt >= 0 && state[Int(e)] == PrefetchBook.sent { landTime[Int(e)] = landsAt }
+    }
+
+    /// Closes `e`'s account: no state, no pin, no ticket.
+    @inline(__always) private func close(_ e: Int32) {
         state[Int(e)] = PrefetchBook.none
+        landTime[Int(e)] = 0
         ticket[Int(e)] = -1
         heldBytes -= bytesPerCopy
+    }
+
+    /// Settles a prefetched expert that a gate asks for at `time`: useful if it landed at or before the gate, late
+    /// otherwise (on its way, or still queued). From now on its layer pins it, and the layer waits for the copy.
+    @inline(__always) func settleAccess(_ e: Int32, at time: Int64) -> Access {
+        let s = state[Int(e)], land = landTime[Int(e)], t = ticket[Int(e)]
+        close(e)
+        if s == PrefetchBook.queued {
+            counters.late += 1
+            return .queued(ticket: t)
+        }
+        if land <= time {
+            counters.useful += 1
+            return .useful(ticket: t)
+        }
+        counters.late += 1
+        return .late(ticket: t)
+    }
+
+    /// Settles a queued prefetch whose layer has passed before it was sent: cancelled, no bytes moved.
+    /// - Returns: its ticket, to cancel on the link.
+    @inline(__always) func cancel(_ e: Int32) -> Link.Ticket {
+        let t = ticket[Int(e)]
+        close(e)
         counters.cancelled += 1
+        return t
     }
 
     /// The layer of flat id `e`.
     @inline(__always) func layer(of e: Int32) -> Int { Int(layerOf[Int(e)]) }
 
-    /// Settles a prefetched expert being evicted before any use.
-    func settleEviction(_ e: Int32) {
+    /// Settles a prefetched expert being evicted at `time` before any use: a queued copy is cancelled, a sent one
+    /// wasted (still arriving, or landed).
+    func settleEviction(_ e: Int32, at time: Int64) -> Eviction {
+        let t = ticket[Int(e)], land = landTime[Int(e)]
         switch state[Int(e)] {
-        case PrefetchBook.queued: counters.cancelled += 1
-        case PrefetchBook.awaitingUse: counters.wasted += 1; counters.bytesWasted += bytesPerCopy
-        default: return
+        case PrefetchBook.queued:
+            close(e)
+            counters.cancelled += 1
+            return .queued(t)
+        case PrefetchBook.sent:
+            close(e)
+            counters.wasted += 1
+            counters.bytesWasted += bytesPerCopy
+            return land > time ? .arriving(t) : .landed(t)
+        default:
+            return .none
         }
-        state[Int(e)] = PrefetchBook.none
-        heldBytes -= bytesPerCopy
     }
 
     /// At the end of the replay, prefetched experts never asked for are wasted, and prefetches still queued (for
     /// a step that never came) are cancelled.
     func finish() {
         for e in 0..<experts where state[e] != PrefetchBook.none {
-            if state[e] == PrefetchBook.awaitingUse {
+            if state[e] == PrefetchBook.sent {
                 counters.wasted += 1
                 counters.bytesWasted += bytesPerCopy
             } else {
                 counters.cancelled += 1
             }
-            state[e] = PrefetchBook.none
-            heldBytes -= bytesPerCopy
+            close(Int32(e))
         }
         precondition(counters.useful + counters.late + counters.wasted + counters.cancelled == counters.issued)
     }

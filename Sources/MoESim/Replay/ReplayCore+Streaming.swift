@@ -5,25 +5,24 @@ extension ReplayCore {
     /// Room for a demand copy of `e`: evicts as usual; when every resident expert is pinned, the layer streams: the
     /// earliest-landing outstanding miss is computed and unpinned (with the hits computed so far), and freed once
     /// done, until there is room. The copy is then sent no earlier than the last compute that freed room.
-    /// - Returns: when to send the copy, and the ticket of an evicted copy in flight it must wait for (-1).
+    /// - Returns: when to send the copy (copies it evicted still arriving are in `awaited`).
     @inline(__always)
     mutating func roomForDemand(_ e: Int32, bytes: Int, _ pins: PinSet, _ set: Range<Int>, _ plan: PlanColumns,
-                                before a: Int, _ layer: inout LayerProgress) -> (at: Int64, after: Link.Ticket) {
-        let room = makeRoom(for: e, bytes: bytes, pins, at: layer.gate, demand: true)
-        if room.found && !layer.streaming { return (layer.gate, room.after) }
-        return streamUntilRoom(for: e, bytes: bytes, pins, set, plan, before: a, &layer, room)
+                                before a: Int, _ layer: inout LayerProgress) -> Int64 {
+        let found = makeRoom(for: e, bytes: bytes, pins, at: layer.gate, demand: true)
+        if found && !layer.streaming { return layer.gate }
+        return streamUntilRoom(for: e, bytes: bytes, pins, set, plan, before: a, &layer, found: found)
     }
 
     /// The slow path of `roomForDemand`, out of line so that the replay loop's common path stays small.
     @inline(never)
     private mutating func streamUntilRoom(for e: Int32, bytes: Int, _ pins: PinSet, _ set: Range<Int>, _ plan: PlanColumns,
-                                          before a: Int, _ layer: inout LayerProgress,
-                                          _ first: (found: Bool, after: Link.Ticket)) -> (at: Int64, after: Link.Ticket) {
-        var room = first
-        while !room.found {
+                                          before a: Int, _ layer: inout LayerProgress, found first: Bool) -> Int64 {
+        var found = first
+        while !found {
             let streamedOne = streamOne(set, plan, before: a, &layer)
-            room = makeRoom(for: e, bytes: bytes, pins, at: layer.streamedUntil, demand: true)
-            guard !room.found else { break }
+            found = makeRoom(for: e, bytes: bytes, pins, at: layer.streamedUntil, demand: true)
+            guard !found else { break }
             // A policy that never evicts: free a computed expert, one the policy keeps for the run (a placed
             // expert) only when nothing is left to stream.
             var done: Int32?
@@ -33,14 +32,14 @@ extension ReplayCore {
                 memory.release(done)
                 policy.didEvict(done)
                 if Sink.isEnabled { sink.record(.evict(expert: Int(done)), at: layer.streamedUntil) }
-                room = makeRoom(for: e, bytes: bytes, pins, at: layer.streamedUntil, demand: true)
+                found = makeRoom(for: e, bytes: bytes, pins, at: layer.streamedUntil, demand: true)
             } else {
                 precondition(streamedOne, "a budget below one expert passed validation")
             }
         }
-        if !layer.streaming { return (layer.gate, room.after) }
+        if !layer.streaming { return layer.gate }
         advanceLink(to: layer.streamedUntil)  // the copy is sent once the room it takes is free
-        return (layer.streamedUntil, room.after)
+        return layer.streamedUntil
     }
 
     /// Frees pinned experts of the layer for eviction: the hits already computed (held hits are computed now, at the
@@ -50,7 +49,7 @@ extension ReplayCore {
     private mutating func streamOne(_ set: Range<Int>, _ plan: PlanColumns, before a: Int, _ layer: inout LayerProgress) -> Bool {
         if !layer.streaming {
             layer.streaming = true
-            computeHeldHits(&layer)
+            computeHeldHits(plan, &layer)
             layer.streamedUntil = layer.gpu
             streamed.removeAll()
             for h in set.lowerBound..<a where memory.isResident(plan.accessExpert[h]) && !misses.contains(plan.accessExpert[h]) {
@@ -64,15 +63,9 @@ extension ReplayCore {
             guard memory.isResident(e), pins[Int(e)] == epoch, !misses.contains(e), !streamed.contains(e, from: 0) else { continue }
             if Predictor.isEnabled && book.state[Int(e)] != PrefetchBook.none {
                 // A prefetch not yet landed is settled now, as a late miss to wait for; one that landed is a hit.
-                switch book.settleAccess(e, at: layer.gate) {
-                case .useful: break
-                case let .late(ticket):
-                    let known = book.landTime[Int(e)] == .max ? Int64(-1) : book.landTime[Int(e)]
-                    addMiss(e, tokens: plan.accessTokens[h], Link.Copy(ticket: ticket, start: -1, end: known), at: layer.gate)
-                    continue
-                case let .queued(ticket):
-                    counters.bytesH2D += cost.expertBytes
-                    addMiss(e, tokens: plan.accessTokens[h], link.promote(ticket, at: layer.gate), at: layer.gate)
+                if let copy = settlePrefetched(e, at: layer.gate) {
+                    if Sink.isEnabled { sink.record(.miss(expert: Int(e)), at: layer.gate) }
+                    misses.append(expert: e, tokens: plan.accessTokens[h], copy: copy)
                     continue
                 }
             }
@@ -83,10 +76,7 @@ extension ReplayCore {
             return true
         }
         guard misses.count > 0 else { return false }
-        if link.engines > 1 {
-            for m in 0..<misses.count where misses.landsAt[m] < 0 { misses.landsAt[m] = link.landing(of: misses.ticket[m]) }
-            drainLink()
-        }
+        resolveLandings()
         misses.sortByLanding()
         layer.wait(until: misses.landsAt[0], &counters)
         layer.gpu = compute(misses.expert[0], tokens: misses.tokens[0], from: layer.gpu)
@@ -94,18 +84,6 @@ extension ReplayCore {
         misses.removeFirst()
         counters.misses += 1  // no longer in `misses` when the layer counts them
         return true
-    }
-
-    /// Adds an expert settled ahead of its turn to the layer's outstanding misses.
-    private mutating func addMiss(_ e: Int32, tokens: Int32, _ copy: Link.Copy, at gate: Int64) {
-        if Sink.isEnabled {
-            if copy.end >= 0 && copy.start >= 0 {
-                sink.record(.copyStart(expert: Int(e)), at: copy.start)
-                sink.record(.copyEnd(expert: Int(e)), at: copy.end)
-            }
-            sink.record(.miss(expert: Int(e)), at: gate)
-        }
-        misses.append(expert: e, tokens: tokens, copy: copy)
     }
 
     /// Marks a computed expert of a streaming layer as done: unpinned, and free to go once the GPU is past it.

@@ -5,10 +5,11 @@
 /// 2. **hits and misses**: a resident expert is a hit (computed first, in id order, or, when the runtime's demand
 ///    copies share the compute stream, after the layer's copies land); a prefetch still arriving is late; a miss goes
 ///    to the miss handler, which makes it a copy, a low-precision copy, host compute or a skip;
-/// 3. **copies**: each copied miss gets room (the eviction policy picks victims) and a demand copy, ahead of queued
-///    prefetches;
+/// 3. **copies**: each copied miss gets room (the eviction policy picks victims) and a demand copy, committed ahead
+///    of queued prefetches;
 /// 4. **prefetch issue**: the predictor's proposals are queued behind the demand copies;
-/// 5. **compute**: the misses are computed as their copies land, in landing order;
+/// 5. **compute**: once every copy of the gate is sent, the link is asked when each lands; the misses are computed
+///    in landing order;
 /// 6. **layer end**: on-demand frees the layer, prefetches for it still queued are cancelled (unless the predictor
 ///    copies regardless: MoE-Prefetch), the clock advances.
 ///
@@ -32,8 +33,11 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     var epoch: Int32 = 0
     var counters: ReplayCounters
     var misses: MissList
-    /// The layer's hits, held back while its copies travel when they share the compute stream (`copiesHoldCompute`).
-    var heldHits: MissList
+    /// The layer's hits (their accesses), held back while its copies travel when they share the compute stream
+    /// (`copiesHoldCompute`).
+    var heldHits: ExpertList
+    /// Tickets of copies still arriving that the next demand copy evicted: it waits for them to land.
+    var awaited: ExpertList
     var proposals: ExpertList
     var cancelled: ExpertList
     /// A streaming layer's experts already computed, which may be freed (`roomForDemand`).
@@ -53,7 +57,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 var layer = LayerProgress(gate: gate)
                 findHitsAndMisses(set, plan, &layer)
                 if Predictor.isEnabled { issuePrefetches(step: s, layer: l, set: set, plan, gate: gate) }
-                computeMisses(&layer)
+                computeMisses(plan, &layer)
                 endLayer(step: s, layer: l, set: set, plan, layer)
             }
             counters.recordStep(latency: now - stepStart, startsSequence: plan.startsSequence[s], phase: plan.stepPhase[s],
@@ -70,16 +74,15 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             sink.record(.layerStart(step: s, layer: l), at: now)
             sink.record(.gate(step: s, layer: l), at: gate)
         }
-        // Without prefetches a one-engine link queues nothing: each demand copy's times are known when it is sent.
-        if Predictor.isEnabled || link.engines > 1 { advanceLink(to: gate) }
+        advanceLink(to: gate)
         if Predictor.isEnabled { book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: plan.accessExpert[set])) }
         // The whole set is pinned before any miss looks for room, so no miss evicts a later hit.
         for a in set { pins[Int(plan.accessExpert[a])] = epoch }
         return gate
     }
 
-    /// Hits are computed at once on the GPU stream; every other access becomes an entry of `misses` (with when its
-    /// data is on the GPU), host compute, or a skip.
+    /// Hits are computed at once on the GPU stream; every other access becomes an entry of `misses` (with the copy
+    /// its data arrives by), host compute, or a skip.
     @_transparent
     mutating func findHitsAndMisses(_ set: Range<Int>, _ plan: PlanColumns, _ layer: inout LayerProgress) {
         let gate = layer.gate, pinSet = pinned(at: gate), holdsHits = cost.copiesHoldCompute
@@ -88,52 +91,31 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             let e = plan.accessExpert[a], tokens = plan.accessTokens[a]
             // Settled ahead of its turn to free room: computed already, or waiting among the misses.
             if layer.streaming && (streamed.contains(e, from: 0) || misses.contains(e)) { continue }
-            // A miss: the copy its data arrives by (its landing, or -1 and its ticket while not known).
-            var copy = Link.Copy(ticket: -1, start: -1, end: -1), missed = false
+            let copy: Link.Copy  // the copy the access waits for
             if memory.isResident(e) {
                 policy.didAccess(e, at: a)
+                var arriving: Link.Copy? = nil  // none: a hit
                 if !Handler.alwaysCopies && memory.bytes(of: e) < cost.expertBytes {  // held in low precision
                     if handler.acceptsLowPrecisionHit(miss(a, plan, gate)) {
                         counters.lowPrecisionWeight += Double(plan.weightSum![a])
                         precisionLog?[a] = .low
                     } else {  // upgrade: the full version replaces it
                         memory.release(e)
-                        let room = roomForDemand(e, bytes: cost.expertBytes, pinSet, set, plan, before: a, &layer)
+                        let at = roomForDemand(e, bytes: cost.expertBytes, pinSet, set, plan, before: a, &layer)
                         memory.admit(e, bytes: cost.expertBytes)
-                        copy = demandCopy(e, duration: cost.expertCopy, bytes: cost.expertBytes, at: room.at, after: room.after)
-                        missed = true
+                        arriving = demandCopy(e, duration: cost.expertCopy, bytes: cost.expertBytes, at: at)
                     }
                 }
                 if Predictor.isEnabled && book.state[Int(e)] != PrefetchBook.none {
-                    switch book.settleAccess(e, at: gate) {
-                    case .useful: break
-                    case let .late(ticket):
-                        copy = Link.Copy(ticket: ticket, start: -1, end: book.landTime[Int(e)] == .max ? -1 : book.landTime[Int(e)])
-                        missed = true
-                    case let .queued(ticket) where !Predictor.cancelsUnstarted:  // waited for in its turn
-                        copy = awaitInOrder(ticket, expert: e)
-                        missed = true
-                    case let .queued(ticket):  // sent now, ahead of the other queued prefetches
-                        copy = link.promote(ticket, at: gate)
-                        missed = true
-                        counters.bytesH2D += cost.expertBytes
-                        if Sink.isEnabled && copy.end >= 0 {
-                            sink.record(.copyStart(expert: Int(e)), at: copy.start)
-                            sink.record(.copyEnd(expert: Int(e)), at: copy.end)
-                        }
-                    }
+                    if let prefetched = settlePrefetched(e, at: gate) { arriving = prefetched }
                 }
-                if !missed {
+                guard let arriving else {
                     if Sink.isEnabled { sink.record(.hit(expert: Int(e)), at: gate) }
-                    if holdsHits {
-                        heldHits.append(expert: e, tokens: tokens, copy: Link.Copy(ticket: -1, start: gate, end: gate))
-                    } else {
-                        layer.gpu = compute(e, tokens: tokens, from: layer.gpu)
-                    }
+                    if holdsHits { heldHits.append(Int32(a)) } else { layer.gpu = compute(e, tokens: tokens, from: layer.gpu) }
                     continue
                 }
+                copy = arriving
             } else {
-                missed = true
                 switch Handler.alwaysCopies ? .copy : handler.decide(miss(a, plan, gate), MissResources(
                     linkFreeAt: link.earliestStart(after: gate), hostFreeAt: hostFree)) {
                 case .copy:
@@ -161,6 +143,38 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         counters.misses += misses.count
     }
 
+    /// A gate asks, at `gate`, for expert `e`, which has a prefetch open: a hit if its copy landed by then (returns
+    /// nil); otherwise the copy the layer waits for (late). Both the main path and a streaming layer settle here.
+    @inline(__always)
+    mutating func settlePrefetched(_ e: Int32, at gate: Int64) -> Link.Copy? {
+        switch book.settleAccess(e, at: gate) {
+        case let .useful(t):
+            link.release(t)
+            return nil
+        case let .late(t):
+            return link.handle(t)
+        case let .queued(t):
+            return commitQueued(t, at: gate)
+        }
+    }
+
+    /// A gate needs prefetch `t`, still queued: it is committed now, ahead of the other queued prefetches, or, for a
+    /// predictor whose copies keep their order (MoE-Prefetch), together with every prefetch queued ahead of it, in
+    /// order. Out of line: it keeps the replay loop small.
+    @inline(never)
+    mutating func commitQueued(_ t: Link.Ticket, at gate: Int64) -> Link.Copy {
+        if !Predictor.cancelsUnstarted {
+            while let ahead = link.queuedPrefetches.first, ahead != t {
+                link.commit(ahead, at: gate)
+                book.sent(link.expert(of: ahead), ticket: ahead)
+            }
+        }
+        let copy = link.commitTakingOver(t, at: gate)
+        counters.bytesH2D += cost.expertBytes  // a demand copy now: its bytes are the access's, not a prefetch's
+        drainLink()
+        return copy
+    }
+
     /// Queues the predictor's proposals as prefetch copies behind the layer's demand copies.
     @_transparent
     mutating func issuePrefetches(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, gate: Int64) {
@@ -175,35 +189,31 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         let pinSet = pinned(at: gate)
         for e in proposals.elements {
             if memory.isResident(e) || book.heldBytes + cost.expertBytes > prefetchBufferBytes { continue }
-            guard makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: false).found else {
+            guard makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: false) else {
+                precondition(awaited.isEmpty, "a prefetch evicted a copy still arriving, which pins its expert")
                 // A predictor that never cancels proposes one layer, one partition, pinning as it goes: once no room
                 // is found none will be for the rest, and looking again costs a scan of the pinned per proposal.
                 if Predictor.cancelsUnstarted { continue } else { break }
             }
             memory.admit(e, bytes: cost.expertBytes)
             policy.didInsert(e, at: set.lowerBound)
-            book.queue(e, ticket: link.queuePrefetch(expert: e, duration: cost.expertCopy, at: gate))
             // A copy that is never cancelled is pinned while queued, so a later prefetch cannot evict it either.
-            if !Predictor.cancelsUnstarted { book.landTime[Int(e)] = .max }
+            book.queue(e, ticket: link.queuePrefetch(expert: e, duration: cost.expertCopy, at: gate), pinned: !Predictor.cancelsUnstarted)
             if Sink.isEnabled { sink.record(.prefetch(expert: Int(e)), at: gate) }
         }
     }
 
     /// Computes the misses as their data lands, in landing order (ties in id order); on-demand, and a runtime whose
     /// copies share the compute stream, first wait for all (the latter then computes the held hits).
-    /// Landings not yet known (copies sharing the link) are asked now that every copy of the gate is issued.
     @_transparent
-    mutating func computeMisses(_ layer: inout LayerProgress) {
-        if link.engines > 1 {
-            for m in 0..<misses.count where misses.landsAt[m] < 0 { misses.landsAt[m] = link.landing(of: misses.ticket[m]) }
-            drainLink()
-        }
+    mutating func computeMisses(_ plan: PlanColumns, _ layer: inout LayerProgress) {
+        resolveLandings()
         misses.sortByLanding()
         let holdsHits = cost.copiesHoldCompute
         if (Policy.computesAfterAllCopies || holdsHits) && misses.count > 0 {
             layer.wait(until: misses.landsAt[misses.count - 1], &counters)
         }
-        if holdsHits { computeHeldHits(&layer) }
+        if holdsHits { computeHeldHits(plan, &layer) }
         for m in 0..<misses.count {
             layer.wait(until: misses.landsAt[m], &counters)
             layer.gpu = compute(misses.expert[m], tokens: misses.tokens[m], from: layer.gpu)
@@ -224,7 +234,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         }
         if Predictor.isEnabled {
             advanceLink(to: end)
-            if Predictor.cancelsUnstarted { cancelQueuedPrefetches(layer: l, at: end) }
+            if Predictor.cancelsUnstarted && !link.queuedPrefetches.isEmpty { cancelQueuedPrefetches(layer: l, at: end) }
         }
         if Sink.isEnabled { sink.record(.layerEnd(step: s, layer: l), at: end) }
         now = end
@@ -245,10 +255,10 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     @_transparent
     mutating func copyIn(_ e: Int32, bytes: Int, duration: Int64, access a: Int, _ set: Range<Int>, _ plan: PlanColumns,
                          _ pinSet: PinSet, _ layer: inout LayerProgress) -> Link.Copy {
-        let room = roomForDemand(e, bytes: bytes, pinSet, set, plan, before: a, &layer)
+        let at = roomForDemand(e, bytes: bytes, pinSet, set, plan, before: a, &layer)
         memory.admit(e, bytes: bytes)
         policy.didInsert(e, at: a)
-        return demandCopy(e, duration: duration, bytes: bytes, at: room.at, after: room.after)
+        return demandCopy(e, duration: duration, bytes: bytes, at: at)
     }
 
     /// Runs expert `e` for `tokens` tokens on the GPU stream from `start`; returns when it ends.
@@ -264,8 +274,10 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
 
     /// Computes the hits held back behind the layer's copies (`heldHits`), in id order, from where the stream is.
     @inline(__always)
-    mutating func computeHeldHits(_ layer: inout LayerProgress) {
-        for h in 0..<heldHits.count { layer.gpu = compute(heldHits.expert[h], tokens: heldHits.tokens[h], from: layer.gpu) }
+    mutating func computeHeldHits(_ plan: PlanColumns, _ layer: inout LayerProgress) {
+        for a in heldHits.elements {
+            layer.gpu = compute(plan.accessExpert[Int(a)], tokens: plan.accessTokens[Int(a)], from: layer.gpu)
+        }
         heldHits.removeAll()
     }
 

@@ -22,10 +22,12 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         let pins = UnsafeMutablePointer<Int32>.allocate(capacity: flat)
         pins.initialize(repeating: 0, count: flat)
         core = ReplayCore(policy: policy, predictor: predictor, handler: handler, sink: sink, memory: memory,
-                          link: Link(engines: cost.hardware.copyEngines, latency: cost.linkLatency),
+                          link: Link(servers: cost.hardware.copyEngines, latency: cost.linkLatency,
+                                     reporting: Sink.isEnabled ? .all : Predictor.isEnabled ? .tickets : .none),
                           book: PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes), pins: pins,
                           cost: cost, prefetchBufferBytes: prefetchBufferBytes, counters: ReplayCounters(steps: 0),
-                          misses: MissList(capacity: experts), heldHits: MissList(capacity: experts),
+                          misses: MissList(capacity: experts), heldHits: ExpertList(capacity: experts),
+                          awaited: ExpertList(capacity: 4),
                           proposals: ExpertList(capacity: flat),
                           cancelled: ExpertList(capacity: experts), streamed: ExpertList(capacity: experts))
         self.recordsPrecision = recordsPrecision
@@ -33,7 +35,8 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
 
     deinit {
         guard let core else { return }
-        core.pins.deallocate(); core.misses.deallocate(); core.heldHits.deallocate(); core.proposals.deallocate()
+        core.pins.deallocate(); core.misses.deallocate(); core.heldHits.deallocate(); core.awaited.deallocate()
+        core.proposals.deallocate()
         core.cancelled.deallocate()
         core.streamed.deallocate()
     }
@@ -87,7 +90,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         }
         c.hits = c.accesses - c.misses
         c.simNanoseconds = core.now
-        c.linkBusyNanoseconds = core.link.busyNanoseconds
+        c.linkBusyNanoseconds = core.link.busyNanoseconds(until: core.now)
         c.peakExpertBytes = core.memory.peakUsed
         return c
     }

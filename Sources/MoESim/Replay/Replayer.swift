@@ -291,6 +291,11 @@ struct BudgetLayout {
             throw ConfigError.invalidValue(field: "model and hardware", value: String(format: "%.3g s", worst),
                                            expected: "settings under which this trace's simulated time stays below \(Limits.simulatedNanoseconds / 1_000_000_000) s (about 146 years): a faster link or GPU, or smaller experts")
         }
+        let longestCopy = Link.longestCopy(servers: spec.hardware.copyEngines)
+        if spec.hardware.copyEngines > 1 && cost.expertCopy > longestCopy {
+            throw ConfigError.invalidValue(field: "model and hardware", value: String(format: "a copy of %.3g s", Double(cost.expertCopy) / 1e9),
+                                           expected: "copies of at most \(longestCopy / 1_000_000_000) s on a link with \(spec.hardware.copyEngines) copy engines: a faster link, or smaller experts")
+        }
         let expertBytes = model.expertBytes
         budgetBytes = spec.budget.bytes(for: model)
         let flat = layers * experts
