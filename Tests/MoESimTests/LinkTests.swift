@@ -185,6 +185,7 @@ import Testing
                 queued.removeAll { closed.start(of: $0.0) >= 0 }  // started on their own: no longer queued
                 let (c, s) = queued.remove(at: rng.nextInt(below: queued.count))
                 #expect(simulated.start(of: s) < 0)
+                if simulated.start(of: s) >= 0 { return }  // disagreement recorded: stop before the link refuses
                 if roll == 4 {
                     closed.commit(c, at: now); simulated.commit(s, at: now)
                     committed.append((c, s))

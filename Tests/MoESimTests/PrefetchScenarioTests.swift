@@ -85,6 +85,82 @@ import Testing
         #expect(oracle.predPrecision == 1.0 && oracle.predRecall == 1.0)
     }
 
+    /// prefetch-all (MoE-Prefetch), 2 layers × 4 experts, top-1, room for 5: steps ([0],[1]) then ([2],[3]); 201 µs a
+    /// copy, 3 µs a compute, 2 µs to each gate. Step 0: layer 0 misses 0 and queues layer 1's 4–7; layer 1 needs 5,
+    /// still queued, which the gate commits (404,000–605,000: late); no room for the next step's prefetches (every
+    /// resident expert is proposed, arriving or queued). Step 1: 2 evicts 0 (LRU) and goes ahead of queued 7; layer 1
+    /// waits for 7, then its prefetches for the next step evict the landed 4, 6 and 5, queuing 0, 1 and 3. 5, the
+    /// copy the gate waited for at step 0, is evictable once it has landed: it used to stay pinned for the rest of the
+    /// run, and 3 found no room (issue 24, item 1).
+    @Test func aPrefetchAllCopyWaitedForInItsTurnDoesNotStayPinned() throws {
+        let (r, log) = try run([#"{"seq":0,"pos":0,"phase":"decode","experts":[[0],[1]]}"#,
+                                #"{"seq":0,"pos":1,"phase":"decode","experts":[[2],[3]]}"#],
+                               model: tinyModel(layers: 2, experts: 4, topK: 1), policy: .prefetchAll, budget: 5)
+        expectLog(log, [
+            (.layerStart(step: 0, layer: 0), 0), (.gate(step: 0, layer: 0), 2_000), (.miss(expert: 0), 2_000),
+            (.prefetch(expert: 4), 2_000), (.prefetch(expert: 5), 2_000), (.prefetch(expert: 6), 2_000),
+            (.prefetch(expert: 7), 2_000), (.copyStart(expert: 0), 2_000),
+            (.copyEnd(expert: 0), 203_000), (.computeStart(expert: 0), 203_000), (.copyStart(expert: 4), 203_000),
+            (.computeEnd(expert: 0), 206_000), (.layerEnd(step: 0, layer: 0), 206_000),
+            (.layerStart(step: 0, layer: 1), 206_000), (.gate(step: 0, layer: 1), 208_000), (.miss(expert: 5), 208_000),
+            (.copyEnd(expert: 4), 404_000), (.copyStart(expert: 5), 404_000),
+            (.copyEnd(expert: 5), 605_000), (.computeStart(expert: 5), 605_000), (.copyStart(expert: 6), 605_000),
+            (.computeEnd(expert: 5), 608_000), (.layerEnd(step: 0, layer: 1), 608_000),
+            (.layerStart(step: 1, layer: 0), 608_000), (.gate(step: 1, layer: 0), 610_000), (.evict(expert: 0), 610_000),
+            (.miss(expert: 2), 610_000),
+            (.copyEnd(expert: 6), 806_000), (.copyStart(expert: 2), 806_000),
+            (.copyEnd(expert: 2), 1_007_000), (.computeStart(expert: 2), 1_007_000), (.copyStart(expert: 7), 1_007_000),
+            (.computeEnd(expert: 2), 1_010_000), (.layerEnd(step: 1, layer: 0), 1_010_000),
+            (.layerStart(step: 1, layer: 1), 1_010_000), (.gate(step: 1, layer: 1), 1_012_000), (.miss(expert: 7), 1_012_000),
+            (.evict(expert: 4), 1_012_000), (.prefetch(expert: 0), 1_012_000), (.evict(expert: 6), 1_012_000),
+            (.prefetch(expert: 1), 1_012_000), (.evict(expert: 5), 1_012_000), (.prefetch(expert: 3), 1_012_000),
+            (.copyEnd(expert: 7), 1_208_000), (.computeStart(expert: 7), 1_208_000), (.copyStart(expert: 0), 1_208_000),
+            (.computeEnd(expert: 7), 1_211_000), (.layerEnd(step: 1, layer: 1), 1_211_000), (.copyEnd(expert: 0), 1_409_000),
+        ])
+        let p = r.counters.prefetch
+        #expect((p.issued, p.useful, p.late, p.wasted, p.cancelled) == (7, 0, 2, 3, 2), "4, 6, 0 wasted; 1, 3 never sent")
+        #expect(r.counters.hits == 0 && r.counters.misses == 4 && r.counters.simNanoseconds == 1_211_000)
+        #expect(r.counters.bytesH2D == 7 * 200_000, "demand 0, 5 (committed at its gate), 2; prefetches 4, 6, 7, 0")
+        #expect(r.counters.linkBusyNanoseconds == 1_211_000 - 2_000, "busy from the first copy to the end, not past it")
+    }
+
+    /// The same case on two copy engines, under the same rule: a copy on the link is late, a queued one committed;
+    /// copies share the link (1 µs set-up, then half rate each: 0 and 4 land at 2,000 + 1,000 + 400,000).
+    @Test func prefetchAllFollowsTheSameRuleOnTwoEngines() throws {
+        let header = #"{"format":"moe-routing-trace","version":1,"model":"t","layers":2,"experts":4,"top_k":1}"#
+        let trace = try RoutingTrace.load(writeTemporary([header, #"{"seq":0,"pos":0,"phase":"decode","experts":[[0],[1]]}"#,
+                                                           #"{"seq":0,"pos":1,"phase":"decode","experts":[[2],[3]]}"#].joined(separator: "\n") + "\n"))
+        let (r, events) = try replayLogged(trace, model: tinyModel(layers: 2, experts: 4, topK: 1),
+                                           hardware: tinyHardware(engines: 2), policy: .prefetchAll, budget: .experts(5))
+        expectLog(events.map { ($0.event, $0.time.nanoseconds) }, [
+            (.layerStart(step: 0, layer: 0), 0), (.gate(step: 0, layer: 0), 2_000), (.miss(expert: 0), 2_000),
+            (.prefetch(expert: 4), 2_000), (.prefetch(expert: 5), 2_000), (.prefetch(expert: 6), 2_000),
+            (.prefetch(expert: 7), 2_000), (.copyStart(expert: 0), 2_000), (.copyStart(expert: 4), 2_000),
+            (.copyEnd(expert: 0), 403_000), (.copyEnd(expert: 4), 403_000), (.computeStart(expert: 0), 403_000),
+            (.copyStart(expert: 5), 403_000), (.copyStart(expert: 6), 403_000),
+            (.computeEnd(expert: 0), 406_000), (.layerEnd(step: 0, layer: 0), 406_000),
+            // 5 is on the link at the gate: late. 4 has landed and is unpinned: evicted for the next step's 1.
+            (.layerStart(step: 0, layer: 1), 406_000), (.gate(step: 0, layer: 1), 408_000), (.miss(expert: 5), 408_000),
+            (.evict(expert: 4), 408_000), (.prefetch(expert: 1), 408_000),
+            (.copyEnd(expert: 5), 804_000), (.copyEnd(expert: 6), 804_000), (.computeStart(expert: 5), 804_000),
+            (.copyStart(expert: 7), 804_000), (.copyStart(expert: 1), 804_000),
+            (.computeEnd(expert: 5), 807_000), (.layerEnd(step: 0, layer: 1), 807_000),
+            (.layerStart(step: 1, layer: 0), 807_000), (.gate(step: 1, layer: 0), 809_000), (.evict(expert: 0), 809_000),
+            (.miss(expert: 2), 809_000),
+            (.copyEnd(expert: 7), 1_205_000), (.copyEnd(expert: 1), 1_205_000), (.copyStart(expert: 2), 1_205_000),
+            (.copyEnd(expert: 2), 1_406_000), (.computeStart(expert: 2), 1_406_000), (.computeEnd(expert: 2), 1_409_000),
+            (.layerEnd(step: 1, layer: 0), 1_409_000),
+            (.layerStart(step: 1, layer: 1), 1_409_000), (.gate(step: 1, layer: 1), 1_411_000), (.hit(expert: 7), 1_411_000),
+            (.evict(expert: 6), 1_411_000), (.prefetch(expert: 0), 1_411_000), (.evict(expert: 5), 1_411_000),
+            (.prefetch(expert: 3), 1_411_000), (.computeStart(expert: 7), 1_411_000), (.copyStart(expert: 0), 1_411_000),
+            (.copyStart(expert: 3), 1_411_000), (.computeEnd(expert: 7), 1_414_000), (.layerEnd(step: 1, layer: 1), 1_414_000),
+        ])
+        let p = r.counters.prefetch
+        #expect((p.issued, p.useful, p.late, p.wasted, p.cancelled) == (7, 1, 1, 5, 0))
+        #expect(r.counters.bytesH2D == 9 * 200_000 && r.counters.simNanoseconds == 1_414_000)
+        #expect(r.counters.linkBusyNanoseconds == (1_406_000 - 2_000) + (1_414_000 - 1_411_000))
+    }
+
     /// Pregated over two layers, with the non-expert compute sized so that the prefetch of layer 1's expert lands
     /// exactly at layer 1's gate (useful), or one nanosecond after it (late).
     @Test func aPrefetchLandingExactlyAtTheGateIsUseful() throws {
