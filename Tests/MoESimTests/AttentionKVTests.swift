@@ -25,8 +25,8 @@ import Testing
         let trace = makeTrace(Array(repeating: [[0]], count: 14), experts: 4, topK: 1,
                               seqs: Array(repeating: 0, count: 6) + Array(repeating: 1, count: 8))
         var builder = StepPlanBuilder(trace)
-        builder.addStep([3..<6, 13..<14], phase: .decode, seq: 0, startsSequence: false)
-        builder.addStep([0..<1], phase: .decode, seq: 0, startsSequence: true, kvHeld: 40)
+        builder.addStep([3..<6, 13..<14], phase: .decode, seq: 0, firstSteps: 0, laterOutputs: 1)
+        builder.addStep([0..<1], phase: .decode, seq: 0, firstSteps: 1, laterOutputs: 0, kvHeld: 40)
         let plan = StepPlan(builder)
         // Positions 3, 4, 5 attend to 4 + 5 + 6 keys, position 7 to 8; each part reads its sequence's cache once.
         #expect(plan.stepAttention[0] == StepAttention(pairs: 23, kvRead: 14, kvHeld: 14))

@@ -156,6 +156,41 @@ import Testing
         #expect(arc.victim(in: 0, pinned: none) == 0, "T1 is empty: the least recent of T2 goes")
     }
 
+    /// The paper's Figure 1 worked by hand, c = 2, requests A B A C B D A C B E A B C E A F C (A = 0 … F = 5), driven
+    /// as the engine drives a policy: a hit is `didAccess`; a miss is `willInsert`, then (cache full) `victim` and
+    /// `didEvict`, then `didInsert`. Hits at requests 3 and 12. Victims, with the state that decides them:
+    /// 4 C: |T1| = 1 > p = 0: B (to B1). 5 B, a B1 ghost: p = 1 first, so |T1| = 1 is not > p: A from T2 (adapting
+    /// after the victim, as moesim did, took C). 6 D: B. 7 A, a B2 ghost: p = 0: C from T1. 8 C (B1): p = 1: A.
+    /// 9 B (B2): p = 0: D. 10 E: the lists hold 2c, B2's oldest ghost (A) goes; T1 is empty: C. 11 A: |T1| + |B1| =
+    /// c with |T1| < c, B1's oldest (D) goes: E. 13 C (B2): p = 0: A. 14 E (B1): p = 1, T1 empty: B. 15 A (B1):
+    /// p = 2: C. 16 F: B2's oldest (B) goes: E. 17 C (B2): p = 1 = |T1| and C is a B2 ghost: F from T1 (the tie rule;
+    /// without it, A from T2).
+    @Test func arcFollowsThePapersPseudocode() {
+        let arc = ARCPolicy(experts: 8, partitionOf: Array(repeating: 0, count: 8), capacities: [2])
+        let stamps = UnsafeMutablePointer<Int32>.allocate(capacity: 8), land = UnsafeMutablePointer<Int64>.allocate(capacity: 8)
+        defer { stamps.deallocate(); land.deallocate() }
+        stamps.initialize(repeating: 0, count: 8); land.initialize(repeating: 0, count: 8)
+        let none = PinSet(stamps: stamps, epoch: 1, landTime: land, now: 0)
+        var resident = Set<Int32>(), hits: [Int] = [], victims: [Int32] = []
+        for (i, x) in [0, 1, 0, 2, 1, 3, 0, 2, 1, 4, 0, 1, 2, 4, 0, 5, 2].map(Int32.init).enumerated() {
+            if resident.contains(x) {
+                arc.didAccess(x, at: i)
+                hits.append(i + 1)
+                continue
+            }
+            arc.willInsert(x)
+            if resident.count == 2, let v = arc.victim(in: 0, pinned: none) {
+                arc.didEvict(v)
+                resident.remove(v)
+                victims.append(v)
+            }
+            arc.didInsert(x, at: i)
+            resident.insert(x)
+        }
+        #expect(hits == [3, 12])
+        #expect(victims == [1, 0, 1, 2, 0, 3, 2, 4, 0, 1, 2, 4, 5])
+    }
+
     @Test func arcResistsAScanThatFlushesLRU() throws {
         // One layer, top-1: a hot pair used over and over, interrupted by one-off scans of 3 cold experts.
         var cells: [[[Int]?]] = []

@@ -125,6 +125,55 @@ import Testing
         #expect(near(s.goodput, 1 / 824e-6))
     }
 
+    /// Three one-token requests (no prompt), static batch 2, all at once; 2 layers × 4 experts, top-1, LRU with room
+    /// for all. Step 1 serves requests 0 and 1: layer 0's expert 0 copied 2 → 203 µs, computed to 206; layer 1's
+    /// experts 1 and 2 copied 208 → 409 → 610, computed to 412 and 613. Step 2 serves request 2: expert 0 hits (615 →
+    /// 618), expert 3 copied 620 → 821, computed to 824: 211 µs. `ttft_s` is a mean over sequences, each its first
+    /// step's latency: (613 + 613 + 211) / 3 = 479 µs (a mean over steps gave 412).
+    @Test func stepTimeToFirstTokenIsAMeanOverSequences() throws {
+        let trace = makeTrace([[[0], [1]], [[0], [2]], [[0], [3]]], experts: 4, topK: 1, seqs: [0, 1, 2])
+        var spec = ReplaySpec(model: tinyModel(layers: 2, experts: 4, topK: 1), hardware: tinyHardware(), policy: .lru,
+                              budget: .experts(8))
+        spec.serving.scheduler = .static
+        spec.serving.batch = 2
+        let (r, log) = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec)
+        #expect(log.firstToken == [613_000, 613_000, 824_000])
+        #expect(r.counters.firstStepLatencies == [613_000, 613_000, 211_000])
+        #expect(abs(r.ttftSeconds! - 479e-6) < 1e-15 && r.tpotMeanSeconds == nil)
+    }
+
+    /// Continuous batching with prompt chunks of one token: A (seq 0) has three output tokens and no prompt; B (seq
+    /// 1) a two-token prompt, whose second token is routed to expert 1, then one output token; everything else goes
+    /// to expert 0. Step 1 (A's first token, B's first chunk): both layers copy their expert: 2 + 201 + 3 + 2 + 201 +
+    /// 3 = 412 µs. Step 2 (A's second token with B's second chunk): layer 0 waits for expert 1 (414 → 615, computed
+    /// to 618), layer 1 hits: 211 µs. Step 3 (A's third token, B's output token): hits only, 10 µs. `tpot_*` takes
+    /// every output token after its sequence's first at its step's latency: 211 (A's second, beside a prompt chunk),
+    /// 10 and 10 µs (the step holding a prompt token used to be left out: 10 µs alone).
+    @Test func timePerOutputTokenCountsOutputTokensBesidePromptChunks() throws {
+        let trace = makeTrace([[[0], [0]], [[0], [0]], [[0], [0]], [[0], [0]], [[1], [0]], [[0], [0]]], experts: 4, topK: 1,
+                              phases: [.decode, .decode, .decode, .prefill, .prefill, .decode], seqs: [0, 0, 0, 1, 1, 1])
+        var spec = ReplaySpec(model: tinyModel(layers: 2, experts: 4, topK: 1), hardware: tinyHardware(), policy: .lru,
+                              budget: .experts(8))
+        spec.serving.scheduler = .continuous
+        spec.serving.maxSeqs = 2
+        spec.serving.prefillChunk = 1
+        let (r, log) = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec)
+        #expect(log.firstToken == [412_000, 623_000] && log.finish == [633_000, 633_000])
+        #expect(r.counters.firstStepLatencies == [412_000, 412_000])
+        #expect(r.counters.decodeStepLatencies == [211_000, 10_000, 10_000])
+        #expect(abs(r.tpotMeanSeconds! - 77e-6) < 1e-15 && r.tpotP50Seconds == 10_000e-9 && r.tpotP99Seconds == 211_000e-9)
+    }
+
+    /// A request equal to its SLO meets it: times and targets are compared in whole nanoseconds (0.3 s as a double
+    /// times 1e-9 reads 300,000,000 ns back exactly; 300,000,000 ns times 1e-9 is 0.30000000000000004 s).
+    @Test func aTimeEqualToItsTargetMeetsIt() {
+        var log = ServingLog([ServingRequest(seq: 0, firstToken: 0, promptTokens: 0, outputTokens: 3, kvTokens: 3)])
+        log.arrival = [0]; log.start = [0]; log.firstToken = [300_000_000]; log.finish = [500_000_000]
+        #expect(log.meets(0, ServiceLevel(ttftSeconds: 0.3, tpotSeconds: 0.1)), "TTFT 0.3 s and TPOT 0.1 s exactly")
+        #expect(!log.meets(0, ServiceLevel(ttftSeconds: 0.299_999_999, tpotSeconds: 0.1)), "1 ns over its TTFT target")
+        #expect(!log.meets(0, ServiceLevel(ttftSeconds: 0.3, tpotSeconds: 0.099_999_999)), "2 ns over its TPOT budget")
+    }
+
     /// `static` with batch 1 forms exactly the sequential steps: every column the two share is equal, for every
     /// strategy (the oracles replay the first pass's order, which is the trace's here).
     @Test func staticBatchOneEqualsSequentialForEveryStrategy() throws {
@@ -258,8 +307,8 @@ import Testing
         let cfg = try SweepConfig.parse(yaml, path: "s.yaml")
         let cells = try cfg.cells()
         #expect(cells.map(\.spec.serving.maxSeqs) == [1, 1, 1, 1, 4, 4, 4, 4])
-        #expect(cells.map(\.spec.serving.arrivals.label) == ["poisson:1.0", "poisson:1.0", "poisson:100.0", "poisson:100.0",
-                                                            "poisson:1.0", "poisson:1.0", "poisson:100.0", "poisson:100.0"])
+        #expect(cells.map(\.spec.serving.arrivals.label) == ["poisson:1.0:1", "poisson:1.0:1", "poisson:100.0:1", "poisson:100.0:1",
+                                                            "poisson:1.0:1", "poisson:1.0:1", "poisson:100.0:1", "poisson:100.0:1"])
         let out = temporaryDirectory() + "/s.csv"
         try SweepRunner(config: cfg, output: out, jobs: 2).run()
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
@@ -311,6 +360,21 @@ import Testing
         while let run = try scheduler.next(at: now) { now = max(now, run.notBefore) + 1_000 }
         #expect(scheduler.log.arrival == [500_000_000, 2_250_000_000])
         #expect(scheduler.log.start == [500_000_000, 2_250_000_000])
+    }
+
+    /// The serving window starts with the first step: a single request arriving at 1 s, served in 412 µs (both layers
+    /// copy their expert), gives `sim_seconds` 412 µs and 1 / 412 µs requests a second, not a rate over 1.000412 s.
+    @Test func simulatedTimeCountsFromTheFirstStep() throws {
+        let two = #"{"format":"moe-routing-trace","version":1,"model":"t","layers":2,"experts":4,"top_k":1}"#
+        let trace = try RoutingTrace.load(writeTemporary(two + "\n" +
+            #"{"seq":0,"pos":0,"phase":"decode","arrival_s":1,"experts":[[0],[0]]}"# + "\n"))
+        var spec = ReplaySpec(model: tinyModel(layers: 2, experts: 4, topK: 1), hardware: tinyHardware(), policy: .lru,
+                              budget: .experts(8))
+        spec.serving.scheduler = .continuous
+        spec.serving.arrivals = .recorded
+        let (r, log) = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec)
+        #expect(log.start == [1_000_000_000] && log.finish == [1_000_412_000])
+        #expect(r.counters.simNanoseconds == 412_000 && r.serving?.requestsPerSecond == 1 / 412e-6)
     }
 
     @Test func badArrivalsNameTheLineAndField() {

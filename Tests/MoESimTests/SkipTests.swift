@@ -70,6 +70,27 @@ import Testing
         }
     }
 
+    /// A weight equal to a threshold is not below it (docs/policies.md: "below"): top-2 of 4 with weights 0.25 and
+    /// 0.125 (exact in binary), thresholds 0.25 (skip) and 0.5 (low precision): `skip` copies 0.25's expert and skips
+    /// 0.125's; `mixed-precision` at 0.25 copies 0.25's in full and 0.125's low.
+    @Test func aWeightEqualToTheThresholdIsNotBelowIt() throws {
+        var trace = RoutingTrace(header: TraceHeader(model: "t", layers: 1, experts: 4, topK: 2), name: "t")
+        var record = TokenRecord(layers: 1, topK: 2)
+        record.experts = [0, 3]
+        record.weights = [0.25, 0.125]
+        record.hasWeights = true
+        trace.append(record)
+        let model = tinyModel(layers: 1, experts: 4, topK: 2)
+        let low = PrecisionOptions(threshold: 0.25).lowBytes(params: model.expertParams)
+        for (policy, skipped, bytes) in [(PolicyKind.skip, 1, model.expertBytes), (.mixedPrecision, 0, model.expertBytes + low)] {
+            var options = PrecisionOptions(threshold: 0.25)
+            options.skipThreshold = 0.25
+            let spec = ReplaySpec(model: model, hardware: tinyHardware(), policy: policy, budget: .experts(4), precision: options)
+            let r = try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: spec)
+            #expect(r.counters.skippedExperts == skipped && r.counters.bytesH2D == bytes, "\(policy)")
+        }
+    }
+
     @Test func skippingNeedsGateWeightsAndAValidThreshold() throws {
         let unweighted = makeTrace([[[0, 1]]], experts: 4, topK: 2)
         let spec = ReplaySpec(model: tinyModel(layers: 1, experts: 4, topK: 2), hardware: tinyHardware(), policy: .skip,

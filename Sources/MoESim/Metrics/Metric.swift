@@ -76,6 +76,54 @@ public enum Metric: String, CaseIterable, Sendable {
 
     public static var header: [String] { allCases.map(\.rawValue) }
 
+    /// What a column holds, and so which values it may take (a property test holds every row to it).
+    public enum Kind: Sendable {
+        /// A name or label.
+        case text
+        /// A whole number of things, ≥ 0.
+        case count
+        /// Bytes, a whole number ≥ 0.
+        case bytes
+        /// Simulated seconds, finite and ≥ 0.
+        case seconds
+        /// A rate per simulated second, finite and ≥ 0.
+        case perSecond
+        /// A share, in [0, 1].
+        case fraction
+        /// A finite value ≥ 0 with no upper bound (a mean, a relative error, a gate-weight threshold).
+        case ratio
+        /// A cosine similarity, in [-1, 1].
+        case cosine
+    }
+
+    public var kind: Kind {
+        switch self {
+        case .trace, .model, .hardware, .policy, .cacheScope, .eviction, .predictorSource, .scheduler, .arrival, .runtime,
+             .placementRest:
+            .text
+        case .lookahead, .lowBits, .budgetExperts, .tokens, .steps, .accesses, .hits, .misses, .prefetchIssued,
+             .prefetchUseful, .prefetchLate, .prefetchWasted, .prefetchCancelled, .cpuExperts, .missingCells, .batch,
+             .maxTokens, .prefillChunk, .requests, .skippedExperts, .cpuLayers, .trainTokens:
+            .count
+        case .budgetBytes, .bytesH2D, .bytesPrefetch, .bytesWasted, .peakExpertBytes, .bytesSaved, .peakKVBytes:
+            .bytes
+        case .simSeconds, .ttftSeconds, .tpotMeanSeconds, .tpotP50Seconds, .tpotP99Seconds, .stallSeconds, .cpuSeconds,
+             .queueMeanSeconds, .requestTTFTP50, .requestTTFTP90, .requestTTFTP99, .requestTPOTP50, .requestTPOTP90,
+             .requestTPOTP99, .requestE2EP50, .requestE2EP90, .requestE2EP99, .sloTTFT, .sloTPOT:
+            .seconds
+        case .tokensPerSecond, .arrivalRate, .requestsPerSecond, .outputTokensPerSecond, .goodput, .trainTokensPerSecond:
+            .perSecond
+        case .predAccuracy, .prefetchBuffer, .hitRate, .predPrecision, .predRecall, .linkBusyFraction,
+             .lowPrecisionShare, .trainSplit, .trainHitRate:
+            .fraction
+        case .precisionThreshold, .skipThreshold, .meanBatch, .distinctExpertsPerLayer, .outputRelErrorMean,
+             .outputRelErrorP99:
+            .ratio
+        case .outputCosineMin:
+            .cosine
+        }
+    }
+
     /// The cell for `result`; undefined values (no decode step, zero time) are empty, which pandas reads as NaN.
     public func cell(_ r: ReplayResult) -> String {
         switch self {

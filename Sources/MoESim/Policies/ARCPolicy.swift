@@ -1,14 +1,19 @@
-/// Adaptive Replacement Cache (Megiddo and Modha, FAST 2003): balances recency and frequency by keeping experts seen
-/// once (T1) apart from experts seen again (T2), and learning from the ghosts of recent evictions (B1, B2) how much
-/// room each deserves.
+/// Adaptive Replacement Cache (Megiddo and Modha, "ARC: A Self-Tuning, Low Overhead Replacement Cache", FAST 2003):
+/// balances recency and frequency by keeping experts seen once (T1) apart from experts seen again (T2), and learning
+/// from the ghosts of recent evictions (B1, B2) how much room each deserves.
 ///
 ///     let arc = ARCPolicy(experts: 8192, partitionOf: zeros, capacities: [64])
 ///
-/// Each partition (one per cache partition, capacity in experts) runs its own ARC. A new expert goes to T1, a hit or
-/// a ghost hit to T2; the victim comes from T1 while T1 is larger than the target `p`, otherwise from T2 (the other
-/// list when every candidate is pinned). A hit in ghost list B1 raises `p`, one in B2 lowers it. Ghosts are bounded
-/// as in the paper: |T1| + |B1| <= c and the four lists together <= 2c. Fate (arXiv 2502.12224) uses ARC for its
-/// expert cache.
+/// Each partition (one per cache partition, capacity c in experts) runs its own ARC, as the paper's Figure 1 states
+/// it for a request for x (`willInsert`, then `victim` while room is needed, then `didInsert`):
+/// - a hit (x in T1 or T2) moves x to T2's most recent end (`didAccess`);
+/// - x in ghost list B1: first p ← min(c, p + max(1, |B2| / |B1|)); x in B2: first p ← max(0, p − max(1, |B1| / |B2|));
+/// - x in no list: if |T1| + |B1| ≥ c, the oldest ghost of B1 is dropped when |T1| < c, otherwise the T1 victim
+///   leaves no ghost; else if the four lists hold ≥ 2c, the oldest ghost of B2 is dropped;
+/// - REPLACE: the victim is T1's least recent when T1 is non-empty and |T1| > p, or |T1| = p and x is in B2;
+///   otherwise T2's (the other list's when every candidate is pinned); it becomes a ghost of its list;
+/// - x goes to T2 after a ghost hit, to T1 otherwise.
+/// p is a real number (the adaptations divide list lengths). Fate (arXiv 2502.12224) uses ARC for its expert cache.
 ///
 /// Invariant: every expert is in at most one of the four lists; resident experts are exactly those in T1 or T2.
 public final class ARCPolicy: CachePolicy {
@@ -21,6 +26,10 @@ public final class ARCPolicy: CachePolicy {
     private var head: [Int32], tail: [Int32], length: [Int]
     private var target: [Double]
     private let capacity: [Int]
+    /// Per partition, for the request being served: whether x is a ghost of B2 (REPLACE's tie rule), and whether
+    /// the next T1 victim leaves no ghost (the paper's case IV with T1 full).
+    private var incomingInB2: [Bool]
+    private var dropNextT1Ghost: [Bool]
 
     /// - Parameter cache: ARC's lists are sized in whole experts: each partition's bytes over the expert size.
     public convenience init(cache: CacheShape) {
@@ -39,34 +48,51 @@ public final class ARCPolicy: CachePolicy {
         length = Array(repeating: 0, count: slots)
         target = Array(repeating: 0, count: capacities.count)
         capacity = capacities.map { max(1, $0) }
+        incomingInB2 = Array(repeating: false, count: capacities.count)
+        dropNextT1Ghost = Array(repeating: false, count: capacities.count)
     }
 
     deinit { previous.deallocate(); next.deallocate(); list.deallocate(); partitionOf.deallocate() }
 
-    public func didInsert(_ expert: Int32, at access: Int) {
-        let p = Int(partitionOf[Int(expert)]), c = Double(capacity[p])
+    /// A request for `expert`, which is not resident: the target adapts to a ghost hit, or the ghosts are trimmed for
+    /// a new expert, before any victim is chosen.
+    public func willInsert(_ expert: Int32) {
+        let p = Int(partitionOf[Int(expert)]), c = capacity[p]
+        let t1 = count(p, ARCPolicy.t1), b1 = count(p, ARCPolicy.b1), b2 = count(p, ARCPolicy.b2)
+        incomingInB2[p] = list[Int(expert)] == ARCPolicy.b2
         switch list[Int(expert)] {
         case ARCPolicy.b1:
-            target[p] = min(c, target[p] + max(Double(count(p, ARCPolicy.b2)) / Double(max(1, count(p, ARCPolicy.b1))), 1))
-            move(expert, to: ARCPolicy.t2)
+            target[p] = min(Double(c), target[p] + max(1, Double(b2) / Double(b1)))
         case ARCPolicy.b2:
-            target[p] = max(0, target[p] - max(Double(count(p, ARCPolicy.b1)) / Double(max(1, count(p, ARCPolicy.b2))), 1))
-            move(expert, to: ARCPolicy.t2)
+            target[p] = max(0, target[p] - max(1, Double(b1) / Double(b2)))
         default:
-            // A new expert: trim the ghosts first, as the paper's case IV does.
-            let cap = capacity[p]
-            if count(p, ARCPolicy.t1) + count(p, ARCPolicy.b1) >= cap, let g = lru(p, ARCPolicy.b1) { unlink(g) }
-            else if count(p, ARCPolicy.t1) + count(p, ARCPolicy.t2) + count(p, ARCPolicy.b1) + count(p, ARCPolicy.b2) >= 2 * cap,
-                    let g = lru(p, ARCPolicy.b2) { unlink(g) }
-            move(expert, to: ARCPolicy.t1)
+            if t1 + b1 >= c {
+                if t1 < c, let g = lru(p, ARCPolicy.b1) { unlink(g) } else { dropNextT1Ghost[p] = true }
+            } else if t1 + count(p, ARCPolicy.t2) + b1 + b2 >= 2 * c, let g = lru(p, ARCPolicy.b2) {
+                unlink(g)
+            }
         }
+    }
+
+    /// `expert` is admitted: to T2 after a ghost hit, to T1 otherwise.
+    public func didInsert(_ expert: Int32, at access: Int) {
+        let p = Int(partitionOf[Int(expert)])
+        let ghost = list[Int(expert)] == ARCPolicy.b1 || list[Int(expert)] == ARCPolicy.b2
+        move(expert, to: ghost ? ARCPolicy.t2 : ARCPolicy.t1)
+        incomingInB2[p] = false
+        dropNextT1Ghost[p] = false
     }
 
     public func didAccess(_ expert: Int32, at access: Int) { move(expert, to: ARCPolicy.t2) }
 
-    /// The expert leaves memory and becomes a ghost of the list it was in.
+    /// The expert leaves memory and becomes a ghost of the list it was in (a T1 victim of case IV with T1 full
+    /// leaves none).
     public func didEvict(_ expert: Int32) {
+        let p = Int(partitionOf[Int(expert)])
         switch list[Int(expert)] {
+        case ARCPolicy.t1 where dropNextT1Ghost[p]:
+            unlink(expert)
+            dropNextT1Ghost[p] = false
         case ARCPolicy.t1: move(expert, to: ARCPolicy.b1)
         case ARCPolicy.t2: move(expert, to: ARCPolicy.b2)
         default: break
@@ -74,7 +100,8 @@ public final class ARCPolicy: CachePolicy {
     }
 
     public func victim(in partition: Int, pinned: PinSet) -> Int32? {
-        let fromT1 = count(partition, ARCPolicy.t1) > 0 && Double(count(partition, ARCPolicy.t1)) > target[partition]
+        let t1 = Double(count(partition, ARCPolicy.t1)), p = target[partition]
+        let fromT1 = t1 > 0 && (t1 > p || (incomingInB2[partition] && t1 == p))
         let first = fromT1 ? ARCPolicy.t1 : ARCPolicy.t2, second = fromT1 ? ARCPolicy.t2 : ARCPolicy.t1
         return unpinnedLRU(partition, first, pinned) ?? unpinnedLRU(partition, second, pinned)
     }

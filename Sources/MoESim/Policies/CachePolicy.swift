@@ -8,6 +8,9 @@
 /// (touch) on a hit, `didEvict` (invalidate) when it leaves, `victim` (getVictim) when room is needed. `at` is the
 /// global access index of SIMULATION.md's accounting unit, which offline policies use to look up the future.
 public protocol CachePolicy {
+    /// Called when `expert` is about to be admitted, before room is made for it (before any `victim` call for it):
+    /// a policy that adapts to each request does so here (ARC moves its target first, as its paper does).
+    mutating func willInsert(_ expert: Int32)
     /// Called when `expert` is admitted, at access `at`.
     mutating func didInsert(_ expert: Int32, at access: Int)
     /// Called when a `Placement` puts `expert` on the GPU before the first step (default: `didInsert` at access 0).
@@ -32,6 +35,7 @@ public protocol CachePolicy {
 extension CachePolicy {
     public static var releasesAfterLayer: Bool { false }
     public static var computesAfterAllCopies: Bool { false }
+    public mutating func willInsert(_ expert: Int32) {}
     public mutating func didAccess(_ expert: Int32, at access: Int) {}
     public mutating func didPlace(_ expert: Int32) { didInsert(expert, at: 0) }
     public func keepsForRun(_ expert: Int32) -> Bool { false }

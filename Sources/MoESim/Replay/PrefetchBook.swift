@@ -19,8 +19,8 @@ public struct PrefetchCounters: Sendable, Equatable {
 }
 
 /// The ledger of prefetch copies: each one is queued, then sent (committed, or started on its own), then settled
-/// exactly once as useful, late, wasted or cancelled, so `useful + late + wasted + cancelled == issued` holds by
-/// construction.
+/// exactly once as useful, late, wasted or cancelled, so that `useful + late + wasted + cancelled == issued`
+/// (a property test holds every strategy to it).
 ///
 ///     book.queue(e, ticket: t)           // memory already reserved, the copy queued on the link
 ///     book.settleAccess(e, at: gate)     // when a gate asks for e
@@ -221,6 +221,5 @@ final class PrefetchBook {
             }
             close(Int32(e))
         }
-        precondition(counters.useful + counters.late + counters.wasted + counters.cancelled == counters.issued)
     }
 }

@@ -118,7 +118,8 @@ struct PlanColumns {
     let weightSum: UnsafeBufferPointer<Float>?
     let stepTokens: UnsafeBufferPointer<Int32>
     let stepPhase: UnsafeBufferPointer<Phase>
-    let startsSequence: UnsafeBufferPointer<Bool>
+    let firstSteps: UnsafeBufferPointer<Int32>
+    let laterOutputs: UnsafeBufferPointer<Int32>
     let attention: UnsafeBufferPointer<StepAttention>
 
     /// The accesses of layer `l` of step `s`.
@@ -135,12 +136,15 @@ struct PlanColumns {
                         try plan.accessWeightSum.withUnsafeBufferPointer { weightSum in
                             try plan.stepTokens.withUnsafeBufferPointer { stepTokens in
                                 try plan.stepPhase.withUnsafeBufferPointer { phase in
-                                    try plan.stepStartsSequence.withUnsafeBufferPointer { starts in
+                                    try plan.stepFirstSteps.withUnsafeBufferPointer { firsts in
+                                    try plan.stepLaterOutputs.withUnsafeBufferPointer { laters in
                                         try plan.stepAttention.withUnsafeBufferPointer { attention in
                                             try body(PlanColumns(layers: plan.layers, layerStart: layerStart, accessExpert: experts,
                                                                  accessTokens: tokens, weightMax: plan.hasWeights ? weightMax : nil,
                                                                  weightSum: plan.hasWeights ? weightSum : nil, stepTokens: stepTokens,
-                                                                 stepPhase: phase, startsSequence: starts, attention: attention))
+                                                                 stepPhase: phase, firstSteps: firsts, laterOutputs: laters,
+                                                                 attention: attention))
+                                    }
                                         }
                                     }
                                 }

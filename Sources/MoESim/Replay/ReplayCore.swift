@@ -60,8 +60,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 computeMisses(plan, &layer)
                 endLayer(step: s, layer: l, set: set, plan, layer)
             }
-            counters.recordStep(latency: now - stepStart, startsSequence: plan.startsSequence[s], phase: plan.stepPhase[s],
-                                kvHeld: plan.attention[s].kvHeld)
+            counters.recordStep(started: stepStart, latency: now - stepStart, firstSteps: plan.firstSteps[s],
+                                laterOutputs: plan.laterOutputs[s], kvHeld: plan.attention[s].kvHeld)
         }
     }
 
@@ -101,6 +101,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                         precisionLog?[a] = .low
                     } else {  // upgrade: the full version replaces it
                         memory.release(e)
+                        policy.willInsert(e)
                         let at = roomForDemand(e, bytes: cost.expertBytes, pinSet, set, plan, before: a, &layer)
                         memory.admit(e, bytes: cost.expertBytes)
                         arriving = demandCopy(e, duration: cost.expertCopy, bytes: cost.expertBytes, at: at)
@@ -189,6 +190,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         let pinSet = pinned(at: gate)
         for e in proposals.elements {
             if memory.isResident(e) || book.heldBytes + cost.expertBytes > prefetchBufferBytes { continue }
+            policy.willInsert(e)
             guard makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: false) else {
                 precondition(awaited.isEmpty, "a prefetch evicted a copy still arriving, which pins its expert")
                 // A predictor that never cancels proposes one layer, one partition, pinning as it goes: once no room
@@ -255,6 +257,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     @_transparent
     mutating func copyIn(_ e: Int32, bytes: Int, duration: Int64, access a: Int, _ set: Range<Int>, _ plan: PlanColumns,
                          _ pinSet: PinSet, _ layer: inout LayerProgress) -> Link.Copy {
+        policy.willInsert(e)
         let at = roomForDemand(e, bytes: bytes, pinSet, set, plan, before: a, &layer)
         memory.admit(e, bytes: bytes)
         policy.didInsert(e, at: a)

@@ -89,7 +89,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
             c.predictorSource = core.predictor.source
         }
         c.hits = c.accesses - c.misses
-        c.simNanoseconds = core.now
+        c.simNanoseconds = core.now - max(0, c.firstStepStart)  // the serving window: from the first step's start
         c.linkBusyNanoseconds = core.link.busyNanoseconds(until: core.now)
         c.peakExpertBytes = core.memory.peakUsed
         return c
@@ -120,16 +120,21 @@ public struct ReplayCounters: Sendable, Equatable {
     public var skippedExperts = 0
     /// The most tokens of context whose KV cache was on the GPU at once.
     public var peakKVTokens: Int64 = 0
-    /// Latency of the first step of each sequence (time to first token).
+    /// When the first step started (ns; -1 before it): `sim_seconds` counts from there.
+    public var firstStepStart: Int64 = -1
+    /// Per sequence, the latency of its first step (time to first token).
     public var firstStepLatencies: [Int64] = []
-    /// Latency of every other decode step (time per output token).
+    /// Per output token after its sequence's first, the latency of its step (time per output token).
     public var decodeStepLatencies: [Int64] = []
 
     init(steps: Int) { decodeStepLatencies.reserveCapacity(steps) }
 
-    mutating func recordStep(latency: Int64, startsSequence: Bool, phase: Phase, kvHeld: Int64) {
+    /// A step that started at `started` and took `latency` ns (from its own start: waiting for requests to arrive
+    /// belongs to no step).
+    mutating func recordStep(started: Int64, latency: Int64, firstSteps: Int32, laterOutputs: Int32, kvHeld: Int64) {
+        if firstStepStart < 0 { firstStepStart = started }
         peakKVTokens = max(peakKVTokens, kvHeld)
-        if startsSequence { firstStepLatencies.append(latency) }
-        else if phase == .decode { decodeStepLatencies.append(latency) }
+        for _ in 0..<firstSteps { firstStepLatencies.append(latency) }
+        for _ in 0..<laterOutputs { decodeStepLatencies.append(latency) }
     }
 }

@@ -18,8 +18,10 @@ public struct StepPlan: Sendable {
     public private(set) var stepTokens: [Int32] = []
     public private(set) var stepPhase: [Phase] = []
     public private(set) var stepSeq: [Int32] = []
-    /// Whether the step is the first of its sequence (its latency is the sequence's time to first token).
-    public private(set) var stepStartsSequence: [Bool] = []
+    /// Per step, the sequences whose first step it is (its latency is each one's time to first token), and the
+    /// output tokens in it that are not their sequence's first (its latency is each one's time per output token).
+    public private(set) var stepFirstSteps: [Int32] = []
+    public private(set) var stepLaterOutputs: [Int32] = []
     /// Per step, attention's work and the KV cache it holds.
     public private(set) var stepAttention: [StepAttention] = []
     public let tokens: Int
@@ -65,8 +67,9 @@ public struct StepPlan: Sendable {
             if trace.phase[t] == .prefill {
                 while end < trace.tokenCount && trace.phase[end] == .prefill && trace.seq[end] == trace.seq[t] { end += 1 }
             }
-            builder.addStep(CollectionOfOne(t..<end), phase: trace.phase[t], seq: trace.seq[t],
-                            startsSequence: (t == 0 ? previousSeq : trace.seq[t - 1]) != trace.seq[t])
+            let starts = (t == 0 ? previousSeq : trace.seq[t - 1]) != trace.seq[t]
+            builder.addStep(CollectionOfOne(t..<end), phase: trace.phase[t], seq: trace.seq[t], firstSteps: starts ? 1 : 0,
+                            laterOutputs: !starts && trace.phase[t] == .decode ? 1 : 0)
             t = end
         }
         self.init(builder)
@@ -89,7 +92,8 @@ public struct StepPlan: Sendable {
         stepTokens = builder.stepTokens
         stepPhase = builder.stepPhase
         stepSeq = builder.stepSeq
-        stepStartsSequence = builder.stepStartsSequence
+        stepFirstSteps = builder.stepFirstSteps
+        stepLaterOutputs = builder.stepLaterOutputs
         stepAttention = builder.stepAttention
     }
 

@@ -4,7 +4,7 @@
 /// and the union of the tokens' recorded predictions.
 ///
 ///     var builder = StepPlanBuilder(trace)
-///     builder.addStep([0..<12, 40..<41], phase: .prefill, seq: 0, startsSequence: true)   // a batch of two
+///     builder.addStep([0..<12, 40..<41], phase: .prefill, seq: 0, firstSteps: 1, laterOutputs: 1)   // a batch of two
 ///     let plan = StepPlan(builder)
 ///
 /// Arrays are built in the builder's own storage and moved into the plan once: appending to a plan's stored
@@ -22,7 +22,8 @@ struct StepPlanBuilder {
     private(set) var predictionStart: [Int32] = []
     private(set) var predictedExpert: [Int32] = []
     private(set) var stepTokens: [Int32] = [], stepPhase: [Phase] = [], stepSeq: [Int32] = []
-    private(set) var stepStartsSequence: [Bool] = []
+    private(set) var stepFirstSteps: [Int32] = []
+    private(set) var stepLaterOutputs: [Int32] = []
     private(set) var stepAttention: [StepAttention] = []
     /// Whether the plan keeps the gate weights (the trace has them and the strategy reads them).
     let weighted: Bool
@@ -49,9 +50,13 @@ struct StepPlanBuilder {
     }
 
     /// Appends one step made of the tokens in `parts` (ranges of trace token indices, each within one sequence).
-    /// - Parameter kvHeld: tokens of context whose KV cache is on the GPU during the step (nil: the parts' own, as
-    ///   when the step's sequences are the only ones started and unfinished).
-    mutating func addStep<Parts: Collection>(_ parts: Parts, phase: Phase, seq: Int32, startsSequence: Bool,
+    /// - Parameters:
+    ///   - firstSteps: sequences whose first step this is (each counts its latency once in `ttft_s`).
+    ///   - laterOutputs: output tokens in the step that are not their sequence's first token (each counts its
+    ///     latency once in `tpot_*`).
+    ///   - kvHeld: tokens of context whose KV cache is on the GPU during the step (nil: the parts' own, as when the
+    ///     step's sequences are the only ones started and unfinished).
+    mutating func addStep<Parts: Collection>(_ parts: Parts, phase: Phase, seq: Int32, firstSteps: Int, laterOutputs: Int,
                                              kvHeld: Int64? = nil)
     where Parts.Element == Range<Int> {
         let L = layers, E = experts, K = topK, weighted = weighted
@@ -102,7 +107,8 @@ struct StepPlanBuilder {
         stepTokens.append(Int32(stepTokenCount))
         stepPhase.append(phase)
         stepSeq.append(seq)
-        stepStartsSequence.append(startsSequence)
+        stepFirstSteps.append(Int32(firstSteps))
+        stepLaterOutputs.append(Int32(laterOutputs))
         stepAttention.append(StepAttention(pairs: pairs, kvRead: read, kvHeld: kvHeld ?? read))
     }
 }

@@ -30,9 +30,16 @@ public struct ServingLog: Sendable {
     /// Seconds from arrival to the end of its last step.
     public func endToEnd(_ r: Int) -> Double { Double(finish[r] - arrival[r]) * 1e-9 }
 
-    /// Whether request `r` meets `slo`: TTFT and TPOT (when it has one) at most the targets.
+    /// Whether request `r` meets `slo`: TTFT and TPOT (when it has one) at most the targets, compared in whole
+    /// nanoseconds (each target rounded as times are, `SimTime(seconds:)`), so a time equal to its target meets it:
+    /// `first − arrival ≤ ttft` and `finish − first ≤ tpot × tokens after the first`.
     public func meets(_ r: Int, _ slo: ServiceLevel) -> Bool {
-        ttft(r) <= slo.ttftSeconds && (tpot(r).map { $0 <= slo.tpotSeconds } ?? true)
+        let ttftTarget = SimTime(seconds: slo.ttftSeconds).nanoseconds, tpotTarget = SimTime(seconds: slo.tpotSeconds).nanoseconds
+        guard firstToken[r] - arrival[r] <= ttftTarget else { return false }
+        let later = Int64(promptTokens[r] > 0 ? outputTokens[r] : outputTokens[r] - 1)
+        guard later > 0 else { return true }
+        let (budget, overflow) = tpotTarget.multipliedReportingOverflow(by: later)
+        return overflow || finish[r] - firstToken[r] <= budget
     }
 
     /// The per-request CSV (`--requests-csv`).

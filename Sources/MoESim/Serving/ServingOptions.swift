@@ -109,12 +109,12 @@ public enum ArrivalProcess: Sendable, Equatable {
     /// at time 0).
     case closedLoop(users: Int, thinkSeconds: Double)
 
-    /// The `arrival` column: `all-at-once`, `poisson:RATE`, `closed:USERS:THINK`.
+    /// The `arrival` column: `all-at-once`, `trace`, `poisson:RATE:SEED`, `closed:USERS:THINK` (what `parse` reads).
     public var label: String {
         switch self {
         case .allAtOnce: "all-at-once"
         case .recorded: "trace"
-        case let .poisson(rate, _): "poisson:\(rate)"
+        case let .poisson(rate, seed): "poisson:\(rate):\(seed)"
         case let .closedLoop(users, think): "closed:\(users):\(think)"
         }
     }

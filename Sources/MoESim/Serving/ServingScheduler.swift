@@ -177,11 +177,17 @@ public final class ServingScheduler: StepSource {
         return step
     }
 
+    /// Adds `step` to `builder`: its first steps are its members starting here; its later outputs, the output
+    /// tokens of members past their first step (one each: a request adds one output token a step).
     private static func add(_ step: Step, of requests: [ServingRequest], to builder: inout StepPlanBuilder) {
         let prefill = step.parts.contains { builder.trace.phase[$0.lowerBound] == .prefill }
-        let starts = zip(step.members, step.parts).contains { requests[$0].firstToken == $1.lowerBound }
+        var firstSteps = 0, laterOutputs = 0
+        for (r, part) in zip(step.members, step.parts) {
+            if requests[r].firstToken == part.lowerBound { firstSteps += 1 }
+            else if builder.trace.phase[part.lowerBound] == .decode { laterOutputs += part.count }
+        }
         builder.addStep(step.parts, phase: prefill ? .prefill : .decode, seq: requests[step.members[0]].seq,
-                        startsSequence: starts, kvHeld: step.kvHeld)
+                        firstSteps: firstSteps, laterOutputs: laterOutputs, kvHeld: step.kvHeld)
     }
 
     // MARK: Finishing steps

@@ -15,6 +15,8 @@ public struct KeepPlaced<Inner: CachePolicy>: CachePolicy {
 
     public mutating func didPlace(_ expert: Int32) { placed[Int(expert)] = true }
 
+    public mutating func willInsert(_ expert: Int32) { inner.willInsert(expert) }
+
     public mutating func didInsert(_ expert: Int32, at access: Int) { inner.didInsert(expert, at: access) }
 
     public mutating func didAccess(_ expert: Int32, at access: Int) {
