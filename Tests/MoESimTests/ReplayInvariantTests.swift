@@ -103,6 +103,22 @@ import Testing
         }
     }
 
+    /// Recording a timeline changes nothing: every report column is the same with and without an event log, for
+    /// every prefetching strategy on 1 and 2 copy engines (a replay without one skips advancing the link at a layer's
+    /// end when nothing queued is the layer's own; the next gate starts the same copies at the same times).
+    @Test(arguments: seeds)
+    func anEventLogChangesNoFigure(seed: UInt64) throws {
+        let trace = Self.trace(seed)
+        for engines in [1, 2] {
+            for policy in PolicyKind.allCases where policy.prefetches {
+                let hardware = tinyHardware(engines: engines), budget = Self.budget(trace, 7)
+                let plain = try replay(trace, model: Self.model, hardware: hardware, policy: policy, budget: budget)
+                let (logged, _) = try replayLogged(trace, model: Self.model, hardware: hardware, policy: policy, budget: budget)
+                #expect(Metric.row(plain) == Metric.row(logged), "\(policy), \(engines) engines, seed \(seed)")
+            }
+        }
+    }
+
     @Test(arguments: seeds)
     func rerunsAreByteIdentical(seed: UInt64) throws {
         for policy in PolicyKind.allCases {

@@ -307,7 +307,6 @@ public final class Link {
         fixedBusy += durationOf[Int(t)]
         if reported { reports.append(Report(ticket: t, expert: expertOf[Int(t)], start: start, end: freeAt)) }
         done[Int(t)] = true
-        released[Int(t)] = false
     }
 
     /// The link is done with `t` (it landed, or was cancelled).

@@ -64,6 +64,8 @@ final class PrefetchBook {
     private var predictedNextPerLayer: UnsafeMutablePointer<Int>
     /// The layer of each flat id (a lookup instead of a division in the per-proposal path).
     private let layerOf: UnsafeMutablePointer<Int32>
+    /// Per target layer, the prefetches still queued (neither sent nor settled): what a layer's end may cancel.
+    private let queuedFor: UnsafeMutablePointer<Int32>
     private let layers: Int
     private var stepStamp: Int32 = 0
 
@@ -79,6 +81,7 @@ final class PrefetchBook {
         self.layers = layers
         predictedPerLayer = .allocate(capacity: layers); predictedPerLayer.initialize(repeating: 0, count: layers)
         predictedNextPerLayer = .allocate(capacity: layers); predictedNextPerLayer.initialize(repeating: 0, count: layers)
+        queuedFor = .allocate(capacity: max(1, layers)); queuedFor.initialize(repeating: 0, count: max(1, layers))
         layerOf = .allocate(capacity: experts)
         let perLayer = experts / max(1, layers)
         for e in 0..<experts { layerOf[e] = Int32(e / max(1, perLayer)) }
@@ -86,7 +89,7 @@ final class PrefetchBook {
 
     deinit {
         state.deallocate(); landTime.deallocate(); ticket.deallocate(); predictedInStep.deallocate()
-        predictedPerLayer.deallocate(); predictedNextPerLayer.deallocate(); layerOf.deallocate()
+        predictedPerLayer.deallocate(); predictedNextPerLayer.deallocate(); layerOf.deallocate(); queuedFor.deallocate()
     }
 
     func startStep() {
@@ -129,6 +132,7 @@ final class PrefetchBook {
         state[Int(e)] = PrefetchBook.queued
         ticket[Int(e)] = t
         landTime[Int(e)] = pinned ? .max : 0
+        queuedFor[Int(layerOf[Int(e)])] &+= 1
         counters.issued += 1
         heldBytes += bytesPerCopy
     }
@@ -138,6 +142,7 @@ final class PrefetchBook {
         guard state[Int(e)] == PrefetchBook.queued && ticket[Int(e)] == t else { return }
         state[Int(e)] = PrefetchBook.sent
         landTime[Int(e)] = .max
+        queuedFor[Int(layerOf[Int(e)])] &-= 1
         counters.bytesPrefetch += bytesPerCopy
     }
 
@@ -148,6 +153,7 @@ final class PrefetchBook {
         if started && state[Int(e)] == PrefetchBook.queued {
             state[Int(e)] = PrefetchBook.sent
             landTime[Int(e)] = .max
+            queuedFor[Int(layerOf[Int(e)])] &-= 1
             counters.bytesPrefetch += bytesPerCopy
         }
         if landsAt >= 0 && state[Int(e)] == PrefetchBook.sent { landTime[Int(e)] = landsAt }
@@ -155,6 +161,7 @@ final class PrefetchBook {
 
     /// Closes `e`'s account: no state, no pin, no ticket.
     @inline(__always) private func close(_ e: Int32) {
+        if state[Int(e)] == PrefetchBook.queued { queuedFor[Int(layerOf[Int(e)])] &-= 1 }
         state[Int(e)] = PrefetchBook.none
         landTime[Int(e)] = 0
         ticket[Int(e)] = -1
@@ -189,6 +196,9 @@ final class PrefetchBook {
 
     /// The layer of flat id `e`.
     @inline(__always) func layer(of e: Int32) -> Int { Int(layerOf[Int(e)]) }
+
+    /// Whether a prefetch for layer `l` is still queued (a layer's end has something to cancel).
+    @inline(__always) func hasQueued(for l: Int) -> Bool { queuedFor[l] > 0 }
 
     /// Settles a prefetched expert being evicted at `time` before any use: a queued copy is cancelled, a sent one
     /// wasted (still arriving, or landed).

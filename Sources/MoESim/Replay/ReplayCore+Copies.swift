@@ -52,6 +52,12 @@ extension ReplayCore {
     @inline(__always)
     mutating func advanceLink(to time: Int64) {
         guard Predictor.isEnabled || Sink.isEnabled else { return link.advance(to: time) }
+        advanceLinkAccounting(to: time)
+    }
+
+    /// `advanceLink` for a replay that accounts for the link's reports (out of line: the replay loop stays small).
+    @inline(never)
+    mutating func advanceLinkAccounting(to time: Int64) {
         link.advance(to: time) { account($0) }
     }
 

@@ -234,9 +234,12 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 policy.didEvict(plan.accessExpert[a])
             }
         }
-        if Predictor.isEnabled {
+        // The link is advanced to the layer's end only to tell which of the layer's own prefetches started before it
+        // (the rest are cancelled); anything else it would start, the next gate's advance starts at the same time.
+        // A timeline advances here regardless, so that its events keep their order.
+        if Predictor.isEnabled && (Sink.isEnabled || (Predictor.cancelsUnstarted && book.hasQueued(for: l))) {
             advanceLink(to: end)
-            if Predictor.cancelsUnstarted && !link.queuedPrefetches.isEmpty { cancelQueuedPrefetches(layer: l, at: end) }
+            if Predictor.cancelsUnstarted && book.hasQueued(for: l) { cancelQueuedPrefetches(layer: l, at: end) }
         }
         if Sink.isEnabled { sink.record(.layerEnd(step: s, layer: l), at: end) }
         now = end

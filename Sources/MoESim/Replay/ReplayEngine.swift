@@ -80,6 +80,8 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
 
     /// Settles what is still open (unused prefetches) and returns the counters of everything replayed.
     public func finish() -> ReplayCounters {
+        // Prefetches for a step that never came start if the link reaches them before the end (no later gate will).
+        if Predictor.isEnabled { core!.advanceLink(to: core!.now) }
         let core = self.core!
         var c = core.counters
         if Predictor.isEnabled {
