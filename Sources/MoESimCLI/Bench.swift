@@ -42,6 +42,7 @@ struct Bench: ParsableCommand {
     struct Row { let name: String; let metric: String; let values: [Double]; let unit: String }
 
     func run() throws {
+        try FileRoles.check(inputs: [("--against", against)], outputs: [("--csv", csv)])
         var rows = try streamingMemoryCases()
         var large = try ModelProfile.preset("qwen3-30b-a3b")
         large.name = "bench-32x256"; large.layers = 32; large.experts = 256
@@ -114,7 +115,7 @@ struct Bench: ParsableCommand {
         guard let against, let other, other.count == rate.values.count, !other.isEmpty else { return nil }
         let ratios = zip(rate.values, other).map { $0 / $1 }
         let text = String(format: "; vs %@: median %.3f (%.3f-%.3f) over %d interleaved rounds",
-                          (against as NSString).lastPathComponent, median(ratios.sorted()), ratios.min()!, ratios.max()!,
+                          FilePath.name(of: against), median(ratios.sorted()), ratios.min()!, ratios.max()!,
                           ratios.count)
         return (Row(name: rate.name, metric: "speed_vs_against", values: ratios, unit: "ratio"), text)
     }

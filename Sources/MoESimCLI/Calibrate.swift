@@ -42,6 +42,7 @@ struct Calibrate: ParsableCommand {
         if scale < 1 || runs < 1 || threads < 0 { throw ValidationError("--scale and --runs must be 1 or more, --threads 0 or more") }
         let profile = try RunConfig.profile(named: model, preset: ModelProfile.preset)
         let baseProfile = try RunConfig.profile(named: base, preset: HardwareProfile.preset)
+        try FileRoles.check(inputs: [("--model", model), ("--base", base)], outputs: [("--out", out)])
         HostCalibration.setThreads(threads)
         print("timing a \(profile.name) expert at 1/\(scale) size with \(HostCalibration.threads) OpenBLAS thread(s)")
         print("tokens  median_s     GFLOP/s")
@@ -50,7 +51,6 @@ struct Calibrate: ParsableCommand {
         }
         let note = "\(profile.name) expert \(cal.hidden)x\(cal.ffn), \(runs) runs per point, median"
         let yaml = cal.profileYAML(base: baseProfile, name: name ?? "\(baseProfile.name)+host", note: note)
-        try CSVFile.ensureDirectory(for: out)
         try AtomicFileSink.write(yaml, to: out)
         print(String(format: "fit: host_flops %.4g FLOP/s, host_bytes_per_s %.4g B/s; worst point off the fit by %.1f%%",
                      cal.hostFlops, cal.hostBytesPerSecond,

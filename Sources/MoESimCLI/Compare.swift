@@ -74,7 +74,13 @@ struct Compare: ParsableCommand {
             try commaList(text, option: "budgets", expected: "a budget") { try Budget.parse($0) }
         } ?? [cfg.budget]
         let path = out ?? cfg.outputPath ?? "reports/compare.csv"
-        for output in [path, markdown].compactMap({ $0 }) { try OutputPath.checkWritable(output) }
+        var files = FileRoles()
+        for input in cfg.inputFiles { files.input(input == config ? "the config" : "a file the config reads", input) }
+        files.input("--trace", trace)
+        files.input("--model", model); files.input("--hardware", hardware); files.input("--runtime", runtime)
+        files.output(out == nil ? "the config's output" : "--out", path)
+        files.output("--markdown", markdown)
+        try files.check()
         let cacheless = cfg.policies.filter { !$0.supportsPerLayerScope }
         if cfg.scope != .global && !cacheless.isEmpty {
             print("note: \(cacheless.map(\.rawValue).joined(separator: " and ")) keep no cache: cache_scope \(cfg.scope.rawValue) does not apply to them (their cache_scope column says none)")

@@ -14,6 +14,7 @@ struct Plot: ParsableCommand {
     @Option(help: "The SVG to write.") var out: String
 
     func run() throws {
+        try FileRoles.check(inputs: [("the CSV", csv)], outputs: [("--out", out)])
         try AtomicFileSink.write(LinePlot(table: ReportTable.load(csv), x: x, y: y, series: series, logY: logY).svg(), to: out)
         print("wrote \(out)")
     }
@@ -29,6 +30,7 @@ struct Report: ParsableCommand {
     @Option(help: "The HTML file to write.") var out: String
 
     func run() throws {
+        try FileRoles.check(inputs: [("the CSV", csv)], outputs: [("--out", out)])
         let table = try ReportTable.load(csv)
         try AtomicFileSink.write(HTMLReport.html(table, source: csv, x: x ?? HTMLReport.axis(for: table)), to: out)
         print("wrote \(out)")

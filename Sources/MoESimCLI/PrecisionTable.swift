@@ -35,6 +35,7 @@ struct PrecisionTable: ParsableCommand {
         let bitList = try commaList(bits, option: "bits", expected: "8, 4 or 2") { Int($0) }
         let thresholdList = try commaList(thresholds, option: "thresholds", expected: "a number") { Double($0) }
         let cfg = try RunConfig.load(config)
+        try FileRoles.check(inputs: cfg.inputFiles.map { ("a file the config reads", $0) }, outputs: [("--markdown", markdown)])
         let trace = try RoutingTrace.load(cfg.tracePath)
         let plan = StepPlan(trace)
         let options = NumericsOptions(scale: numericsScale)

@@ -73,8 +73,14 @@ struct Replay: ParsableCommand {
 
     func run() throws {
         if numericsCsv != nil && !numerics.numerics { throw ValidationError("--numerics-csv needs --numerics") }
-        // Every output is checked before the replay, so that none is written when another cannot be.
-        for path in [out, timeline, perLayer, perToken, numericsCsv, requestsCsv].compactMap({ $0 }) { try OutputPath.checkWritable(path) }
+        // Every output is checked before the replay, so that none is written when another cannot be, and none
+        // overwrites an input or another output.
+        var files = FileRoles()
+        files.input("the trace", trace)
+        files.input("--model", model); files.input("--hardware", hardware); files.input("--runtime", runtime)
+        for (option, path) in [("--out", out), ("--timeline", timeline), ("--per-layer", perLayer), ("--per-token", perToken),
+                               ("--numerics-csv", numericsCsv), ("--requests-csv", requestsCsv)] { files.output(option, path) }
+        try files.check()
         if scope == .perLayer && !policy.supportsPerLayerScope {
             throw ValidationError("--scope per-layer applies to \(PolicyKind.allCases.filter(\.supportsPerLayerScope).map(\.rawValue).joined(separator: ", ")), not \(policy.rawValue)")
         }

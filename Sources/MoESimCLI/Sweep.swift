@@ -27,8 +27,12 @@ struct Sweep: ParsableCommand {
             throw ValidationError("--shard expects i/n with 1 <= i <= n, e.g. 2/4; got '\(shard)'")
         }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
-        try OutputPath.checkWritable(out)
         let cfg = try SweepConfig.load(config)
+        var files = FileRoles()
+        for input in cfg.inputFiles { files.input(input == config ? "the config" : "a file the config reads", input) }
+        files.output("--out", out)
+        files.output("its journal", SweepRunner.journalPath(for: out))
+        try files.check()
         let runner = SweepRunner(config: cfg, output: out, jobs: jobs, resume: resume, shard: (parts[0], parts[1]))
         let progress = Progress(interactive: isatty(STDERR_FILENO) == 1)
         let start = ContinuousClock.now
@@ -47,6 +51,7 @@ struct Merge: ParsableCommand {
     @Option(help: "The CSV to write.") var out: String
 
     func run() throws {
+        try FileRoles.check(inputs: inputs.map { ("the shard CSV", $0) }, outputs: [("--out", out)])
         try SweepRunner.merge(inputs, to: out)
         print("wrote \(out)")
     }

@@ -22,8 +22,11 @@ struct TraceCommand: ParsableCommand {
             guard train > 0 && train < 1 else {
                 throw ValidationError("--train must be strictly between 0 and 1 (e.g. 0.5): both parts need sequences; got \(train)")
             }
-            if Set([input, outTrain, outTest]).count < 3 { throw ValidationError("input, --out-train and --out-test must be three different files") }
-            for path in [outTrain, outTest] { try OutputPath.checkWritable(path) }
+            var files = FileRoles()
+            files.input("the input trace", input)
+            files.output("--out-train", outTrain)
+            files.output("--out-test", outTest)
+            try files.check()
             let (trainPart, testPart) = try RoutingTrace.load(input).split(trainShare: train)
             try trainPart.write(to: outTrain)
             try testPart.write(to: outTest)
@@ -43,7 +46,10 @@ struct TraceCommand: ParsableCommand {
         @Argument(help: "Output trace (.jsonl, .jsonl.gz or .moet).") var output: String
 
         func run() throws {
-            if input == output { throw ValidationError("input and output are the same file") }
+            var files = FileRoles()
+            files.input("the input trace", input)
+            files.output("the output", output)
+            try files.check()
             let trace = try RoutingTrace.load(input)
             try trace.write(to: output)
             print("wrote \(output): \(trace.tokenCount) tokens, \(trace.header.layers) layers, \(trace.header.experts) experts, top-\(trace.header.topK)")

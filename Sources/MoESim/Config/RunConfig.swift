@@ -23,6 +23,8 @@ public struct RunConfig: Sendable {
     public var scope: CacheScope
     public var policies: [PolicyKind]
     public var outputPath: String?
+    /// Every file the config reads: itself, its trace and the profile files it names (none of which a run may write).
+    public var inputFiles: [String] = []
     public var prefetch = PrefetchOptions()
     public var precision = PrecisionOptions()
     public var serving = ServingOptions()
@@ -81,7 +83,13 @@ public struct RunConfig: Sendable {
         if let n = values["precision"] { config.precision = try file.options(n) }
         if let n = values["serving"] { config.serving = try file.options(n) }
         if let n = values["placement"] { config.placement = try file.options(n) }
+        config.inputFiles = [path, config.tracePath] + profileFiles([modelNode, hardwareNode] + (values["runtime"].map { [$0] } ?? []), in: file)
         return config
+    }
+
+    /// The profile files that `nodes` name (scalars ending in `.yaml` or `.yml`), resolved against `file`.
+    static func profileFiles(_ nodes: [Node], in file: YAMLFile) -> [String] {
+        nodes.compactMap { n in n.scalar.map(\.string).flatMap { isProfileFile($0) ? file.resolve($0) : nil } }
     }
 
     static func isProfileFile(_ name: String) -> Bool { name.hasSuffix(".yaml") || name.hasSuffix(".yml") }

@@ -84,7 +84,7 @@ struct YAMLFile {
     }
 
     func resolve(_ p: String) -> String {
-        let folder = (path as NSString).deletingLastPathComponent
+        let folder = FilePath.parent(of: path)
         return normalizePath(p.hasPrefix("/") || folder.isEmpty ? p : folder + "/" + p)
     }
 

@@ -15,7 +15,6 @@ public enum CSVFile {
 
     /// Writes `header` and `rows` as the whole file.
     public static func write(rows: [[String]], header: [String], to path: String) throws {
-        try ensureDirectory(for: path)
         let sink = try AtomicFileSink(path: path)
         try sink.write(line(header))
         for row in rows { try sink.write(line(row)) }
@@ -38,7 +37,6 @@ public enum CSVFile {
             }
             if !existing.isEmpty && !existing.hasSuffix("\n") { existing += "\n" }
         }
-        try ensureDirectory(for: path)
         let sink = try AtomicFileSink(path: path)
         try sink.write(existing.isEmpty ? line(header) : existing)
         for row in rows { try sink.write(line(row)) }
@@ -102,7 +100,7 @@ public enum CSVFile {
     }
 
     public static func ensureDirectory(for path: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent
+        let dir = FilePath.parent(of: path)
         guard !dir.isEmpty else { return }
         do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         catch { throw ConfigError.file(path: dir, line: nil, message: "cannot create directory: \(error.localizedDescription)") }

@@ -74,6 +74,12 @@ public enum Replayer {
     public static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec,
                                               sink: inout Sink, placementUses: [Int]? = nil) throws -> (result: ReplayResult, log: ServingLog) {
         let layout = try BudgetLayout(plan: plan, spec: spec)
+        // Arrivals add time of their own: a run they would carry past the clock's range is refused before it starts.
+        let horizon = spec.serving.arrivals.horizonSeconds(requests: trace.sequenceCount, in: trace) + layout.worstSeconds
+        if !(horizon * 1e9 <= Double(Limits.simulatedNanoseconds)) {
+            throw ConfigError.invalidValue(field: "serving.arrivals", value: spec.serving.arrivals.label,
+                                           expected: "arrivals that end, with the run's worst case of \(String(format: "%.3g", layout.worstSeconds)) s, within \(Limits.simulatedNanoseconds / 1_000_000_000) s (about 146 years) of simulated time; these reach \(String(format: "%.3g", horizon)) s: a higher rate, a shorter think time or fewer requests")
+        }
         if spec.policy.readsGateWeights && !trace.hasWeights {
             throw ConfigError.invalidValue(field: "policy", value: spec.policy.rawValue,
                                            expected: "a trace with gate weights (its lines have no 'weights')")
@@ -257,6 +263,8 @@ struct BudgetLayout {
     let budgetBytes: Int
     /// The most experts any step needs at one layer, over the whole run (streamed or not).
     let largestWorkingSet: Int
+    /// An upper bound of the run's simulated seconds at batch 1 (every access a miss copied twice, …).
+    let worstSeconds: Double
     let partitionOf: [Int32]
     let capacities: [Int]
     /// GPU memory left for the KV cache beside the resident weights and the expert budget (infinite for
@@ -287,6 +295,7 @@ struct BudgetLayout {
         let cost = CostModel(spec)
         let prefetchesPerStep = spec.policy.prefetches ? layers * experts * (spec.policy.usesLookahead ? spec.prefetch.lookahead : 1) : 0
         let worst = cost.worstCaseSeconds(extent, prefetchesPerStep: prefetchesPerStep)
+        worstSeconds = worst
         if !(worst * 1e9 <= Double(Limits.simulatedNanoseconds)) {
             throw ConfigError.invalidValue(field: "model and hardware", value: String(format: "%.3g s", worst),
                                            expected: "settings under which this trace's simulated time stays below \(Limits.simulatedNanoseconds / 1_000_000_000) s (about 146 years): a faster link or GPU, or smaller experts")

@@ -150,13 +150,28 @@ public enum ArrivalProcess: Sendable, Equatable {
                 return SimTime(seconds: t).nanoseconds
             }
         case .allAtOnce: return Array(repeating: 0, count: count)
-        case let .poisson(rate, seed):
-            var rng = SplitMix64(seed: seed), t = 0.0
-            return (0..<count).map { _ in
-                t += -log(1 - rng.nextDouble()) / rate  // 1 - u in (0, 1]: the log is finite
-                return SimTime(seconds: t).nanoseconds
-            }
+        case let .poisson(rate, seed): return Self.poissonSeconds(count: count, rate: rate, seed: seed).map { SimTime(seconds: $0).nanoseconds }
         case .closedLoop: return nil
+        }
+    }
+
+    /// The Poisson process's arrival times in seconds (docs/serving.md states the generator).
+    static func poissonSeconds(count: Int, rate: Double, seed: UInt64) -> [Double] {
+        var rng = SplitMix64(seed: seed), t = 0.0
+        return (0..<count).map { _ in
+            t += -log(1 - rng.nextDouble()) / rate  // 1 - u in (0, 1]: the log is finite
+            return t
+        }
+    }
+
+    /// An upper bound of the time (s) the arrivals add to a run of `requests` requests beyond its work: the last
+    /// open arrival, or every think time of a closed loop one after another.
+    func horizonSeconds(requests: Int, in trace: RoutingTrace) -> Double {
+        switch self {
+        case .allAtOnce: 0
+        case .recorded: trace.arrivalSeconds.values.max() ?? 0
+        case let .poisson(rate, seed): Self.poissonSeconds(count: requests, rate: rate, seed: seed).last ?? 0
+        case let .closedLoop(_, think): Double(requests) * think
         }
     }
 }

@@ -37,6 +37,8 @@ public struct SweepConfig: Sendable {
     public var serving = ServingOptions()
     public var placement = PlacementOptions()
     public var axes: [Axis]
+    /// Every file the config reads: itself, its traces and the profile files it names.
+    public var inputFiles: [String] = []
 
     public init(traces: [String], models: [ModelProfile], hardware: [HardwareProfile], policies: [PolicyKind],
                 scope: CacheScope = .global, prefetch: PrefetchOptions = PrefetchOptions(),
@@ -188,6 +190,8 @@ public struct SweepConfig: Sendable {
                                  prefetch: prefetch, precision: precision, axes: axes)
         config.serving = serving
         config.placement = try values["placement"].map(file.options) ?? PlacementOptions()
+        config.inputFiles = [path] + traces + RunConfig.profileFiles(
+            list(try required("models")) + list(try required("hardware")) + (values["runtime"].map { [$0] } ?? []), in: file)
         if let n = values["runtime"] {
             config.runtime = try file.wrap(n) { () throws -> RuntimeProfile in
                 let r = try RunConfig.profile(n, preset: RuntimeProfile.preset, path: path)

@@ -24,7 +24,10 @@ public struct SweepRunner: Sendable {
     }
 
     public var header: [String] { ["cell"] + config.axes.map(\.key) + Metric.header }
-    var journalPath: String { output + ".partial" }
+    var journalPath: String { Self.journalPath(for: output) }
+
+    /// Where a sweep writing `output` keeps its journal.
+    public static func journalPath(for output: String) -> String { output + ".partial" }
 
     /// What a run did: cells computed, and the seconds spent loading and checking (serial) and replaying (parallel).
     public struct Stats: Sendable {

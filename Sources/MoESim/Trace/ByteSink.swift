@@ -8,7 +8,8 @@ import CZlib
 
 /// A file written atomically: bytes go to a temporary file beside the target, renamed over it on `commit()`.
 ///
-/// A run that fails or is killed leaves the previous file (or none), never a half-written one. Names ending in
+/// A run that fails or is killed leaves the previous file (or none), never a half-written one. Missing folders on
+/// the way are created (every command's outputs, alike). Names ending in
 /// `.gz` are gzip-compressed. A path that names a stream rather than a file (`/dev/stdout`, a FIFO) is written
 /// directly, since a rename would replace the device with a file; write errors are reported either way.
 public final class AtomicFileSink {
@@ -25,6 +26,7 @@ public final class AtomicFileSink {
     public init(path: String) throws {
         self.path = path
         direct = try OutputPath.kind(path) == .stream
+        if !direct { try CSVFile.ensureDirectory(for: path) }
         temporaryPath = direct ? path : path + ".tmp-\(getpid())"
         guard let f = fopen(temporaryPath, "wb") else {
             throw ConfigError.file(path: path, line: nil, message: "cannot write: \(String(cString: strerror(errno)))")
@@ -49,7 +51,6 @@ public final class AtomicFileSink {
 
     /// Writes `text` as the whole file at `path` (creating its folder), atomically.
     public static func write(_ text: String, to path: String) throws {
-        try CSVFile.ensureDirectory(for: path)
         let sink = try AtomicFileSink(path: path)
         try sink.write(text)
         try sink.commit()
@@ -128,9 +129,9 @@ public enum OutputPath {
     /// - Throws: `ConfigError.file` saying why not.
     public static func checkWritable(_ path: String) throws {
         if try kind(path) == .stream { return }
-        var folder = (path as NSString).deletingLastPathComponent
-        while !folder.isEmpty && !FileManager.default.fileExists(atPath: folder) {
-            folder = (folder as NSString).deletingLastPathComponent
+        var folder = FilePath.parent(of: path)
+        while !folder.isEmpty && folder != "/" && !FileManager.default.fileExists(atPath: folder) {
+            folder = FilePath.parent(of: folder)
         }
         let checked = folder.isEmpty ? "." : folder
         var isFolder: ObjCBool = false
@@ -140,5 +141,78 @@ public enum OutputPath {
         guard access(checked, W_OK) == 0 else {
             throw ConfigError.file(path: path, line: nil, message: "cannot write: \(String(cString: strerror(errno))) (\(checked))")
         }
+    }
+}
+
+/// The files a command reads and writes, checked together before it runs: every output can be written, and none
+/// names an input or another output (the same file after resolving links), so no run overwrites what a user wrote.
+///
+///     var files = FileRoles()
+///     files.input("the trace", trace)
+///     files.output("--timeline", timeline)
+///     try files.check()
+///
+/// Two outputs may name the same character device or FIFO (`/dev/stdout`): a stream loses nothing.
+public struct FileRoles {
+    private var inputs: [(what: String, path: String)] = []
+    private var outputs: [(what: String, path: String)] = []
+
+    public init() {}
+
+    /// A file the command reads (nil, or a name that is not a file, such as a preset's, is ignored).
+    public mutating func input(_ what: String, _ path: String?) {
+        guard let path, FileManager.default.fileExists(atPath: path) else { return }
+        inputs.append((what, path))
+    }
+
+    /// A file the command writes (nil: not asked for).
+    public mutating func output(_ what: String, _ path: String?) {
+        guard let path else { return }
+        outputs.append((what, path))
+    }
+
+    /// Checks a command's `inputs` and `outputs` (what each is, and its path; nil: not given) as `check()` does.
+    public static func check(inputs: [(String, String?)], outputs: [(String, String?)]) throws {
+        var files = FileRoles()
+        for (what, path) in inputs { files.input(what, path) }
+        for (what, path) in outputs { files.output(what, path) }
+        try files.check()
+    }
+
+    /// - Throws: `ConfigError.file` naming both files when an output names an input or another output, or why an
+    ///   output cannot be written.
+    public func check() throws {
+        for (what, path) in outputs { try OutputPath.checkWritable(path) }
+        for (i, out) in outputs.enumerated() {
+            for input in inputs where Self.same(out.path, input.path) {
+                throw ConfigError.file(path: out.path, line: nil,
+                                       message: "\(out.what) names \(input.what) (\(input.path)), which it would overwrite: choose another file")
+            }
+            for other in outputs[..<i] where Self.same(out.path, other.path) && (try? OutputPath.kind(out.path)) != .stream {
+                throw ConfigError.file(path: out.path, line: nil,
+                                       message: "\(out.what) and \(other.what) name the same file (\(other.path)): each output needs its own")
+            }
+        }
+    }
+
+    /// Whether two paths name one file: the same device and inode when both exist, else the same resolved path.
+    static func same(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        if stat(a, &sa) == 0 && stat(b, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
+        return resolved(a) == resolved(b)
+    }
+
+    /// `path` made absolute, its folder's links resolved where the folder exists, `.` and `..` removed.
+    static func resolved(_ path: String) -> String {
+        let folder = FilePath.parent(of: path), name = FilePath.name(of: path)
+        var base = folder.isEmpty ? "." : folder
+        if let real = realpath(base, nil) { base = String(cString: real); free(real) }
+        else if !base.hasPrefix("/") { base = FileManager.default.currentDirectoryPath + "/" + base }
+        var parts: [Substring] = []
+        for part in (base + "/" + name).split(separator: "/") {
+            if part == "." || part.isEmpty { continue }
+            if part == ".." { if !parts.isEmpty { parts.removeLast() } } else { parts.append(part) }
+        }
+        return "/" + parts.joined(separator: "/")
     }
 }
