@@ -20,11 +20,15 @@ import Testing
             try SweepRunner(config: config, output: clean, jobs: 1).run()
             let cleanBytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: clean)))
             let lines = cleanBytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
-            let runner = SweepRunner(config: config, output: output, jobs: 1)
-            let cells = try config.cells()
-            var journal = Array((SweepJournal.headerPrefix + (try runner.gridFingerprint(cells)) + "\n").utf8)
-            for line in lines[1...rows] { journal += line + [UInt8(ascii: "\n")] }
+            let book = try journalOf(config)
+            var journal = Array((SweepJournal.headerPrefix + book.grid + "\n").utf8)
+            for line in lines[1...rows] { journal += Array(book.line(for: String(decoding: line, as: UTF8.self) + "\n").utf8) }
             return (cleanBytes, journal)
+        }
+
+        /// The journal a sweep of `config` writing `output` keeps (its grid, and the check of a row).
+        func journalOf(_ config: SweepConfig) throws -> SweepJournal {
+            try SweepRunner(config: config, output: output, jobs: 1).makeJournal(try config.cells())
         }
 
         func resume() throws { try SweepRunner(config: config, output: output, jobs: 2, resume: true).run() }
@@ -56,8 +60,27 @@ import Testing
         short[4] = Array(short[4].prefix(20))
         var twice = lines
         twice.insert(lines[2], at: 5)
-        var foreign = lines
-        foreign[2] = Array(("999" + String(decoding: lines[2].drop { $0 != UInt8(ascii: ",") }, as: UTF8.self)).utf8)
+        let book = try d.journalOf(d.config)
+        /// Line `i` of the journal with its fields changed by `change`, its check made anew (so that only the
+        /// settings check can refuse it) or kept (so that the row check must).
+        func edited(_ i: Int, recheck: Bool, _ change: (inout [String]) -> Void) throws -> [[UInt8]] {
+            var fields = try CSVFile.records(lines[i][...], path: "j", firstLine: 1)[0].fields
+            let check = fields.removeLast()
+            change(&fields)
+            var copy = lines
+            let row = CSVFile.line(fields)
+            copy[i] = Array((recheck ? book.line(for: row) : String(row.dropLast()) + "," + check + "\n").utf8.dropLast())
+            return copy
+        }
+        let policyColumn = 1 + d.config.axes.count + Metric.allCases.firstIndex(of: .policy)!
+        let hitsColumn = 1 + d.config.axes.count + Metric.allCases.firstIndex(of: .hits)!
+        let foreign = try edited(2, recheck: true) { $0[0] = "999" }
+        let otherPolicy = try edited(3, recheck: true) { $0[policyColumn] = $0[policyColumn] == "lru" ? "fifo" : "lru" }
+        let editedDigit = try edited(4, recheck: false) { $0[hitsColumn] += "1" }
+        let fromAnotherSweep = try edited(5, recheck: false) { _ in }.enumerated().map { i, line in
+            i == 5 ? Array(line.prefix(line.count - 16)) + Array("0123456789abcdef".utf8) : line
+        }
+        let windows = lines.map { $0.isEmpty ? $0 : $0 + [UInt8(ascii: "\r")] }
         var otherGrid = lines
         otherGrid[0] = Array((SweepJournal.headerPrefix + "0123456789abcdef").utf8)
         let cases: [([UInt8], String)] = [
@@ -65,6 +88,11 @@ import Testing
             (rejoin(short), ":5: a row of"),
             (rejoin(twice), ":6: cell 1 appears twice"),
             (rejoin(foreign), ":3: '999' is not a cell of this sweep"),
+            (rejoin(otherPolicy), ":4: cell 2 of this sweep has"),
+            (rejoin(editedDigit), ":5: the row does not match its check"),
+            (rejoin(fromAnotherSweep), ":6: the row does not match its check"),
+            (rejoin(windows), ":1: its lines end in CR LF"),
+            (Array("# moesim sweep journal 1 grid=0123\n".utf8), ":1: written by another moesim (journal format 1"),
             (rejoin(otherGrid), ":1: this journal belongs to another grid"),
             (Array("cell,budget\n0,1\n".utf8), ":1: not a moesim sweep journal"),
         ]

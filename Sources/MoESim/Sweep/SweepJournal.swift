@@ -4,24 +4,43 @@ import Glibc
 #endif
 
 /// The crash-safe record of a sweep's finished cells (`OUT.partial`): a header line naming the grid it belongs to,
-/// then one CSV row per finished cell, each written with one `write` call.
+/// then one CSV row per finished cell, each written with one `write` call and ending in a check of its own bytes.
 ///
-///     let journal = SweepJournal(path: "out.csv.partial", grid: fingerprint, columns: 80, cells: [0, 1, 2])
+///     let journal = SweepJournal(path: "out.csv.partial", grid: fingerprint, columns: 80, settings: expected)
 ///     let kept = try journal.read()              // on --resume
 ///     let fd = try journal.openForAppending(kept)
 ///
 /// Nothing in it is trusted unread: the grid must match (a changed config, trace or moesim version is refused),
-/// every row must have the sweep's columns, a cell of this grid and shard, and appear once. The one damage a crash
-/// makes, a last line cut short, is dropped; any other damage stops the resume with the line's number and leaves
-/// the journal and the output as they are.
+/// every row must have the sweep's columns and a check (FNV-1a of the grid and the row) that matches, name a cell of
+/// this grid and shard whose settings it carries, and appear once. The one damage a crash makes, a last line cut
+/// short, is dropped; any other damage stops the resume with the line's number and leaves the journal and the
+/// output as they are.
 struct SweepJournal {
-    static let headerPrefix = "# moesim sweep journal 1 grid="
+    static let format = 2
+    static let headerPrefix = "# moesim sweep journal \(format) grid="
 
     let path: String
     /// Fingerprint of everything a row depends on (`SweepRunner.gridFingerprint`).
     let grid: String
+    /// The sweep's columns (a journal row has one more: its check).
     let columns: Int
-    let cells: Set<Int>
+    /// Per cell of this grid and shard, the columns its row must hold (column index → value): its settings.
+    let settings: [Int: [Int: String]]
+    var cells: Dictionary<Int, [Int: String]>.Keys { settings.keys }
+
+    /// The journal line for `row` (a CSV line of the sweep's columns, ending in a line break): the row and its check.
+    func line(for row: String) -> String {
+        let body = row.hasSuffix("\n") ? String(row.dropLast()) : row
+        return body + "," + check(body) + "\n"
+    }
+
+    /// The check of a row's text (without its line break): FNV-1a 64 of the grid and the row.
+    private func check(_ body: String) -> String {
+        var f = Fingerprint()
+        f.add(grid)
+        f.add(body)
+        return f.hex
+    }
 
     /// What a journal holds: the rows by cell (each with its line break), and the bytes up to the end of the
     /// last whole line (a cut line after them is dropped on reopening).
@@ -49,7 +68,13 @@ struct SweepJournal {
             throw fail(1, "not a moesim sweep journal (its first line is not '\(Self.headerPrefix)…')")
         }
         let first = String(decoding: bytes[..<newline], as: UTF8.self)
+        if first.hasSuffix("\r") {
+            throw fail(1, "its lines end in CR LF (Windows line ends), which moesim never writes: the journal was edited or copied as text")
+        }
         guard first.hasPrefix(Self.headerPrefix) else {
+            if first.hasPrefix("# moesim sweep journal ") {
+                throw fail(1, "written by another moesim (journal format \(first.dropFirst("# moesim sweep journal ".count).prefix { $0 != " " }); this one writes \(Self.format))")
+            }
             throw fail(1, "not a moesim sweep journal (its first line is not '\(Self.headerPrefix)…')")
         }
         guard first + "\n" == headerLine else {
@@ -64,14 +89,21 @@ struct SweepJournal {
         for record in records {
             let line = record.line
             guard record.complete else { break }  // the last line, cut by a kill: dropped
-            guard record.fields.count == columns else {
-                throw fail(line, "a row of \(record.fields.count) fields; this sweep's rows have \(columns)")
+            guard record.fields.count == columns + 1 else {
+                throw fail(line, "a row of \(record.fields.count) fields; this sweep's journal rows have \(columns + 1) (its columns and a check)")
             }
-            guard let cell = Int(record.fields[0]), cells.contains(cell) else {
+            let row = CSVFile.line(Array(record.fields.dropLast()))
+            guard check(String(row.dropLast())) == record.fields.last! else {
+                throw fail(line, "the row does not match its check: it was edited, or written by another sweep")
+            }
+            guard let cell = Int(record.fields[0]), let expected = settings[cell] else {
                 throw fail(line, "'\(record.fields[0])' is not a cell of this sweep")
             }
+            for (column, value) in expected.sorted(by: { $0.key < $1.key }) where record.fields[column] != value {
+                throw fail(line, "cell \(cell) of this sweep has \(value) where the row has \(record.fields[column])")
+            }
             guard contents.rows[cell] == nil else { throw fail(line, "cell \(cell) appears twice") }
-            contents.rows[cell] = String(decoding: record.bytes, as: UTF8.self)
+            contents.rows[cell] = row
             contents.wholeBytes += record.bytes.count
         }
         return contents

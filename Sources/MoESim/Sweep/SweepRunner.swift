@@ -47,8 +47,7 @@ public struct SweepRunner: Sendable {
             throw ConfigError.invalidValue(field: "--shard", value: "\(shard.index)/\(shard.count)",
                                            expected: "a shard with at least one of the grid's cells")
         }
-        let journal = SweepJournal(path: journalPath, grid: try gridFingerprint(cells), columns: header.count,
-                                   cells: Set(cells.map(\.index)))
+        let journal = try makeJournal(cells)
         var resumed: SweepJournal.Contents?
         if FileManager.default.fileExists(atPath: journalPath) {
             guard resume else {
@@ -87,7 +86,7 @@ public struct SweepRunner: Sendable {
                 guard let entry = plansSnapshot[cell.trace] else { continue }
                 do {
                     let result = try Replayer.replay(trace: entry.trace, plan: entry.plan, spec: cell.spec)
-                    let line = CSVFile.line(["\(cell.index)"] + cell.axisValues + Metric.row(result))
+                    let line = journal.line(for: CSVFile.line(["\(cell.index)"] + cell.axisValues + Metric.row(result)))
                     try state.finish(line, progress: progress)
                 } catch {
                     state.fail(error)
@@ -116,6 +115,26 @@ public struct SweepRunner: Sendable {
         for cell in cells { f.add("\(cell.index) \(cell.trace) \(cell.axisValues) \(String(reflecting: cell.spec))") }
         for path in Set(cells.map(\.trace)).sorted() { try f.addFile(path) }
         return f.hex
+    }
+
+    /// The journal of this sweep's `cells`.
+    func makeJournal(_ cells: [SweepConfig.Cell]) throws -> SweepJournal {
+        SweepJournal(path: journalPath, grid: try gridFingerprint(cells), columns: header.count,
+                     settings: Dictionary(uniqueKeysWithValues: cells.map { ($0.index, settingColumns($0)) }))
+    }
+
+    /// The columns a cell's row must hold, by index: its number, its axis values, and the settings columns the grid
+    /// gives it (trace, model, hardware, runtime, policy).
+    func settingColumns(_ cell: SweepConfig.Cell) -> [Int: String] {
+        var columns = [0: "\(cell.index)"]
+        for (i, value) in cell.axisValues.enumerated() { columns[1 + i] = value }
+        let first = 1 + cell.axisValues.count
+        let spec = cell.spec
+        for (metric, value) in [(Metric.trace, RoutingTrace.traceName(cell.trace)), (.model, spec.model.name),
+                                (.hardware, spec.hardware.name), (.runtime, spec.runtime.name), (.policy, spec.policy.rawValue)] {
+            columns[first + Metric.allCases.firstIndex(of: metric)!] = value
+        }
+        return columns
     }
 
     func describe(_ cell: SweepConfig.Cell) -> String {
