@@ -70,6 +70,8 @@ struct Compare: ParsableCommand {
         if cfg.serving.scheduler != .sequential && numerics.numerics {
             throw ValidationError("--numerics replays batch 1 in the trace's order: it cannot be combined with a serving scheduler")
         }
+        try SettingScope.check(cfg.givenSettings + prefetch.given + precision.given + placement.given + serving.given,
+                               policies: cfg.policies, schedulers: [cfg.serving.scheduler])
         let budgetList = try budgets.map { text in
             try commaList(text, option: "budgets", expected: "a budget") { try Budget.parse($0) }
         } ?? [cfg.budget]

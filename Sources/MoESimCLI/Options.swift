@@ -63,6 +63,13 @@ struct PrefetchArguments: ParsableArguments {
     @Option(help: "Most of the budget that prefetched, not yet used experts may hold, in (0, 1] (default 1: no limit).")
     var buffer: Double?
 
+    /// The settings given on the command line, as keys and as typed (`SettingScope`).
+    var given: [(key: String, named: String)] {
+        [("prefetch.lookahead", "--lookahead", lookahead != nil), ("prefetch.accuracy", "--accuracy", accuracy != nil),
+         ("prefetch.seed", "--seed", seed != nil), ("prefetch.eviction", "--eviction", eviction != nil),
+         ("prefetch.buffer", "--buffer", buffer != nil)].filter(\.2).map { ($0.0, $0.1) }
+    }
+
     /// `base` (from a config file, or the defaults) with the options given on the command line.
     func options(base: PrefetchOptions) throws -> PrefetchOptions {
         var o = base
@@ -94,6 +101,12 @@ struct PrecisionArguments: ParsableArguments {
     @Option(help: "skip, mixed-skip: misses whose gate weight is below this are not computed (default 0.1).")
     var skipThreshold: Double?
 
+    var given: [(key: String, named: String)] {
+        [("precision.threshold", "--threshold", threshold != nil), ("precision.low_bits", "--low-bits", lowBits != nil),
+         ("precision.group_size", "--group-size", groupSize != nil), ("precision.low_hit", "--low-hit", lowHit != nil),
+         ("precision.skip_threshold", "--skip-threshold", skipThreshold != nil)].filter(\.2).map { ($0.0, $0.1) }
+    }
+
     func options(base: PrecisionOptions) throws -> PrecisionOptions {
         var o = base
         if let threshold { o.threshold = threshold }
@@ -116,6 +129,11 @@ struct PlacementArguments: ParsableArguments {
 
     @Option(help: "static-frequency, n-cpu-moe: a miss of an expert not placed is copied on demand (demand) or computed on the host CPU (cpu) (default demand).")
     var rest: String?
+
+    var given: [(key: String, named: String)] {
+        [("placement.train_split", "--train-split", trainSplit != nil), ("placement.cpu_layers", "--cpu-layers", cpuLayers != nil),
+         ("placement.rest", "--rest", rest != nil)].filter(\.2).map { ($0.0, $0.1) }
+    }
 
     func options(base: PlacementOptions) throws -> PlacementOptions {
         var o = base

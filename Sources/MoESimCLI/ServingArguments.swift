@@ -28,6 +28,13 @@ struct ServingArguments: ParsableArguments {
     @Option(help: "SLO on time per output token (s).")
     var sloTpot: Double?
 
+    var given: [(key: String, named: String)] {
+        [("serving.batch", "--batch", batch != nil), ("serving.max_seqs", "--max-seqs", maxSeqs != nil),
+         ("serving.max_tokens", "--max-tokens", maxTokens != nil), ("serving.prefill_chunk", "--prefill-chunk", prefillChunk != nil),
+         ("serving.arrivals", "--arrivals", arrivals != nil), ("serving.slo_ttft_s", "--slo-ttft", sloTtft != nil),
+         ("serving.slo_tpot_s", "--slo-tpot", sloTpot != nil)].filter(\.2).map { ($0.0, $0.1) }
+    }
+
     /// `base` with the options given on the command line.
     func options(base: ServingOptions) throws -> ServingOptions {
         var o = base

@@ -10,7 +10,7 @@ import Testing
         policies: [lru, belady, pregated]
         axes:
           budget: [2experts, 3experts, 4experts, 6experts]
-          prefetch.accuracy: [0.9, 1.0]
+          prefetch.buffer: [0.5, 1.0]
         """
 
     @Test func aSweepHasOneRowPerCellInCellOrder() throws {
@@ -21,7 +21,7 @@ import Testing
         try SweepRunner(config: cfg, output: out, jobs: 2).run()
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
         #expect(lines.count == cells.count + 1)
-        #expect(lines[0].hasPrefix("cell,budget,prefetch.accuracy,trace,"))
+        #expect(lines[0].hasPrefix("cell,budget,prefetch.buffer,trace,"))
         #expect(lines.dropFirst().map { Int($0.split(separator: ",")[0])! } == Array(0..<cells.count))
         #expect(!FileManager.default.fileExists(atPath: out + ".partial"))
         // Each row matches a single replay of its cell.
@@ -46,7 +46,8 @@ import Testing
     /// golden-tiny is one sequence: a static-frequency cell cannot split it, and the sweep says so before any cell
     /// runs, leaving no output and no journal.
     @Test func aCellThatCannotSplitItsTraceStopsTheSweepBeforeItStarts() throws {
-        let cfg = try SweepConfig.parse(Self.yaml.replacingOccurrences(of: "[lru, belady, pregated]", with: "[lru, static-frequency]"),
+        let cfg = try SweepConfig.parse(Self.yaml.replacingOccurrences(of: "[lru, belady, pregated]", with: "[lru, static-frequency]")
+                                            .replacingOccurrences(of: "prefetch.buffer: [0.5, 1.0]", with: "placement.train_split: [0.5, 0.75]"),
                                         path: "s.yaml")
         let out = temporaryDirectory() + "/s.csv"
         #expect { try SweepRunner(config: cfg, output: out, jobs: 2).run() } throws: {

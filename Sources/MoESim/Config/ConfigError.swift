@@ -11,6 +11,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case file(path: String, line: Int?, message: String)
     /// A sweep cell whose axis values are each valid but not together (e.g. top_k above experts).
     case cell(settings: String, reason: String)
+    /// A setting given where nothing of the run takes it (`SettingScope`).
+    case doesNotApply(setting: String, takers: String, run: String)
 
     public var description: String {
         switch self {
@@ -22,6 +24,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
             return "\(origin): unknown key '\(key)'.\(hint)"
         case let .invalidValue(field, value, expected):
             return "invalid value '\(value)' for \(field): expected \(expected)"
+        case let .doesNotApply(setting, takers, run):
+            return "\(setting) applies to \(takers); \(run): leave it out, or run what takes it"
         case let .badBudget(text, reason):
             return "invalid budget '\(text)': \(reason). Use bytes with a unit (16GiB, 40GB), a share (25%) or a count of experts (96experts)"
         case let .budgetTooSmall(budget, needed, place):

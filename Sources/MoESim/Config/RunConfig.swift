@@ -25,6 +25,8 @@ public struct RunConfig: Sendable {
     public var outputPath: String?
     /// Every file the config reads: itself, its trace and the profile files it names (none of which a run may write).
     public var inputFiles: [String] = []
+    /// The settings its sections give (`SettingScope` checks them against the strategies and scheduler).
+    public var givenSettings: [(key: String, named: String)] = []
     public var prefetch = PrefetchOptions()
     public var precision = PrecisionOptions()
     public var serving = ServingOptions()
@@ -83,6 +85,7 @@ public struct RunConfig: Sendable {
         if let n = values["precision"] { config.precision = try file.options(n) }
         if let n = values["serving"] { config.serving = try file.options(n) }
         if let n = values["placement"] { config.placement = try file.options(n) }
+        config.givenSettings = ["prefetch", "precision", "serving", "placement"].flatMap { file.settings(values[$0], section: $0) }
         config.inputFiles = [path, config.tracePath] + profileFiles([modelNode, hardwareNode] + (values["runtime"].map { [$0] } ?? []), in: file)
         return config
     }

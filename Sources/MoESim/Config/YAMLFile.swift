@@ -103,6 +103,15 @@ struct YAMLFile {
         }
     }
 
+    /// The settings a section's mapping sets, as keys (`precision.threshold`) and as the file names them (with the
+    /// line), for `SettingScope`.
+    func settings(_ n: Node?, section: String) -> [(key: String, named: String)] {
+        guard let mapping = n?.mapping else { return [] }
+        return mapping.compactMap { keyNode, _ in
+            keyNode.scalar.map { ("\(section).\($0.string)", "\(section).\($0.string) (\(path):\((keyNode.mark?.line).map(String.init) ?? "?"))") }
+        }
+    }
+
     /// An options section (`prefetch:`, `precision:`), checked.
     func options<Section: OptionSection>(_ n: Node) throws -> Section {
         guard let mapping = n.mapping else {

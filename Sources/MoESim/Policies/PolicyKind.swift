@@ -108,6 +108,10 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
 
     /// Whether `lookahead` changes what the strategy does.
     public var usesLookahead: Bool { self == .oraclePrefetch }
+    /// Whether the strategy's predictor is modelled when the trace records none (`accuracy`, `seed` apply).
+    public var modelsPredictor: Bool { self == .crossLayerGate }
+    /// Whether whole layers' experts run on the host CPU (`placement.cpu_layers` applies).
+    public var placesLayersOnHost: Bool { self == .nCpuMoe }
 
     /// Whether the strategy runs a predictor of its own each layer (a pre-gate, a cross-layer gate, co-activation
     /// counts), whose cost the runtime's `predictor_s` charges; an oracle and prefetch-all run none.

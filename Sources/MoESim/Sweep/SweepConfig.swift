@@ -39,6 +39,9 @@ public struct SweepConfig: Sendable {
     public var axes: [Axis]
     /// Every file the config reads: itself, its traces and the profile files it names.
     public var inputFiles: [String] = []
+    /// The settings its sections and axes give (`SettingScope` checks them against the grid's strategies and
+    /// schedulers).
+    public var givenSettings: [(key: String, named: String)] = []
 
     public init(traces: [String], models: [ModelProfile], hardware: [HardwareProfile], policies: [PolicyKind],
                 scope: CacheScope = .global, prefetch: PrefetchOptions = PrefetchOptions(),
@@ -207,6 +210,12 @@ public struct SweepConfig: Sendable {
                 try file.wrap(item) { try apply(key, try scalar(item, key), to: &spec) }
             }
         }
+        // Every setting given must be taken by one of the grid's strategies and schedulers.
+        config.givenSettings = ["prefetch", "precision", "serving", "placement"].flatMap { file.settings(values[$0], section: $0) }
+            + axesNode.compactMap { k, _ in k.scalar.map { ($0.string, "axis \($0.string) (\(path):\((k.mark?.line).map(String.init) ?? "?"))") } }
+        let schedulers = axes.first { $0.key == "serving.scheduler" }?.values.compactMap(ServingOptions.Scheduler.init(rawValue:))
+            ?? [serving.scheduler]
+        try SettingScope.check(config.givenSettings, policies: policies, schedulers: schedulers)
         return config
     }
 }
