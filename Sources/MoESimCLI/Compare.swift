@@ -87,7 +87,7 @@ struct Compare: ParsableCommand {
         if cfg.scope != .global && !cacheless.isEmpty {
             print("note: \(cacheless.map(\.rawValue).joined(separator: " and ")) keep no cache: cache_scope \(cfg.scope.rawValue) does not apply to them (their cache_scope column says none)")
         }
-        let routing = try RoutingTrace.load(cfg.tracePath)
+        let routing = try RoutingTrace.loadForReplay(cfg.tracePath)
         if cfg.policies.contains(where: \.learnsPlacement) && routing.sequenceCount < RoutingTrace.sequencesToSplit {
             let learners = cfg.policies.filter(\.learnsPlacement).map(\.rawValue).joined(separator: ", ")
             print("note: \(routing.name) has one sequence; \(learners) learns on a training part of the sequences and is left out")

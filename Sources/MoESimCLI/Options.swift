@@ -46,83 +46,92 @@ enum Human {
     static func rate(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "-" }
 }
 
-/// `--lookahead`, `--accuracy`, `--seed`: settings of the prefetching strategies.
-struct PrefetchArguments: ParsableArguments {
+/// Command-line options of one options section: each given option is applied by the section's own `set`, as the
+/// same key in a config is, so that both read the same text the same way and check the same range (`Limits`).
+protocol SectionArguments {
+    associatedtype Section: OptionSection
+    /// Each option's key in the section, its flag, and its text when given.
+    var settings: [(key: String, flag: String, value: String?)] { get }
+}
+
+extension SectionArguments {
+    /// The settings given, as `section.key` and as typed (`SettingScope`).
+    var given: [(key: String, named: String)] {
+        settings.compactMap { $0.value == nil ? nil : (Section.section + "." + $0.key, $0.flag) }
+    }
+
+    /// `base` (from a config file, or the defaults) with the options given on the command line, checked.
+    func options(base: Section) throws -> Section {
+        var o = base
+        for (key, flag, value) in settings {
+            guard let value else { continue }
+            do { try o.set(key, to: value, origin: flag) } catch let e as ConfigError {
+                throw ValidationError("\(flag): \(e.description)")
+            }
+        }
+        try o.validate()
+        return o
+    }
+}
+
+/// `--lookahead`, `--accuracy`, `--seed`, `--eviction`, `--buffer`: settings of the prefetching strategies.
+struct PrefetchArguments: ParsableArguments, SectionArguments {
+    typealias Section = PrefetchOptions
     @Option(help: "Layers ahead that oracle-prefetch sees (default 1).")
-    var lookahead: Int?
+    var lookahead: String?
 
     @Option(help: "Per-expert accuracy of the modelled cross-layer-gate predictor (default 0.97).")
-    var accuracy: Double?
+    var accuracy: String?
 
     @Option(help: "Seed of the modelled cross-layer-gate predictor (default 1).")
-    var seed: UInt64?
+    var seed: String?
 
     @Option(help: "Eviction rule of the prefetching strategies' cache: lru or arc (default lru).")
     var eviction: CacheEviction?
 
     @Option(help: "Most of the budget that prefetched, not yet used experts may hold, in (0, 1] (default 1: no limit).")
-    var buffer: Double?
+    var buffer: String?
 
-    /// The settings given on the command line, as keys and as typed (`SettingScope`).
-    var given: [(key: String, named: String)] {
-        [("prefetch.lookahead", "--lookahead", lookahead != nil), ("prefetch.accuracy", "--accuracy", accuracy != nil),
-         ("prefetch.seed", "--seed", seed != nil), ("prefetch.eviction", "--eviction", eviction != nil),
-         ("prefetch.buffer", "--buffer", buffer != nil)].filter(\.2).map { ($0.0, $0.1) }
+    var settings: [(key: String, flag: String, value: String?)] {
+        [("lookahead", "--lookahead", lookahead), ("accuracy", "--accuracy", accuracy), ("seed", "--seed", seed),
+         ("eviction", "--eviction", eviction?.rawValue), ("buffer", "--buffer", buffer)]
     }
 
-    /// `base` (from a config file, or the defaults) with the options given on the command line.
-    func options(base: PrefetchOptions) throws -> PrefetchOptions {
-        var o = base
-        if let lookahead { o.lookahead = lookahead }
-        if let accuracy { o.accuracy = accuracy }
-        if let seed { o.seed = seed }
-        if let eviction { o.eviction = eviction }
-        if let buffer { o.bufferShare = buffer }
-        try o.validate()
-        return o
-    }
+
 }
 
 /// `--threshold`, `--low-bits`, `--group-size`, `--low-hit`, `--skip-threshold`: settings of mixed-precision and of
 /// the skipping strategies.
-struct PrecisionArguments: ParsableArguments {
+struct PrecisionArguments: ParsableArguments, SectionArguments {
+    typealias Section = PrecisionOptions
     @Option(help: "mixed-precision: misses whose gate weight is below this are copied in low precision (default 0.3).")
-    var threshold: Double?
+    var threshold: String?
 
     @Option(help: "mixed-precision: bits per weight of the low-precision version, 8, 4 or 2 (default 4).")
-    var lowBits: Int?
+    var lowBits: String?
 
     @Option(help: "mixed-precision: weights per quantisation scale (default 64).")
-    var groupSize: Int?
+    var groupSize: String?
 
     @Option(help: "mixed-precision: on a hit of a low-precision expert that needs full precision, accept it or upgrade (copy the full one) (default accept).")
     var lowHit: LowPrecisionHit?
 
     @Option(help: "skip, mixed-skip: misses whose gate weight is below this are not computed (default 0.1).")
-    var skipThreshold: Double?
+    var skipThreshold: String?
 
-    var given: [(key: String, named: String)] {
-        [("precision.threshold", "--threshold", threshold != nil), ("precision.low_bits", "--low-bits", lowBits != nil),
-         ("precision.group_size", "--group-size", groupSize != nil), ("precision.low_hit", "--low-hit", lowHit != nil),
-         ("precision.skip_threshold", "--skip-threshold", skipThreshold != nil)].filter(\.2).map { ($0.0, $0.1) }
+    var settings: [(key: String, flag: String, value: String?)] {
+        [("threshold", "--threshold", threshold), ("low_bits", "--low-bits", lowBits), ("group_size", "--group-size", groupSize),
+         ("low_hit", "--low-hit", lowHit?.rawValue), ("skip_threshold", "--skip-threshold", skipThreshold)]
     }
 
-    func options(base: PrecisionOptions) throws -> PrecisionOptions {
-        var o = base
-        if let threshold { o.threshold = threshold }
-        if let skipThreshold { o.skipThreshold = skipThreshold }
-        if let lowBits { o.lowBits = lowBits }
-        if let groupSize { o.groupSize = groupSize }
-        if let lowHit { o.lowHit = lowHit }
-        try o.validate()
-        return o
-    }
+
 }
 
 /// `--train-split`, `--cpu-layers`, `--rest`: settings of the static placement strategies.
-struct PlacementArguments: ParsableArguments {
+struct PlacementArguments: ParsableArguments, SectionArguments {
+    typealias Section = PlacementOptions
     @Option(help: "static-frequency: share of the sequences, in order, whose routing picks the pinned experts; measured on the rest; in (0, 1) (default 0.5).")
-    var trainSplit: Double?
+    var trainSplit: String?
 
     @Option(help: "n-cpu-moe: layers whose experts run on the host CPU, or auto: the fewest that let the other layers' experts fit in the budget (default auto).")
     var cpuLayers: String?
@@ -130,19 +139,11 @@ struct PlacementArguments: ParsableArguments {
     @Option(help: "static-frequency, n-cpu-moe: a miss of an expert not placed is copied on demand (demand) or computed on the host CPU (cpu) (default demand).")
     var rest: String?
 
-    var given: [(key: String, named: String)] {
-        [("placement.train_split", "--train-split", trainSplit != nil), ("placement.cpu_layers", "--cpu-layers", cpuLayers != nil),
-         ("placement.rest", "--rest", rest != nil)].filter(\.2).map { ($0.0, $0.1) }
+    var settings: [(key: String, flag: String, value: String?)] {
+        [("train_split", "--train-split", trainSplit), ("cpu_layers", "--cpu-layers", cpuLayers), ("rest", "--rest", rest)]
     }
 
-    func options(base: PlacementOptions) throws -> PlacementOptions {
-        var o = base
-        if let trainSplit { try o.set("train_split", to: "\(trainSplit)", origin: "--train-split") }
-        if let cpuLayers { try o.set("cpu_layers", to: cpuLayers, origin: "--cpu-layers") }
-        if let rest { try o.set("rest", to: rest, origin: "--rest") }
-        try o.validate()
-        return o
-    }
+
 }
 
 /// `--numerics`, `--numerics-scale`, `--numerics-seed`: real expert outputs with OpenBLAS.

@@ -36,7 +36,7 @@ struct PrecisionTable: ParsableCommand {
         let thresholdList = try commaList(thresholds, option: "thresholds", expected: "a number") { Double($0) }
         let cfg = try RunConfig.load(config)
         try FileRoles.check(inputs: cfg.inputFiles.map { ("a file the config reads", $0) }, outputs: [("--markdown", markdown)])
-        let trace = try RoutingTrace.load(cfg.tracePath)
+        let trace = try RoutingTrace.loadForReplay(cfg.tracePath)
         let plan = StepPlan(trace)
         let options = NumericsOptions(scale: numericsScale)
         func replay(_ policy: PolicyKind, _ precision: PrecisionOptions) throws -> ReplayResult {

@@ -90,8 +90,8 @@ struct Replay: ParsableCommand {
             }
             if chunkTokens < 1 { throw ValidationError("--chunk-tokens must be at least 1") }
         }
-        let loaded = stream ? nil : try RoutingTrace.load(trace)
-        let header = try loaded?.header ?? TraceReader(path: trace).header
+        let loaded = stream ? nil : try RoutingTrace.loadForReplay(trace)
+        let header = try loaded?.header ?? RoutingTrace.header(of: trace)
         var modelProfile = try model.map { try RunConfig.profile(named: $0, preset: ModelProfile.preset) }
             ?? ModelProfile.matching(header)
         var hardwareProfile = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset)

@@ -50,9 +50,8 @@ struct TraceCommand: ParsableCommand {
             files.input("the input trace", input)
             files.output("the output", output)
             try files.check()
-            let trace = try RoutingTrace.load(input)
-            try trace.write(to: output)
-            print("wrote \(output): \(trace.tokenCount) tokens, \(trace.header.layers) layers, \(trace.header.experts) experts, top-\(trace.header.topK)")
+            let (header, tokens) = try RoutingTrace.convert(input, to: output)
+            print("wrote \(output): \(tokens) tokens, \(header.layers) layers, \(header.experts) experts, top-\(header.topK)")
         }
     }
 
@@ -60,20 +59,11 @@ struct TraceCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check every line of a trace; print its shape, or the first error with file, line and field.")
 
-        @Argument(help: "Routing trace (.jsonl or .jsonl.gz).")
+        @Argument(help: "Routing trace (.jsonl, .jsonl.gz or .moet).")
         var file: String
 
         func run() throws {
-            let (tokens, missing, h): (Int, Int, TraceHeader)
-            if BinaryTrace.isBinary(file) {
-                let trace = try BinaryTrace.read(file)
-                (tokens, missing, h) = (trace.tokenCount, trace.missingCells, trace.header)
-            } else {
-                let reader = try TraceReader(path: file)
-                var record = TokenRecord(layers: reader.header.layers, topK: reader.header.topK)
-                while try reader.next(into: &record) {}
-                (tokens, missing, h) = (reader.tokens, reader.missingCells, reader.header)
-            }
+            let (h, tokens, missing) = try RoutingTrace.check(file)
             print("\(file): valid moe-routing-trace v1: \(tokens) tokens, \(h.layers) layers, "
                   + "\(h.experts) experts, top-\(h.topK), \(missing) null cells")
         }
@@ -116,7 +106,7 @@ struct TraceCommand: ParsableCommand {
         var model: String = "mixtral-8x7b"
         @Option(help: "Tokens in all.") var tokens: Int
         @Option(help: "Random seed.") var seed: UInt64 = 1
-        @Option(help: "Output file (.jsonl or .jsonl.gz).") var out: String
+        @Option(help: "Output file (.jsonl, .jsonl.gz or .moet).") var out: String
         @Option(help: "Sequences the tokens are split into (default 4).") var sequences: Int?
         @Option(help: "Prefill (prompt) tokens at the start of each sequence (default 32).") var prefill: Int?
         @Option(help: "Zipf exponent of per-layer expert popularity, 0 = uniform (default 0.2).") var skew: Double?

@@ -132,7 +132,8 @@ public enum Limits {
 /// Numbers as users write them in configs, `--set`, axes and budgets: plain decimal only. `Double(_:)` alone would
 /// also take `0x10` (16), `nan`, `inf` and `1_0`, none of which a user means in a config.
 public enum DecimalText {
-    /// `[+-]digits[.digits][e[+-]digits]` (or `.digits`), finite; nil for anything else.
+    /// `[+-]digits[.digits][e[+-]digits]` (or `.digits`), finite and zero or normal; nil for anything else (a
+    /// subnormal such as `1.5e-323` would round to 0 in single precision, or in the arithmetic it enters).
     public static func double(_ text: String) -> Double? {
         let s = text.trimmingCharacters(in: .whitespaces)
         var bytes = Array(s.utf8)[...]
@@ -150,7 +151,7 @@ public enum DecimalText {
             if bytes.first == UInt8(ascii: "+") || bytes.first == UInt8(ascii: "-") { bytes = bytes.dropFirst() }
             guard digits() > 0 else { return nil }
         }
-        guard bytes.isEmpty, let v = Double(s), v.isFinite else { return nil }
+        guard bytes.isEmpty, let v = Double(s), v.isFinite, v == 0 || v.isNormal else { return nil }
         return v
     }
 

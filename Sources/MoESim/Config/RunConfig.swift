@@ -113,7 +113,14 @@ public struct RunConfig: Sendable {
 
     /// A preset name, or a profile file's path (CLI `--model`, `--hardware`, `--runtime`).
     public static func profile<P: OverridableProfile>(named name: String, preset: (String) throws -> P) throws -> P {
-        isProfileFile(name) ? try profileFile(name, preset: preset) : try preset(name)
+        if isProfileFile(name) { return try profileFile(name, preset: preset) }
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: name, isDirectory: &isFolder) && !P.presetNames.contains(name) {
+            throw ConfigError.file(path: name, line: nil, message: isFolder.boolValue
+                ? "is a folder, not a \(P.section) preset or profile file (a profile file's name ends in .yaml or .yml)"
+                : "is not a profile file: a profile file's name ends in .yaml or .yml")
+        }
+        return try preset(name)
     }
 
     /// A profile section: a preset name or profile file, or a mapping with `preset` and field overrides.
@@ -132,9 +139,15 @@ public struct RunConfig: Sendable {
         }
         var profile = try YAMLFile(path: path).wrap(presetNode) { try preset(presetName) }
         for (keyNode, value) in mapping {
-            guard let key = keyNode.scalar?.string, key != "preset" else { continue }
+            guard let key = keyNode.scalar?.string else {
+                throw ConfigError.file(path: path, line: keyNode.mark?.line, message: "\(P.section) keys are names (\(P.fieldKeys.joined(separator: ", "))), not lists or mappings")
+            }
+            guard key != "preset" else { continue }
             guard let text = value.scalar?.string else {
                 throw ConfigError.file(path: path, line: value.mark?.line, message: "\(P.section).\(key) must be a single value")
+            }
+            if key == "name" && P.presetNames.contains(text) {
+                throw ConfigError.file(path: path, line: keyNode.mark?.line, message: "\(P.section).name '\(text)' is a preset's: give this profile a name of its own, so that its rows are not taken for the preset's")
             }
             do { try profile.set(key, to: text, origin: path) } catch let e as ConfigError {
                 throw ConfigError.file(path: path, line: keyNode.mark?.line, message: e.description.replacingOccurrences(of: "\(path): ", with: ""))

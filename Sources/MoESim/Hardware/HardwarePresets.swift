@@ -37,3 +37,7 @@ extension HardwareProfile {
         return p
     }
 }
+
+extension HardwareProfile {
+    public static var presetNames: [String] { presets.map(\.name) }
+}

@@ -23,3 +23,7 @@ extension RuntimeProfile {
         return p
     }
 }
+
+extension RuntimeProfile {
+    public static var presetNames: [String] { presets.map(\.name) }
+}

@@ -56,3 +56,7 @@ extension ModelProfile {
         return shaped[0]
     }
 }
+
+extension ModelProfile {
+    public static var presetNames: [String] { presets.map(\.name) }
+}

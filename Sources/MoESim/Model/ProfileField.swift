@@ -72,6 +72,8 @@ extension ProfileField where Profile: OverridableProfile {
 public protocol OverridableProfile {
     static var section: String { get }
     static var fields: [ProfileField<Self>] { get }
+    /// The presets' names: a profile of one's own may not take one (its rows would pass for the preset's).
+    static var presetNames: [String] { get }
 }
 
 extension OverridableProfile {

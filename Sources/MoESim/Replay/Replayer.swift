@@ -74,16 +74,8 @@ public enum Replayer {
     public static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec,
                                               sink: inout Sink, placementUses: [Int]? = nil) throws -> (result: ReplayResult, log: ServingLog) {
         let layout = try BudgetLayout(plan: plan, spec: spec)
-        // Arrivals add time of their own: a run they would carry past the clock's range is refused before it starts.
-        let horizon = spec.serving.arrivals.horizonSeconds(requests: trace.sequenceCount, in: trace) + layout.worstSeconds
-        if !(horizon * 1e9 <= Double(Limits.simulatedNanoseconds)) {
-            throw ConfigError.invalidValue(field: "serving.arrivals", value: spec.serving.arrivals.label,
-                                           expected: "arrivals that end, with the run's worst case of \(String(format: "%.3g", layout.worstSeconds)) s, within \(Limits.simulatedNanoseconds / 1_000_000_000) s (about 146 years) of simulated time; these reach \(String(format: "%.3g", horizon)) s: a higher rate, a shorter think time or fewer requests")
-        }
-        if spec.policy.readsGateWeights && !trace.hasWeights {
-            throw ConfigError.invalidValue(field: "policy", value: spec.policy.rawValue,
-                                           expected: "a trace with gate weights (its lines have no 'weights')")
-        }
+        try checkServing(trace: trace, spec: spec, layout: layout)
+        try requireWeights(spec, trace.hasWeights)
         var order: [ServingScheduler.Step]?
         if spec.policy.readsFutureSteps {
             var first = spec
@@ -107,14 +99,53 @@ public enum Replayer {
     private static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec, layout: BudgetLayout,
                                                sink: inout Sink, fixedOrder: [ServingScheduler.Step]?,
                                                placementUses: [Int]?) throws -> (scheduler: ServingScheduler, counters: ReplayCounters) {
-        let perToken = spec.model.kvBytesPerToken
-        let room = perToken > 0 ? layout.kvRoomBytes / perToken : .infinity
-        let scheduler = try ServingScheduler(trace: trace, options: spec.serving, weights: spec.policy.readsGateWeights,
-                                             kvRoomTokens: room < 9e18 ? Int64(room) : .max, fixedOrder: fixedOrder)
+        let scheduler = try makeScheduler(trace: trace, spec: spec, layout: layout, fixedOrder: fixedOrder)
         var source = scheduler
         let counters = try replay(source: &source, context: scheduler.fixedPlan ?? plan, layout: layout, spec: spec,
                                   sink: &sink, expertUses: { placementUses ?? expertUses(plan) }, recordPrecision: false).counters
         return (scheduler, counters)
+    }
+
+    /// Every check `replay(trace:plan:spec:)` makes before simulated time passes, without replaying: a sweep runs it
+    /// on each cell before the first one runs, so that a later cell's mistake costs no time and leaves no journal.
+    /// `sequences`: the trace's sequence count, when the caller has counted it.
+    public static func check(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec, sequences: Int? = nil) throws {
+        let layout = try BudgetLayout(plan: plan, spec: spec)
+        try requireWeights(spec, trace.hasWeights)
+        if spec.policy.learnsPlacement {
+            try trace.checkSplittable(sequences: sequences ?? trace.sequenceCount, trainShare: spec.placement.trainSplit)
+        }
+        if spec.serving.scheduler != .sequential {
+            try checkServing(trace: trace, spec: spec, layout: layout, sequences: sequences)
+            _ = try makeScheduler(trace: trace, spec: spec, layout: layout, fixedOrder: nil)
+        }
+    }
+
+    /// Strategies that decide by gate weight need a trace (or streamed chunk) that has them.
+    private static func requireWeights(_ spec: ReplaySpec, _ hasWeights: Bool) throws {
+        guard hasWeights || !spec.policy.readsGateWeights else {
+            throw ConfigError.invalidValue(field: "policy", value: spec.policy.rawValue,
+                                           expected: "a trace with gate weights (its lines have no 'weights')")
+        }
+    }
+
+    /// Arrivals add time of their own: a run they would carry past the clock's range is refused before it starts.
+    private static func checkServing(trace: RoutingTrace, spec: ReplaySpec, layout: BudgetLayout, sequences: Int? = nil) throws {
+        try spec.serving.validate()
+        let horizon = spec.serving.arrivals.horizonSeconds(requests: sequences ?? trace.sequenceCount, in: trace) + layout.worstSeconds
+        if !(horizon * 1e9 <= Double(Limits.simulatedNanoseconds)) {
+            throw ConfigError.invalidValue(field: "serving.arrivals", value: spec.serving.arrivals.label,
+                                           expected: "arrivals that end, with the run's worst case of \(String(format: "%.3g", layout.worstSeconds)) s, within \(Limits.simulatedNanoseconds / 1_000_000_000) s (about 146 years) of simulated time; these reach \(String(format: "%.3g", horizon)) s: a higher rate, a shorter think time or fewer requests")
+        }
+    }
+
+    /// The scheduler of a served run, with the KV room `layout` leaves (it refuses a request that cannot fit alone).
+    private static func makeScheduler(trace: RoutingTrace, spec: ReplaySpec, layout: BudgetLayout,
+                                      fixedOrder: [ServingScheduler.Step]?) throws -> ServingScheduler {
+        let perToken = spec.model.kvBytesPerToken
+        let room = perToken > 0 ? layout.kvRoomBytes / perToken : .infinity
+        return try ServingScheduler(trace: trace, options: spec.serving, weights: spec.policy.readsGateWeights,
+                                    kvRoomTokens: room < 9e18 ? Int64(room) : .max, fixedOrder: fixedOrder)
     }
 
     /// A whole trace under `spec`, as the CLI and sweeps replay it: batch 1 in the trace's order, or served by a
@@ -140,7 +171,7 @@ public enum Replayer {
         return result
     }
 
-    /// Replays a `.jsonl` or `.jsonl.gz` trace in chunks of about `chunkTokens` tokens (whole steps), so that memory
+    /// Replays a `.jsonl`, `.jsonl.gz` or `.moet` trace in chunks of about `chunkTokens` tokens (whole steps), so that memory
     /// does not grow with the trace: a first pass checks every line and measures what the budget checks and
     /// `cpu-fallback`'s placement need (largest working sets, uses per expert); the second replays chunk by chunk.
     /// Results equal `run`'s on the whole trace. Not for `belady`, whose future index needs the whole trace.
@@ -161,7 +192,7 @@ public enum Replayer {
             }
             for (e, n) in expertUses(plan).enumerated() { uses[e] += n }
         }
-        guard let extent else { throw TraceError.malformed(path: path, line: 2, field: nil, message: "no token lines after the header") }
+        guard let extent else { throw TraceError.noTokens(path: path) }
         let layout = try BudgetLayout(extent: extent, spec: spec)
         chunks = try TraceChunks(path: path, tokens: chunkTokens)
         var totals = TraceTotals()
@@ -171,7 +202,7 @@ public enum Replayer {
             totals.add(plan)
             return plan
         }
-        guard let first = try nextPlan() else { throw TraceError.malformed(path: path, line: 2, field: nil, message: "no token lines after the header") }
+        guard let first = try nextPlan() else { throw TraceError.noTokens(path: path) }
         var sink = NoEvents()
         let replayed = try replay(first: first, next: nextPlan, layout: layout, spec: spec, sink: &sink,
                                   expertUses: { uses }, recordPrecision: false)
@@ -190,14 +221,7 @@ public enum Replayer {
     private static func replay<Sink: EventSink>(first plan: StepPlan, next: @escaping () throws -> StepPlan?, layout: BudgetLayout,
                                                 spec: ReplaySpec, sink: inout Sink, expertUses: @escaping () -> [Int],
                                                 recordPrecision: Bool) throws -> (counters: ReplayCounters, precisionLog: [AccessPrecision]) {
-        // Strategies that decide by gate weight: every plan (the whole trace, or each streamed chunk) needs them.
-        let checked: (StepPlan) throws -> StepPlan = { plan in
-            guard plan.hasWeights || !spec.policy.readsGateWeights else {
-                throw ConfigError.invalidValue(field: "policy", value: spec.policy.rawValue,
-                                               expected: "a trace with gate weights (its lines have no 'weights')")
-            }
-            return plan
-        }
+        let checked: (StepPlan) throws -> StepPlan = { plan in try requireWeights(spec, plan.hasWeights); return plan }
         var source = SequentialScheduler(try checked(plan), next: { try next().map(checked) })
         return try replay(source: &source, context: plan, layout: layout, spec: spec, sink: &sink,
                           expertUses: expertUses, recordPrecision: recordPrecision)

@@ -202,13 +202,26 @@ public struct SweepConfig: Sendable {
                 return r
             }
         }
-        // Check every axis value now, with the line of its axis, rather than mid-sweep.
+        // Check every axis value now, with the line of its axis, rather than mid-sweep; a value that sets what an
+        // earlier one set (`0.5` and `0.50`) would run the same cell twice.
         for (k, v) in axesNode {
             let key = try scalar(k, "an axis")
+            var earlier: [(text: String, spec: ReplaySpec)] = []
             for item in list(v) {
                 var spec = ReplaySpec(model: models[0], hardware: hardware[0], policy: .lru, budget: .share(0.25))
-                try file.wrap(item) { try apply(key, try scalar(item, key), to: &spec) }
+                let text = try scalar(item, key)
+                try file.wrap(item) { try apply(key, text, to: &spec) }
+                if let same = earlier.first(where: { $0.spec == spec }) {
+                    throw fail(item, "axis \(key) gives '\(text)' after '\(same.text)', the same setting: each value once")
+                }
+                earlier.append((text, spec))
             }
+        }
+        if let twice = Self.firstRepeat(policies.map(\.rawValue)) {
+            throw fail(try required("policies"), "policies lists \(twice) twice: each strategy once")
+        }
+        if let twice = Self.firstRepeat(traces) {
+            throw fail(try required("traces"), "traces lists \(twice) twice: each trace once")
         }
         // Every setting given must be taken by one of the grid's strategies and schedulers.
         config.givenSettings = ["prefetch", "precision", "serving", "placement"].flatMap { file.settings(values[$0], section: $0) }
@@ -217,5 +230,11 @@ public struct SweepConfig: Sendable {
             ?? [serving.scheduler]
         try SettingScope.check(config.givenSettings, policies: policies, schedulers: schedulers)
         return config
+    }
+
+    /// The first value that appears twice, if any.
+    static func firstRepeat(_ values: [String]) -> String? {
+        var seen = Set<String>()
+        return values.first { !seen.insert($0).inserted }
     }
 }

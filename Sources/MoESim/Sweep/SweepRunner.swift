@@ -58,18 +58,14 @@ public struct SweepRunner: Sendable {
         // Load each trace once, and check every cell before any replay starts.
         var plans: [String: (name: String, plan: StepPlan, trace: RoutingTrace)] = [:]
         for path in Set(cells.map(\.trace)).sorted() {
-            let trace = try RoutingTrace.load(path)
+            let trace = try RoutingTrace.loadForReplay(path)
             plans[path] = (trace.name, StepPlan(trace), trace)
         }
-        var sequences: [String: Int] = [:]  // counted only for the traces a learned placement splits
+        let sequences = plans.mapValues(\.trace.sequenceCount)
         for cell in cells {
             do {
-                _ = try BudgetLayout(plan: plans[cell.trace]!.plan, spec: cell.spec)
-                if cell.spec.policy.learnsPlacement {
-                    let trace = plans[cell.trace]!.trace
-                    if sequences[cell.trace] == nil { sequences[cell.trace] = trace.sequenceCount }
-                    try trace.checkSplittable(sequences: sequences[cell.trace]!, trainShare: cell.spec.placement.trainSplit)
-                }
+                let entry = plans[cell.trace]!
+                try Replayer.check(trace: entry.trace, plan: entry.plan, spec: cell.spec, sequences: sequences[cell.trace])
             } catch let e as ConfigError {
                 throw ConfigError.cell(settings: "\(describe(cell)), policy \(cell.spec.policy.rawValue) (cell \(cell.index))",
                                        reason: e.description)

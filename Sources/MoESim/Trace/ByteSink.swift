@@ -22,6 +22,8 @@ public final class AtomicFileSink {
     private var buffer: [UInt8] = []
     private let chunk = 1 << 18
     private var committed = false
+    /// Where the next byte goes in the (uncompressed) file: the bytes written and buffered so far, or a seek's target.
+    private var position = 0
 
     public init(path: String) throws {
         self.path = path
@@ -58,11 +60,30 @@ public final class AtomicFileSink {
 
     public func write(_ text: String) throws {
         buffer.append(contentsOf: text.utf8)
+        position += text.utf8.count
         if buffer.count >= chunk { try flush(final: false) }
     }
 
     public func write(bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    /// Writes `bytes` at the file's byte `offset` (nil: after the last byte written). A write that does not continue
+    /// where the last one ended seeks, which a compressed output or a stream cannot: the binary trace writer places
+    /// each block's column slices this way.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int? = nil) throws {
+        if let offset, offset != position {
+            guard deflater == nil, !direct else {
+                throw ConfigError.file(path: path, line: nil, message: "cannot be written in parts (a stream or compressed output): write a file")
+            }
+            try flush(final: false)
+            guard fseeko(file, off_t(offset), SEEK_SET) == 0 else {
+                throw ConfigError.file(path: path, line: nil, message: "cannot seek: \(String(cString: strerror(errno)))")
+            }
+            position = offset
+        }
         buffer.append(contentsOf: bytes)
+        position += bytes.count
         if buffer.count >= chunk { try flush(final: false) }
     }
 

@@ -95,6 +95,13 @@ public struct RoutingTrace: Sendable {
         return try load(try TraceReader(path: path))
     }
 
+    /// `load`, for a replay: a trace of only a header has nothing to replay, and is refused as `--stream` refuses it.
+    public static func loadForReplay(_ path: String) throws -> RoutingTrace {
+        let trace = try load(path)
+        if trace.tokenCount == 0 { throw TraceError.noTokens(path: path) }
+        return trace
+    }
+
     /// Reads a trace held in memory exactly as `load` reads the file `path` (its ending picks the format, and
     /// errors name it): for fuzzing and tests, and for traces that arrive by other means than a file.
     public static func load(bytes: [UInt8], path: String) throws -> RoutingTrace {

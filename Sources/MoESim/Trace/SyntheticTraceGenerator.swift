@@ -127,11 +127,9 @@ public struct SyntheticTraceGenerator {
         }
     }
 
-    /// Writes the trace to `path` (`.jsonl` or `.jsonl.gz`), atomically.
+    /// Writes the trace to `path` (`.jsonl`, `.jsonl.gz` or `.moet`), atomically.
     public func write(to path: String) throws {
-        let writer = try TraceWriter(path: path, header: header)
-        try generate { try writer.append($0) }
-        try writer.finish()
+        _ = try RoutingTrace.write(header: header, to: path) { consume in try generate(consume) }
     }
 
     /// Builds the trace in memory (tests and benchmarks).

@@ -1,12 +1,13 @@
-/// A `.jsonl` or `.jsonl.gz` trace read as consecutive chunks of whole steps, for replay in bounded memory.
+/// A `.jsonl`, `.jsonl.gz` or `.moet` trace read as consecutive chunks of whole steps, for replay in bounded memory.
 ///
 ///     var chunks = try TraceChunks(path: "big.jsonl.gz", tokens: 65_536)
 ///     while let (chunk, previousSeq) = try chunks.next() { … StepPlan(chunk, previousSeq: previousSeq) … }
 ///
 /// A chunk ends after at least `tokens` tokens, never inside a sequence's run of prefill tokens (one step), so the
-/// chunks' step plans are the whole trace's, cut between steps. Binary `.moet` files are read whole instead.
+/// chunks' step plans are the whole trace's, cut between steps. A `.moet` file is read a block of
+/// tokens at a time (`BinaryTraceReader`).
 public struct TraceChunks {
-    private let reader: TraceReader
+    private let reader: TokenRecordReader
     private let name: String
     private let tokens: Int
     /// The record read past the end of the previous chunk: the first of the next one.
@@ -15,10 +16,7 @@ public struct TraceChunks {
     private var previousSeq: Int32?
 
     public init(path: String, tokens: Int) throws {
-        if BinaryTrace.isBinary(path) {
-            throw TraceError.cannotOpen(path: path, reason: "streaming reads .jsonl and .jsonl.gz; convert with `moesim trace convert`")
-        }
-        reader = try TraceReader(path: path)
+        reader = try BinaryTrace.records(path)
         name = RoutingTrace.traceName(path)
         self.tokens = max(1, tokens)
         record = TokenRecord(layers: reader.header.layers, topK: reader.header.topK)

@@ -5,6 +5,8 @@ public enum TraceError: Error, CustomStringConvertible, Equatable {
     case truncatedGzip(path: String)
     case corruptGzip(path: String, reason: String)
     case empty(path: String)
+    /// A header and nothing else: nothing to replay (whole or streamed).
+    case noTokens(path: String)
 
     public var description: String {
         switch self {
@@ -14,6 +16,7 @@ public enum TraceError: Error, CustomStringConvertible, Equatable {
         case let .truncatedGzip(path): return "\(path): truncated gzip stream (the file ends before the compressed data does)"
         case let .corruptGzip(path, reason): return "\(path): corrupt gzip data: \(reason)"
         case let .empty(path): return "\(path): empty file: a trace starts with a header line"
+        case let .noTokens(path): return "\(path): a header and no token lines: nothing to replay"
         }
     }
 }

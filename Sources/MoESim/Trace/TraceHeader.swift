@@ -37,11 +37,16 @@ public struct TraceHeader: Equatable, Sendable {
         guard object["format"] as? String == formatName else {
             throw fail("format", "expected \"\(formatName)\"; is this a routing trace?")
         }
-        guard let version = object["version"] as? Int, version == TraceHeader.version else {
+        // A JSON number that is a whole number (JSONSerialization reads `true` as an NSNumber that `as? Int` takes for 1).
+        func integer(_ value: Any?) -> Int? {
+            guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else { return nil }
+            return value as? Int
+        }
+        guard let version = integer(object["version"]), version == TraceHeader.version else {
             throw fail("version", "expected \(TraceHeader.version), found \(object["version"].map { "\($0)" } ?? "nothing")")
         }
         func count(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
-            guard let n = object[key] as? Int else { throw fail(key, "missing or not an integer") }
+            guard let n = integer(object[key]) else { throw fail(key, "missing or not an integer") }
             if !range.contains(n) { throw fail(key, "\(n) is outside \(Limits.describe(range)) (docs/trace-format.md, Limits)") }
             return n
         }
