@@ -35,8 +35,33 @@ for t in "$root"/traces/*-synth.jsonl.gz; do
   "$moesim" trace convert "$corpus/seeds/fuzz-jsonl/$name.jsonl" "$corpus/seeds/fuzz-moet/$name.moet" > /dev/null
 done
 "$moesim" trace convert "$root"/traces/golden-tiny.jsonl "$corpus/seeds/fuzz-moet/golden-tiny.moet" > /dev/null
-cp "$root"/configs/default.yaml "$root"/configs/compare-*.yaml "$corpus/seeds/fuzz-run-config/"
+cp "$root"/configs/default.yaml "$root"/configs/compare-*.yaml "$root"/configs/serving-*.yaml "$corpus/seeds/fuzz-run-config/"
 cp "$root"/configs/sweep-*.yaml "$corpus/seeds/fuzz-sweep-config/"
+# Serving, runtime and placement settings, in a run config and as sweep axes (a small model, so each input replays).
+cat > "$corpus/seeds/fuzz-run-config/settings.yaml" <<'YAML'
+trace: t.jsonl
+model: {preset: mixtral-8x7b, layers: 4, experts: 8}
+hardware: a100-80gb-pcie
+runtime: {preset: cuda-graph, layer_overhead_s: 0.00002, host_buffer: pageable}
+budget: 25%
+policies: [static-frequency, n-cpu-moe, pregated]
+placement: {train_split: 0.5, cpu_layers: auto, rest: cpu}
+prefetch: {buffer: 0.5}
+serving: {scheduler: continuous, max_seqs: 4, max_tokens: 64, prefill_chunk: 8, arrivals: "poisson:2:1", slo_ttft_s: 2, slo_tpot_s: 0.2}
+YAML
+cat > "$corpus/seeds/fuzz-sweep-config/settings.yaml" <<'YAML'
+traces: [t.jsonl]
+models: [{preset: mixtral-8x7b, layers: 4, experts: 8}]
+hardware: [a100-80gb-pcie]
+runtime: pytorch-eager
+policies: [lru, static-frequency]
+serving: {scheduler: static, batch: 2, arrivals: "closed:2:0.5"}
+axes:
+  budget: [25%, 50%]
+  serving.batch: [1, 2]
+  runtime.expert_overhead_s: [0, 0.0001]
+  placement.train_split: [0.25, 0.5]
+YAML
 printf 'preset: a100-80gb-pcie\nhost_flops: 1.34e11\nhost_bytes_per_s: 1.42e10\ncopy_engines: 2\n' > "$corpus/seeds/fuzz-profile/host.yaml"
 printf 'preset: mixtral-8x7b\ntop_k: 4\nbytes_per_param: 0.5\nshared_experts: 1\n' > "$corpus/seeds/fuzz-profile/model.yaml"
 

@@ -94,6 +94,22 @@ import Testing
         }
     }
 
+    /// An output named through a symbolic link replaces the file the link leads to and keeps the link (it used to
+    /// replace the link with a regular file); a link that leads nowhere is refused, writing nothing.
+    @Test func anOutputThroughALinkWritesTheFileItLeadsTo() throws {
+        let dir = try workspace()
+        try "old".write(toFile: dir + "/target.jsonl", atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link.jsonl", withDestinationPath: "target.jsonl")
+        let r = try cli.moesim(["trace", "convert", "t.jsonl.gz", "link.jsonl"], in: dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir + "/link.jsonl") == "target.jsonl")
+        #expect(try RoutingTrace.load(dir + "/target.jsonl").tokenCount == (try RoutingTrace.load(dir + "/t.jsonl.gz").tokenCount))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/dangling.csv", withDestinationPath: "nowhere/r.csv")
+        let d = try cli.moesim(["replay", "t.jsonl.gz", "--out", "dangling.csv"], in: dir)
+        #expect(d.status != 0 && d.stderr.contains("dangling.csv: is a link to a file that does not exist"), "\(d.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/nowhere"))
+    }
+
     /// Arrivals that would carry a run past the clock's range (2^62 ns) are refused before it starts: a closed loop
     /// whose think times add up (9,300 requests × 10^6 s), and a Poisson process of 10^-6 requests/s (its arrivals used
     /// to be clamped at 4.6 × 10^9 s and queue behind each other, exit 0).

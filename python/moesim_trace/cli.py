@@ -4,12 +4,13 @@ import argparse
 import sys
 
 from . import calibrate, megatron, npy, parquet, record, sglang, sglang_dump, tiny, vllm
-from .trace import TraceError
+from .trace import EXPERTS, TOKENS, TraceError, output_target, whole
 
 
 def _output(parser, model_help="model name for the header (a moesim preset name lets replay pick it)"):
     parser.add_argument("--model", help=model_help)
-    parser.add_argument("--out", required=True, help="output trace, .jsonl or .jsonl.gz")
+    parser.add_argument("--out", required=True, help="output trace, .jsonl or .jsonl.gz (a link is followed; "
+                        "missing folders are created)")
 
 
 def _prompt_tokens(parser):
@@ -121,7 +122,18 @@ def _parser():
     return parser
 
 
+def _check_counts(args):
+    """The import options' numbers in their ranges, each error naming its option."""
+    whole(args.experts, "--experts", *EXPERTS)
+    for n in getattr(args, "prompt_tokens", None) or []:
+        whole(n, "--prompt-tokens", 0, TOKENS)
+    for option, low in (("batch", 1), ("seq_len", 1), ("max_tokens", 1), ("rank", 0)):
+        if getattr(args, option, None) is not None:
+            whole(getattr(args, option), "--" + option.replace("_", "-"), low, TOKENS)
+
+
 def _import(args):
+    _check_counts(args)
     if args.source == "vllm":
         return _arrays(args, "vLLM") or vllm.import_responses(args.files, args.experts, args.model)
     if args.source == "sglang":
@@ -148,6 +160,8 @@ def _progress(line):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
+        if args.command in ("import", "record"):
+            output_target(args.out)  # a name the trace cannot be written to is refused before any work
         if args.command == "tiny-model":
             tiny.write_tiny_model(args.family, args.out, args.layers, args.experts, args.top_k, args.seed)
             print(f"wrote {args.out}: a random {args.family} with {args.layers} layers of {args.experts} experts, top-{args.top_k}")
@@ -162,6 +176,13 @@ def main(argv=None):
             builder.write(args.out)
     except TraceError as e:
         print(f"moesim-trace: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("moesim-trace: interrupted; nothing written", file=sys.stderr)
+        return 130
+    except (MemoryError, RecursionError) as e:
+        print(f"moesim-trace: error: the input needs more {'memory' if isinstance(e, MemoryError) else 'nesting'} "
+              "than this machine gives: split it, or import fewer files at once", file=sys.stderr)
         return 1
     sequences = len({line["seq"] for line in builder.lines})
     print(f"wrote {args.out}: {len(builder.lines)} tokens in {sequences} sequences, {builder.layers} MoE layers")

@@ -21,14 +21,24 @@ def _records(path):
     except OSError as e:
         raise TraceError(f"{path}: cannot read: {e}") from None
     with f:
-        for number, line in enumerate(f, 1):
+        number = 0
+        while True:
+            number += 1
+            where = f"{path}:{number}"
+            try:
+                line = f.readline()
+            except UnicodeDecodeError as e:
+                raise TraceError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start} of the read)") from None
+            if not line:
+                return
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise TraceError(f"{where}: not JSON ({e.msg})") from None
+            except RecursionError:
+                raise TraceError(f"{where}: JSON nested too deeply to be a router trace record") from None
             if not isinstance(record, dict) or "top_indices" not in record:
                 raise TraceError(f"{where}: field 'top_indices' missing: not a Megatron-Core router trace record")
             if "mtp_idx" in record or record.get("block", "decoder") != "decoder":

@@ -7,7 +7,7 @@ import ast
 import struct
 
 from .routing import build, check_grid
-from .trace import TraceError
+from .trace import LAYERS, ROUTED_IDS, TOKENS, TOP_K, TraceError
 
 _INTS = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "i8": "q", "u8": "Q"}
 
@@ -42,9 +42,15 @@ def parse_ids(data, path):
         raise TraceError(f"{path}: field 'descr': {descr!r} is not a little-endian integer type (expert ids)")
     if fortran:
         raise TraceError(f"{path}: field 'fortran_order': Fortran order is not supported (save np.ascontiguousarray)")
-    if len(shape) != 3 or any(not isinstance(n, int) or n < 0 for n in shape):
-        raise TraceError(f"{path}: field 'shape': {shape} is not [tokens, layers, top_k]")
+    if len(shape) != 3 or any(not isinstance(n, int) or isinstance(n, bool) for n in shape):
+        raise TraceError(f"{path}: field 'shape': {shape} is not [tokens, layers, top_k] (three whole numbers)")
+    # Bounded before anything is allocated: a zero dimension makes an empty body match any other dimension.
+    for name, n, (low, high) in (("tokens", shape[0], (1, TOKENS)), ("layers", shape[1], LAYERS), ("top_k", shape[2], TOP_K)):
+        if not low <= n <= high:
+            raise TraceError(f"{path}: field 'shape': {name} {n} is outside {low}..{high} (moesim's trace limits)")
     count = shape[0] * shape[1] * shape[2]
+    if count > ROUTED_IDS:
+        raise TraceError(f"{path}: field 'shape': {shape} holds {count} routed ids; a moesim trace holds at most {ROUTED_IDS}")
     code = _INTS[descr[1:]]
     body = data[start + length:]
     size = struct.calcsize("<" + code)

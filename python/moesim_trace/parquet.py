@@ -10,7 +10,7 @@ import os
 import re
 
 from .routing import check_grid
-from .trace import TraceBuilder, TraceError
+from .trace import TOP_K, TraceBuilder, TraceError
 
 
 def _pyarrow():
@@ -42,6 +42,7 @@ def _read(path, ids_column, weights_column, max_tokens):
     pq = _pyarrow()
     try:
         handle = pq.ParquetFile(path)
+        handle.schema_arrow
     except Exception as e:  # pyarrow raises ArrowInvalid and others for a file of another format
         raise TraceError(f"{path}: not a Parquet file ({type(e).__name__})") from None
     columns = [ids_column] + ([weights_column] if weights_column else [])
@@ -50,17 +51,30 @@ def _read(path, ids_column, weights_column, max_tokens):
         raise TraceError(f"{path}: field '{missing[0]}' missing (columns: {', '.join(handle.schema_arrow.names)}); "
                          "name the columns with --ids-column and --weights-column")
     import pyarrow as pa
+    kinds = [("expert ids", ids_column, pa.types.is_integer)]
+    if weights_column:
+        kinds.append(("gate weights", weights_column, lambda t: pa.types.is_floating(t) or pa.types.is_integer(t)))
+    for what, column, is_kind in kinds:
+        field = handle.schema_arrow.field(column)
+        listed = field.type
+        if not (pa.types.is_list(listed) or pa.types.is_large_list(listed) or pa.types.is_fixed_size_list(listed)) \
+                or not is_kind(listed.value_type):
+            raise TraceError(f"{path}: field '{column}': {listed}, not a list of {what}"
+                             + (" (whole numbers)" if what == "expert ids" else " (numbers)"))
     batches, rows = [], 0
-    for batch in handle.iter_batches(columns=columns, batch_size=65536):
-        batches.append(batch)
-        rows += batch.num_rows
-        if rows >= max_tokens:
-            break
-    table = pa.Table.from_batches(batches, schema=batches[0].schema) if batches else None
-    if table is None or table.num_rows == 0:
-        raise TraceError(f"{path}: no rows")
-    table = table.slice(0, max_tokens)
-    return table.column(ids_column).to_pylist(), (table.column(weights_column).to_pylist() if weights_column else None)
+    try:
+        for batch in handle.iter_batches(columns=columns, batch_size=65536):
+            batches.append(batch)
+            rows += batch.num_rows
+            if rows >= max_tokens:
+                break
+        table = pa.Table.from_batches(batches, schema=batches[0].schema) if batches else None
+        if table is None or table.num_rows == 0:
+            raise TraceError(f"{path}: no rows")
+        table = table.slice(0, max_tokens)
+        return table.column(ids_column).to_pylist(), (table.column(weights_column).to_pylist() if weights_column else None)
+    except (pa.ArrowException, OSError) as e:  # a damaged page or column chunk
+        raise TraceError(f"{path}: cannot read its rows ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def import_folder(folder, experts, seq_len, phase="prefill", max_tokens=100000, ids_column="indices",
@@ -88,9 +102,13 @@ def import_folder(folder, experts, seq_len, phase="prefill", max_tokens=100000, 
             if cell is None or not isinstance(cell, list):
                 raise TraceError(f"{path}: row {t}: field '{ids_column}' is not a list of expert ids")
             top_k = top_k or len(cell)
+            if not TOP_K[0] <= top_k <= TOP_K[1]:
+                raise TraceError(f"{path}: row {t}: field '{ids_column}' has {len(cell)} ids; top-k is {TOP_K[0]}..{TOP_K[1]}")
             if len(cell) != top_k:
                 raise TraceError(f"{path}: row {t}: field '{ids_column}' has {len(cell)} ids, top-k is {top_k} (ragged)")
-            if weights is not None and (weights[t] is None or len(weights[t]) != top_k):
+            if None in cell:
+                raise TraceError(f"{path}: row {t}: field '{ids_column}': a null id")
+            if weights is not None and (weights[t] is None or len(weights[t]) != top_k or None in weights[t]):
                 raise TraceError(f"{path}: row {t}: field '{weights_column}' does not match its {top_k} ids")
         check_grid([[cell] for cell in ids], experts, f"{path}: field '{ids_column}'")
     builder = TraceBuilder(layers=len(files), experts=experts, top_k=top_k, model=model,

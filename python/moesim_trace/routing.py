@@ -15,6 +15,8 @@ def json_responses(path):
         raise TraceError(f"{path}: cannot read: {e}") from None
     except json.JSONDecodeError as e:
         raise TraceError(f"{path}: not a JSON response (line {e.lineno}: {e.msg})") from None
+    except RecursionError:
+        raise TraceError(f"{path}: JSON nested too deeply to be a response") from None
     if not isinstance(data, list):
         yield path, data
         return

@@ -10,7 +10,7 @@ import base64
 import struct
 
 from .routing import build, check_grid, json_responses
-from .trace import TraceError
+from .trace import LAYERS, TOP_K, TraceError, whole
 
 
 def _ids(value, where):
@@ -46,13 +46,15 @@ def _responses(path):
             raise TraceError(f"{where}: field 'meta_info.routed_experts' missing (serve with --enable-return-routed-experts "
                              "and ask with return_routed_experts=True)")
         for key in ("prompt_tokens", "completion_tokens"):
-            if not isinstance(meta.get(key), int) or meta[key] < 0:
+            if not isinstance(meta.get(key), int) or isinstance(meta[key], bool) or meta[key] < 0:
                 raise TraceError(f"{where}: field 'meta_info.{key}' missing or not a count")
         yield where, meta
 
 
 def import_responses(paths, layers, experts, top_k, model=None):
     """A TraceBuilder holding every response of `paths`, one sequence each, in order (`build` says what -1 does)."""
+    whole(layers, "--layers", *LAYERS)
+    whole(top_k, "--top-k", *TOP_K)
     requests = []
     for path in paths:
         for where, meta in _responses(path):

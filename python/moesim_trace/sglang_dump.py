@@ -16,7 +16,7 @@ import glob
 import os
 
 from .routing import build, check_grid
-from .trace import TraceError
+from .trace import ROUTED_IDS, TOKENS, TraceError
 
 EXTEND, DECODE, MIXED, IDLE = 1, 2, 3, 4
 
@@ -106,11 +106,23 @@ def _cells(ids, where, top_k):
     return row
 
 
+def _id_tensor(value, where, field, dims):
+    """`value` if it is a tensor of whole numbers with `dims` dimensions whose storage holds every value it shows (a
+    broadcast view of a few stored values could show more than memory holds), else a TraceError naming `field`."""
+    torch = _torch()
+    if not torch.is_tensor(value) or value.dim() != dims:
+        raise TraceError(f"{where}: field '{field}': not a {dims}-dimensional tensor")
+    if value.dtype not in (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64):
+        raise TraceError(f"{where}: field '{field}': {value.dtype} values; expert ids are whole numbers (an integer tensor)")
+    if value.numel() > ROUTED_IDS or value.numel() > value.untyped_storage().nbytes() // value.element_size():
+        raise TraceError(f"{where}: field '{field}': shape {list(value.shape)} shows more values than the file stores")
+    return value
+
+
 def _logical_ids(ids, mapping, layers, where, path):
     """[token][layer][slot] logical ids of a record's `topk_ids_of_layer`, checked, through the physical map."""
     torch = _torch()
-    if not torch.is_tensor(ids) or ids.dim() != 3:
-        raise TraceError(f"{where}: field 'topk_ids_of_layer': not a [layers, tokens, slots] tensor")
+    _id_tensor(ids, where, "topk_ids_of_layer", 3)
     if ids.shape[0] != layers:
         raise TraceError(f"{where}: field 'topk_ids_of_layer': {ids.shape[0]} layers, earlier records have {layers}")
     if ids.numel() and int(ids.min()) < -1:
@@ -131,7 +143,8 @@ def _segment_lengths(record, mode, tokens, where):
     if mode == DECODE:
         return [1] * tokens
     lengths = record.get("extend_seq_lens")
-    if not isinstance(lengths, list) or sum(lengths) != tokens or any(n < 1 for n in lengths):
+    if (not isinstance(lengths, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in lengths)
+            or sum(lengths) != tokens):
         raise TraceError(f"{where}: field 'extend_seq_lens': {lengths} does not cover its {tokens} tokens")
     return lengths
 
@@ -141,28 +154,42 @@ def _records(loaded, rank):
     torch = _torch()
     for path, data in loaded:
         mapping = data.get("last_physical_to_logical_map")
-        if mapping is not None and not torch.is_tensor(mapping):
-            raise TraceError(f"{path}: field 'last_physical_to_logical_map' is not a tensor")
+        if mapping is not None:
+            _id_tensor(mapping, path, "last_physical_to_logical_map", 2)
         for n, record in enumerate(data["records"]):
             where = f"{path}: records[{n}]"
-            if not isinstance(record, dict) or record.get("rank", 0) != rank:
+            if not isinstance(record, dict) or _rank(record, where) != rank:
                 continue
             for key in ("forward_mode", "positions", "topk_ids_of_layer"):
                 if key not in record:
                     raise TraceError(f"{where}: field '{key}' missing")
             mode = record["forward_mode"]
+            if not isinstance(mode, int) or isinstance(mode, bool):
+                raise TraceError(f"{where}: field 'forward_mode': {type(mode).__name__}, not a whole number (1 extend, 2 decode, 3 mixed, 4 idle)")
             if mode == IDLE:
                 continue
             if mode not in (EXTEND, DECODE, MIXED):
                 raise TraceError(f"{where}: field 'forward_mode': {mode} (speculative or disaggregated passes) is not supported")
+            positions = record["positions"]
+            if not isinstance(positions, list) or not all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= TOKENS
+                                                          for p in positions):
+                raise TraceError(f"{where}: field 'positions': not a list of token positions (whole numbers from 0)")
             yield path, where, mapping, record
+
+
+def _rank(record, where):
+    """A record's `rank` (0 when absent), a whole number."""
+    rank = record.get("rank", 0)
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+        raise TraceError(f"{where}: field 'rank': {rank!r} is not a rank (a whole number from 0)")
+    return rank
 
 
 def import_dump(paths, experts, model=None, rank=None):
     """A TraceBuilder of every forward pass of one rank's records (the lowest rank present, unless `rank`)."""
     files = dump_files(paths)
     loaded = [(path, _load(path)) for path in files]
-    ranks = sorted({r.get("rank", 0) for _, d in loaded for r in d["records"] if isinstance(r, dict)})
+    ranks = sorted({_rank(r, f"{path}: records[{n}]") for path, d in loaded for n, r in enumerate(d["records"]) if isinstance(r, dict)})
     chosen = rank if rank is not None else (ranks[0] if ranks else 0)
     if ranks and chosen not in ranks:
         raise TraceError(f"--rank {chosen}: the dumps hold ranks {ranks}")

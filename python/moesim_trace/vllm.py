@@ -49,7 +49,8 @@ def _responses(path):
         if not isinstance(item, dict) or not isinstance(item.get("choices"), list) or not item["choices"]:
             raise TraceError(f"{where}: field 'choices' missing: not a saved vLLM completions response")
         usage = item.get("usage")
-        if not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int) or usage["prompt_tokens"] < 0:
+        if (not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int)
+                or isinstance(usage["prompt_tokens"], bool) or usage["prompt_tokens"] < 0):
             raise TraceError(f"{where}: field 'usage.prompt_tokens' missing or not a count")
         yield where, item
 
@@ -73,7 +74,8 @@ def import_responses(paths, experts, model=None):
                 generated = None
                 if isinstance(choice.get("token_ids"), list):
                     generated = len(choice["token_ids"])
-                elif len(choices) == 1 and isinstance(item["usage"].get("completion_tokens"), int):
+                elif len(choices) == 1 and isinstance(item["usage"].get("completion_tokens"), int) \
+                        and not isinstance(item["usage"]["completion_tokens"], bool) and item["usage"]["completion_tokens"] >= 0:
                     generated = item["usage"]["completion_tokens"]
                 forwarded = [prompt + generated - 1, prompt + generated] if generated else [prompt]
                 if rows not in forwarded and not (generated is None and rows >= prompt):

@@ -53,4 +53,23 @@ public enum Fuzz {
         let plan = StepPlan(trace)
         precondition(plan.accesses <= trace.recordedRoutings)
     }
+
+    /// What a replay does with `spec`, on a small synthetic trace of its model's shape: the checks a sweep makes
+    /// before any cell runs (`Replayer.check`), then the replay itself (serving, runtime and placement settings
+    /// included), whose counters must add up. Models too large to replay quickly are checked only.
+    public static func replaySmall(_ spec: ReplaySpec) throws {
+        let model = spec.model
+        try model.validate()
+        var shape = SyntheticTraceSpec(tokens: 12)
+        shape.sequences = 3
+        shape.prefillTokens = 2
+        let trace = try SyntheticTraceGenerator(model: model, spec: shape).makeTrace(name: "fuzz")
+        let plan = StepPlan(trace)
+        try Replayer.check(trace: trace, plan: plan, spec: spec)
+        guard model.layers * model.topK <= 256 else { return }
+        let result = try Replayer.replay(trace: trace, plan: plan, spec: spec)
+        let c = result.counters
+        precondition(c.hits + c.misses == c.accesses, "hits + misses != accesses")
+        precondition(result.simSeconds.isFinite && result.simSeconds >= 0, "simulated time \(result.simSeconds)")
+    }
 }

@@ -1,7 +1,8 @@
 import FuzzSupport
 import MoESim
 
-/// Profile files (`--model FILE`, `--hardware FILE`, as `moesim calibrate` writes them), read as either kind.
+/// Profile files (`--model FILE`, `--hardware FILE`, `--runtime FILE`, as `moesim calibrate` writes them), read
+/// as each kind.
 func fuzzProfile(_ data: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
     guard let text = Fuzz.text(data, count) else { return 0 }
     Fuzz.expectingMoESimErrors {
@@ -12,6 +13,10 @@ func fuzzProfile(_ data: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
     Fuzz.expectingMoESimErrors {
         let hardware = try RunConfig.profileFile(text: text, path: "fuzz/hardware.yaml", preset: HardwareProfile.preset)
         try hardware.validate()
+    }
+    Fuzz.expectingMoESimErrors {
+        let runtime = try RunConfig.profileFile(text: text, path: "fuzz/runtime.yaml", preset: RuntimeProfile.preset)
+        try runtime.validate()
     }
     return 0
 }

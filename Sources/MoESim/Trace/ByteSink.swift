@@ -14,8 +14,10 @@ import CZlib
 /// directly, since a rename would replace the device with a file; write errors are reported either way.
 public final class AtomicFileSink {
     public let path: String
-    /// The file written: a temporary beside `path`, or `path` itself when it is a stream.
+    /// The file written: a temporary beside `target`, or `path` itself when it is a stream.
     private let temporaryPath: String
+    /// The file that `commit` renames the temporary onto: `path`, or the file it links to.
+    private let target: String
     private let direct: Bool
     private let file: UnsafeMutablePointer<FILE>
     private var deflater: UnsafeMutablePointer<z_stream>?
@@ -28,8 +30,10 @@ public final class AtomicFileSink {
     public init(path: String) throws {
         self.path = path
         direct = try OutputPath.kind(path) == .stream
-        if !direct { try CSVFile.ensureDirectory(for: path) }
-        temporaryPath = direct ? path : path + ".tmp-\(getpid())"
+        // A link is followed: the file it names is replaced, and the link kept.
+        target = direct ? path : try OutputPath.followingLink(path)
+        if !direct { try CSVFile.ensureDirectory(for: target) }
+        temporaryPath = direct ? path : target + ".tmp-\(getpid())"
         guard let f = fopen(temporaryPath, "wb") else {
             throw ConfigError.file(path: path, line: nil, message: "cannot write: \(String(cString: strerror(errno)))")
         }
@@ -92,7 +96,7 @@ public final class AtomicFileSink {
         try flush(final: true)
         committed = true
         let closeFailed = fclose(file) != 0
-        if closeFailed || (!direct && rename(temporaryPath, path) != 0) {
+        if closeFailed || (!direct && rename(temporaryPath, target) != 0) {
             let reason = String(cString: strerror(errno))
             if !direct { unlink(temporaryPath) }
             throw ConfigError.file(path: path, line: nil, message: "cannot write: \(reason)")
@@ -145,12 +149,25 @@ public enum OutputPath {
         }
     }
 
+    /// `path`, or when it is a symbolic link, the file it leads to (links followed to the end), so that writing
+    /// replaces that file and keeps the link, as writing through the link would.
+    /// - Throws: `ConfigError.file` for a link that leads nowhere.
+    public static func followingLink(_ path: String) throws -> String {
+        var info = stat()
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK else { return path }
+        guard let real = realpath(path, nil) else {
+            throw ConfigError.file(path: path, line: nil, message: "is a link to a file that does not exist (\(String(cString: strerror(errno)))): name the file itself")
+        }
+        defer { free(real) }
+        return String(cString: real)
+    }
+
     /// Checks, before a long run, that `path` can be written: what it names, and that the nearest folder that
     /// exists on its way is writable (missing folders are created on writing).
     /// - Throws: `ConfigError.file` saying why not.
     public static func checkWritable(_ path: String) throws {
         if try kind(path) == .stream { return }
-        var folder = FilePath.parent(of: path)
+        var folder = FilePath.parent(of: try followingLink(path))
         while !folder.isEmpty && folder != "/" && !FileManager.default.fileExists(atPath: folder) {
             folder = FilePath.parent(of: folder)
         }
