@@ -157,6 +157,12 @@ def _progress(line):
     print(line, file=sys.stderr, flush=True)
 
 
+def _printable(text):
+    """`text` on one line: control characters from the input (a column named `sc\x0bres`) are shown escaped, so an
+    error never breaks a terminal line or spans several."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
@@ -175,7 +181,7 @@ def main(argv=None):
             builder = _import(args)
             builder.write(args.out)
     except TraceError as e:
-        print(f"moesim-trace: error: {e}", file=sys.stderr)
+        print(f"moesim-trace: error: {_printable(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("moesim-trace: interrupted; nothing written", file=sys.stderr)

@@ -55,8 +55,9 @@ class BadInputCorpusTests(FolderTest):
         progress), and no trace written."""
         status, err = run(argv + ["--out", self.out])
         self.assertEqual(status, 1, f"{argv}: {err}")
-        lines = err.splitlines()
-        self.assertTrue(lines and lines[-1].startswith("moesim-trace: error: ") and "Traceback" not in err, f"{argv}: {err!r}")
+        lines = err.split("\n")[:-1]  # progress lines, then the error; a control character must not break one
+        self.assertTrue(lines and lines[-1].startswith("moesim-trace: error: ") and "Traceback" not in err
+                        and len(err.splitlines()) == len(lines), f"{argv}: {err!r}")
         err = lines[-1]
         for fragment in fragments:
             self.assertIn(fragment, err, argv)
@@ -190,6 +191,8 @@ class BadInputCorpusTests(FolderTest):
         for n, (table, fragment) in enumerate(cases):
             path = folder(f"p{n}", table)
             self.assertOneLineRefusal(["import", "parquet", path, "--experts", "8", "--seq-len", "1"], fragment)
+        odd = folder("odd", pa.table({"indices": pa.array([[0, 1]], type=pa.list_(pa.int16())), "sc\x0bres\r": scores}))
+        self.assertOneLineRefusal(["import", "parquet", odd, "--experts", "8", "--seq-len", "1"], "sc\\x0bres\\r")
         os.mkdir(os.path.join(self.dir, "text"))
         self.file("text/layer_00.parquet", "not parquet")
         self.assertOneLineRefusal(["import", "parquet", os.path.join(self.dir, "text"), "--experts", "8", "--seq-len", "1"],
