@@ -74,6 +74,10 @@ public enum Limits {
     public static let kernelLaunchSeconds = 0.0...10
     public static let hostFlops = 1e3...1e30
     public static let hostBytesPerSecond = 1e3...1e30
+    /// Memory tiers (docs/tiers.md): capacities (0: unlimited), the SSD's read rate (0: no SSD) and queue depth.
+    public static let tierBytes = 0.0...1e18
+    public static let ssdBytesPerSecond = 0.0...1e30
+    public static let ssdQueueDepth = 1...1024
 
     // MARK: Runtime profile fields
     /// Fixed costs per layer, per expert and per prediction (s), like a kernel launch's.

@@ -20,17 +20,21 @@ public enum SimEvent: Equatable, Sendable, CustomStringConvertible {
     /// An expert computed on the host CPU (`cpu-fallback`).
     case cpuStart(expert: Int)
     case cpuEnd(expert: Int)
+    /// A read from the SSD into host memory (three tiers), and an expert evicted from host memory.
+    case readStart(expert: Int)
+    case readEnd(expert: Int)
+    case hostEvict(expert: Int)
     case layerEnd(step: Int, layer: Int)
 
     /// Tie-break among events at the same time: completions before starts.
     public var priority: Int {
         switch self {
-        case .copyEnd, .computeEnd, .cpuEnd: 0
+        case .copyEnd, .computeEnd, .cpuEnd, .readEnd: 0
         case .layerEnd: 1
         case .layerStart: 2
         case .gate: 3
-        case .hit, .miss, .evict, .prefetch, .cancel, .preload: 4
-        case .copyStart, .computeStart, .cpuStart: 5
+        case .hit, .miss, .evict, .prefetch, .cancel, .preload, .hostEvict: 4
+        case .copyStart, .computeStart, .cpuStart, .readStart: 5
         }
     }
 
@@ -50,6 +54,9 @@ public enum SimEvent: Equatable, Sendable, CustomStringConvertible {
         case let .computeEnd(e): "computeEnd(\(e))"
         case let .cpuStart(e): "cpuStart(\(e))"
         case let .cpuEnd(e): "cpuEnd(\(e))"
+        case let .readStart(e): "readStart(\(e))"
+        case let .readEnd(e): "readEnd(\(e))"
+        case let .hostEvict(e): "hostEvict(\(e))"
         case let .layerEnd(s, l): "layerEnd(\(s),\(l))"
         }
     }

@@ -29,6 +29,10 @@ public struct CostModel: Sendable {
     public let expertCopy: Int64
     /// The link's fixed cost per copy (ns), which copies sharing the link do not share.
     public let linkLatency: Int64
+    /// Three tiers: one expert's read from the SSD alone on its link (latency + bytes / read rate; no runtime
+    /// fraction applies), and the drive's fixed cost per read (ns); 0 without an SSD.
+    public let ssdRead: Int64
+    public let ssdLatency: Int64
     /// Attention over the context: FLOPs per (query, key) pair, 4 · heads · head_dim (scores and the weighted sum of
     /// values), and KV-cache bytes per token of context read, per layer.
     public let attentionFlopsPerPair: Double
@@ -66,6 +70,8 @@ public struct CostModel: Sendable {
         }
         expertCopy = CostModel.copy(bytes: model.expertBytes, hardware: hardware)
         linkLatency = SimTime(seconds: hardware.linkLatencySeconds).nanoseconds
+        ssdRead = hardware.tiers.hasSSD ? SimTime(seconds: CostModel.ssdReadSeconds(bytes: Double(model.expertBytes), hardware.tiers)).nanoseconds : 0
+        ssdLatency = SimTime(seconds: hardware.tiers.ssdLatencySeconds).nanoseconds
         activationBytesPerToken = Double(model.hidden) * model.bytesPerParam
         hostExpertOneToken = SimTime(seconds: hostExpertSeconds(tokens: 1)).nanoseconds
         activationOneToken = SimTime(seconds: activationSeconds(tokens: 1)).nanoseconds
@@ -129,6 +135,10 @@ public struct CostModel: Sendable {
         Int64(min((copySeconds(bytes: Double(bytes), hardware: hardware) * 1e9).rounded(), Double(Limits.simulatedNanoseconds)))
     }
 
+    static func ssdReadSeconds(bytes: Double, _ tiers: MemoryTiers) -> Double {
+        tiers.ssdLatencySeconds + bytes / tiers.ssdBytesPerSecond
+    }
+
     static func copySeconds(bytes: Double, hardware: HardwareProfile) -> Double {
         hardware.linkLatencySeconds + bytes / hardware.linkBytesPerSecond
     }
@@ -145,7 +155,9 @@ public struct CostModel: Sendable {
     func worstCaseSeconds(_ extent: PlanExtent, prefetchesPerStep: Int) -> Double {
         let copy = CostModel.copySeconds(bytes: Double(expertBytes), hardware: hardware)
         let tokens = Double(extent.maxAccessTokens)
-        let perAccess = 2 * copy + expertSeconds(tokens: tokens)
+        // With three tiers every copy and host computation may read its expert from the SSD first.
+        let read = hardware.tiers.hasSSD ? CostModel.ssdReadSeconds(bytes: Double(expertBytes), hardware.tiers) : 0
+        let perAccess = 2 * copy + 2 * read + expertSeconds(tokens: tokens)
             + hostExpertSeconds(tokens: tokens) + 2 * activationSeconds(tokens: tokens)
         let perLayer = CostModel.rooflineSeconds(params: residentParamsPerLayer, bytes: residentBytesPerLayer,
                                                  tokens: Double(extent.maxStepTokens), hardware: hardware) + layerOverheadSeconds
@@ -153,6 +165,6 @@ public struct CostModel: Sendable {
         let attention = Double(extent.attentionPairs) * Double(extent.layers)
             * max(attentionFlopsPerPair / hardware.gpuFlops, kvBytesPerTokenPerLayer / hardware.hbmBytesPerSecond)
         return Double(extent.accesses) * perAccess + Double(extent.steps) * Double(extent.layers) * perLayer + attention
-            + Double(extent.steps) * Double(prefetchesPerStep) * copy
+            + Double(extent.steps) * Double(prefetchesPerStep) * (copy + read)
     }
 }

@@ -24,6 +24,8 @@ public struct HardwareProfile: Equatable, Sendable {
     /// Host CPU FLOP/s and memory bandwidth (for CPU fallback; `calibrate` measures them).
     public var hostFlops: Double
     public var hostBytesPerSecond: Double
+    /// Host memory and the SSD below the GPU (docs/tiers.md); the default is every expert in host memory.
+    public var tiers = MemoryTiers()
     public var source: String
 
     public init(name: String, gpuMemoryBytes: Double, hbmBytesPerSecond: Double, gpuFlops: Double,
@@ -55,6 +57,23 @@ extension HardwareProfile: OverridableProfile {
         .double("kernel_launch_s", \.kernelLaunchSeconds, Limits.kernelLaunchSeconds),
         .double("host_flops", \.hostFlops, Limits.hostFlops),
         .double("host_bytes_per_s", \.hostBytesPerSecond, Limits.hostBytesPerSecond),
+        .double("host_expert_bytes", \.tiers.hostExpertBytes, Limits.tierBytes),
+        .drive("ssd"),
+        .double("ssd_bytes_per_s", \.tiers.ssdBytesPerSecond, Limits.ssdBytesPerSecond),
+        .double("ssd_latency_s", \.tiers.ssdLatencySeconds, Limits.linkLatencySeconds),
+        .int("ssd_queue_depth", \.tiers.ssdQueueDepth, Limits.ssdQueueDepth),
+        .double("ssd_capacity_bytes", \.tiers.ssdCapacityBytes, Limits.tierBytes),
+        .choice("memory_pool", \.tiers.pool),
         .string("source", \.source), .string("name", \.name),
     ]
+}
+
+extension ProfileField where Profile == HardwareProfile {
+    /// An SSD preset by name (`SSDDrive.presets`, or `none`), which sets the `ssd_*` fields.
+    static func drive(_ key: String) -> ProfileField {
+        ProfileField(key: key, range: (SSDDrive.presets.map(\.name) + ["none"]).joined(separator: ", "),
+                     current: { ($0.tiers.drive.isEmpty ? "none" : $0.tiers.drive, true) }) { profile, text in
+            try profile.tiers.useDrive(text)
+        }
+    }
 }

@@ -24,6 +24,10 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     let memory: ExpertMemory
     let link: Link
     let book: PrefetchBook
+    /// Host memory and the SSD below it when experts live in three tiers; nil when every expert is in host memory.
+    let host: HostTier?
+    /// The layer's GPU copies and host computations waiting for SSD reads (three tiers).
+    var reads = PendingReads()
     let pins: UnsafeMutablePointer<Int32>
     let cost: CostModel
     /// Bytes that prefetched experts not yet used may hold at once.
@@ -75,6 +79,10 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             sink.record(.gate(step: s, layer: l), at: gate)
         }
         advanceLink(to: gate)
+        if let host {
+            host.link.advance(to: gate)
+            if Sink.isEnabled { drainReads() }
+        }
         if Predictor.isEnabled { book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: plan.accessExpert[set])) }
         // The whole set is pinned before any miss looks for room, so no miss evicts a later hit.
         for a in set { pins[Int(plan.accessExpert[a])] = epoch }
@@ -189,7 +197,9 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         }
         let pinSet = pinned(at: gate)
         for e in proposals.elements {
-            if memory.isResident(e) || book.heldBytes + cost.expertBytes > prefetchBufferBytes { continue }
+            if memory.isResident(e) { continue }
+            if host != nil && !prefetchFromSSD(e, at: gate) { continue }
+            if book.heldBytes + cost.expertBytes > prefetchBufferBytes { continue }
             policy.willInsert(e)
             guard makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: false) else {
                 precondition(awaited.isEmpty, "a prefetch evicted a copy still arriving, which pins its expert")
@@ -209,6 +219,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     /// copies share the compute stream, first wait for all (the latter then computes the held hits).
     @_transparent
     mutating func computeMisses(_ plan: PlanColumns, _ layer: inout LayerProgress) {
+        if host != nil && !reads.isEmpty { settleReads(&layer) }
         resolveLandings()
         misses.sortByLanding()
         let holdsHits = cost.copiesHoldCompute
@@ -287,18 +298,27 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         heldHits.removeAll()
     }
 
-    /// Runs a missed expert on the host CPU: its hidden states go over, it computes, they come back.
+    /// Runs a missed expert on the host CPU: its hidden states go over, it computes, they come back. With three
+    /// tiers, an expert not in host memory is read from the SSD first (`settleReads` runs it).
     @inline(__always)
     mutating func computeOnHost(_ e: Int32, tokens: Int32, access a: Int, _ layer: inout LayerProgress) {
-        let move = cost.activationTransfer(tokens: tokens), work = cost.hostExpertCompute(tokens: tokens)
-        let start = max(layer.gate + move, hostFree)
-        hostFree = start + work
-        layer.hostDone = max(layer.hostDone, start + work + move)
         counters.cpuExperts += 1
-        counters.cpuNanoseconds += work
+        counters.cpuNanoseconds += cost.hostExpertCompute(tokens: tokens)
         counters.bytesSaved += cost.expertBytes
         counters.misses += 1
         precisionLog?[a] = .cpu
+        if host != nil && !hostServes(e, at: layer.gate) { return awaitReadForHost(e, tokens: tokens, at: layer.gate) }
+        runOnHost(e, tokens: tokens, from: layer.gate + cost.activationTransfer(tokens: tokens), &layer)
+    }
+
+    /// The CPU computes `e` for `tokens` tokens once it is free and the hidden states are there (`ready`); the
+    /// outputs come back to the GPU.
+    @inline(__always)
+    mutating func runOnHost(_ e: Int32, tokens: Int32, from ready: Int64, _ layer: inout LayerProgress) {
+        let move = cost.activationTransfer(tokens: tokens), work = cost.hostExpertCompute(tokens: tokens)
+        let start = max(ready, hostFree)
+        hostFree = start + work
+        layer.hostDone = max(layer.hostDone, start + work + move)
         if Sink.isEnabled {  // a miss served by the CPU: no .miss, nothing admitted
             sink.record(.cpuStart(expert: Int(e)), at: start)
             sink.record(.cpuEnd(expert: Int(e)), at: start + work)

@@ -17,14 +17,20 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     public private(set) var precisionLog: [AccessPrecision] = []
 
     public init(layers: Int, experts: Int, cost: CostModel, policy: Policy, predictor: Predictor, handler: Handler,
-                memory: ExpertMemory, sink: Sink, prefetchBufferBytes: Int = .max, recordsPrecision: Bool = false) {
+                memory: ExpertMemory, sink: Sink, prefetchBufferBytes: Int = .max, recordsPrecision: Bool = false,
+                tiers: MemoryTiers = MemoryTiers(), budgetBytes: Int = 0) {
         let flat = layers * experts
+        let host = tiers.hasSSD ? HostTier(experts: flat, capacityBytes: Int(tiers.hostCapacity(budgetBytes: budgetBytes)),
+                                           expertBytes: cost.expertBytes, readDuration: cost.ssdRead,
+                                           link: Link(servers: tiers.ssdQueueDepth, latency: cost.ssdLatency,
+                                                      reporting: Sink.isEnabled ? .all : .none)) : nil
         let pins = UnsafeMutablePointer<Int32>.allocate(capacity: flat)
         pins.initialize(repeating: 0, count: flat)
         core = ReplayCore(policy: policy, predictor: predictor, handler: handler, sink: sink, memory: memory,
                           link: Link(servers: cost.hardware.copyEngines, latency: cost.linkLatency,
                                      reporting: Sink.isEnabled ? .all : Predictor.isEnabled ? .tickets : .none),
-                          book: PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes), pins: pins,
+                          book: PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes), host: host,
+                          pins: pins,
                           cost: cost, prefetchBufferBytes: prefetchBufferBytes, counters: ReplayCounters(steps: 0),
                           misses: MissList(capacity: experts), heldHits: ExpertList(capacity: experts),
                           awaited: ExpertList(capacity: 4),
@@ -82,6 +88,10 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     public func finish() -> ReplayCounters {
         // Prefetches for a step that never came start if the link reaches them before the end (no later gate will).
         if Predictor.isEnabled { core!.advanceLink(to: core!.now) }
+        if Sink.isEnabled && core!.host != nil {  // reads that land by the end, for the timeline
+            core!.host!.link.advance(to: core!.now)
+            core!.drainReads()
+        }
         let core = self.core!
         var c = core.counters
         if Predictor.isEnabled {
@@ -94,6 +104,10 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         c.simNanoseconds = core.now - max(0, c.firstStepStart)  // the serving window: from the first step's start
         c.linkBusyNanoseconds = core.link.busyNanoseconds(until: core.now)
         c.peakExpertBytes = core.memory.peakUsed
+        if let host = core.host {
+            c.tiers = host.counters
+            c.tiers!.linkBusyNanoseconds = host.link.busyNanoseconds(until: core.now)
+        }
         return c
     }
 }
@@ -122,6 +136,8 @@ public struct ReplayCounters: Sendable, Equatable {
     public var skippedExperts = 0
     /// The most tokens of context whose KV cache was on the GPU at once.
     public var peakKVTokens: Int64 = 0
+    /// What the host tier counted, with three tiers (nil with two).
+    public var tiers: TierCounters?
     /// When the first step started (ns; -1 before it): `sim_seconds` counts from there.
     public var firstStepStart: Int64 = -1
     /// Per sequence, the latency of its first step (time to first token).

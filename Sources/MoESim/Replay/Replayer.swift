@@ -272,7 +272,7 @@ private final class ReplayRunner<Source: StepSource, Sink: EventSink>: StrategyR
         let buffer = spec.prefetch.bufferShare >= 1 ? Int.max : Int(Double(budgetBytes) * spec.prefetch.bufferShare)
         let engine = ReplayEngine(layers: layers, experts: experts, cost: cost, policy: policy, predictor: predictor,
                                   handler: handler, memory: memory, sink: sink, prefetchBufferBytes: buffer,
-                                  recordsPrecision: recordPrecision)
+                                  recordsPrecision: recordPrecision, tiers: spec.hardware.tiers, budgetBytes: budgetBytes)
         engine.place(placement.place(PlacementBudget(partitionOf: cache.partitionOf, capacities: cache.capacities,
                                                      expertBytes: cache.expertBytes, uses: expertUses)))
         try engine.run(&source)
@@ -331,6 +331,12 @@ struct BudgetLayout {
         }
         let expertBytes = model.expertBytes
         budgetBytes = spec.budget.bytes(for: model)
+        try spec.hardware.tiers.validate(expertBytes: expertBytes, totalExpertBytes: model.totalExpertBytes, budgetBytes: budgetBytes)
+        let tiers = spec.hardware.tiers
+        if tiers.hasSSD && tiers.ssdQueueDepth > 1 && cost.ssdRead > Link.longestCopy(servers: tiers.ssdQueueDepth) {
+            throw ConfigError.invalidValue(field: "hardware.ssd_bytes_per_s", value: String(format: "a read of %.3g s", Double(cost.ssdRead) / 1e9),
+                                           expected: "reads of at most \(Link.longestCopy(servers: tiers.ssdQueueDepth) / 1_000_000_000) s on a drive with queue depth \(tiers.ssdQueueDepth): a faster drive, or smaller experts")
+        }
         let flat = layers * experts
         if spec.policy == .allResident {
             partitionOf = Array(repeating: 0, count: flat)

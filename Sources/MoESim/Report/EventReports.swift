@@ -14,6 +14,7 @@ public enum Timeline {
     public static func json(_ events: [ScheduledEvent], experts: Int) -> String {
         var out: [String] = []
         var openCompute: [Int: SimTime] = [:], openCopy: [Int: SimTime] = [:], openCPU: [Int: SimTime] = [:]
+        var openRead: [Int: SimTime] = [:], reads = false
         var openLayer: [String: SimTime] = [:]
         func us(_ t: SimTime) -> String { String(format: "%.3f", Double(t.nanoseconds) / 1000) }
         func name(_ e: Int) -> String { "L\(e / experts)E\(e % experts)" }
@@ -37,6 +38,11 @@ public enum Timeline {
             case let .cpuStart(x): openCPU[x] = e.time
             case let .cpuEnd(x):
                 if let start = openCPU.removeValue(forKey: x) { complete("cpu \(name(x))", 5, start, e.time, "cpu") }
+            case let .readStart(x): openRead[x] = e.time
+            case let .readEnd(x):
+                reads = true
+                if let start = openRead.removeValue(forKey: x) { complete("read \(name(x))", 6, start, e.time, "read") }
+            case let .hostEvict(x): instant("host evict \(name(x))", e.time, "host")
             case let .hit(x): instant("hit \(name(x))", e.time, "hit")
             case let .miss(x): instant("miss \(name(x))", e.time, "miss")
             case let .evict(x): instant("evict \(name(x))", e.time, "evict")
@@ -46,7 +52,9 @@ public enum Timeline {
             case .gate: break
             }
         }
-        let tracks = [(1, "layers"), (2, "GPU compute"), (3, "host-to-GPU link"), (4, "cache events"), (5, "host CPU")].map {
+        // The SSD's track only with three tiers, so that a two-tier timeline stays as it was.
+        let tracks = ([(1, "layers"), (2, "GPU compute"), (3, "host-to-GPU link"), (4, "cache events"), (5, "host CPU")]
+                      + (reads ? [(6, "SSD-to-host link")] : [])).map {
             "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":\($0.0),\"args\":{\"name\":\"\($0.1)\"}}"
         }
         return "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n" + (tracks + out).joined(separator: ",\n") + "\n]}\n"

@@ -1,0 +1,186 @@
+/// The tiers below the GPU when host memory holds only some experts and an SSD holds them all (`MemoryTiers`,
+/// docs/tiers.md): host memory as an LRU cache of experts, filled from the SSD over its own link (processor sharing
+/// over the drive's queue depth, as `Link`). A GPU copy reads the expert from here; one that is not here is read
+/// from the SSD first and its GPU copy starts when the read lands.
+///
+/// Rules (docs/simulation.md, "Memory tiers"): the host tier starts full, with experts in flat-id order; a read is
+/// admitted when it is issued (its bytes count from then), evicting least recently used experts whose own read has
+/// landed; when every expert in host memory is still arriving, the read bypasses the host cache (a staging buffer:
+/// nothing is admitted). A GPU copy holds no host memory once issued. Raw buffers, like `ExpertMemory`.
+final class HostTier {
+    let memory: ExpertMemory
+    let link: Link
+    /// One expert's read from the SSD alone on the link.
+    let readDuration: Int64
+    let expertBytes: Int
+    /// Per expert: the read still arriving (its ticket), else -1; and when its read landed (0: there from the start).
+    private let reading: UnsafeMutablePointer<Link.Ticket>
+    private let landedAt: UnsafeMutablePointer<Int64>
+    /// Least recently used order of the resident experts: a doubly linked list by flat id (-1 ends it).
+    private let older: UnsafeMutablePointer<Int32>
+    private let newer: UnsafeMutablePointer<Int32>
+    private var oldest: Int32 = -1, newest: Int32 = -1
+    let experts: Int
+    var counters = TierCounters()
+    /// For a timeline (`recordsEvents`): evictions with their times, and the SSD link's reports, until drained (the
+    /// link's own list must be empty before it issues a ticket).
+    var evicted: [(Int32, Int64)] = []
+    var reported: [Link.Report] = []
+    let recordsEvents: Bool
+
+    init(experts: Int, capacityBytes: Int, expertBytes: Int, readDuration: Int64, link: Link) {
+        self.experts = experts
+        recordsEvents = link.reporting == .all
+        self.expertBytes = expertBytes
+        self.readDuration = readDuration
+        self.link = link
+        memory = ExpertMemory(experts: experts, partitionOf: Array(repeating: 0, count: experts), capacities: [capacityBytes])
+        reading = .allocate(capacity: experts)
+        reading.initialize(repeating: -1, count: experts)
+        landedAt = .allocate(capacity: experts)
+        landedAt.initialize(repeating: 0, count: experts)
+        older = .allocate(capacity: experts)
+        older.initialize(repeating: -1, count: experts)
+        newer = .allocate(capacity: experts)
+        newer.initialize(repeating: -1, count: experts)
+        // Full from the start, in flat-id order (layer by layer): loaded before the first step.
+        for e in 0..<Int32(experts) where memory.fits(expertBytes, in: 0) {
+            memory.admit(e, bytes: expertBytes)
+            touch(e)
+        }
+        counters.capacityBytes = capacityBytes
+        counters.peakBytes = memory.peakUsed
+    }
+
+    deinit {
+        reading.deallocate(); landedAt.deallocate(); older.deallocate(); newer.deallocate()
+    }
+
+    /// Whether `e` is in host memory, its read landed by `time`.
+    @inline(__always) func holds(_ e: Int32, at time: Int64) -> Bool {
+        memory.isResident(e) && landing(of: e) <= time
+    }
+
+    /// Whether `e` is in host memory or on its way there.
+    @inline(__always) func admitted(_ e: Int32) -> Bool { memory.isResident(e) }
+
+    /// The read of `e` still arriving, if any.
+    @inline(__always) func pendingRead(of e: Int32) -> Link.Ticket? {
+        let t = reading[Int(e)]
+        return t >= 0 ? t : nil
+    }
+
+    /// When `e`'s read lands (`Int64.max` while the link has not simulated it: call `resolve` first).
+    func landing(of e: Int32) -> Int64 {
+        let t = reading[Int(e)]
+        guard t >= 0 else { return landedAt[Int(e)] }
+        let end = link.end(of: t)
+        guard end >= 0 else { return .max }
+        settle(e, landed: end)
+        return end
+    }
+
+    /// When `e`'s read lands, simulating the SSD link as far as needed: call once every read that can share the
+    /// link with it has been issued.
+    func resolve(_ e: Int32) -> Int64 {
+        let t = reading[Int(e)]
+        guard t >= 0 else { return landedAt[Int(e)] }
+        let end = link.landing(of: t)
+        settle(e, landed: end)
+        return end
+    }
+
+    private func settle(_ e: Int32, landed end: Int64) {
+        link.release(reading[Int(e)])
+        reading[Int(e)] = -1
+        landedAt[Int(e)] = end
+    }
+
+    /// A GPU copy reads `e` from host memory: it becomes the most recently used.
+    @inline(__always) func use(_ e: Int32) {
+        guard memory.isResident(e) else { return }
+        unlink(e)
+        touch(e)
+    }
+
+    /// Reads `e` from the SSD at `time`, admitting it (evicting least recently used experts that have landed).
+    /// - Returns: the read (the caller releases a bypassing read's copy once it knows its landing), or nil when no
+    ///   room could be made and `bypass` is false (a prefetch into
+    ///   host memory is then not issued).
+    func read(_ e: Int32, at time: Int64, bypass: Bool) -> (copy: Link.Copy, admitted: Bool)? {
+        precondition(!memory.isResident(e), "read an expert already in host memory")
+        link.advance(to: time)  // every read landing by `time` is known, so it may be evicted
+        stash()
+        var victim = oldest
+        while !memory.fits(expertBytes, in: 0) && victim >= 0 {
+            let next = newer[Int(victim)]
+            if landing(of: victim) <= time {
+                unlink(victim)
+                memory.release(victim)
+                counters.evictions += 1
+                if recordsEvents { evicted.append((victim, time)) }
+            }
+            victim = next
+        }
+        let admitted = memory.fits(expertBytes, in: 0)
+        guard admitted || bypass else { return nil }
+        let copy = link.send(expert: e, duration: readDuration, at: time)
+        stash()
+        if admitted {
+            memory.admit(e, bytes: expertBytes)
+            touch(e)
+            // One server fixes the landing at once; several leave a ticket to ask when every read is issued.
+            if copy.ticket >= 0 { reading[Int(e)] = copy.ticket } else { landedAt[Int(e)] = copy.fixedLanding }
+            counters.peakBytes = max(counters.peakBytes, memory.used(in: 0))
+        } else {
+            counters.bypassReads += 1
+        }
+        counters.bytesRead += expertBytes
+        return (copy, admitted)
+    }
+
+    /// Moves the link's reports to `reported`.
+    func stash() {
+        guard recordsEvents else { return }
+        reported.append(contentsOf: link.reports.elements)
+        link.drained()
+    }
+
+    // MARK: LRU list
+
+    private func touch(_ e: Int32) {
+        older[Int(e)] = newest
+        newer[Int(e)] = -1
+        if newest >= 0 { newer[Int(newest)] = e } else { oldest = e }
+        newest = e
+    }
+
+    private func unlink(_ e: Int32) {
+        let o = older[Int(e)], n = newer[Int(e)]
+        if o >= 0 { newer[Int(o)] = n } else { oldest = n }
+        if n >= 0 { older[Int(n)] = o } else { newest = o }
+        older[Int(e)] = -1
+        newer[Int(e)] = -1
+    }
+}
+
+/// What the host tier counted (docs/metrics.md, "Memory tiers").
+public struct TierCounters: Sendable, Equatable {
+    /// The host tier's capacity for experts.
+    public var capacityBytes = 0
+    /// GPU copies (demand or prefetch) and host computations that found their expert in host memory, and those that
+    /// read it from the SSD first.
+    public var hits = 0
+    public var misses = 0
+    /// Of those asked for, experts whose read into host memory was still arriving (counted in neither).
+    public var late = 0
+    /// Prefetches into host memory (SSD reads no GPU copy waited for when they were issued).
+    public var prefetchReads = 0
+    /// Reads with no room in host memory: every expert there was still arriving.
+    public var bypassReads = 0
+    public var evictions = 0
+    public var bytesRead = 0
+    public var peakBytes = 0
+    /// Nanoseconds with at least one read on the SSD link.
+    public var linkBusyNanoseconds: Int64 = 0
+}
