@@ -115,7 +115,8 @@ struct Compare: ParsableCommand {
                                      to: markdown)
             print("wrote \(markdown)")
         }
-        try CSVFile.write(rows: results.map(Metric.row), header: Metric.header, to: path)
+        let tiers = results.contains(where: \.hasTiers)
+        try CSVFile.write(rows: results.map { Metric.row($0, tiers: tiers) }, header: Metric.header(tiers: tiers), to: path)
         print("wrote \(path) (\(results.count) rows)")
     }
 

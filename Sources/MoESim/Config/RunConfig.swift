@@ -61,6 +61,7 @@ public struct RunConfig: Sendable {
         }
         let budgetNode = try required("budget")
         let budget = try file.wrap(budgetNode) { try Budget.parse(try scalar(budgetNode, "budget")) }
+        try checkTiers(hardware, model: model, budget: budget, node: hardwareNode, file: file)
         var scope = CacheScope.global
         if let n = values["cache_scope"] {
             let s = try scalar(n, "cache_scope")
@@ -88,6 +89,18 @@ public struct RunConfig: Sendable {
         config.givenSettings = ["prefetch", "precision", "serving", "placement"].flatMap { file.settings(values[$0], section: $0) }
         config.inputFiles = [path, config.tracePath] + profileFiles([modelNode, hardwareNode] + (values["runtime"].map { [$0] } ?? []), in: file)
         return config
+    }
+
+    /// Checks the hardware's memory tiers against the model and budget, naming the line of the field at fault.
+    static func checkTiers(_ hardware: HardwareProfile, model: ModelProfile, budget: Budget, node: Node, file: YAMLFile) throws {
+        do {
+            try hardware.tiers.validate(expertBytes: model.expertBytes, totalExpertBytes: model.totalExpertBytes,
+                                        budgetBytes: budget.bytes(for: model))
+        } catch let ConfigError.invalidValue(field, value, expected) {
+            let key = field.replacingOccurrences(of: "hardware.", with: "")
+            let at = node.mapping?.first { $0.key.scalar?.string == key }?.key ?? node
+            throw file.fail(at, ConfigError.invalidValue(field: field, value: value, expected: expected).description)
+        }
     }
 
     /// The profile files that `nodes` name (scalars ending in `.yaml` or `.yml`), resolved against `file`.

@@ -1,5 +1,5 @@
 /// Every column of the replay report, in order; the raw value is the CSV header. Defined in docs/metrics.md.
-public enum Metric: String, CaseIterable, Sendable {
+public enum Metric: String, CaseIterable, Comparable, Sendable {
     case trace, model, hardware, policy
     case cacheScope = "cache_scope"
     case eviction
@@ -73,8 +73,31 @@ public enum Metric: String, CaseIterable, Sendable {
     case trainTokens = "train_tokens"
     case trainHitRate = "train_hit_rate"
     case trainTokensPerSecond = "train_tokens_per_s"
+    // Three tiers (docs/tiers.md): only in reports with an SSD tier (`columns(tiers:)`).
+    case hostCapacityBytes = "host_capacity_bytes"
+    case hostHits = "host_hits"
+    case hostMisses = "host_misses"
+    case hostLate = "host_late"
+    case hostHitRate = "host_hit_rate"
+    case hostEvictions = "host_evictions"
+    case peakHostBytes = "peak_host_bytes"
+    case ssdReads = "ssd_reads"
+    case ssdPrefetchReads = "ssd_prefetch_reads"
+    case ssdBypassReads = "ssd_bypass_reads"
+    case bytesSSD = "bytes_ssd"
+    case ssdBusyFraction = "ssd_busy_fraction"
 
-    public static var header: [String] { allCases.map(\.rawValue) }
+    /// Whether the column describes the tiers below the GPU: reports whose runs all have two tiers leave these
+    /// columns out, so they keep the bytes they had before tiers existed.
+    public var describesTiers: Bool { self >= .hostCapacityBytes }
+
+    /// The report's columns: with or without the tier columns.
+    public static func columns(tiers: Bool) -> [Metric] { allCases.filter { tiers || !$0.describesTiers } }
+    public static func header(tiers: Bool) -> [String] { columns(tiers: tiers).map(\.rawValue) }
+    /// The two-tier report's header.
+    public static var header: [String] { header(tiers: false) }
+
+    public static func < (a: Metric, b: Metric) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
 
     /// What a column holds, and so which values it may take (a property test holds every row to it).
     public enum Kind: Sendable {
@@ -103,9 +126,11 @@ public enum Metric: String, CaseIterable, Sendable {
             .text
         case .lookahead, .lowBits, .budgetExperts, .tokens, .steps, .accesses, .hits, .misses, .prefetchIssued,
              .prefetchUseful, .prefetchLate, .prefetchWasted, .prefetchCancelled, .cpuExperts, .missingCells, .batch,
-             .maxTokens, .prefillChunk, .requests, .skippedExperts, .cpuLayers, .trainTokens:
+             .maxTokens, .prefillChunk, .requests, .skippedExperts, .cpuLayers, .trainTokens, .hostHits, .hostMisses,
+             .hostLate, .hostEvictions, .ssdReads, .ssdPrefetchReads, .ssdBypassReads:
             .count
-        case .budgetBytes, .bytesH2D, .bytesPrefetch, .bytesWasted, .peakExpertBytes, .bytesSaved, .peakKVBytes:
+        case .budgetBytes, .bytesH2D, .bytesPrefetch, .bytesWasted, .peakExpertBytes, .bytesSaved, .peakKVBytes,
+             .hostCapacityBytes, .peakHostBytes, .bytesSSD:
             .bytes
         case .simSeconds, .ttftSeconds, .tpotMeanSeconds, .tpotP50Seconds, .tpotP99Seconds, .stallSeconds, .cpuSeconds,
              .queueMeanSeconds, .requestTTFTP50, .requestTTFTP90, .requestTTFTP99, .requestTPOTP50, .requestTPOTP90,
@@ -114,7 +139,7 @@ public enum Metric: String, CaseIterable, Sendable {
         case .tokensPerSecond, .arrivalRate, .requestsPerSecond, .outputTokensPerSecond, .goodput, .trainTokensPerSecond:
             .perSecond
         case .predAccuracy, .prefetchBuffer, .hitRate, .predPrecision, .predRecall, .linkBusyFraction,
-             .lowPrecisionShare, .trainSplit, .trainHitRate:
+             .lowPrecisionShare, .trainSplit, .trainHitRate, .hostHitRate, .ssdBusyFraction:
             .fraction
         case .precisionThreshold, .skipThreshold, .meanBatch, .distinctExpertsPerLayer, .outputRelErrorMean,
              .outputRelErrorP99:
@@ -208,10 +233,25 @@ public enum Metric: String, CaseIterable, Sendable {
         case .peakKVBytes: "\(r.peakKVBytes)"
         case .skipThreshold: r.spec.policy.skips ? format(r.spec.precision.skipThreshold) : ""
         case .skippedExperts: "\(r.counters.skippedExperts)"
+        case .hostCapacityBytes: r.counters.tiers.map { "\($0.capacityBytes)" } ?? ""
+        case .hostHits: r.counters.tiers.map { "\($0.hits)" } ?? ""
+        case .hostMisses: r.counters.tiers.map { "\($0.misses)" } ?? ""
+        case .hostLate: r.counters.tiers.map { "\($0.late)" } ?? ""
+        case .hostHitRate: format(r.hostHitRate)
+        case .hostEvictions: r.counters.tiers.map { "\($0.evictions)" } ?? ""
+        case .peakHostBytes: r.counters.tiers.map { "\($0.peakBytes)" } ?? ""
+        case .ssdReads: r.counters.tiers.map { "\($0.reads)" } ?? ""
+        case .ssdPrefetchReads: r.counters.tiers.map { "\($0.prefetchReads)" } ?? ""
+        case .ssdBypassReads: r.counters.tiers.map { "\($0.bypassReads)" } ?? ""
+        case .bytesSSD: r.counters.tiers.map { "\($0.bytesRead)" } ?? ""
+        case .ssdBusyFraction: format(r.ssdBusyFraction)
         }
     }
 
-    public static func row(_ r: ReplayResult) -> [String] { allCases.map { $0.cell(r) } }
+    /// A report row of `r`: with the tier columns when `tiers` (empty for a run with two tiers), else without.
+    public static func row(_ r: ReplayResult, tiers: Bool) -> [String] { columns(tiers: tiers).map { $0.cell(r) } }
+    /// A row for a report of `r` alone: the tier columns when it has three tiers.
+    public static func row(_ r: ReplayResult) -> [String] { row(r, tiers: r.hasTiers) }
 }
 
 /// Shortest round-trip decimal of a Double (stable for equal inputs), empty for nil.

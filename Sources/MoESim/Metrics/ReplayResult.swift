@@ -58,6 +58,17 @@ public struct ReplayResult: Sendable {
     public var tpotP50Seconds: Double? { percentile(counters.decodeStepLatencies, 0.50) }
     public var tpotP99Seconds: Double? { percentile(counters.decodeStepLatencies, 0.99) }
     public var stallSeconds: Double { Double(counters.stallNanoseconds) * 1e-9 }
+    /// Whether the run had three tiers (an SSD below a host tier of limited size).
+    public var hasTiers: Bool { counters.tiers != nil }
+    /// host_hits / (host_hits + host_misses + host_late): the share of experts asked of host memory found there.
+    public var hostHitRate: Double? {
+        guard let t = counters.tiers, t.hits + t.misses + t.late > 0 else { return nil }
+        return Double(t.hits) / Double(t.hits + t.misses + t.late)
+    }
+    public var ssdBusyFraction: Double? {
+        guard let t = counters.tiers, counters.simNanoseconds > 0 else { return nil }
+        return Double(t.linkBusyNanoseconds) / Double(counters.simNanoseconds)
+    }
     public var linkBusyFraction: Double? {
         counters.simNanoseconds > 0 ? Double(counters.linkBusyNanoseconds) / Double(counters.simNanoseconds) : nil
     }

@@ -17,6 +17,10 @@ final class HostTier {
     private let reading: UnsafeMutablePointer<Link.Ticket>
     private let landedAt: UnsafeMutablePointer<Int64>
     /// Least recently used order of the resident experts: a doubly linked list by flat id (-1 ends it).
+    /// Per expert, the layer (the replay's epoch) that last asked for it: host memory keeps it for that layer.
+    private let askedIn: UnsafeMutablePointer<Int32>
+    /// The current layer's epoch (`ReplayCore.epoch`).
+    var layer: Int32 = 0
     private let older: UnsafeMutablePointer<Int32>
     private let newer: UnsafeMutablePointer<Int32>
     private var oldest: Int32 = -1, newest: Int32 = -1
@@ -39,6 +43,8 @@ final class HostTier {
         reading.initialize(repeating: -1, count: experts)
         landedAt = .allocate(capacity: experts)
         landedAt.initialize(repeating: 0, count: experts)
+        askedIn = .allocate(capacity: experts)
+        askedIn.initialize(repeating: 0, count: experts)
         older = .allocate(capacity: experts)
         older.initialize(repeating: -1, count: experts)
         newer = .allocate(capacity: experts)
@@ -53,7 +59,7 @@ final class HostTier {
     }
 
     deinit {
-        reading.deallocate(); landedAt.deallocate(); older.deallocate(); newer.deallocate()
+        reading.deallocate(); landedAt.deallocate(); askedIn.deallocate(); older.deallocate(); newer.deallocate()
     }
 
     /// Whether `e` is in host memory, its read landed by `time`.
@@ -96,25 +102,27 @@ final class HostTier {
         landedAt[Int(e)] = end
     }
 
-    /// A GPU copy reads `e` from host memory: it becomes the most recently used.
+    /// A GPU copy or host computation asks for `e`: kept for the rest of the layer, and, when it is here or on its
+    /// way, the most recently used.
     @inline(__always) func use(_ e: Int32) {
+        askedIn[Int(e)] = layer
         guard memory.isResident(e) else { return }
         unlink(e)
         touch(e)
     }
 
-    /// Reads `e` from the SSD at `time`, admitting it (evicting least recently used experts that have landed).
+    /// Reads `e` from the SSD at `time`, admitting it (evicting least recently used experts that have landed and
+    /// that no GPU copy or host computation of this layer asked for).
     /// - Returns: the read (the caller releases a bypassing read's copy once it knows its landing), or nil when no
     ///   room could be made and `bypass` is false (a prefetch into
     ///   host memory is then not issued).
     func read(_ e: Int32, at time: Int64, bypass: Bool) -> (copy: Link.Copy, admitted: Bool)? {
         precondition(!memory.isResident(e), "read an expert already in host memory")
-        link.advance(to: time)  // every read landing by `time` is known, so it may be evicted
-        stash()
+        advance(to: time)  // every read landing by `time` is known, so it may be evicted
         var victim = oldest
         while !memory.fits(expertBytes, in: 0) && victim >= 0 {
             let next = newer[Int(victim)]
-            if landing(of: victim) <= time {
+            if askedIn[Int(victim)] != layer && landing(of: victim) <= time {
                 unlink(victim)
                 memory.release(victim)
                 counters.evictions += 1
@@ -137,6 +145,12 @@ final class HostTier {
         }
         counters.bytesRead += expertBytes
         return (copy, admitted)
+    }
+
+    /// Simulates the SSD link up to `time`, keeping its reports for a timeline (`Link.advance` hands them over as it
+    /// goes: they are not left in its list).
+    func advance(to time: Int64) {
+        if recordsEvents { link.advance(to: time) { reported.append($0) } } else { link.advance(to: time) }
     }
 
     /// Moves the link's reports to `reported`.
@@ -180,6 +194,8 @@ public struct TierCounters: Sendable, Equatable {
     public var bypassReads = 0
     public var evictions = 0
     public var bytesRead = 0
+    /// Reads from the SSD: one per miss (admitted or bypassing) and per prefetch into host memory.
+    public var reads: Int { misses + prefetchReads }
     public var peakBytes = 0
     /// Nanoseconds with at least one read on the SSD link.
     public var linkBusyNanoseconds: Int64 = 0

@@ -6,7 +6,7 @@ extension ReplayCore {
     @inline(never)
     mutating func hostServes(_ e: Int32, at time: Int64) -> Bool {
         let host = host!
-        host.link.advance(to: time)
+        host.advance(to: time)
         if Sink.isEnabled { drainReads() }
         guard host.holds(e, at: time) else { return false }
         host.use(e)

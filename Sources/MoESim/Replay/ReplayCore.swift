@@ -80,7 +80,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         }
         advanceLink(to: gate)
         if let host {
-            host.link.advance(to: gate)
+            host.layer = epoch
+            host.advance(to: gate)
             if Sink.isEnabled { drainReads() }
         }
         if Predictor.isEnabled { book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: plan.accessExpert[set])) }
@@ -211,6 +212,10 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             policy.didInsert(e, at: set.lowerBound)
             // A copy that is never cancelled is pinned while queued, so a later prefetch cannot evict it either.
             book.queue(e, ticket: link.queuePrefetch(expert: e, duration: cost.expertCopy, at: gate), pinned: !Predictor.cancelsUnstarted)
+            if let host {  // read from host memory
+                host.use(e)
+                host.counters.hits += 1
+            }
             if Sink.isEnabled { sink.record(.prefetch(expert: Int(e)), at: gate) }
         }
     }

@@ -89,7 +89,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         // Prefetches for a step that never came start if the link reaches them before the end (no later gate will).
         if Predictor.isEnabled { core!.advanceLink(to: core!.now) }
         if Sink.isEnabled && core!.host != nil {  // reads that land by the end, for the timeline
-            core!.host!.link.advance(to: core!.now)
+            core!.host!.advance(to: core!.now)
             core!.drainReads()
         }
         let core = self.core!

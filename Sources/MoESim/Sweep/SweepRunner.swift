@@ -23,7 +23,11 @@ public struct SweepRunner: Sendable {
         self.config = config; self.output = output; self.jobs = max(1, jobs); self.resume = resume; self.shard = shard
     }
 
-    public var header: [String] { ["cell"] + config.axes.map(\.key) + Metric.header }
+    /// The sweep's columns: the tier columns when any cell of the grid (every shard's) has three tiers.
+    func header(tiers: Bool) -> [String] { ["cell"] + config.axes.map(\.key) + Metric.header(tiers: tiers) }
+
+    /// Whether any cell of the grid has three tiers.
+    func gridHasTiers() throws -> Bool { try config.cells().contains { $0.spec.hardware.tiers.hasSSD } }
     var journalPath: String { Self.journalPath(for: output) }
 
     /// Where a sweep writing `output` keeps its journal.
@@ -42,7 +46,9 @@ public struct SweepRunner: Sendable {
     @discardableResult
     public func run(progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }) throws -> Stats {
         let clock = ContinuousClock(), started = clock.now
-        let cells = try config.cells().filter { $0.index % shard.count == shard.index - 1 }
+        let grid = try config.cells()
+        let cells = grid.filter { $0.index % shard.count == shard.index - 1 }
+        let tiers = grid.contains { $0.spec.hardware.tiers.hasSSD }
         if cells.isEmpty {
             throw ConfigError.invalidValue(field: "--shard", value: "\(shard.index)/\(shard.count)",
                                            expected: "a shard with at least one of the grid's cells")
@@ -82,7 +88,7 @@ public struct SweepRunner: Sendable {
                 guard let entry = plansSnapshot[cell.trace] else { continue }
                 do {
                     let result = try Replayer.replay(trace: entry.trace, plan: entry.plan, spec: cell.spec)
-                    let line = journal.line(for: CSVFile.line(["\(cell.index)"] + cell.axisValues + Metric.row(result)))
+                    let line = journal.line(for: CSVFile.line(["\(cell.index)"] + cell.axisValues + Metric.row(result, tiers: tiers)))
                     try state.finish(line, progress: progress)
                 } catch {
                     state.fail(error)
@@ -96,7 +102,7 @@ public struct SweepRunner: Sendable {
         guard rows.count == cells.count else {
             throw ConfigError.file(path: journalPath, line: nil, message: "holds \(rows.count) of \(cells.count) cells after the run; run again with --resume")
         }
-        try Self.writeSorted(rows, header: header, to: output)
+        try Self.writeSorted(rows, header: header(tiers: tiers), to: output)
         try? FileManager.default.removeItem(atPath: journalPath)
         return Stats(computed: todo.count, setupSeconds: (replayStarted - started).seconds,
                      replaySeconds: (replayEnded - replayStarted).seconds)
@@ -106,7 +112,7 @@ public struct SweepRunner: Sendable {
     /// bytes. A journal written under another fingerprint is refused on `--resume`.
     func gridFingerprint(_ cells: [SweepConfig.Cell]) throws -> String {
         var f = Fingerprint()
-        f.add(header.joined(separator: ","))
+        f.add(header(tiers: try gridHasTiers()).joined(separator: ","))
         f.add("shard \(shard.index)/\(shard.count)")
         for cell in cells { f.add("\(cell.index) \(cell.trace) \(cell.axisValues) \(String(reflecting: cell.spec))") }
         for path in Set(cells.map(\.trace)).sorted() { try f.addFile(path) }
@@ -115,7 +121,7 @@ public struct SweepRunner: Sendable {
 
     /// The journal of this sweep's `cells`.
     func makeJournal(_ cells: [SweepConfig.Cell]) throws -> SweepJournal {
-        SweepJournal(path: journalPath, grid: try gridFingerprint(cells), columns: header.count,
+        SweepJournal(path: journalPath, grid: try gridFingerprint(cells), columns: header(tiers: try gridHasTiers()).count,
                      settings: Dictionary(uniqueKeysWithValues: cells.map { ($0.index, settingColumns($0)) }))
     }
 

@@ -1,0 +1,194 @@
+import Foundation
+import Testing
+@testable import MoESim
+
+/// Three tiers (docs/tiers.md): an SSD below a host tier of limited size. A hand-worked scenario with its exact
+/// event log, properties over seeds, and bad input.
+@Suite struct TierTests {
+    /// tinyHardware with an SSD of 0.5 GB/s + 10 µs per read (one expert of 200 kB: 410 µs alone) and host memory
+    /// for `hostExperts` of the tiny model's experts.
+    static func threeTiers(hostExperts: Int, queueDepth: Int = 1, engines: Int = 1) -> HardwareProfile {
+        var hw = tinyHardware(engines: engines)
+        hw.tiers.hostExpertBytes = Double(hostExperts * tinyModel().expertBytes)
+        hw.tiers.ssdBytesPerSecond = 5e8
+        hw.tiers.ssdLatencySeconds = 10e-6
+        hw.tiers.ssdQueueDepth = queueDepth
+        return hw
+    }
+
+    @Test func hostHitsAndSSDReadsEventLog() throws {
+        // One layer of 4 experts, top-1; GPU budget one expert, host memory two (0 and 1 at the start, 0 the least
+        // recently used). Steps route to 0, 2, 0, 3.
+        let trace = makeTrace([[[0]], [[2]], [[0]], [[3]]], experts: 4, topK: 1)
+        let model = tinyModel(layers: 1, experts: 4, topK: 1)
+        let (r, events) = try replayLogged(trace, model: model, hardware: Self.threeTiers(hostExperts: 2), policy: .lru,
+                                           budget: .experts(1))
+        // Non-expert compute 2 µs; GPU copy 201 µs; SSD read 10 µs + 200 kB / 0.5 GB/s = 410 µs; compute 3 µs.
+        let expected: [(SimEvent, Int64)] = [
+            // Step 0: 0 is in host memory (a host hit, now the most recently used there): copied at the gate.
+            (.layerStart(step: 0, layer: 0), 0), (.gate(step: 0, layer: 0), 2_000), (.miss(expert: 0), 2_000),
+            (.copyStart(expert: 0), 2_000), (.copyEnd(expert: 0), 203_000), (.computeStart(expert: 0), 203_000),
+            (.computeEnd(expert: 0), 206_000), (.layerEnd(step: 0, layer: 0), 206_000),
+            // Step 1: 2 is on the SSD: host memory evicts its least recently used expert (1), the read takes 410 µs,
+            // and the GPU copy starts when it lands.
+            (.layerStart(step: 1, layer: 0), 206_000), (.gate(step: 1, layer: 0), 208_000), (.evict(expert: 0), 208_000),
+            (.hostEvict(expert: 1), 208_000), (.miss(expert: 2), 208_000), (.readStart(expert: 2), 208_000),
+            (.readEnd(expert: 2), 618_000), (.copyStart(expert: 2), 618_000), (.copyEnd(expert: 2), 819_000),
+            (.computeStart(expert: 2), 819_000), (.computeEnd(expert: 2), 822_000), (.layerEnd(step: 1, layer: 0), 822_000),
+            // Step 2: 0 is still in host memory (2 came after it): a host hit.
+            (.layerStart(step: 2, layer: 0), 822_000), (.gate(step: 2, layer: 0), 824_000), (.evict(expert: 2), 824_000),
+            (.miss(expert: 0), 824_000), (.copyStart(expert: 0), 824_000), (.copyEnd(expert: 0), 1_025_000),
+            (.computeStart(expert: 0), 1_025_000), (.computeEnd(expert: 0), 1_028_000), (.layerEnd(step: 2, layer: 0), 1_028_000),
+            // Step 3: 3 is on the SSD; 2 is now the least recently used in host memory.
+            (.layerStart(step: 3, layer: 0), 1_028_000), (.gate(step: 3, layer: 0), 1_030_000), (.evict(expert: 0), 1_030_000),
+            (.hostEvict(expert: 2), 1_030_000), (.miss(expert: 3), 1_030_000), (.readStart(expert: 3), 1_030_000),
+            (.readEnd(expert: 3), 1_440_000), (.copyStart(expert: 3), 1_440_000), (.copyEnd(expert: 3), 1_641_000),
+            (.computeStart(expert: 3), 1_641_000), (.computeEnd(expert: 3), 1_644_000), (.layerEnd(step: 3, layer: 0), 1_644_000),
+        ]
+        #expect(events.map(\.event) == expected.map(\.0))
+        #expect(events.map(\.time.nanoseconds) == expected.map(\.1))
+        let t = try #require(r.counters.tiers)
+        #expect((t.hits, t.misses, t.late, t.evictions, t.reads, t.bytesRead) == (2, 2, 0, 2, 2, 400_000))
+        #expect(t.peakBytes == 400_000 && t.capacityBytes == 400_000)
+        #expect(t.linkBusyNanoseconds == 820_000 && r.counters.simNanoseconds == 1_644_000)
+    }
+
+    @Test func readsShareTheDrive() throws {
+        // Two experts on the SSD asked for at one gate, queue depth 2: both reads run at once at half the rate each
+        // (10 µs set-up, then 400 µs of transfer at half rate: both land at 2 + 810 µs).
+        let trace = makeTrace([[[1, 2]]], experts: 4, topK: 2)
+        let model = tinyModel(layers: 1, experts: 4, topK: 2)
+        let (r, events) = try replayLogged(trace, model: model, hardware: Self.threeTiers(hostExperts: 1, queueDepth: 2),
+                                           policy: .lru, budget: .experts(2))
+        let reads = events.filter { if case .readEnd = $0.event { true } else { false } }.map(\.time.nanoseconds)
+        #expect(reads == [812_000, 812_000])
+        // Host memory holds one expert: the first read is admitted (evicting 0), the second bypasses it.
+        #expect(r.counters.tiers?.bypassReads == 1)
+        // Both GPU copies are sent at 812 µs, one engine: 201 µs each, back to back; the computes follow.
+        #expect(r.counters.simNanoseconds == 812_000 + 2 * 201_000 + 3_000)
+    }
+
+    /// Three tiers whose host memory holds every expert equal two tiers, for every strategy, any SSD.
+    @Test(arguments: [1, 4])
+    func aFullHostTierEqualsTwoTiers(queueDepth: Int) throws {
+        let model = tinyModel(layers: 3, experts: 8, topK: 2)
+        for seed in UInt64(1)...6 {
+            let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 40)
+            var full = Self.threeTiers(hostExperts: 24, queueDepth: queueDepth)
+            full.tiers.ssdBytesPerSecond = 1e30
+            for policy in PolicyKind.allCases {
+                let two = try replay(trace, model: model, policy: policy, budget: .experts(6))
+                let three = try replay(trace, model: model, hardware: full, policy: policy, budget: .experts(6))
+                #expect(Metric.row(two, tiers: false) == Metric.row(three, tiers: false), "\(policy), seed \(seed)")
+                #expect(three.counters.tiers?.reads == 0, "\(policy), seed \(seed)")
+            }
+        }
+    }
+
+    /// Over seeds, strategies, engine counts and queue depths: host memory within its capacity; every GPU copy of an
+    /// expert starts only once host memory holds it or its read has landed; the drive's reads never start before
+    /// the one ahead of them (one slot) and never land before they start; bytes read are reads × expert bytes; the
+    /// demand side of host memory adds up; a timeline does not change the row.
+    @Test(arguments: [(1, 1), (2, 4)])
+    func tiersKeepTheirInvariants(engines: Int, queueDepth: Int) throws {
+        let model = tinyModel(layers: 3, experts: 8, topK: 2)
+        let expertBytes = model.expertBytes
+        for seed in UInt64(1)...5 {
+            let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 50, prefill: 6)
+            for hostExperts in [1, 5, 12] {
+                let hw = Self.threeTiers(hostExperts: hostExperts, queueDepth: queueDepth, engines: engines)
+                for policy in PolicyKind.allCases where policy != .allResident {
+                    let label = "\(policy), seed \(seed), host \(hostExperts), \(engines) engines, depth \(queueDepth)"
+                    let (r, events) = try replayLogged(trace, model: model, hardware: hw, policy: policy, budget: .experts(6))
+                    let plain = try replay(trace, model: model, hardware: hw, policy: policy, budget: .experts(6))
+                    #expect(Metric.row(r) == Metric.row(plain), "\(label)")
+                    let t = try #require(r.counters.tiers)
+                    #expect(t.peakBytes <= t.capacityBytes, "\(label)")
+                    #expect(t.bytesRead == t.reads * expertBytes, "\(label)")
+                    #expect(t.bypassReads <= t.misses, "\(label)")
+                    if policy == .lru || policy == .belady {  // demand copies only: each asks host memory once
+                        #expect(t.hits + t.misses + t.late == r.counters.misses, "\(label)")
+                    }
+                    Self.checkReads(events, hostExperts: hostExperts, queueDepth: queueDepth, label)
+                }
+            }
+        }
+    }
+
+    /// Replays the event log's host memory: it starts with experts 0 ..< `hostExperts`; a read admits (or stages)
+    /// its expert when it lands; `hostEvict` removes it. A GPU copy must be issued (its miss or prefetch) while host
+    /// memory holds its expert, or start after a read of it landed since.
+    static func checkReads(_ events: [ScheduledEvent], hostExperts: Int, queueDepth: Int, _ label: String) {
+        // Reads of one expert may overlap (one bypassing host memory, the next admitted): open ones by start.
+        var inHost = Set(0..<hostExperts), readOpen: [Int: [Int64]] = [:], fromHost: [Int: Bool] = [:]
+        var lastStart: Int64 = 0, lastEnd: Int64 = 0
+        for e in events {
+            let time = e.time.nanoseconds
+            switch e.event {
+            case let .readStart(x):
+                readOpen[x, default: []].append(time)
+                if queueDepth == 1 { #expect(time >= lastEnd && time >= lastStart, "\(label): a read started before the one ahead landed") }
+                lastStart = time
+            case let .readEnd(x):
+                #expect(readOpen[x]?.first.map { $0 <= time } ?? false, "\(label): read of \(x) landed before it started")
+                if readOpen[x]?.isEmpty == false { readOpen[x]!.removeFirst() }
+                inHost.insert(x)  // a read that bypassed host memory is staged there until its copy is issued
+                fromHost[x] = true
+                lastEnd = time
+            case let .hostEvict(x):
+                #expect(inHost.contains(x), "\(label): evicted \(x), not in host memory")
+                inHost.remove(x)
+            case let .miss(x), let .prefetch(x):
+                fromHost[x] = inHost.contains(x)
+            case let .copyStart(x):
+                #expect(fromHost[x] == true, "\(label): copied \(x) from host memory that lacked it when asked")
+            default: break
+            }
+        }
+    }
+
+    @Test func badTiersAreRefusedNamingTheField() throws {
+        let model = try ModelProfile.preset("mixtral-8x7b")
+        let cases: [(String, (inout MemoryTiers) -> Void)] = [
+            ("hardware.host_expert_bytes", { $0.ssdBytesPerSecond = 7e9 }),  // an SSD under a host that holds all
+            ("hardware.ssd_bytes_per_s", { $0.hostExpertBytes = 40e9 }),  // a host of limited size, no SSD
+            ("hardware.host_expert_bytes", { $0.hostExpertBytes = 1e6; $0.ssdBytesPerSecond = 7e9 }),  // below one expert
+            ("hardware.ssd_capacity_bytes", { $0.hostExpertBytes = 40e9; $0.ssdBytesPerSecond = 7e9; $0.ssdCapacityBytes = 50e9 }),
+            ("hardware.host_expert_bytes", { $0.hostExpertBytes = 20e9; $0.ssdBytesPerSecond = 7e9; $0.pool = .unified }),
+        ]
+        for (field, set) in cases {
+            var tiers = MemoryTiers()
+            set(&tiers)
+            #expect {
+                try tiers.validate(expertBytes: model.expertBytes, totalExpertBytes: model.totalExpertBytes,
+                                   budgetBytes: 21 << 30)
+            } throws: { error in
+                guard case let ConfigError.invalidValue(f, _, _) = error else { return false }
+                return f == field
+            }
+        }
+    }
+
+    @Test func aConfigNamesTheLineOfTheTierAtFault() throws {
+        let dir = temporaryDirectory()
+        let config = dir + "/tiers.yaml"
+        try """
+            trace: t.jsonl
+            model: mixtral-8x7b
+            hardware:
+              preset: h100-sxm
+              ssd: pcie4-nvme
+              host_expert_bytes: 1e6
+            budget: 25%
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        #expect { try RunConfig.load(config) } throws: { error in
+            "\(error)".contains("tiers.yaml:6") && "\(error)".contains("hardware.host_expert_bytes")
+                && "\(error)".contains("at least one expert")
+        }
+        try "trace: t.jsonl\nmodel: mixtral-8x7b\nhardware: {preset: h100-sxm, ssd: pcie9}\nbudget: 25%\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        #expect { try RunConfig.load(config) } throws: { error in
+            "\(error)".contains("tiers.yaml:3") && "\(error)".contains("pcie4-nvme")
+        }
+    }
+}
