@@ -205,7 +205,14 @@ struct Replay: ParsableCommand {
               copied \(formatBytes(c.bytesH2D)); GPU stalled \(Human.seconds(r.stallSeconds)); \
             link busy \(Human.percent(r.linkBusyFraction)); peak expert memory \(formatBytes(c.peakExpertBytes)), \
             KV cache \(formatBytes(r.peakKVBytes))
-            """ + fallbackLine(r) + numericsLine(r) + servingLine(r) + trainLine(r)
+            """ + tierLine(r) + fallbackLine(r) + numericsLine(r) + servingLine(r) + trainLine(r)
+    }
+
+    func tierLine(_ r: ReplayResult) -> String {
+        guard let t = r.counters.tiers else { return "" }
+        return "\n  host memory \(formatBytes(t.capacityBytes)): hit rate \(Human.percent(r.hostHitRate)) (\(t.hits) hits, "
+            + "\(t.misses) misses, \(t.late) late); SSD read \(formatBytes(t.bytesRead)) in \(t.reads) reads "
+            + "(\(t.prefetchReads) prefetched), busy \(Human.percent(r.ssdBusyFraction))"
     }
 
     func trainLine(_ r: ReplayResult) -> String {

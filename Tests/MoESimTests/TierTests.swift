@@ -191,4 +191,35 @@ import Testing
             "\(error)".contains("tiers.yaml:3") && "\(error)".contains("pcie4-nvme")
         }
     }
+
+    /// A sweep over host memory gets the tier columns, on every row (empty where host memory holds everything
+    /// and no SSD is given); a sweep of two-tier cells keeps the two-tier header.
+    @Test func aSweepOverHostMemoryHasTheTierColumns() throws {
+        let model = "{preset: mixtral-8x7b, layers: 2, experts: 4, top_k: 2, name: tiny}"
+        let yaml = """
+            traces: [\(packageRoot)/traces/golden-tiny.jsonl]
+            models: [\(model)]
+            hardware: [a100-80gb-pcie, {preset: a100-80gb-pcie, name: a100-nvme, ssd: pcie4-nvme, host_expert_bytes: 1e9}]
+            policies: [lru, pregated]
+            axes:
+              budget: [2experts, 3experts]
+            """
+        let out = temporaryDirectory() + "/s.csv"
+        try SweepRunner(config: try SweepConfig.parse(yaml, path: "s.yaml"), output: out).run()
+        let table = try Self.csv(out)
+        #expect(table[0] == ["cell", "budget"] + Metric.header(tiers: true))
+        let reads = table[0].firstIndex(of: "ssd_reads")!, hardware = table[0].firstIndex(of: "hardware")!
+        #expect(table.count == 1 + 2 * 2 * 2)
+        for row in table.dropFirst() {
+            #expect(row[hardware] == "a100-nvme" ? Int(row[reads])! > 0 : row[reads].isEmpty, "\(row)")
+        }
+        let twoTiers = yaml.replacingOccurrences(of: ", {preset: a100-80gb-pcie, name: a100-nvme, ssd: pcie4-nvme, host_expert_bytes: 1e9}", with: "")
+        try SweepRunner(config: try SweepConfig.parse(twoTiers, path: "s.yaml"), output: out + "2").run()
+        #expect(try Self.csv(out + "2")[0] == ["cell", "budget"] + Metric.header)
+    }
+
+    static func csv(_ path: String) throws -> [[String]] {
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        return try CSVFile.records(bytes[...], path: path).map(\.fields)
+    }
 }
