@@ -53,15 +53,25 @@ struct Bench: ParsableCommand {
             ("mixtral", mixtral, accesses / (32 * 2), .share(0.25)),
         ]
         var largeTrace: RoutingTrace?
+        var largePlan: StepPlan?
         for w in workloads {
             var spec = SyntheticTraceSpec(tokens: w.tokens, seed: 42)
             spec.sequences = 8
             spec.prefillTokens = 0
             let trace = try SyntheticTraceGenerator(model: w.model, spec: spec).makeTrace(name: "bench-\(w.label)")
-            if largeTrace == nil { largeTrace = trace }
             let plan = StepPlan(trace)
+            if largeTrace == nil { largeTrace = trace; largePlan = plan }
             rows += try replayCases(plan, traceName: trace.name, label: w.label, model: w.model, hardware: hardware,
                                     budget: w.budget)
+        }
+        if let plan = largePlan, let trace = largeTrace {
+            // Three tiers (docs/tiers.md): host memory for half the experts, a PCIe 4.0 NVMe drive below it.
+            var tiered = hardware
+            tiered.name = "a100-80gb-pcie-nvme"
+            tiered.tiers.hostExpertBytes = Double(large.totalExpertBytes / 2)
+            try tiered.tiers.useDrive("pcie4-nvme")
+            rows += try replayCases(plan, traceName: trace.name, label: "256x32-top8-tiers", model: large,
+                                    hardware: tiered, budget: .share(0.25), among: [.lru, .pregated])
         }
         rows += try servingCases(large, hardware: hardware)
         rows += try kernelCases()
@@ -124,8 +134,8 @@ struct Bench: ParsableCommand {
     /// that this VM's drift hits all strategies alike; each prefetching strategy also gets the median over rounds
     /// of its replay time divided by the same round's LRU time, the figure the 2x prefetch target is about.
     func replayCases(_ plan: StepPlan, traceName: String, label: String, model: ModelProfile,
-                     hardware: HardwareProfile, budget: Budget) throws -> [Row] {
-        var policies = PolicyKind.allCases.filter { policy in
+                     hardware: HardwareProfile, budget: Budget, among: [PolicyKind] = PolicyKind.allCases) throws -> [Row] {
+        var policies = among.filter { policy in
             filter.map { "\(policy.rawValue)-\(label)".contains($0) } ?? true
         }
         // A prefetching case is measured beside LRU, its baseline.

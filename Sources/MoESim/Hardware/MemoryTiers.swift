@@ -87,7 +87,7 @@ public struct SSDDrive: Sendable {
 
 extension MemoryTiers {
     /// Sets the SSD fields from drive preset `name` (`none`: no SSD).
-    mutating func useDrive(_ name: String) throws {
+    public mutating func useDrive(_ name: String) throws {
         if name == "none" {
             ssdBytesPerSecond = 0; drive = ""
             return

@@ -77,7 +77,7 @@ final class HostTier {
     }
 
     /// When `e`'s read lands (`Int64.max` while the link has not simulated it: call `resolve` first).
-    func landing(of e: Int32) -> Int64 {
+    @inline(__always) func landing(of e: Int32) -> Int64 {
         let t = reading[Int(e)]
         guard t >= 0 else { return landedAt[Int(e)] }
         let end = link.end(of: t)
@@ -149,7 +149,8 @@ final class HostTier {
 
     /// Simulates the SSD link up to `time`, keeping its reports for a timeline (`Link.advance` hands them over as it
     /// goes: they are not left in its list).
-    func advance(to time: Int64) {
+    @inline(__always) func advance(to time: Int64) {
+        guard time > link.clock else { return }  // advanced there already (every gate advances it)
         if recordsEvents { link.advance(to: time) { reported.append($0) } } else { link.advance(to: time) }
     }
 

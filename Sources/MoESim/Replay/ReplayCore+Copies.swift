@@ -36,7 +36,7 @@ extension ReplayCore {
     /// - Returns: the copy, which the layer releases once it has read the landing.
     @inline(__always)
     mutating func demandCopy(_ e: Int32, duration: Int64, bytes: Int, at time: Int64) -> Link.Copy {
-        if host != nil && !hostServes(e, at: time) { return awaitRead(e, duration: duration, bytes: bytes, at: time) }
+        if tiered, let waiting = copyFromTiers(e, duration: duration, bytes: bytes, at: time) { return waiting }
         let copy: Link.Copy
         if awaited.isEmpty {
             copy = link.send(expert: e, duration: duration, at: time)

@@ -76,7 +76,7 @@ extension ReplayCore {
             return true
         }
         guard misses.count > 0 else { return false }
-        if host != nil && !reads.isEmpty { settleReads(&layer) }
+        if tiered && !reads.isEmpty { settleReads(&layer) }
         resolveLandings()
         misses.sortByLanding()
         layer.wait(until: misses.landsAt[0], &counters)

@@ -1,12 +1,29 @@
 /// Three tiers (docs/tiers.md): a GPU copy or a host computation whose expert is not in host memory waits for its
 /// read from the SSD. Out of line, so that two tiers (no `host`) keep the replay loop as it was.
 extension ReplayCore {
+    /// A new layer's gate: host memory keeps what this layer asks for; reads landing by the gate land.
+    @inline(never)
+    mutating func openHostGate(_ gate: Int64) {
+        let host = host!
+        host.layer = epoch
+        host.advance(to: gate)
+        if Sink.isEnabled { drainReads() }
+    }
+
+    /// A GPU prefetch of `e` was queued: it reads `e` from host memory (an ask, and a host hit).
+    @inline(never)
+    mutating func prefetchReadsHost(_ e: Int32) {
+        let host = host!
+        host.use(e)
+        host.counters.hits += 1
+    }
+
     /// Whether the demand copy of `e`, sent at `time`, can read it from host memory now (its read landed): a host
     /// hit, which makes `e` the most recently used there.
-    @inline(never)
+    @inline(__always)
     mutating func hostServes(_ e: Int32, at time: Int64) -> Bool {
         let host = host!
-        host.advance(to: time)
+        if time > host.link.clock { host.advance(to: time) }
         if Sink.isEnabled { drainReads() }
         guard host.holds(e, at: time) else { return false }
         host.use(e)
@@ -14,22 +31,40 @@ extension ReplayCore {
         return true
     }
 
+    /// A demand copy of `e` at `time` with three tiers: nil when host memory holds `e` (the copy goes as with two
+    /// tiers), else the placeholder of a copy that waits for its read (`awaitRead`). One call on the miss path.
+    @inline(never)
+    mutating func copyFromTiers(_ e: Int32, duration: Int64, bytes: Int, at time: Int64) -> Link.Copy? {
+        hostServes(e, at: time) ? nil : awaitRead(e, duration: duration, bytes: bytes, at: time)
+    }
+
     /// The demand copy of `e` waits for its expert's read from the SSD (one already under way, or a new one issued
     /// at `time`): sent when the read lands (`settleReads`). Returns a placeholder the layer's miss list holds until
     /// then.
-    @inline(never)
+    @inline(__always)
     mutating func awaitRead(_ e: Int32, duration: Int64, bytes: Int, at time: Int64) -> Link.Copy {
-        reads.copies.append(PendingRead(expert: e, tokens: 0, bytes: bytes, duration: duration,
-                                        read: readForUse(e, at: time), after: Array(awaited.elements), at: time))
+        let after = Int32(reads.after.count)
+        reads.after.append(contentsOf: awaited.elements)
         awaited.removeAll()
+        reads.copies.append(PendingRead(expert: e, tokens: 0, bytes: bytes, duration: duration, read: readForUse(e, at: time),
+                                        after: after..<Int32(reads.after.count), miss: Int32(misses.count), at: time))
         return Link.Copy(landing: .max)
     }
 
-    /// A host computation of `e` (CPU fallback) that finds it on the SSD: computed once its read lands.
+    /// A host computation of `e` at the gate with three tiers: whether host memory holds `e` (it runs at once), else
+    /// it waits for its read (`settleReads` runs it).
     @inline(never)
+    mutating func hostComputes(_ e: Int32, tokens: Int32, at gate: Int64) -> Bool {
+        if hostServes(e, at: gate) { return true }
+        awaitReadForHost(e, tokens: tokens, at: gate)
+        return false
+    }
+
+    /// A host computation of `e` (CPU fallback) that finds it on the SSD: computed once its read lands.
+    @inline(__always)
     mutating func awaitReadForHost(_ e: Int32, tokens: Int32, at gate: Int64) {
-        reads.computes.append(PendingRead(expert: e, tokens: tokens, bytes: 0, duration: 0,
-                                          read: readForUse(e, at: gate), after: [], at: gate))
+        reads.computes.append(PendingRead(expert: e, tokens: tokens, bytes: 0, duration: 0, read: readForUse(e, at: gate),
+                                          after: 0..<0, miss: -1, at: gate))
     }
 
     /// The read `e` waits for: its read into host memory still arriving (late), or a new one.
@@ -64,21 +99,28 @@ extension ReplayCore {
     @inline(never)
     mutating func settleReads(_ layer: inout LayerProgress) {
         let host = host!
-        for i in reads.copies.indices { reads.copies[i].lands = landing(of: reads.copies[i], host) }
-        for i in reads.computes.indices { reads.computes[i].lands = landing(of: reads.computes[i], host) }
+        for i in 0..<reads.copies.count { reads.copies[i].lands = landing(of: reads.copies[i], host) }
+        for i in 0..<reads.computes.count { reads.computes[i].lands = landing(of: reads.computes[i], host) }
         if Sink.isEnabled { drainReads() }
-        for r in PendingRead.inLandingOrder(reads.copies) {
+        reads.copies.sortByLanding()
+        reads.computes.sortByLanding()
+        for i in 0..<reads.copies.count {
+            let r = reads.copies[i]
             advanceLink(to: r.lands)
-            let copy = r.after.withUnsafeBufferPointer { link.send(expert: r.expert, duration: r.duration, at: r.lands, after: $0) }
+            let copy = link.send(expert: r.expert, duration: r.duration, at: r.lands,
+                                 after: UnsafeBufferPointer(rebasing: reads.after.elements[Int(r.after.lowerBound)..<Int(r.after.upperBound)]))
             counters.bytesH2D += r.bytes
             drainLink()
-            misses.replacePlaceholder(of: r.expert, with: copy)
+            misses.replacePlaceholder(at: Int(r.miss), of: r.expert, with: copy)
         }
-        for r in PendingRead.inLandingOrder(reads.computes) {
-            runOnHost(r.expert, tokens: r.tokens, from: max(r.at + cost.activationTransfer(tokens: r.tokens), r.lands), &layer)
+        for i in 0..<reads.computes.count {
+            let r = reads.computes[i]
+            let move = cost.activationTransfer(tokens: r.tokens)
+            runOnHost(r.expert, from: max(r.at + move, r.lands), work: cost.hostExpertCompute(tokens: r.tokens), move: move, &layer)
         }
-        reads.copies.removeAll(keepingCapacity: true)
-        reads.computes.removeAll(keepingCapacity: true)
+        reads.copies.removeAll()
+        reads.computes.removeAll()
+        reads.after.removeAll()
     }
 
     /// Records the SSD link's reads and the host tier's evictions since the last drain, for a timeline.
@@ -118,34 +160,87 @@ struct PendingRead {
     let bytes: Int
     let duration: Int64
     let read: Source
-    /// Copies still arriving that the GPU copy evicted: it starts once they land.
-    let after: [Link.Ticket]
+    /// Copies still arriving that the GPU copy evicted (their tickets in `PendingReads.after`): it starts once
+    /// they land.
+    let after: Range<Int32>
+    /// Its entry in the layer's miss list (-1 for a host computation).
+    let miss: Int32
     /// When it was asked for, and when its read lands.
     let at: Int64
     var lands: Int64 = 0
 
-    /// `reads` by landing, equal landings in the order they were asked for.
-    static func inLandingOrder(_ reads: [PendingRead]) -> [PendingRead] {
-        reads.indices.sorted { (reads[$0].lands, $0) < (reads[$1].lands, $1) }.map { reads[$0] }
+}
+
+/// The layer's GPU copies and host computations waiting for SSD reads, and the tickets the copies wait for, in
+/// raw buffers reused from layer to layer (no uniqueness checks on the miss path).
+struct PendingReads {
+    var copies: PendingList
+    var computes: PendingList
+    var after: ExpertList
+
+    init(capacity: Int) {
+        copies = PendingList(capacity: capacity)
+        computes = PendingList(capacity: capacity)
+        after = ExpertList(capacity: 4)
+    }
+
+    var isEmpty: Bool { copies.count == 0 && computes.count == 0 }
+
+    /// Frees the buffers; the owner calls it once.
+    func deallocate() { copies.deallocate(); computes.deallocate(); after.deallocate() }
+}
+
+/// A growable list of `PendingRead`s over raw memory (a plain value type: nothing to deinitialise).
+struct PendingList {
+    private var base: UnsafeMutablePointer<PendingRead>
+    private var capacity: Int
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        self.capacity = max(1, capacity)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    func deallocate() { base.deallocate() }
+
+    subscript(i: Int) -> PendingRead {
+        get { base[i] }
+        nonmutating set { base[i] = newValue }
+    }
+
+    mutating func append(_ r: PendingRead) {
+        if count == capacity {
+            let grown = UnsafeMutablePointer<PendingRead>.allocate(capacity: capacity * 2)
+            grown.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = grown
+            capacity *= 2
+        }
+        (base + count).initialize(to: r)
+        count += 1
+    }
+
+    mutating func removeAll() { count = 0 }
+
+    /// Orders the list by landing, equal landings in the order they were asked for (a stable insertion sort: a
+    /// layer's few reads, often in order already).
+    func sortByLanding() {
+        for i in 1..<max(1, count) where base[i - 1].lands > base[i].lands {
+            var j = i
+            while j > 0 && base[j - 1].lands > base[j].lands { swap(&base[j - 1], &base[j]); j -= 1 }
+        }
     }
 }
 
-/// The layer's GPU copies and host computations waiting for SSD reads.
-struct PendingReads {
-    var copies: [PendingRead] = []
-    var computes: [PendingRead] = []
-    var isEmpty: Bool { copies.isEmpty && computes.isEmpty }
-}
-
 extension MissList {
-    /// Puts the copy of `e`'s miss in place of its placeholder (`ReplayCore.awaitRead`).
-    mutating func replacePlaceholder(of e: Int32, with copy: Link.Copy) {
-        for m in 0..<count where expert[m] == e && ticket[m] < 0 && landsAt[m] == .max {
-            landsAt[m] = copy.fixedLanding
-            ticket[m] = copy.ticket
-            if copy.ticket >= 0 { pending += 1 }
-            return
+    /// Puts the copy of `e`'s miss, appended as entry `index`, in place of its placeholder (`ReplayCore.awaitRead`).
+    mutating func replacePlaceholder(at index: Int, of e: Int32, with copy: Link.Copy) {
+        func waits(_ m: Int) -> Bool { m < count && expert[m] == e && ticket[m] < 0 && landsAt[m] == .max }
+        guard let m = waits(index) ? index : (0..<count).first(where: waits) else {
+            preconditionFailure("no miss waits for expert \(e)'s read")
         }
-        preconditionFailure("no miss waits for expert \(e)'s read")
+        landsAt[m] = copy.fixedLanding
+        ticket[m] = copy.ticket
+        if copy.ticket >= 0 { pending += 1 }
     }
 }

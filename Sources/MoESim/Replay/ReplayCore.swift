@@ -26,8 +26,10 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     let book: PrefetchBook
     /// Host memory and the SSD below it when experts live in three tiers; nil when every expert is in host memory.
     let host: HostTier?
+    /// Whether `host` is there: the replay loop tests this flag, not the reference (no retain on the hot path).
+    let tiered: Bool
     /// The layer's GPU copies and host computations waiting for SSD reads (three tiers).
-    var reads = PendingReads()
+    var reads: PendingReads
     let pins: UnsafeMutablePointer<Int32>
     let cost: CostModel
     /// Bytes that prefetched experts not yet used may hold at once.
@@ -79,11 +81,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             sink.record(.gate(step: s, layer: l), at: gate)
         }
         advanceLink(to: gate)
-        if let host {
-            host.layer = epoch
-            host.advance(to: gate)
-            if Sink.isEnabled { drainReads() }
-        }
+        if tiered { openHostGate(gate) }
         if Predictor.isEnabled { book.scorePredictions(layer: l, set: UnsafeBufferPointer(rebasing: plan.accessExpert[set])) }
         // The whole set is pinned before any miss looks for room, so no miss evicts a later hit.
         for a in set { pins[Int(plan.accessExpert[a])] = epoch }
@@ -199,7 +197,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         let pinSet = pinned(at: gate)
         for e in proposals.elements {
             if memory.isResident(e) { continue }
-            if host != nil && !prefetchFromSSD(e, at: gate) { continue }
+            if tiered && !prefetchFromSSD(e, at: gate) { continue }
             if book.heldBytes + cost.expertBytes > prefetchBufferBytes { continue }
             policy.willInsert(e)
             guard makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: false) else {
@@ -212,10 +210,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             policy.didInsert(e, at: set.lowerBound)
             // A copy that is never cancelled is pinned while queued, so a later prefetch cannot evict it either.
             book.queue(e, ticket: link.queuePrefetch(expert: e, duration: cost.expertCopy, at: gate), pinned: !Predictor.cancelsUnstarted)
-            if let host {  // read from host memory
-                host.use(e)
-                host.counters.hits += 1
-            }
+            if tiered { prefetchReadsHost(e) }
             if Sink.isEnabled { sink.record(.prefetch(expert: Int(e)), at: gate) }
         }
     }
@@ -224,7 +219,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     /// copies share the compute stream, first wait for all (the latter then computes the held hits).
     @_transparent
     mutating func computeMisses(_ plan: PlanColumns, _ layer: inout LayerProgress) {
-        if host != nil && !reads.isEmpty { settleReads(&layer) }
+        if tiered && !reads.isEmpty { settleReads(&layer) }
         resolveLandings()
         misses.sortByLanding()
         let holdsHits = cost.copiesHoldCompute
@@ -307,20 +302,20 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     /// tiers, an expert not in host memory is read from the SSD first (`settleReads` runs it).
     @inline(__always)
     mutating func computeOnHost(_ e: Int32, tokens: Int32, access a: Int, _ layer: inout LayerProgress) {
+        let move = cost.activationTransfer(tokens: tokens), work = cost.hostExpertCompute(tokens: tokens)
         counters.cpuExperts += 1
-        counters.cpuNanoseconds += cost.hostExpertCompute(tokens: tokens)
+        counters.cpuNanoseconds += work
         counters.bytesSaved += cost.expertBytes
         counters.misses += 1
         precisionLog?[a] = .cpu
-        if host != nil && !hostServes(e, at: layer.gate) { return awaitReadForHost(e, tokens: tokens, at: layer.gate) }
-        runOnHost(e, tokens: tokens, from: layer.gate + cost.activationTransfer(tokens: tokens), &layer)
+        if tiered && !hostComputes(e, tokens: tokens, at: layer.gate) { return }
+        runOnHost(e, from: layer.gate + move, work: work, move: move, &layer)
     }
 
-    /// The CPU computes `e` for `tokens` tokens once it is free and the hidden states are there (`ready`); the
-    /// outputs come back to the GPU.
+    /// The CPU computes `e` (`work` ns) once it is free and the hidden states are there (`ready`); the outputs
+    /// come back to the GPU (`move` ns).
     @inline(__always)
-    mutating func runOnHost(_ e: Int32, tokens: Int32, from ready: Int64, _ layer: inout LayerProgress) {
-        let move = cost.activationTransfer(tokens: tokens), work = cost.hostExpertCompute(tokens: tokens)
+    mutating func runOnHost(_ e: Int32, from ready: Int64, work: Int64, move: Int64, _ layer: inout LayerProgress) {
         let start = max(ready, hostFree)
         hostFree = start + work
         layer.hostDone = max(layer.hostDone, start + work + move)

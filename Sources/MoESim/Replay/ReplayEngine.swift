@@ -29,7 +29,8 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         core = ReplayCore(policy: policy, predictor: predictor, handler: handler, sink: sink, memory: memory,
                           link: Link(servers: cost.hardware.copyEngines, latency: cost.linkLatency,
                                      reporting: Sink.isEnabled ? .all : Predictor.isEnabled ? .tickets : .none),
-                          book: PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes), host: host,
+                          book: PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes), host: host, tiered: host != nil,
+                          reads: PendingReads(capacity: host == nil ? 1 : experts),
                           pins: pins,
                           cost: cost, prefetchBufferBytes: prefetchBufferBytes, counters: ReplayCounters(steps: 0),
                           misses: MissList(capacity: experts), heldHits: ExpertList(capacity: experts),
@@ -45,6 +46,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         core.proposals.deallocate()
         core.cancelled.deallocate()
         core.streamed.deallocate()
+        core.reads.deallocate()
     }
 
     /// The simulated clock (ns): when the last step replayed so far ended.
