@@ -251,7 +251,7 @@ struct Replay: ParsableCommand {
             "\n  experts of the first \(r.spec.placement.cpuLayers(model: r.spec.model, budgetBytes: r.budgetBytes)) layers on the CPU: "
                 + "\(r.counters.cpuExperts) computed there in \(Human.seconds(r.cpuSeconds))"
         case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .prefetchAll, .pregated, .crossLayerGate,
-             .affinity, .oraclePrefetch: ""
+             .affinity, .moeInfinity, .oraclePrefetch: ""
         }
     }
 

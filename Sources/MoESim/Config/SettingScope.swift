@@ -13,7 +13,8 @@ public enum SettingScope {
         case "precision.skip_threshold": policy.skips
         case "prefetch.lookahead": policy.usesLookahead
         case "prefetch.accuracy", "prefetch.seed": policy.modelsPredictor
-        case "prefetch.eviction", "prefetch.buffer": policy.prefetches
+        case "prefetch.eviction": policy.takesEvictionOption
+        case "prefetch.buffer": policy.prefetches
         case "placement.train_split": policy.learnsPlacement
         case "placement.cpu_layers": policy.placesLayersOnHost
         case "placement.rest": policy.placesStatically

@@ -13,6 +13,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     case pregated
     case crossLayerGate = "cross-layer-gate"
     case affinity
+    case moeInfinity = "moe-infinity"
     case oraclePrefetch = "oracle-prefetch"
     case mixedPrecision = "mixed-precision"
     case cpuFallback = "cpu-fallback"
@@ -35,6 +36,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         case .pregated: "cache + exact prefetch of layer l+1's experts at layer l's gate (Pre-gated MoE)"
         case .crossLayerGate: "cache + prefetch of layer l+1's experts predicted from layer l's input (Fate)"
         case .affinity: "cache + prefetch by online layer-to-layer co-activation counts (ExFlow / MoE-Infinity)"
+        case .moeInfinity: "cache with in-cache visit counts + prefetch from matched request-level activation matrices (MoE-Infinity)"
         case .oraclePrefetch: "cache + perfect prefetch of the next `lookahead` layers: the bound for prediction"
         case .mixedPrecision: "LRU cache; misses of low-gate-weight experts are copied in int4/int2 (HOBBIT)"
         case .cpuFallback: "popular experts placed on the GPU; a miss runs on the host CPU when that is sooner (Fiddler)"
@@ -50,8 +52,8 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     public var supportsPerLayerScope: Bool {
         switch self {
         case .onDemand, .allResident: false
-        case .lru, .fifo, .lfu, .arc, .belady, .prefetchAll, .pregated, .crossLayerGate, .affinity, .oraclePrefetch,
-             .mixedPrecision, .cpuFallback, .skip, .mixedSkip, .staticFrequency, .nCpuMoe: true
+        case .lru, .fifo, .lfu, .arc, .belady, .prefetchAll, .pregated, .crossLayerGate, .affinity, .moeInfinity,
+             .oraclePrefetch, .mixedPrecision, .cpuFallback, .skip, .mixedSkip, .staticFrequency, .nCpuMoe: true
         }
     }
 
@@ -61,7 +63,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         case .onDemand, .allResident: "none"
         case .lru, .mixedPrecision, .cpuFallback, .skip, .mixedSkip, .staticFrequency, .nCpuMoe: "lru"
         case .fifo: "fifo"
-        case .lfu: "lfu"
+        case .lfu, .moeInfinity: "lfu"
         case .arc: "arc"
         case .belady: "belady"
         case .prefetchAll, .pregated, .crossLayerGate, .affinity, .oraclePrefetch: options.eviction.rawValue
@@ -71,7 +73,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     /// Whether the strategy prefetches, so that `lookahead` (and for `cross-layer-gate`, the accuracy) apply.
     public var prefetches: Bool {
         switch self {
-        case .prefetchAll, .pregated, .crossLayerGate, .affinity, .oraclePrefetch: true
+        case .prefetchAll, .pregated, .crossLayerGate, .affinity, .moeInfinity, .oraclePrefetch: true
         case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .mixedPrecision, .cpuFallback, .skip,
              .mixedSkip, .staticFrequency, .nCpuMoe: false
         }
@@ -83,7 +85,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .belady, .oraclePrefetch: true
         case .onDemand, .lru, .fifo, .lfu, .arc, .allResident, .prefetchAll, .pregated, .crossLayerGate, .affinity,
-             .mixedPrecision, .cpuFallback, .skip, .mixedSkip, .staticFrequency, .nCpuMoe: false
+             .moeInfinity, .mixedPrecision, .cpuFallback, .skip, .mixedSkip, .staticFrequency, .nCpuMoe: false
         }
     }
 
@@ -92,7 +94,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .mixedPrecision, .skip, .mixedSkip: true
         case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .prefetchAll, .pregated, .crossLayerGate,
-             .affinity, .oraclePrefetch, .cpuFallback, .staticFrequency, .nCpuMoe: false
+             .affinity, .moeInfinity, .oraclePrefetch, .cpuFallback, .staticFrequency, .nCpuMoe: false
         }
     }
 
@@ -106,6 +108,10 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     /// Whether `placement.rest` applies (what a miss of an expert not placed becomes).
     public var placesStatically: Bool { self == .staticFrequency || self == .nCpuMoe }
 
+    /// Whether `prefetch.eviction` picks the cache's eviction rule: the prefetching strategies whose papers keep a
+    /// plain cache (MoE-Infinity has its own).
+    public var takesEvictionOption: Bool { prefetches && self != .moeInfinity }
+
     /// Whether `lookahead` changes what the strategy does.
     public var usesLookahead: Bool { self == .oraclePrefetch }
     /// Whether the strategy's predictor is modelled when the trace records none (`accuracy`, `seed` apply).
@@ -117,7 +123,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
     /// counts), whose cost the runtime's `predictor_s` charges; an oracle and prefetch-all run none.
     public var runsPredictor: Bool {
         switch self {
-        case .pregated, .crossLayerGate, .affinity: true
+        case .pregated, .crossLayerGate, .affinity, .moeInfinity: true
         case .onDemand, .lru, .fifo, .lfu, .arc, .belady, .allResident, .prefetchAll, .oraclePrefetch, .mixedPrecision,
              .cpuFallback, .skip, .mixedSkip, .staticFrequency, .nCpuMoe: false
         }

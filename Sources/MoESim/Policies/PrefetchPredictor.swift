@@ -14,6 +14,9 @@ public protocol PrefetchPredictor {
     /// Whether the copies it proposed for a layer that never started are cancelled when the layer ends (true for
     /// every predictor but MoE-Prefetch's, which copies the whole next layer regardless).
     static var cancelsUnstarted: Bool { get }
+    /// Whether each prediction replaces every proposal still queued from earlier ones (MoE-Infinity's prefetch
+    /// queue): those not started are cancelled before the new ones are queued.
+    static var replacesQueue: Bool { get }
     /// Where predictions come from, for the `predictor_source` column: none, exact, oracle, trace, modelled, online.
     var source: String { get }
     /// Appends flat expert ids to prefetch, in priority order. `revealed` is layer `layer`'s expert set (flat ids).
@@ -27,6 +30,7 @@ public protocol PrefetchPredictor {
 extension PrefetchPredictor {
     public static var isEnabled: Bool { true }
     public static var cancelsUnstarted: Bool { true }
+    public static var replacesQueue: Bool { false }
     public mutating func rebind(_ plan: StepPlan, following: StepPlan?) {}
 }
 

@@ -95,13 +95,13 @@ extension ReplayCore {
         drainLink()
     }
 
-    /// Cancels the prefetches for `layer` that were never sent, freeing their memory (out of line: the caller checks
-    /// that some are queued).
+    /// Cancels the prefetches for `layer` (nil: every layer) that were never sent, freeing their memory (out of
+    /// line: the caller checks that some are queued).
     @inline(never)
-    mutating func cancelQueuedPrefetches(layer l: Int, at time: Int64) {
+    mutating func cancelQueuedPrefetches(layer l: Int?, at time: Int64) {
         let queued = link.queuedPrefetches
         cancelled.removeAll()
-        for t in queued where book.layer(of: link.expert(of: t)) == l { cancelled.append(t) }
+        for t in queued where l == nil || book.layer(of: link.expert(of: t)) == l { cancelled.append(t) }
         for t in cancelled.elements {
             let e = link.expert(of: t)
             link.cancel(t)

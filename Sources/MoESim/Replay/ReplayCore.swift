@@ -187,6 +187,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     @_transparent
     mutating func issuePrefetches(step s: Int, layer l: Int, set: Range<Int>, _ plan: PlanColumns, gate: Int64) {
         proposals.removeAll()
+        if Predictor.replacesQueue && !link.queuedPrefetches.isEmpty { cancelQueuedPrefetches(layer: nil, at: gate) }
         predictor.predict(step: s, layer: l, revealed: UnsafeBufferPointer(rebasing: plan.accessExpert[set]), into: &proposals)
         // Proposals are pinned for this layer too: one prefetch must not evict another, nor a predicted expert that
         // is already resident.

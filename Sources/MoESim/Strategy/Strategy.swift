@@ -22,6 +22,11 @@ extension PolicyKind {
             if c.plan.hasPredictions { try prefetching(RecordedPredictor(plan: c.plan), c, runner) }
             else { try prefetching(ModelledCrossLayerPredictor(plan: c.plan, accuracy: c.spec.prefetch.accuracy, seed: c.spec.prefetch.seed), c, runner) }
         case .affinity: try prefetching(AffinityPredictor(layers: c.plan.layers, experts: c.plan.experts), c, runner)
+        case .moeInfinity:
+            try runner.run(LFUPolicy(cache: c.cache),
+                           MoEInfinityPredictor(layers: c.plan.layers, experts: c.plan.experts,
+                                                limit: min(c.spec.model.topK, c.cache.capacities.reduce(0, +) / c.cache.expertBytes)),
+                           FullCopy(), EmptyPlacement())
         case .mixedPrecision:
             try runner.run(LRUPolicy(cache: c.cache), NoPrefetch(), LowPrecisionCopy(c.spec.precision, model: c.spec.model), EmptyPlacement())
         case .cpuFallback: try runner.run(LRUPolicy(cache: c.cache), NoPrefetch(), HostCompute(cost: c.cost), PopularExperts())

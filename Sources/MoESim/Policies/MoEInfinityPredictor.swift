@@ -1,0 +1,180 @@
+/// `moe-infinity`: MoE-Infinity's activation-aware prefetching (Xue et al., arXiv 2401.14361; the EfficientMoE/
+/// MoE-Infinity repository's `ExpertTracer`, `ExpertPredictor` and `ExpertPrefetcher`, docs/policies.md):
+///
+/// - each sequence (request) keeps an **expert activation matrix** (EAM): tokens routed to each (layer, expert) so
+///   far; a finished sequence's EAM joins a collection of at most `capacity` (1000, `trace_capacity`), in the first
+///   empty slot, else replacing the one matched least often;
+/// - at each layer l the current EAM is matched against the collection: the stored EAM with the least cosine
+///   distance, `1 − mean over layers of cos(row-normalised rows)`, where the stored rows 0…l are made uniform (so
+///   only layers after l tell the entries apart), is chosen, and its match count grows by one (ties: the first);
+/// - the prediction is that EAM's rows after l, each weighted by `1 − (l' − l) / (L + 1)` (nearer layers first):
+///   every (layer, expert) is proposed in order of `(count + 1e-8) × weight`, descending (ties in layer then expert
+///   order), at most `limit` of them (the registry gives the model's top-k). MoE-Infinity queues the whole ranking
+///   and replaces the queue at every layer (`replacesQueue`), so only its head ever starts while copies take longer
+///   than a layer; moesim reserves a prefetch's memory when it is queued (MoE-Infinity when its copy starts), so
+///   queuing the whole ranking would evict cached experts for copies cancelled before they start.
+///
+/// Cosines are those of `torch.nn.CosineSimilarity(eps: 1e-6)`: `x·y / max(‖x‖‖y‖, 1e-6)`; a row with no tokens has
+/// cosine 0. With no stored EAM (the first sequence) nothing is proposed. Under batching the step's sequence is the
+/// one `stepSeq` names (its first), and the step's union is counted for it.
+public final class MoEInfinityPredictor: PrefetchPredictor {
+    let layers: Int
+    let experts: Int
+    let capacity: Int
+    let limit: Int
+    // The plan's columns it reads (copies: the loop would copy a plan-sized value on every call).
+    private var accessTokens: [Int32] = []
+    private var layerStart: [Int32] = []
+    private var stepSeq: [Int32] = []
+    /// The current sequence's EAM (layers × experts token counts) and its sequence.
+    private var current: [Float]
+    private var currentSeq: Int32 = -1
+    /// Stored EAMs (`stored` of them, `capacity` slots of layers × experts), their rows' sums, and match counts.
+    private var collection: [Float]
+    private var rowSums: [Float]
+    /// Per stored row, its routed experts by count, most first (ties: lower id), and how many there are.
+    private var ranked: [Int32]
+    private var rankedCount: [Int]
+    private var rowNorms: [Double]
+    /// The current EAM's rows' sums and Euclidean norms, at the step's first layer.
+    private var currentSums: [Double]
+    private var currentNorms: [Double]
+    private var matches: [Double]
+    private var stored = 0
+    /// Per stored EAM, Σ over layers l' > l of the cosine of row l' with the current EAM's, for each l, computed
+    /// at each step's first layer (rows after l do not change while a step passes layers ≤ l).
+    private var suffixCosine: [Double]
+    /// The best proposals so far, in priority order (reused from layer to layer).
+    private var top: [(priority: Float, id: Int32)] = []
+    public var source: String { "online" }
+    /// `ReplaceCacheCandidates` and a fresh `enqueue_prefetch` per layer: the queue holds only the latest ranking.
+    public static var replacesQueue: Bool { true }
+
+    public init(layers: Int, experts: Int, limit: Int, capacity: Int = 1000) {
+        self.layers = layers
+        self.experts = experts
+        self.capacity = capacity
+        self.limit = max(0, limit)
+        current = Array(repeating: 0, count: layers * experts)
+        collection = []
+        rowSums = []
+        ranked = []
+        rankedCount = []
+        rowNorms = []
+        currentSums = Array(repeating: 0, count: layers)
+        currentNorms = Array(repeating: 0, count: layers)
+        matches = []
+        suffixCosine = []
+    }
+
+    public func rebind(_ plan: StepPlan, following: StepPlan?) {
+        accessTokens = plan.accessTokens
+        layerStart = plan.layerStart
+        stepSeq = plan.stepSeq
+    }
+
+    public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
+        if layer == 0 {
+            let seq = stepSeq[step]
+            if seq != currentSeq {
+                if currentSeq >= 0 { finishSequence() }
+                currentSeq = seq
+                for i in current.indices { current[i] = 0 }
+            }
+            computeSuffixCosines()
+        }
+        // The tracer counts the layer's tokens before it matches.
+        let first = Int(layerStart[step * layers + layer])
+        for (k, e) in revealed.enumerated() { current[Int(e)] += Float(accessTokens[first + k]) }
+        guard stored > 0, layer + 1 < layers, limit > 0 else { return }
+        // The least distance is the largest sum over the layers after `layer` (the rest is the same for every entry).
+        var best = 0
+        for k in 1..<stored where suffixCosine[k * layers + layer] > suffixCosine[best * layers + layer] { best = k }
+        matches[best] += 1
+        // The `limit` best by descending priority `(count + 1e-8) × weight`, equal priorities in layer-then-expert
+        // order (Python's stable sort). Within a layer priority follows the count, so each later layer offers only
+        // its `limit` most routed experts (`ranked`); an expert never routed (1e-8 × weight) ranks below every routed
+        // one (weights are at least 2 / (L + 1)), so those fill what is left, nearest layer first.
+        top.removeAll(keepingCapacity: true)
+        for l in (layer + 1)..<layers {
+            let weight = Float(1 - Double(l - layer) / Double(layers + 1))
+            let row = (best * layers + l) * experts
+            for r in 0..<min(limit, rankedCount[best * layers + l]) {
+                let e = Int(ranked[row + r])
+                let priority = (collection[row + e] + 1e-8) * weight
+                if top.count == limit, !(priority > top[limit - 1].priority) { break }
+                var i = top.count
+                while i > 0 && priority > top[i - 1].priority { i -= 1 }
+                top.insert((priority, Int32(l * experts + e)), at: i)
+                if top.count > limit { top.removeLast() }
+            }
+        }
+        var l = layer + 1, e = 0
+        while top.count < limit && l < layers {
+            if collection[(best * layers + l) * experts + e] == 0 { top.append((0, Int32(l * experts + e))) }
+            e += 1
+            if e == experts { e = 0; l += 1 }
+        }
+        for r in top { proposals.append(r.id) }
+    }
+
+    /// The finished sequence's EAM joins the collection: the first empty slot, else the entry matched least often
+    /// (the first of those); it starts with one match.
+    private func finishSequence() {
+        let slot: Int
+        if stored < capacity {
+            slot = stored
+            stored += 1
+            collection.append(contentsOf: repeatElement(0, count: layers * experts))
+            rowSums.append(contentsOf: repeatElement(0, count: layers))
+            rowNorms.append(contentsOf: repeatElement(0, count: layers))
+            ranked.append(contentsOf: repeatElement(0, count: layers * experts))
+            rankedCount.append(contentsOf: repeatElement(0, count: layers))
+            matches.append(0)
+            suffixCosine.append(contentsOf: repeatElement(0, count: layers))
+        } else {
+            slot = matches.indices.min { matches[$0] < matches[$1] }!
+        }
+        let base = slot * layers * experts
+        for i in 0..<(layers * experts) { collection[base + i] = current[i] }
+        for l in 0..<layers {
+            let row = current[(l * experts)..<((l + 1) * experts)]
+            rowSums[slot * layers + l] = row.reduce(0, +)
+            rowNorms[slot * layers + l] = row.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            let routed = (0..<experts).filter { current[l * experts + $0] > 0 }
+                .sorted { (current[l * experts + $0], $1) > (current[l * experts + $1], $0) }
+            for (r, e) in routed.enumerated() { ranked[(slot * layers + l) * experts + r] = Int32(e) }
+            rankedCount[slot * layers + l] = routed.count
+        }
+        matches[slot] = 1
+    }
+
+    /// For every stored EAM k and layer l: Σ over l' > l of cos(current row l', stored row l'), rows normalised to
+    /// sum 1 first (as MoE-Infinity does before its cosine, whose ε then applies to the normalised norms).
+    private func computeSuffixCosines() {
+        guard stored > 0 else { return }
+        for l in 0..<layers {
+            var sum = 0.0, squares = 0.0
+            for e in 0..<experts { let x = Double(current[l * experts + e]); sum += x; squares += x * x }
+            currentSums[l] = sum
+            currentNorms[l] = squares.squareRoot()
+        }
+        for k in 0..<stored {
+            var suffix = 0.0
+            for l in stride(from: layers - 1, through: 0, by: -1) {
+                suffixCosine[k * layers + l] = suffix  // layers after l
+                suffix += cosine(k, row: l)
+            }
+        }
+    }
+
+    private func cosine(_ k: Int, row l: Int) -> Double {
+        let sumA = currentSums[l], sumB = Double(rowSums[k * layers + l])
+        guard sumA > 0, sumB > 0 else { return 0 }
+        let a = l * experts, b = k * layers * experts + l * experts
+        var dot = 0.0
+        for e in 0..<experts { dot += Double(current[a + e]) * Double(collection[b + e]) }
+        let norms = (currentNorms[l] / sumA) * (rowNorms[k * layers + l] / sumB)
+        return dot / (sumA * sumB) / max(norms, 1e-6)
+    }
+}
