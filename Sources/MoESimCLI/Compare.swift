@@ -148,7 +148,11 @@ struct Compare: ParsableCommand {
         let header = serving
             ? ["policy", "hit rate", "requests/s", "out tokens/s", "goodput", "mean batch", "TTFT p99", "TPOT p50", "TPOT p99", "e2e p99", "peak KV"]
             : ["policy", "hit rate", "tokens/s", "TTFT", "TPOT mean", "TPOT p99", "copied", "wasted", "stall"]
-        var rows = [header]
+        let tiers = !serving && results.contains(where: \.hasTiers)
+        if let t = first.counters.tiers, tiers {
+            lines.append("three tiers: host memory \(formatBytes(t.capacityBytes)) for experts over \(first.spec.hardware.tiers.drive.isEmpty ? "an SSD" : first.spec.hardware.tiers.drive) (docs/tiers.md)")
+        }
+        var rows = [header + (tiers ? ["host hit", "SSD read", "SSD busy"] : [])]
         for r in results {
             if let s = r.serving {
                 let sig = { (v: Double?) in v.map { String(format: "%.3g", $0) } ?? "-" }  // requests/s are often small
@@ -162,9 +166,11 @@ struct Compare: ParsableCommand {
             rows.append([r.spec.policy.rawValue, Human.percent(r.hitRate), Human.rate(r.tokensPerSecond),
                          Human.seconds(r.ttftSeconds), Human.seconds(r.tpotMeanSeconds), Human.seconds(r.tpotP99Seconds),
                          formatBytes(r.counters.bytesH2D), formatBytes(r.counters.prefetch.bytesWasted),
-                         Human.seconds(r.stallSeconds)])
+                         Human.seconds(r.stallSeconds)]
+                        + (tiers ? [Human.percent(r.hostHitRate), formatBytes(r.counters.tiers?.bytesRead ?? 0),
+                                    Human.percent(r.ssdBusyFraction)] : []))
         }
-        let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         for row in rows {
             lines.append(row.enumerated().map { i, cell in
                 i == 0 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)

@@ -124,7 +124,8 @@ func escape(_ s: String) -> String {
 /// report (its serving columns filled) also plots throughput, tail latency and goodput.
 public enum HTMLReport {
     /// The axes a report may be plotted against, in order of preference (`axis(for:)`).
-    public static let axes = ["budget_experts", "batch", "arrival_rate", "max_tokens", "prefill_chunk", "lookahead"]
+    public static let axes = ["budget_experts", "batch", "arrival_rate", "max_tokens", "prefill_chunk", "lookahead",
+                              "host_capacity_bytes"]
 
     /// The first of `axes` whose values vary in `table` (a sweep's axis), else `budget_experts`.
     public static func axis(for table: ReportTable) -> String {
@@ -142,6 +143,9 @@ public enum HTMLReport {
         if hasNumbers(table, "requests") {  // served runs
             metrics += [("output_tokens_per_s", true), ("request_tpot_p99_s", true), ("request_ttft_p99_s", true),
                         ("goodput_rps", false), ("peak_kv_bytes", false)].filter { hasNumbers(table, $0.0) }
+        }
+        if hasNumbers(table, "ssd_reads") {  // three tiers (docs/tiers.md)
+            metrics += [("host_hit_rate", false), ("bytes_ssd", false), ("ssd_busy_fraction", false)]
         }
         for (metric, log) in metrics where table.header.contains(metric) {
             parts.append("<figure>" + (try LinePlot(table: table, x: x, y: metric, logY: log).svg()) + "</figure>")
