@@ -222,4 +222,18 @@ import Testing
         let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
         return try CSVFile.records(bytes[...], path: path).map(\.fields)
     }
+
+    /// CPU fallback weighs the SSD read both ways: an expert on the SSD delays the copy as much as the CPU, so a
+    /// busy CPU no longer loses to the link when both must wait for the read anyway.
+    @Test func cpuFallbackWeighsTheRead() throws {
+        let cost = CostModel(model: tinyModel(), hardware: tinyHardware())
+        let handler = HostCompute(cost: cost)
+        let move = cost.activationTransfer(tokens: 1), work = cost.hostExpertCompute(tokens: 1)
+        let copied = cost.expertCopy + cost.expertCompute(tokens: 1)
+        try #require(work + move < copied, "the idle CPU must be the faster path for this check")
+        let miss = Miss(expert: 3, tokens: 1, weightMax: 0, gate: 0)
+        let busy = copied + 1_000_000  // the CPU's queue ends after a copy would be done
+        #expect(handler.decide(miss, MissResources(linkFreeAt: 0, hostFreeAt: busy, expertReadyAt: 0)) == .copy)
+        #expect(handler.decide(miss, MissResources(linkFreeAt: 0, hostFreeAt: busy, expertReadyAt: busy)) == .host)
+    }
 }

@@ -10,6 +10,19 @@ extension ReplayCore {
         if Sink.isEnabled { drainReads() }
     }
 
+    /// For a miss handler's choice: when host memory will hold `e` if it is asked for at `gate` (the gate when it is
+    /// there; its read's landing when known; else the gate plus one read alone on the drive). Asks nothing.
+    @inline(never)
+    func hostReadyEstimate(_ e: Int32, at gate: Int64) -> Int64 {
+        let host = host!
+        guard !host.holds(e, at: gate) else { return gate }
+        if host.admitted(e) {
+            let lands = host.landing(of: e)
+            if lands != .max { return max(gate, lands) }
+        }
+        return gate + host.readDuration
+    }
+
     /// A GPU prefetch of `e` was queued: it reads `e` from host memory (an ask, and a host hit).
     @inline(never)
     mutating func prefetchReadsHost(_ e: Int32) {

@@ -125,7 +125,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 copy = arriving
             } else {
                 switch Handler.alwaysCopies ? .copy : handler.decide(miss(a, plan, gate), MissResources(
-                    linkFreeAt: link.earliestStart(after: gate), hostFreeAt: hostFree)) {
+                    linkFreeAt: link.earliestStart(after: gate), hostFreeAt: hostFree,
+                    expertReadyAt: tiered ? hostReadyEstimate(e, at: gate) : gate)) {
                 case .copy:
                     copy = copyIn(e, bytes: cost.expertBytes, duration: cost.expertCopy, access: a, set, plan, pinSet, &layer)
                 case let .copyLow(bytes):

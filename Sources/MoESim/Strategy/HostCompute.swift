@@ -13,8 +13,10 @@ public struct HostCompute: MissHandler {
 
     public func decide(_ miss: Miss, _ resources: MissResources) -> MissDecision {
         let move = cost.activationTransfer(tokens: miss.tokens), work = cost.hostExpertCompute(tokens: miss.tokens)
-        let back = max(miss.gate + move, resources.hostFreeAt) + work + move
-        let copied = max(miss.gate, resources.linkFreeAt) + cost.expertCopy + cost.expertCompute(tokens: miss.tokens)
+        // Both need the expert in host memory (with three tiers it may first be read from the SSD).
+        let back = max(miss.gate + move, resources.hostFreeAt, resources.expertReadyAt) + work + move
+        let copied = max(miss.gate, resources.linkFreeAt, resources.expertReadyAt) + cost.expertCopy
+            + cost.expertCompute(tokens: miss.tokens)
         return back <= copied ? .host : .copy
     }
 }

@@ -40,6 +40,13 @@ public struct Miss: Sendable, Equatable {
 public struct MissResources: Sendable, Equatable {
     public let linkFreeAt: Int64
     public let hostFreeAt: Int64
+    /// When host memory can hold the expert: the gate, unless it is on the SSD (three tiers: its read's landing if
+    /// known, else the gate plus one read alone on the drive).
+    public let expertReadyAt: Int64
+
+    public init(linkFreeAt: Int64, hostFreeAt: Int64, expertReadyAt: Int64) {
+        self.linkFreeAt = linkFreeAt; self.hostFreeAt = hostFreeAt; self.expertReadyAt = expertReadyAt
+    }
 }
 
 /// What a miss becomes.
