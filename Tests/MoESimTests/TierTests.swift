@@ -192,6 +192,79 @@ import Testing
         }
     }
 
+    /// `hardware.tiers`, the ordered list, sets exactly what the flat keys set (host link keys included).
+    @Test func theTierListSetsWhatTheFlatKeysSet() throws {
+        let dir = temporaryDirectory()
+        func hardware(_ section: String) throws -> HardwareProfile {
+            try "trace: t.jsonl\nmodel: mixtral-8x7b\nhardware:\n  preset: h100-sxm\n\(section)budget: 25%\n"
+                .write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+            return try RunConfig.load(dir + "/c.yaml").hardware
+        }
+        let list = try hardware("""
+              tiers:
+                - {tier: ssd, read_bytes_per_s: 3e9, read_latency_s: 50e-6, queue_depth: 8, capacity_bytes: 2e12}
+                - {tier: host, capacity_bytes: 256e9, pool: unified, read_bytes_per_s: 20e9, read_latency_s: 7e-6, queue_depth: 2}
+                - {tier: gpu, memory_bytes: 90e9}
+
+            """)
+        let flat = try hardware("""
+              ssd_bytes_per_s: 3e9
+              ssd_latency_s: 50e-6
+              ssd_queue_depth: 8
+              ssd_capacity_bytes: 2e12
+              host_expert_bytes: 256e9
+              memory_pool: unified
+              link_bytes_per_s: 20e9
+              link_latency_s: 7e-6
+              copy_engines: 2
+              gpu_memory_bytes: 90e9
+
+            """)
+        #expect(list == flat)
+        #expect(list.tiers.hostExpertBytes == 256e9 && list.tiers.ssdQueueDepth == 8 && list.copyEngines == 2)
+        let drive = try hardware("  tiers: [{tier: ssd, drive: pcie5-nvme}, {tier: host, capacity_bytes: 1e11}, {tier: gpu}]\n")
+        #expect(drive.tiers.drive == "pcie5-nvme" && drive.tiers.ssdBytesPerSecond == 14500e6)
+        #expect(try hardware("  tiers: [{tier: host}, {tier: gpu}]\n") == hardware(""))
+    }
+
+    /// Each way a tiers list can be wrong, refused with the line of the entry at fault (the first entry is line 6)
+    /// and what is expected.
+    @Test(arguments: [
+        ("- {tier: host, capacity_bytes: 40e9}\n- {tier: ssd, drive: pcie4-nvme}\n- {tier: gpu}", 7, "tiers out of order: ssd after host"),
+        ("- {tier: gpu}\n- {tier: host}", 7, "tiers out of order: host after gpu"),
+        ("- {tier: ssd}\n- {tier: host, capacity_bytes: 40e9}\n- {tier: gpu}", 6, "the ssd tier has no link"),
+        ("- {tier: ssd, drive: pcie4-nvme}\n- {tier: host}\n- {tier: gpu}", 7, "give the host tier between them its capacity_bytes"),
+        ("- {tier: ssd, drive: pcie4-nvme}\n- {tier: gpu}", 6, "give the host tier between them its capacity_bytes"),
+        ("- {tier: host, capacity_bytes: 40e9}\n- {tier: gpu}", 6, "needs an ssd tier below it"),
+        ("- {tier: ssd, drive: pcie4-nvme}\n- {tier: host, capacity_bytes: 40e9}", 7, "ends with the GPU"),
+        ("- {tier: gpu, capacity_bytes: 1e9}", 6, "the run's budget"),
+        ("- {tier: nvram}\n- {tier: gpu}", 6, "unknown tier 'nvram'"),
+        ("- {tier: host}\n- {tier: host}\n- {tier: gpu}", 7, "tier host is listed twice"),
+        ("- {tier: ssd, drive: pcie4-nvme}\n- {tier: host, capacity_bytes: 1e6}\n- {tier: gpu}", 7, "at least one expert"),
+        ("- {tier: ssd, drive: pcie4-nvme, capacity_bytes: 1e9}\n- {tier: host, capacity_bytes: 40e9}\n- {tier: gpu}", 6, "room for every expert"),
+        ("- {tier: ssd, drive: pcie4-nvme}\n- {tier: host, capacity_bytes: 20e9, pool: unified}\n- {tier: gpu}", 7, "shared pool"),
+        ("- {tier: host, read_bytes_per_s: -1}\n- {tier: gpu}", 6, "host.read_bytes_per_s"),
+        ("- tier: host\n  capacity: 3\n- {tier: gpu}", 7, "takes capacity_bytes"),
+    ] as [(String, Int, String)])
+    func aBadTierListNamesTheEntryAtFault(list: String, line: Int, message: String) throws {
+        let dir = temporaryDirectory()
+        let indented = list.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n")
+        try "trace: t.jsonl\nmodel: mixtral-8x7b\nhardware:\n  preset: h100-sxm\n  tiers:\n\(indented)\nbudget: 25%\n"
+            .write(toFile: dir + "/tiers.yaml", atomically: true, encoding: .utf8)
+        #expect { try RunConfig.load(dir + "/tiers.yaml") } throws: { error in
+            "\(error)".contains("tiers.yaml:\(line):") && "\(error)".contains(message)
+        }
+    }
+
+    @Test func theListAndTheFlatKeysAreNotMixed() throws {
+        let dir = temporaryDirectory()
+        try "trace: t.jsonl\nmodel: mixtral-8x7b\nhardware:\n  preset: h100-sxm\n  host_expert_bytes: 1e11\n  tiers: [{tier: gpu}]\nbudget: 25%\n"
+            .write(toFile: dir + "/m.yaml", atomically: true, encoding: .utf8)
+        #expect { try RunConfig.load(dir + "/m.yaml") } throws: { error in
+            "\(error)".contains("m.yaml:5:") && "\(error)".contains("give one or the other")
+        }
+    }
+
     /// A sweep over host memory gets the tier columns, on every row (empty where host memory holds everything
     /// and no SSD is given); a sweep of two-tier cells keeps the two-tier header.
     @Test func aSweepOverHostMemoryHasTheTierColumns() throws {

@@ -98,7 +98,9 @@ public struct RunConfig: Sendable {
                                         budgetBytes: budget.bytes(for: model))
         } catch let ConfigError.invalidValue(field, value, expected) {
             let key = field.replacingOccurrences(of: "hardware.", with: "")
-            let at = node.mapping?.first { $0.key.scalar?.string == key }?.key ?? node
+            let list = node.mapping?["tiers"]
+            let at = list.flatMap { TierList.entry(setting: key, in: $0) }
+                ?? node.mapping?.first { $0.key.scalar?.string == key }?.key ?? node
             throw file.fail(at, ConfigError.invalidValue(field: field, value: value, expected: expected).description)
         }
     }
@@ -156,6 +158,7 @@ public struct RunConfig: Sendable {
                 throw ConfigError.file(path: path, line: keyNode.mark?.line, message: "\(P.section) keys are names (\(P.fieldKeys.joined(separator: ", "))), not lists or mappings")
             }
             guard key != "preset" else { continue }
+            if try P.setStructured(key, value, section: node, on: &profile, path: path) { continue }
             guard let text = value.scalar?.string else {
                 throw ConfigError.file(path: path, line: value.mark?.line, message: "\(P.section).\(key) must be a single value")
             }

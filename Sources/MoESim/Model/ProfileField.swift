@@ -1,3 +1,5 @@
+import Yams
+
 /// One named, overridable field of a profile, so that YAML sections and `--set` share one table of keys.
 ///
 ///     try model.set("top_k", to: "4", origin: "--set")
@@ -74,10 +76,15 @@ public protocol OverridableProfile {
     static var fields: [ProfileField<Self>] { get }
     /// The presets' names: a profile of one's own may not take one (its rows would pass for the preset's).
     static var presetNames: [String] { get }
+    /// Sets a field written as a list or mapping (`hardware.tiers`) from `value` in the file at `path`; false when
+    /// `key` is not such a field. `section` is the whole section's mapping, for checks against its other keys.
+    static func setStructured(_ key: String, _ value: Node, section: Node, on profile: inout Self, path: String) throws -> Bool
 }
 
 extension OverridableProfile {
     public static var fieldKeys: [String] { fields.map(\.key) }
+
+    public static func setStructured(_ key: String, _ value: Node, section: Node, on profile: inout Self, path: String) throws -> Bool { false }
 
     /// Sets one field from its textual value.
     /// - Throws: `ConfigError.unknownKey` (with a suggestion) or `ConfigError.invalidValue`.
