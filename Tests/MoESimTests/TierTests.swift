@@ -53,6 +53,29 @@ import Testing
         #expect(t.linkBusyNanoseconds == 820_000 && r.counters.simNanoseconds == 1_644_000)
     }
 
+    /// The host tier under each registry rule, worked by hand. One layer of 4 experts, top-1; GPU budget one expert
+    /// (LRU), host memory two (0 then 1 inserted at the start). Steps route to 0, 0, 2, 1, 3: step 1 hits on the GPU,
+    /// so host memory sees asks for 0 (a hit), then reads of 2, 1 (unless kept) and 3.
+    /// - lru: 0 asked → order 1, 0; read 2 evicts 1; read 1 evicts 0; read 3 evicts 2.
+    /// - fifo: asks do not reorder; read 2 evicts 0 (first in); 1 is a hit; read 3 evicts 1.
+    /// - lfu: uses 0: 2, 1: 1 → read 2 evicts 1; read 1 evicts 2 (1 use against 0's 2); read 3 evicts 1 (1 use).
+    /// - arc (c = 2): 0's hit moves it to T2; read 2: |T1| = 1 > p = 0 evicts 1 from T1 (ghost in B1); read 1 hits
+    ///   ghost B1: p = 1, |T1| = 1 is not above p, so T2's 0 is evicted (ghost in B2), 1 goes to T2; read 3: |T1| = 1
+    ///   is not above p = 1: T2's least recent, 1.
+    @Test(arguments: [(HostEviction.lru, [1, 0, 2], 1), (.fifo, [0, 1], 2), (.lfu, [1, 2, 1], 1), (.arc, [1, 0, 1], 1)] as [(HostEviction, [Int], Int)])
+    func eachHostEvictionRuleByHand(rule: HostEviction, evicted: [Int], hits: Int) throws {
+        let trace = makeTrace([[[0]], [[0]], [[2]], [[1]], [[3]]], experts: 4, topK: 1)
+        let model = tinyModel(layers: 1, experts: 4, topK: 1)
+        var hw = Self.threeTiers(hostExperts: 2)
+        hw.tiers.hostEviction = rule
+        let (r, events) = try replayLogged(trace, model: model, hardware: hw, policy: .lru, budget: .experts(1))
+        let evictions = events.compactMap { if case let .hostEvict(e) = $0.event { e } else { nil } }
+        #expect(evictions == evicted)
+        let t = try #require(r.counters.tiers)
+        #expect((t.hits, t.misses, t.evictions) == (hits, 4 - hits, evicted.count))
+        #expect(Metric.row(r)[Metric.columns(tiers: true).firstIndex(of: .hostEviction)!] == rule.rawValue)
+    }
+
     @Test func readsShareTheDrive() throws {
         // Two experts on the SSD asked for at one gate, queue depth 2: both reads run at once at half the rate each
         // (10 µs set-up, then 400 µs of transfer at half rate: both land at 2 + 810 µs).
@@ -85,8 +108,9 @@ import Testing
         }
     }
 
-    /// Over seeds, strategies, engine counts and queue depths: host memory within its capacity; every GPU copy of an
-    /// expert starts only once host memory holds it or its read has landed; the drive's reads never start before
+    /// Over seeds (each with a host eviction rule), strategies, engine counts and queue depths: host memory within
+    /// its capacity; every GPU copy of an expert starts only once host memory holds it or its read has landed; the
+    /// drive's reads never start before
     /// the one ahead of them (one slot) and never land before they start; bytes read are reads × expert bytes; the
     /// demand side of host memory adds up; a timeline does not change the row.
     @Test(arguments: [(1, 1), (2, 4)])
@@ -96,7 +120,8 @@ import Testing
         for seed in UInt64(1)...5 {
             let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 50, prefill: 6)
             for hostExperts in [1, 5, 12] {
-                let hw = Self.threeTiers(hostExperts: hostExperts, queueDepth: queueDepth, engines: engines)
+                var hw = Self.threeTiers(hostExperts: hostExperts, queueDepth: queueDepth, engines: engines)
+                hw.tiers.hostEviction = HostEviction.allCases[Int(seed) % HostEviction.allCases.count]
                 for policy in PolicyKind.allCases where policy != .allResident {
                     let label = "\(policy), seed \(seed), host \(hostExperts), \(engines) engines, depth \(queueDepth)"
                     let (r, events) = try replayLogged(trace, model: model, hardware: hw, policy: policy, budget: .experts(6))
@@ -155,6 +180,7 @@ import Testing
             ("hardware.host_expert_bytes", { $0.hostExpertBytes = 1e6; $0.ssdBytesPerSecond = 7e9 }),  // below one expert
             ("hardware.ssd_capacity_bytes", { $0.hostExpertBytes = 40e9; $0.ssdBytesPerSecond = 7e9; $0.ssdCapacityBytes = 50e9 }),
             ("hardware.host_expert_bytes", { $0.hostExpertBytes = 20e9; $0.ssdBytesPerSecond = 7e9; $0.pool = .unified }),
+            ("hardware.host_eviction", { $0.hostEviction = .lfu }),  // a rule for a host tier that evicts nothing
         ]
         for (field, set) in cases {
             var tiers = MemoryTiers()

@@ -64,6 +64,7 @@ extension HardwareProfile: OverridableProfile {
         .int("ssd_queue_depth", \.tiers.ssdQueueDepth, Limits.ssdQueueDepth),
         .double("ssd_capacity_bytes", \.tiers.ssdCapacityBytes, Limits.tierBytes),
         .choice("memory_pool", \.tiers.pool),
+        .choice("host_eviction", \.tiers.hostEviction),
         .string("source", \.source), .string("name", \.name),
     ]
 }

@@ -18,6 +18,8 @@ public struct MemoryTiers: Equatable, Sendable {
     /// `unified`: host memory and GPU memory are one pool (Apple silicon, Grace Hopper's coherent memory, an APU):
     /// the GPU's expert budget is taken from `hostExpertBytes`, so a larger GPU cache leaves a smaller host tier.
     public var pool: MemoryPool = .separate
+    /// The host tier's cache rule (a registry eviction rule; LRU unless set).
+    public var hostEviction: HostEviction = .lru
     /// The drive preset the SSD fields came from ("" when set by hand).
     public var drive = ""
 
@@ -42,7 +44,12 @@ public struct MemoryTiers: Equatable, Sendable {
         guard hostExpertBytes > 0 || !hasSSD else {
             throw fail("host_expert_bytes", "0", "the host tier's capacity when an SSD is given (ssd_bytes_per_s): with every expert in host memory the SSD is never read")
         }
-        guard hostExpertBytes > 0 else { return }
+        guard hostExpertBytes > 0 else {
+            guard hostEviction == .lru else {
+                throw fail("host_eviction", hostEviction.rawValue, "a host tier of limited size (host_expert_bytes, with an SSD below it) for its cache rule to rank: with every expert in host memory nothing is evicted")
+            }
+            return
+        }
         guard hasSSD else {
             throw fail("ssd_bytes_per_s", "0", "a link from the SSD (ssd_bytes_per_s, or ssd: a drive) below a host tier of \(gib(hostExpertBytes)): the experts it cannot hold live on the SSD")
         }

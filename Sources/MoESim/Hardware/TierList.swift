@@ -15,14 +15,14 @@ enum TierList {
     static let fields: [Tier: KeyValuePairs<String, String>] = [
         .ssd: ["drive": "ssd", "read_bytes_per_s": "ssd_bytes_per_s", "read_latency_s": "ssd_latency_s",
                "queue_depth": "ssd_queue_depth", "capacity_bytes": "ssd_capacity_bytes"],
-        .host: ["capacity_bytes": "host_expert_bytes", "pool": "memory_pool", "read_bytes_per_s": "link_bytes_per_s",
+        .host: ["capacity_bytes": "host_expert_bytes", "pool": "memory_pool", "eviction": "host_eviction", "read_bytes_per_s": "link_bytes_per_s",
                 "read_latency_s": "link_latency_s", "queue_depth": "copy_engines"],
         .gpu: ["memory_bytes": "gpu_memory_bytes"],
     ]
 
     /// The flat keys the list stands for: a section gives one form or the other.
     static var flatKeys: Set<String> { ["ssd", "ssd_bytes_per_s", "ssd_latency_s", "ssd_queue_depth", "ssd_capacity_bytes",
-                                        "host_expert_bytes", "memory_pool"] }
+                                        "host_expert_bytes", "memory_pool", "host_eviction"] }
 
     /// Reads the list `node` into `profile`.
     /// - Throws: `ConfigError.file` naming the line: tiers out of order or repeated, an unknown tier or key, an SSD

@@ -75,6 +75,7 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
     case trainTokensPerSecond = "train_tokens_per_s"
     // Three tiers (docs/tiers.md): only in reports with an SSD tier (`columns(tiers:)`).
     case hostCapacityBytes = "host_capacity_bytes"
+    case hostEviction = "host_eviction"
     case hostHits = "host_hits"
     case hostMisses = "host_misses"
     case hostLate = "host_late"
@@ -122,7 +123,7 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
     public var kind: Kind {
         switch self {
         case .trace, .model, .hardware, .policy, .cacheScope, .eviction, .predictorSource, .scheduler, .arrival, .runtime,
-             .placementRest:
+             .placementRest, .hostEviction:
             .text
         case .lookahead, .lowBits, .budgetExperts, .tokens, .steps, .accesses, .hits, .misses, .prefetchIssued,
              .prefetchUseful, .prefetchLate, .prefetchWasted, .prefetchCancelled, .cpuExperts, .missingCells, .batch,
@@ -234,6 +235,7 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
         case .skipThreshold: r.spec.policy.skips ? format(r.spec.precision.skipThreshold) : ""
         case .skippedExperts: "\(r.counters.skippedExperts)"
         case .hostCapacityBytes: r.counters.tiers.map { "\($0.capacityBytes)" } ?? ""
+        case .hostEviction: r.counters.tiers == nil ? "" : r.spec.hardware.tiers.hostEviction.rawValue
         case .hostHits: r.counters.tiers.map { "\($0.hits)" } ?? ""
         case .hostMisses: r.counters.tiers.map { "\($0.misses)" } ?? ""
         case .hostLate: r.counters.tiers.map { "\($0.late)" } ?? ""

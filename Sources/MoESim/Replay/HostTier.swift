@@ -1,11 +1,11 @@
 /// The tiers below the GPU when host memory holds only some experts and an SSD holds them all (`MemoryTiers`,
-/// docs/tiers.md): host memory as an LRU cache of experts, filled from the SSD over its own link (processor sharing
-/// over the drive's queue depth, as `Link`). A GPU copy reads the expert from here; one that is not here is read
+/// docs/tiers.md): host memory as a cache of experts under a registry eviction rule (`HostEviction`; LRU unless
+/// set), filled from the SSD over its own link (processor sharing over the drive's queue depth, as `Link`). A GPU copy reads the expert from here; one that is not here is read
 /// from the SSD first and its GPU copy starts when the read lands.
 ///
 /// Rules (docs/simulation.md, "Memory tiers"): the host tier starts full, with experts in flat-id order; a read is
-/// admitted when it is issued (its bytes count from then), evicting least recently used experts whose own read has
-/// landed; when every expert in host memory is still arriving, the read bypasses the host cache (a staging buffer:
+/// admitted when it is issued (its bytes count from then), evicting the rule's victims among experts whose own read
+/// has landed and that no copy of this layer asked for; when every expert in host memory is still arriving, the read bypasses the host cache (a staging buffer:
 /// nothing is admitted). A GPU copy holds no host memory once issued. Raw buffers, like `ExpertMemory`.
 final class HostTier {
     let memory: ExpertMemory
@@ -13,17 +13,19 @@ final class HostTier {
     /// One expert's read from the SSD alone on the link.
     let readDuration: Int64
     let expertBytes: Int
-    /// Per expert: the read still arriving (its ticket), else -1; and when its read landed (0: there from the start).
+    /// Per expert: the read still arriving (its ticket), else -1; and when its read landed (0: there from the start;
+    /// `Int64.max` while a read whose landing the link has not simulated is under way).
     private let reading: UnsafeMutablePointer<Link.Ticket>
     private let landedAt: UnsafeMutablePointer<Int64>
-    /// Least recently used order of the resident experts: a doubly linked list by flat id (-1 ends it).
+    /// The experts whose read holds a ticket, settled before victims are chosen (a few: reads under way).
+    private var arriving: [Int32] = []
     /// Per expert, the layer (the replay's epoch) that last asked for it: host memory keeps it for that layer.
     private let askedIn: UnsafeMutablePointer<Int32>
     /// The current layer's epoch (`ReplayCore.epoch`).
     var layer: Int32 = 0
-    private let older: UnsafeMutablePointer<Int32>
-    private let newer: UnsafeMutablePointer<Int32>
-    private var oldest: Int32 = -1, newest: Int32 = -1
+    /// The eviction rule, and a count of what it has seen (its access index).
+    private var policy: any CachePolicy
+    private var asks = 0
     let experts: Int
     var counters = TierCounters()
     /// For a timeline (`recordsEvents`): evictions with their times, and the SSD link's reports, until drained (the
@@ -32,34 +34,36 @@ final class HostTier {
     var reported: [Link.Report] = []
     let recordsEvents: Bool
 
-    init(experts: Int, capacityBytes: Int, expertBytes: Int, readDuration: Int64, link: Link) {
+    /// The GPU's prefetches: an expert whose prefetch copy is outstanding is not evicted here.
+    let book: PrefetchBook
+
+    init(experts: Int, capacityBytes: Int, expertBytes: Int, readDuration: Int64, link: Link, book: PrefetchBook,
+         eviction: HostEviction = .lru) {
+        self.book = book
         self.experts = experts
         recordsEvents = link.reporting == .all
         self.expertBytes = expertBytes
         self.readDuration = readDuration
         self.link = link
         memory = ExpertMemory(experts: experts, partitionOf: Array(repeating: 0, count: experts), capacities: [capacityBytes])
+        policy = eviction.policy(CacheShape(experts: experts, capacity: capacityBytes, expertBytes: expertBytes))
         reading = .allocate(capacity: experts)
         reading.initialize(repeating: -1, count: experts)
         landedAt = .allocate(capacity: experts)
         landedAt.initialize(repeating: 0, count: experts)
         askedIn = .allocate(capacity: experts)
         askedIn.initialize(repeating: 0, count: experts)
-        older = .allocate(capacity: experts)
-        older.initialize(repeating: -1, count: experts)
-        newer = .allocate(capacity: experts)
-        newer.initialize(repeating: -1, count: experts)
         // Full from the start, in flat-id order (layer by layer): loaded before the first step.
         for e in 0..<Int32(experts) where memory.fits(expertBytes, in: 0) {
             memory.admit(e, bytes: expertBytes)
-            touch(e)
+            policy.didPlace(e)
         }
         counters.capacityBytes = capacityBytes
         counters.peakBytes = memory.peakUsed
     }
 
     deinit {
-        reading.deallocate(); landedAt.deallocate(); askedIn.deallocate(); older.deallocate(); newer.deallocate()
+        reading.deallocate(); landedAt.deallocate(); askedIn.deallocate()
     }
 
     /// Whether `e` is in host memory, its read landed by `time`.
@@ -103,32 +107,35 @@ final class HostTier {
     }
 
     /// A GPU copy or host computation asks for `e`: kept for the rest of the layer, and, when it is here or on its
-    /// way, the most recently used.
+    /// way, an access for the eviction rule.
     @inline(__always) func use(_ e: Int32) {
         askedIn[Int(e)] = layer
         guard memory.isResident(e) else { return }
-        unlink(e)
-        touch(e)
+        asks += 1
+        policy.didAccess(e, at: asks)
     }
 
-    /// Reads `e` from the SSD at `time`, admitting it (evicting least recently used experts that have landed and
-    /// that no GPU copy or host computation of this layer asked for).
+    /// Reads `e` from the SSD at `time`, admitting it (evicting the rule's victims among experts that have landed,
+    /// that no GPU copy or host computation of this layer asked for, and whose GPU prefetch is not outstanding).
     /// - Returns: the read (the caller releases a bypassing read's copy once it knows its landing), or nil when no
     ///   room could be made and `bypass` is false (a prefetch into
     ///   host memory is then not issued).
     func read(_ e: Int32, at time: Int64, bypass: Bool) -> (copy: Link.Copy, admitted: Bool)? {
         precondition(!memory.isResident(e), "read an expert already in host memory")
         advance(to: time)  // every read landing by `time` is known, so it may be evicted
-        var victim = oldest
-        while !memory.fits(expertBytes, in: 0) && victim >= 0 {
-            let next = newer[Int(victim)]
-            if askedIn[Int(victim)] != layer && landing(of: victim) <= time {
-                unlink(victim)
-                memory.release(victim)
-                counters.evictions += 1
-                if recordsEvents { evicted.append((victim, time)) }
+        settleKnownReads()
+        policy.willInsert(e)
+        let pinned = PinSet(stamps: askedIn, epoch: layer, landTime: landedAt, now: time)
+        while !memory.fits(expertBytes, in: 0), let victim = policy.victim(in: 0, pinned: pinned) {
+            // A GPU prefetch still reads it (queued, or on the link): kept, and held for the rest of the layer.
+            if book.copyOutstanding(victim, at: time) {
+                askedIn[Int(victim)] = layer
+                continue
             }
-            victim = next
+            policy.didEvict(victim)
+            memory.release(victim)
+            counters.evictions += 1
+            if recordsEvents { evicted.append((victim, time)) }
         }
         let admitted = memory.fits(expertBytes, in: 0)
         guard admitted || bypass else { return nil }
@@ -136,9 +143,16 @@ final class HostTier {
         stash()
         if admitted {
             memory.admit(e, bytes: expertBytes)
-            touch(e)
+            asks += 1
+            policy.didInsert(e, at: asks)
             // One server fixes the landing at once; several leave a ticket to ask when every read is issued.
-            if copy.ticket >= 0 { reading[Int(e)] = copy.ticket } else { landedAt[Int(e)] = copy.fixedLanding }
+            if copy.ticket >= 0 {
+                reading[Int(e)] = copy.ticket
+                landedAt[Int(e)] = .max
+                arriving.append(e)
+            } else {
+                landedAt[Int(e)] = copy.fixedLanding
+            }
             counters.peakBytes = max(counters.peakBytes, memory.used(in: 0))
         } else {
             counters.bypassReads += 1
@@ -161,21 +175,11 @@ final class HostTier {
         link.drained()
     }
 
-    // MARK: LRU list
-
-    private func touch(_ e: Int32) {
-        older[Int(e)] = newest
-        newer[Int(e)] = -1
-        if newest >= 0 { newer[Int(newest)] = e } else { oldest = e }
-        newest = e
-    }
-
-    private func unlink(_ e: Int32) {
-        let o = older[Int(e)], n = newer[Int(e)]
-        if o >= 0 { newer[Int(o)] = n } else { oldest = n }
-        if n >= 0 { older[Int(n)] = o } else { newest = o }
-        older[Int(e)] = -1
-        newer[Int(e)] = -1
+    /// Settles every read whose landing the link has simulated, so that `landedAt` is exact for the pin test.
+    private func settleKnownReads() {
+        guard !arriving.isEmpty else { return }
+        for e in arriving { _ = landing(of: e) }
+        arriving.removeAll { reading[Int($0)] < 0 }
     }
 }
 

@@ -194,6 +194,13 @@ final class PrefetchBook {
         return t
     }
 
+    /// Whether a prefetch copy of `e` is queued, or sent and not landed by `time` (its landing unknown counts as
+    /// not landed): host memory holds its source until then.
+    func copyOutstanding(_ e: Int32, at time: Int64) -> Bool {
+        let s = state[Int(e)]
+        return s == PrefetchBook.queued || (s == PrefetchBook.sent && landTime[Int(e)] > time)
+    }
+
     /// The layer of flat id `e`.
     @inline(__always) func layer(of e: Int32) -> Int { Int(layerOf[Int(e)]) }
 

@@ -20,16 +20,18 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                 memory: ExpertMemory, sink: Sink, prefetchBufferBytes: Int = .max, recordsPrecision: Bool = false,
                 tiers: MemoryTiers = MemoryTiers(), budgetBytes: Int = 0) {
         let flat = layers * experts
+        let book = PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes)
         let host = tiers.hasSSD ? HostTier(experts: flat, capacityBytes: Int(tiers.hostCapacity(budgetBytes: budgetBytes)),
                                            expertBytes: cost.expertBytes, readDuration: cost.ssdRead,
                                            link: Link(servers: tiers.ssdQueueDepth, latency: cost.ssdLatency,
-                                                      reporting: Sink.isEnabled ? .all : .none)) : nil
+                                                      reporting: Sink.isEnabled ? .all : .none),
+                                           book: book, eviction: tiers.hostEviction) : nil
         let pins = UnsafeMutablePointer<Int32>.allocate(capacity: flat)
         pins.initialize(repeating: 0, count: flat)
         core = ReplayCore(policy: policy, predictor: predictor, handler: handler, sink: sink, memory: memory,
                           link: Link(servers: cost.hardware.copyEngines, latency: cost.linkLatency,
                                      reporting: Sink.isEnabled ? .all : Predictor.isEnabled ? .tickets : .none),
-                          book: PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes), host: host, tiered: host != nil,
+                          book: book, host: host, tiered: host != nil,
                           reads: PendingReads(capacity: host == nil ? 1 : experts),
                           pins: pins,
                           cost: cost, prefetchBufferBytes: prefetchBufferBytes, counters: ReplayCounters(steps: 0),
