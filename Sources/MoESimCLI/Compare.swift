@@ -115,8 +115,8 @@ struct Compare: ParsableCommand {
                                      to: markdown)
             print("wrote \(markdown)")
         }
-        let tiers = results.contains(where: \.hasTiers)
-        try CSVFile.write(rows: results.map { Metric.row($0, tiers: tiers) }, header: Metric.header(tiers: tiers), to: path)
+        let groups = results.reduce(into: ColumnGroups()) { $0.formUnion($1.columnGroups) }
+        try CSVFile.write(rows: results.map { Metric.row($0, groups) }, header: Metric.header(groups), to: path)
         print("wrote \(path) (\(results.count) rows)")
     }
 

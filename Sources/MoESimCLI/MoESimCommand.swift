@@ -19,4 +19,5 @@ struct MoESimCommand: ParsableCommand {
 extension PolicyKind: ExpressibleByArgument {}
 extension CacheScope: ExpressibleByArgument {}
 extension CacheEviction: ExpressibleByArgument {}
+extension PrefetchAdmission: ExpressibleByArgument {}
 extension LowPrecisionHit: ExpressibleByArgument {}

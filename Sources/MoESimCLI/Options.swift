@@ -74,7 +74,8 @@ extension SectionArguments {
     }
 }
 
-/// `--lookahead`, `--accuracy`, `--seed`, `--eviction`, `--buffer`: settings of the prefetching strategies.
+/// `--lookahead`, `--accuracy`, `--seed`, `--eviction`, `--buffer`, `--admission`: settings of the prefetching
+/// strategies.
 struct PrefetchArguments: ParsableArguments, SectionArguments {
     typealias Section = PrefetchOptions
     @Option(help: "Layers ahead that oracle-prefetch sees (default 1).")
@@ -92,9 +93,13 @@ struct PrefetchArguments: ParsableArguments, SectionArguments {
     @Option(help: "Most of the budget that prefetched, not yet used experts may hold, in (0, 1] (default 1: no limit).")
     var buffer: String?
 
+    @Option(help: "Prefetches left unissued: none (default), deadline (would land after its layer's gate), reuse (its victim is due back sooner), or both.")
+    var admission: PrefetchAdmission?
+
     var settings: [(key: String, flag: String, value: String?)] {
         [("lookahead", "--lookahead", lookahead), ("accuracy", "--accuracy", accuracy), ("seed", "--seed", seed),
-         ("eviction", "--eviction", eviction?.rawValue), ("buffer", "--buffer", buffer)]
+         ("eviction", "--eviction", eviction?.rawValue), ("buffer", "--buffer", buffer),
+         ("admission", "--admission", admission?.rawValue)]
     }
 
 

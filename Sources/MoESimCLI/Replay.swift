@@ -162,7 +162,7 @@ struct Replay: ParsableCommand {
 
     func appendRow(_ result: ReplayResult) throws {
         if let out {
-            try CSVFile.append(rows: [Metric.row(result)], header: Metric.header(tiers: result.hasTiers), to: out)
+            try CSVFile.append(rows: [Metric.row(result)], header: Metric.header(result.columnGroups), to: out)
             print("row appended to \(out)")
         }
     }

@@ -73,7 +73,7 @@ import Testing
         #expect(evictions == evicted)
         let t = try #require(r.counters.tiers)
         #expect((t.hits, t.misses, t.evictions) == (hits, 4 - hits, evicted.count))
-        #expect(Metric.row(r)[Metric.columns(tiers: true).firstIndex(of: .hostEviction)!] == rule.rawValue)
+        #expect(Metric.row(r)[Metric.columns(.tiers).firstIndex(of: .hostEviction)!] == rule.rawValue)
     }
 
     @Test func readsShareTheDrive() throws {
@@ -102,7 +102,7 @@ import Testing
             for policy in PolicyKind.allCases {
                 let two = try replay(trace, model: model, policy: policy, budget: .experts(6))
                 let three = try replay(trace, model: model, hardware: full, policy: policy, budget: .experts(6))
-                #expect(Metric.row(two, tiers: false) == Metric.row(three, tiers: false), "\(policy), seed \(seed)")
+                #expect(Metric.row(two, []) == Metric.row(three, []), "\(policy), seed \(seed)")
                 #expect(three.counters.tiers?.reads == 0, "\(policy), seed \(seed)")
             }
         }
@@ -306,7 +306,7 @@ import Testing
         let out = temporaryDirectory() + "/s.csv"
         try SweepRunner(config: try SweepConfig.parse(yaml, path: "s.yaml"), output: out).run()
         let table = try Self.csv(out)
-        #expect(table[0] == ["cell", "budget"] + Metric.header(tiers: true))
+        #expect(table[0] == ["cell", "budget"] + Metric.header(.tiers))
         let reads = table[0].firstIndex(of: "ssd_reads")!, hardware = table[0].firstIndex(of: "hardware")!
         #expect(table.count == 1 + 2 * 2 * 2)
         for row in table.dropFirst() {

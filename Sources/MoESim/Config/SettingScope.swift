@@ -14,7 +14,7 @@ public enum SettingScope {
         case "prefetch.lookahead": policy.usesLookahead
         case "prefetch.accuracy", "prefetch.seed": policy.modelsPredictor
         case "prefetch.eviction": policy.takesEvictionOption
-        case "prefetch.buffer": policy.prefetches
+        case "prefetch.buffer", "prefetch.admission": policy.prefetches
         case "placement.train_split": policy.learnsPlacement
         case "placement.cpu_layers": policy.placesLayersOnHost
         case "placement.rest": policy.placesStatically

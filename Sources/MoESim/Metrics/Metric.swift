@@ -73,7 +73,7 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
     case trainTokens = "train_tokens"
     case trainHitRate = "train_hit_rate"
     case trainTokensPerSecond = "train_tokens_per_s"
-    // Three tiers (docs/tiers.md): only in reports with an SSD tier (`columns(tiers:)`).
+    // Three tiers (docs/tiers.md): only in reports with an SSD tier (`ColumnGroups.tiers`).
     case hostCapacityBytes = "host_capacity_bytes"
     case hostEviction = "host_eviction"
     case hostHits = "host_hits"
@@ -87,16 +87,22 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
     case ssdBypassReads = "ssd_bypass_reads"
     case bytesSSD = "bytes_ssd"
     case ssdBusyFraction = "ssd_busy_fraction"
+    // Prefetch admission (docs/policies.md, "Admission"): only in reports with a run that sets it.
+    case prefetchAdmission = "prefetch_admission"
+    case prefetchRefused = "prefetch_refused"
 
-    /// Whether the column describes the tiers below the GPU: reports whose runs all have two tiers leave these
-    /// columns out, so they keep the bytes they had before tiers existed.
-    public var describesTiers: Bool { self >= .hostCapacityBytes }
+    /// The group the column belongs to: the tiers below the GPU, prefetch admission, or none (every report). A
+    /// report whose runs use neither leaves those columns out, so it keeps the bytes it had before they existed.
+    public var group: ColumnGroups {
+        if self >= .prefetchAdmission { return .admission }
+        return self >= .hostCapacityBytes ? .tiers : []
+    }
 
-    /// The report's columns: with or without the tier columns.
-    public static func columns(tiers: Bool) -> [Metric] { allCases.filter { tiers || !$0.describesTiers } }
-    public static func header(tiers: Bool) -> [String] { columns(tiers: tiers).map(\.rawValue) }
-    /// The two-tier report's header.
-    public static var header: [String] { header(tiers: false) }
+    /// The report's columns: every column not in a group, and those of `groups`.
+    public static func columns(_ groups: ColumnGroups) -> [Metric] { allCases.filter { groups.isSuperset(of: $0.group) } }
+    public static func header(_ groups: ColumnGroups) -> [String] { columns(groups).map(\.rawValue) }
+    /// The header of a report whose runs use no group (two tiers, no admission).
+    public static var header: [String] { header([]) }
 
     public static func < (a: Metric, b: Metric) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
 
@@ -123,12 +129,12 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
     public var kind: Kind {
         switch self {
         case .trace, .model, .hardware, .policy, .cacheScope, .eviction, .predictorSource, .scheduler, .arrival, .runtime,
-             .placementRest, .hostEviction:
+             .placementRest, .hostEviction, .prefetchAdmission:
             .text
         case .lookahead, .lowBits, .budgetExperts, .tokens, .steps, .accesses, .hits, .misses, .prefetchIssued,
              .prefetchUseful, .prefetchLate, .prefetchWasted, .prefetchCancelled, .cpuExperts, .missingCells, .batch,
              .maxTokens, .prefillChunk, .requests, .skippedExperts, .cpuLayers, .trainTokens, .hostHits, .hostMisses,
-             .hostLate, .hostEvictions, .ssdReads, .ssdPrefetchReads, .ssdBypassReads:
+             .hostLate, .hostEvictions, .ssdReads, .ssdPrefetchReads, .ssdBypassReads, .prefetchRefused:
             .count
         case .budgetBytes, .bytesH2D, .bytesPrefetch, .bytesWasted, .peakExpertBytes, .bytesSaved, .peakKVBytes,
              .hostCapacityBytes, .peakHostBytes, .bytesSSD:
@@ -247,13 +253,33 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
         case .ssdBypassReads: r.counters.tiers.map { "\($0.bypassReads)" } ?? ""
         case .bytesSSD: r.counters.tiers.map { "\($0.bytesRead)" } ?? ""
         case .ssdBusyFraction: format(r.ssdBusyFraction)
+        case .prefetchAdmission: r.spec.policy.prefetches ? r.spec.prefetch.admission.rawValue : ""
+        case .prefetchRefused: r.spec.policy.prefetches ? "\(r.counters.prefetch.refused)" : ""
         }
     }
 
-    /// A report row of `r`: with the tier columns when `tiers` (empty for a run with two tiers), else without.
-    public static func row(_ r: ReplayResult, tiers: Bool) -> [String] { columns(tiers: tiers).map { $0.cell(r) } }
-    /// A row for a report of `r` alone: the tier columns when it has three tiers.
-    public static func row(_ r: ReplayResult) -> [String] { row(r, tiers: r.hasTiers) }
+    /// A report row of `r` with the columns of `groups` (empty where `r` does not use a group).
+    public static func row(_ r: ReplayResult, _ groups: ColumnGroups) -> [String] { columns(groups).map { $0.cell(r) } }
+    /// A row for a report of `r` alone: the groups it uses.
+    public static func row(_ r: ReplayResult) -> [String] { row(r, r.columnGroups) }
+}
+
+/// Groups of report columns that only some runs use (`Metric.group`).
+public struct ColumnGroups: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    /// Three tiers: an SSD below a host tier of limited size (docs/tiers.md).
+    public static let tiers = ColumnGroups(rawValue: 1)
+    /// A prefetching strategy with `prefetch.admission` other than `none`.
+    public static let admission = ColumnGroups(rawValue: 2)
+    public static let all: ColumnGroups = [.tiers, .admission]
+
+    /// The groups a run with `spec` uses.
+    public init(_ spec: ReplaySpec) {
+        self = []
+        if spec.hardware.tiers.hasSSD { insert(.tiers) }
+        if spec.policy.prefetches && spec.prefetch.admission != .none { insert(.admission) }
+    }
 }
 
 /// Shortest round-trip decimal of a Double (stable for equal inputs), empty for nil.

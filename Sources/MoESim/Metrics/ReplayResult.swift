@@ -60,6 +60,8 @@ public struct ReplayResult: Sendable {
     public var stallSeconds: Double { Double(counters.stallNanoseconds) * 1e-9 }
     /// Whether the run had three tiers (an SSD below a host tier of limited size).
     public var hasTiers: Bool { counters.tiers != nil }
+    /// The report columns this run fills beyond the common ones.
+    public var columnGroups: ColumnGroups { ColumnGroups(spec) }
     /// host_hits / (host_hits + host_misses + host_late): the share of experts asked of host memory found there.
     public var hostHitRate: Double? {
         guard let t = counters.tiers, t.hits + t.misses + t.late > 0 else { return nil }

@@ -157,6 +157,8 @@ public struct PrefetchOptions: OptionSection {
     public var bufferShare = 1.0
     /// The cache's eviction rule.
     public var eviction = CacheEviction.lru
+    /// Which proposals are left unissued (`PrefetchAdmission`; `none`: every one the room and buffer allow).
+    public var admission = PrefetchAdmission.none
 
     public init() {}
 
@@ -167,7 +169,7 @@ public struct PrefetchOptions: OptionSection {
     }
 
     /// The option names, as config files and sweep axes (`prefetch.NAME`) write them.
-    public static let keys = ["lookahead", "accuracy", "seed", "buffer", "eviction"]
+    public static let keys = ["lookahead", "accuracy", "seed", "buffer", "eviction", "admission"]
 
     public mutating func set(_ key: String, to text: String, origin: String) throws {
         switch key {
@@ -184,6 +186,12 @@ public struct PrefetchOptions: OptionSection {
                 throw ConfigError.invalidValue(field: "prefetch.eviction", value: text, expected: "lru or arc")
             }
             eviction = v
+        case "admission":
+            guard let v = PrefetchAdmission(rawValue: text) else {
+                throw ConfigError.invalidValue(field: "prefetch.admission", value: text,
+                                               expected: PrefetchAdmission.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            admission = v
         default: throw Self.unknown(key, origin: origin)
         }
     }

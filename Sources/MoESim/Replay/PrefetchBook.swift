@@ -12,6 +12,8 @@ public struct PrefetchCounters: Sendable, Equatable {
     public var cancelled = 0
     public var bytesPrefetch = 0
     public var bytesWasted = 0
+    /// Proposals that `prefetch.admission` left unissued (not counted in `issued`).
+    public var refused = 0
     /// Σ|predicted ∩ actual|, Σ|predicted|, Σ|actual| over the layers predictions were made for.
     public var predictedCorrect = 0
     public var predicted = 0
@@ -200,6 +202,9 @@ final class PrefetchBook {
         let s = state[Int(e)]
         return s == PrefetchBook.queued || (s == PrefetchBook.sent && landTime[Int(e)] > time)
     }
+
+    /// A proposal that admission left unissued.
+    @inline(__always) func refused() { counters.refused += 1 }
 
     /// The layer of flat id `e`.
     @inline(__always) func layer(of e: Int32) -> Int { Int(layerOf[Int(e)]) }

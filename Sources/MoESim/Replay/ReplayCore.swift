@@ -34,6 +34,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     let cost: CostModel
     /// Bytes that prefetched experts not yet used may hold at once.
     let prefetchBufferBytes: Int
+    /// Which proposals are left unissued (`prefetch.admission`), and what its rules keep.
+    var admission: AdmissionState
     var now: Int64 = 0
     var hostFree: Int64 = 0  // the host CPU: one FIFO server, like the GPU stream
     var epoch: Int32 = 0
@@ -62,7 +64,10 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
                 let gate = openGate(step: s, layer: l, set: set, plan, nonExpert: nonExpert)
                 var layer = LayerProgress(gate: gate)
                 findHitsAndMisses(set, plan, &layer)
-                if Predictor.isEnabled { issuePrefetches(step: s, layer: l, set: set, plan, gate: gate) }
+                if Predictor.isEnabled {
+                    issuePrefetches(step: s, layer: l, set: set, plan, gate: gate)
+                    if admission.rule != .none { noteGateForAdmission(gate, set: set, plan) }
+                }
                 computeMisses(plan, &layer)
                 endLayer(step: s, layer: l, set: set, plan, layer)
             }
@@ -201,6 +206,10 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             if memory.isResident(e) { continue }
             if tiered && !prefetchFromSSD(e, at: gate) { continue }
             if book.heldBytes + cost.expertBytes > prefetchBufferBytes { continue }
+            if admission.rule != .none && !admits(e, layer: l, gate: gate, pinSet) {
+                book.refused()
+                continue
+            }
             policy.willInsert(e)
             guard makeRoom(for: e, bytes: cost.expertBytes, pinSet, at: gate, demand: false) else {
                 precondition(awaited.isEmpty, "a prefetch evicted a copy still arriving, which pins its expert")

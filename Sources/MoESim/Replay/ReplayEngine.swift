@@ -18,7 +18,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
 
     public init(layers: Int, experts: Int, cost: CostModel, policy: Policy, predictor: Predictor, handler: Handler,
                 memory: ExpertMemory, sink: Sink, prefetchBufferBytes: Int = .max, recordsPrecision: Bool = false,
-                tiers: MemoryTiers = MemoryTiers(), budgetBytes: Int = 0) {
+                tiers: MemoryTiers = MemoryTiers(), budgetBytes: Int = 0, admission: PrefetchAdmission = .none) {
         let flat = layers * experts
         let book = PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes)
         let host = tiers.hasSSD ? HostTier(experts: flat, capacityBytes: Int(tiers.hostCapacity(budgetBytes: budgetBytes)),
@@ -34,7 +34,8 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
                           book: book, host: host, tiered: host != nil,
                           reads: PendingReads(capacity: host == nil ? 1 : experts),
                           pins: pins,
-                          cost: cost, prefetchBufferBytes: prefetchBufferBytes, counters: ReplayCounters(steps: 0),
+                          cost: cost, prefetchBufferBytes: prefetchBufferBytes,
+                          admission: AdmissionState(rule: admission, layers: layers, experts: flat), counters: ReplayCounters(steps: 0),
                           misses: MissList(capacity: experts), heldHits: ExpertList(capacity: experts),
                           awaited: ExpertList(capacity: 4),
                           proposals: ExpertList(capacity: flat),
@@ -49,6 +50,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
         core.cancelled.deallocate()
         core.streamed.deallocate()
         core.reads.deallocate()
+        core.admission.deallocate()
     }
 
     /// The simulated clock (ns): when the last step replayed so far ended.

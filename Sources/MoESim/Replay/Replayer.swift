@@ -272,7 +272,8 @@ private final class ReplayRunner<Source: StepSource, Sink: EventSink>: StrategyR
         let buffer = spec.prefetch.bufferShare >= 1 ? Int.max : Int(Double(budgetBytes) * spec.prefetch.bufferShare)
         let engine = ReplayEngine(layers: layers, experts: experts, cost: cost, policy: policy, predictor: predictor,
                                   handler: handler, memory: memory, sink: sink, prefetchBufferBytes: buffer,
-                                  recordsPrecision: recordPrecision, tiers: spec.hardware.tiers, budgetBytes: budgetBytes)
+                                  recordsPrecision: recordPrecision, tiers: spec.hardware.tiers, budgetBytes: budgetBytes,
+                                  admission: spec.prefetch.admission)
         engine.place(placement.place(PlacementBudget(partitionOf: cache.partitionOf, capacities: cache.capacities,
                                                      expertBytes: cache.expertBytes, uses: expertUses)))
         try engine.run(&source)

@@ -23,11 +23,15 @@ public struct SweepRunner: Sendable {
         self.config = config; self.output = output; self.jobs = max(1, jobs); self.resume = resume; self.shard = shard
     }
 
-    /// The sweep's columns: the tier columns when any cell of the grid (every shard's) has three tiers.
-    func header(tiers: Bool) -> [String] { ["cell"] + config.axes.map(\.key) + Metric.header(tiers: tiers) }
+    /// The sweep's columns: a group's columns when any cell of the grid (every shard's) uses it.
+    func header(_ groups: ColumnGroups) -> [String] { ["cell"] + config.axes.map(\.key) + Metric.header(groups) }
 
-    /// Whether any cell of the grid has three tiers.
-    func gridHasTiers() throws -> Bool { try config.cells().contains { $0.spec.hardware.tiers.hasSSD } }
+    /// The column groups any cell of the grid uses: every row of the report has their columns.
+    func gridColumnGroups() throws -> ColumnGroups { Self.groups(of: try config.cells()) }
+
+    static func groups(of grid: [SweepConfig.Cell]) -> ColumnGroups {
+        grid.reduce(into: ColumnGroups()) { $0.formUnion(ColumnGroups($1.spec)) }
+    }
     var journalPath: String { Self.journalPath(for: output) }
 
     /// Where a sweep writing `output` keeps its journal.
@@ -48,7 +52,7 @@ public struct SweepRunner: Sendable {
         let clock = ContinuousClock(), started = clock.now
         let grid = try config.cells()
         let cells = grid.filter { $0.index % shard.count == shard.index - 1 }
-        let tiers = grid.contains { $0.spec.hardware.tiers.hasSSD }
+        let groups = Self.groups(of: grid)
         if cells.isEmpty {
             throw ConfigError.invalidValue(field: "--shard", value: "\(shard.index)/\(shard.count)",
                                            expected: "a shard with at least one of the grid's cells")
@@ -88,7 +92,7 @@ public struct SweepRunner: Sendable {
                 guard let entry = plansSnapshot[cell.trace] else { continue }
                 do {
                     let result = try Replayer.replay(trace: entry.trace, plan: entry.plan, spec: cell.spec)
-                    let line = journal.line(for: CSVFile.line(["\(cell.index)"] + cell.axisValues + Metric.row(result, tiers: tiers)))
+                    let line = journal.line(for: CSVFile.line(["\(cell.index)"] + cell.axisValues + Metric.row(result, groups)))
                     try state.finish(line, progress: progress)
                 } catch {
                     state.fail(error)
@@ -102,7 +106,7 @@ public struct SweepRunner: Sendable {
         guard rows.count == cells.count else {
             throw ConfigError.file(path: journalPath, line: nil, message: "holds \(rows.count) of \(cells.count) cells after the run; run again with --resume")
         }
-        try Self.writeSorted(rows, header: header(tiers: tiers), to: output)
+        try Self.writeSorted(rows, header: header(groups), to: output)
         try? FileManager.default.removeItem(atPath: journalPath)
         return Stats(computed: todo.count, setupSeconds: (replayStarted - started).seconds,
                      replaySeconds: (replayEnded - replayStarted).seconds)
@@ -112,7 +116,7 @@ public struct SweepRunner: Sendable {
     /// bytes. A journal written under another fingerprint is refused on `--resume`.
     func gridFingerprint(_ cells: [SweepConfig.Cell]) throws -> String {
         var f = Fingerprint()
-        f.add(header(tiers: try gridHasTiers()).joined(separator: ","))
+        f.add(header(try gridColumnGroups()).joined(separator: ","))
         f.add("shard \(shard.index)/\(shard.count)")
         for cell in cells { f.add("\(cell.index) \(cell.trace) \(cell.axisValues) \(String(reflecting: cell.spec))") }
         for path in Set(cells.map(\.trace)).sorted() { try f.addFile(path) }
@@ -121,7 +125,7 @@ public struct SweepRunner: Sendable {
 
     /// The journal of this sweep's `cells`.
     func makeJournal(_ cells: [SweepConfig.Cell]) throws -> SweepJournal {
-        SweepJournal(path: journalPath, grid: try gridFingerprint(cells), columns: header(tiers: try gridHasTiers()).count,
+        SweepJournal(path: journalPath, grid: try gridFingerprint(cells), columns: header(try gridColumnGroups()).count,
                      settings: Dictionary(uniqueKeysWithValues: cells.map { ($0.index, settingColumns($0)) }))
     }
 
