@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The figures of docs/tiers.md: generates a DeepSeek-V3 trace, runs configs/sweep-tiers-deepseek-v3.yaml (host memory
 # from 64 to 768 GiB over an NVMe drive, one H100) and configs/sweep-tiers-unified.yaml (a 128 GB unified-memory
-# machine, GPU cache from 5 to 90 GiB), and writes docs/generated/tiers.md. About 10 s.
+# machine, GPU cache from 5 to 90 GiB) and configs/sweep-tiers-host-eviction.yaml (the host tier's cache rule), and
+# writes docs/generated/tiers.md. About 20 s.
 #   scripts/tiers-figures.sh [BIN]
 set -euo pipefail
 bin=${1:-.build/release/moesim}
@@ -10,6 +11,7 @@ mkdir -p reports/tiers
 "$bin" trace gen --model deepseek-v3 --tokens 2048 --sequences 8 --out reports/tiers/deepseek-v3.moet > /dev/null
 "$bin" sweep configs/sweep-tiers-deepseek-v3.yaml --out reports/tiers/host-sweep.csv > /dev/null
 "$bin" sweep configs/sweep-tiers-unified.yaml --out reports/tiers/unified-sweep.csv > /dev/null
+"$bin" sweep configs/sweep-tiers-host-eviction.yaml --out reports/tiers/host-eviction-sweep.csv > /dev/null
 python3 - "$(git rev-parse --short HEAD)" > docs/generated/tiers.md.tmp <<'PY'
 import csv, sys, datetime
 def rows(p): return list(csv.DictReader(open(p)))
@@ -43,6 +45,19 @@ for p in dict.fromkeys(r["policy"] for r in uni):
         r = next(r for r in uni if r["policy"] == p and r["budget"] == b)
         hh = f"{float(r['host_hit_rate']):.2f}" if r["host_hit_rate"] else "–"
         cells.append(f"{float(r['tokens_per_s']):.3f} ({float(r['hit_rate']):.2f}, {hh})")
+    print(f"| {p} | " + " | ".join(cells) + " |")
+ev = rows("reports/tiers/host-eviction-sweep.csv")
+rules = list(dict.fromkeys(r["hardware.host_eviction"] for r in ev))
+print("\nDeepSeek-V3 on one H100 SXM, 40 GiB of experts on the GPU, 256 GiB of host memory for experts over a PCIe 4.0")
+print("NVMe drive, under each host cache rule (`hardware.host_eviction`); tokens/s, and in brackets the host hit rate")
+print("(`reports/tiers/host-eviction-sweep.csv`):\n")
+print("| policy | " + " | ".join(f"host {r}" for r in rules) + " |")
+print("|---|" + "---|" * len(rules))
+for p in dict.fromkeys(r["policy"] for r in ev):
+    cells = []
+    for rule in rules:
+        r = next(r for r in ev if r["policy"] == p and r["hardware.host_eviction"] == rule)
+        cells.append(f"{float(r['tokens_per_s']):.3f} ({float(r['host_hit_rate']):.2f})")
     print(f"| {p} | " + " | ".join(cells) + " |")
 PY
 mv docs/generated/tiers.md.tmp docs/generated/tiers.md
