@@ -43,6 +43,8 @@ public struct ExpertList {
 
     @inline(__always) public mutating func removeAll() { count = 0 }
     @inline(__always) public mutating func removeLast() { count -= 1 }
+    /// Keeps the first `n` ids.
+    @inline(__always) public mutating func truncate(to n: Int) { count = n }
 
     /// The id at `i` (no bounds check beyond a debug precondition: callers index below `count`).
     @inline(__always) public subscript(i: Int) -> Int32 {

@@ -1,12 +1,14 @@
 /// The tiers below the GPU when host memory holds only some experts and an SSD holds them all (`MemoryTiers`,
 /// docs/tiers.md): host memory as a cache of experts under a registry eviction rule (`HostEviction`; LRU unless
-/// set), filled from the SSD over its own link (processor sharing over the drive's queue depth, as `Link`). A GPU copy reads the expert from here; one that is not here is read
-/// from the SSD first and its GPU copy starts when the read lands.
+/// set), filled from the SSD over its own link (processor sharing over the drive's queue depth, as `Link`). A GPU
+/// copy reads the expert from here; one that is not here is read from the SSD first and its GPU copy starts when
+/// the read lands.
 ///
 /// Rules (docs/simulation.md, "Memory tiers"): the host tier starts full, with experts in flat-id order; a read is
 /// admitted when it is issued (its bytes count from then), evicting the rule's victims among experts whose own read
-/// has landed and that no copy of this layer asked for; when every expert in host memory is still arriving, the read bypasses the host cache (a staging buffer:
-/// nothing is admitted). A GPU copy holds no host memory once issued. Raw buffers, like `ExpertMemory`.
+/// has landed, that no copy of this layer asked for and whose GPU prefetch is not outstanding; when every expert in
+/// host memory is still arriving, the read bypasses the host cache (a staging buffer: nothing is admitted). A
+/// demand copy holds no host memory once issued (its layer keeps the expert). Raw buffers, like `ExpertMemory`.
 final class HostTier {
     let memory: ExpertMemory
     let link: Link
@@ -18,13 +20,15 @@ final class HostTier {
     private let reading: UnsafeMutablePointer<Link.Ticket>
     private let landedAt: UnsafeMutablePointer<Int64>
     /// The experts whose read holds a ticket, settled before victims are chosen (a few: reads under way).
-    private var arriving: [Int32] = []
+    private var arriving = ExpertList(capacity: 64)
+    private var settledAt: Int64 = -1
     /// Per expert, the layer (the replay's epoch) that last asked for it: host memory keeps it for that layer.
     private let askedIn: UnsafeMutablePointer<Int32>
     /// The current layer's epoch (`ReplayCore.epoch`).
     var layer: Int32 = 0
     /// The eviction rule, and a count of what it has seen (its access index).
-    private var policy: any CachePolicy
+    private let policy: HostCache
+    private var policyObject: AnyObject?  // keeps the rule `policy` views alive
     private var asks = 0
     let experts: Int
     var counters = TierCounters()
@@ -34,19 +38,24 @@ final class HostTier {
     var reported: [Link.Report] = []
     let recordsEvents: Bool
 
-    /// The GPU's prefetches: an expert whose prefetch copy is outstanding is not evicted here.
-    let book: PrefetchBook
+    /// The GPU's prefetch book's columns (`PrefetchBook.copyOutstanding`): an expert whose prefetch copy is
+    /// outstanding is not evicted here. The replay core holds the book as long as this tier.
+    private let prefetchState: UnsafeMutablePointer<UInt8>
+    private let prefetchLands: UnsafeMutablePointer<Int64>
 
     init(experts: Int, capacityBytes: Int, expertBytes: Int, readDuration: Int64, link: Link, book: PrefetchBook,
          eviction: HostEviction = .lru) {
-        self.book = book
+        prefetchState = book.state
+        prefetchLands = book.landTime
         self.experts = experts
         recordsEvents = link.reporting == .all
         self.expertBytes = expertBytes
         self.readDuration = readDuration
         self.link = link
         memory = ExpertMemory(experts: experts, partitionOf: Array(repeating: 0, count: experts), capacities: [capacityBytes])
-        policy = eviction.policy(CacheShape(experts: experts, capacity: capacityBytes, expertBytes: expertBytes))
+        var owner: AnyObject?
+        policy = HostCache(eviction, CacheShape(experts: experts, capacity: capacityBytes, expertBytes: expertBytes), owner: &owner)
+        policyObject = owner
         reading = .allocate(capacity: experts)
         reading.initialize(repeating: -1, count: experts)
         landedAt = .allocate(capacity: experts)
@@ -56,14 +65,14 @@ final class HostTier {
         // Full from the start, in flat-id order (layer by layer): loaded before the first step.
         for e in 0..<Int32(experts) where memory.fits(expertBytes, in: 0) {
             memory.admit(e, bytes: expertBytes)
-            policy.didPlace(e)
+            policy.didInsert(e, at: 0)
         }
         counters.capacityBytes = capacityBytes
         counters.peakBytes = memory.peakUsed
     }
 
     deinit {
-        reading.deallocate(); landedAt.deallocate(); askedIn.deallocate()
+        reading.deallocate(); landedAt.deallocate(); askedIn.deallocate(); arriving.deallocate()
     }
 
     /// Whether `e` is in host memory, its read landed by `time`.
@@ -123,12 +132,12 @@ final class HostTier {
     func read(_ e: Int32, at time: Int64, bypass: Bool) -> (copy: Link.Copy, admitted: Bool)? {
         precondition(!memory.isResident(e), "read an expert already in host memory")
         advance(to: time)  // every read landing by `time` is known, so it may be evicted
-        settleKnownReads()
+        settleKnownReads(at: time)
         policy.willInsert(e)
         let pinned = PinSet(stamps: askedIn, epoch: layer, landTime: landedAt, now: time)
-        while !memory.fits(expertBytes, in: 0), let victim = policy.victim(in: 0, pinned: pinned) {
+        while !memory.fits(expertBytes, in: 0), let victim = policy.victim(pinned: pinned) {
             // A GPU prefetch still reads it (queued, or on the link): kept, and held for the rest of the layer.
-            if book.copyOutstanding(victim, at: time) {
+            if PrefetchBook.copyOutstanding(victim, at: time, state: prefetchState, landTime: prefetchLands) {
                 askedIn[Int(victim)] = layer
                 continue
             }
@@ -175,11 +184,18 @@ final class HostTier {
         link.drained()
     }
 
-    /// Settles every read whose landing the link has simulated, so that `landedAt` is exact for the pin test.
-    private func settleKnownReads() {
-        guard !arriving.isEmpty else { return }
-        for e in arriving { _ = landing(of: e) }
-        arriving.removeAll { reading[Int($0)] < 0 }
+    /// Settles every read whose landing the link has simulated, so that `landedAt` is exact for the pin test. Once
+    /// per time: the link was advanced to it, so every landing by then is known, and reads issued since land later.
+    private func settleKnownReads(at time: Int64) {
+        guard time != settledAt else { return }
+        settledAt = time
+        var kept = 0
+        for i in 0..<arriving.count {
+            let e = arriving[i]
+            if reading[Int(e)] >= 0 { _ = landing(of: e) }
+            if reading[Int(e)] >= 0 { arriving[kept] = e; kept += 1 }
+        }
+        arriving.truncate(to: kept)
     }
 }
 

@@ -197,8 +197,11 @@ final class PrefetchBook {
     }
 
     /// Whether a prefetch copy of `e` is queued, or sent and not landed by `time` (its landing unknown counts as
-    /// not landed): host memory holds its source until then.
-    func copyOutstanding(_ e: Int32, at time: Int64) -> Bool {
+    /// not landed): host memory holds its source until then. Static over the book's columns, so that the host tier
+    /// reads them without a counted reference to the book on its eviction path.
+    @inline(__always)
+    static func copyOutstanding(_ e: Int32, at time: Int64, state: UnsafeMutablePointer<UInt8>,
+                                landTime: UnsafeMutablePointer<Int64>) -> Bool {
         let s = state[Int(e)]
         return s == PrefetchBook.queued || (s == PrefetchBook.sent && landTime[Int(e)] > time)
     }
