@@ -78,6 +78,9 @@ public enum Limits {
     public static let tierBytes = 0.0...1e18
     public static let ssdBytesPerSecond = 0.0...1e30
     public static let ssdQueueDepth = 1...1024
+    /// Several GPUs (docs/multigpu.md): how many, and their interconnect's rate per direction per GPU (0: none).
+    public static let gpus = 1...1024
+    public static let interconnectBytesPerSecond = 0.0...1e30
 
     // MARK: Runtime profile fields
     /// Fixed costs per layer, per expert and per prediction (s), like a kernel launch's.
@@ -98,6 +101,8 @@ public enum Limits {
     // MARK: Placement
     /// `placement.train_split`, further checked to be strictly inside (0, 1).
     public static let trainSplit = 0.0...1
+    /// `placement.redundant_experts`: extra replicas per layer (EPLB).
+    public static let redundantExperts = 0...65536
     public static let cpuLayers = 0...(1 << 16)
 
     // MARK: Serving

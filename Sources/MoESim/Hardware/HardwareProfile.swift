@@ -26,6 +26,13 @@ public struct HardwareProfile: Equatable, Sendable {
     public var hostBytesPerSecond: Double
     /// Host memory and the SSD below the GPU (docs/tiers.md); the default is every expert in host memory.
     public var tiers = MemoryTiers()
+    /// GPUs serving the model by expert parallelism (docs/multigpu.md), each like this one with its own expert
+    /// budget and host link; 1: one GPU.
+    public var gpus = 1
+    /// The GPUs' interconnect for the all-to-all of tokens: bytes/s each GPU sends (and receives) at once, and a
+    /// fixed cost per all-to-all. Uniform: every pair of GPUs at this rate.
+    public var interconnectBytesPerSecond: Double = 0
+    public var interconnectLatencySeconds: Double = 0
     public var source: String
 
     public init(name: String, gpuMemoryBytes: Double, hbmBytesPerSecond: Double, gpuFlops: Double,
@@ -65,6 +72,9 @@ extension HardwareProfile: OverridableProfile {
         .double("ssd_capacity_bytes", \.tiers.ssdCapacityBytes, Limits.tierBytes),
         .choice("memory_pool", \.tiers.pool),
         .choice("host_eviction", \.tiers.hostEviction),
+        .int("gpus", \.gpus, Limits.gpus),
+        .double("interconnect_bytes_per_s", \.interconnectBytesPerSecond, Limits.interconnectBytesPerSecond),
+        .double("interconnect_latency_s", \.interconnectLatencySeconds, Limits.linkLatencySeconds),
         .string("source", \.source), .string("name", \.name),
     ]
 }

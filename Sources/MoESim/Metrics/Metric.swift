@@ -90,10 +90,21 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
     // Prefetch admission (docs/policies.md, "Admission"): only in reports with a run that sets it.
     case prefetchAdmission = "prefetch_admission"
     case prefetchRefused = "prefetch_refused"
+    // Several GPUs (docs/multigpu.md): only in reports with a run on more than one GPU.
+    case gpus
+    case expertMap = "expert_map"
+    case loadImbalanceMean = "load_imbalance_mean"
+    case loadImbalanceP99 = "load_imbalance_p99"
+    case allToAllBytes = "all_to_all_bytes"
+    case crossGPUShare = "cross_gpu_share"
+    case gpuHitRateMin = "gpu_hit_rate_min"
+    case gpuHitRateMax = "gpu_hit_rate_max"
+    case gpuStallMaxSeconds = "gpu_stall_max_s"
 
     /// The group the column belongs to: the tiers below the GPU, prefetch admission, or none (every report). A
     /// report whose runs use neither leaves those columns out, so it keeps the bytes it had before they existed.
     public var group: ColumnGroups {
+        if self >= .gpus { return .gpus }
         if self >= .prefetchAdmission { return .admission }
         return self >= .hostCapacityBytes ? .tiers : []
     }
@@ -129,27 +140,28 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
     public var kind: Kind {
         switch self {
         case .trace, .model, .hardware, .policy, .cacheScope, .eviction, .predictorSource, .scheduler, .arrival, .runtime,
-             .placementRest, .hostEviction, .prefetchAdmission:
+             .placementRest, .hostEviction, .prefetchAdmission, .expertMap:
             .text
         case .lookahead, .lowBits, .budgetExperts, .tokens, .steps, .accesses, .hits, .misses, .prefetchIssued,
              .prefetchUseful, .prefetchLate, .prefetchWasted, .prefetchCancelled, .cpuExperts, .missingCells, .batch,
              .maxTokens, .prefillChunk, .requests, .skippedExperts, .cpuLayers, .trainTokens, .hostHits, .hostMisses,
-             .hostLate, .hostEvictions, .ssdReads, .ssdPrefetchReads, .ssdBypassReads, .prefetchRefused:
+             .hostLate, .hostEvictions, .ssdReads, .ssdPrefetchReads, .ssdBypassReads, .prefetchRefused, .gpus:
             .count
         case .budgetBytes, .bytesH2D, .bytesPrefetch, .bytesWasted, .peakExpertBytes, .bytesSaved, .peakKVBytes,
-             .hostCapacityBytes, .peakHostBytes, .bytesSSD:
+             .hostCapacityBytes, .peakHostBytes, .bytesSSD, .allToAllBytes:
             .bytes
         case .simSeconds, .ttftSeconds, .tpotMeanSeconds, .tpotP50Seconds, .tpotP99Seconds, .stallSeconds, .cpuSeconds,
              .queueMeanSeconds, .requestTTFTP50, .requestTTFTP90, .requestTTFTP99, .requestTPOTP50, .requestTPOTP90,
-             .requestTPOTP99, .requestE2EP50, .requestE2EP90, .requestE2EP99, .sloTTFT, .sloTPOT:
+             .requestTPOTP99, .requestE2EP50, .requestE2EP90, .requestE2EP99, .sloTTFT, .sloTPOT, .gpuStallMaxSeconds:
             .seconds
         case .tokensPerSecond, .arrivalRate, .requestsPerSecond, .outputTokensPerSecond, .goodput, .trainTokensPerSecond:
             .perSecond
         case .predAccuracy, .prefetchBuffer, .hitRate, .predPrecision, .predRecall, .linkBusyFraction,
-             .lowPrecisionShare, .trainSplit, .trainHitRate, .hostHitRate, .ssdBusyFraction:
+             .lowPrecisionShare, .trainSplit, .trainHitRate, .hostHitRate, .ssdBusyFraction, .crossGPUShare, .gpuHitRateMin,
+             .gpuHitRateMax:
             .fraction
         case .precisionThreshold, .skipThreshold, .meanBatch, .distinctExpertsPerLayer, .outputRelErrorMean,
-             .outputRelErrorP99:
+             .outputRelErrorP99, .loadImbalanceMean, .loadImbalanceP99:
             .ratio
         case .outputCosineMin:
             .cosine
@@ -255,6 +267,15 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
         case .ssdBusyFraction: format(r.ssdBusyFraction)
         case .prefetchAdmission: r.spec.policy.prefetches ? r.spec.prefetch.admission.rawValue : ""
         case .prefetchRefused: r.spec.policy.prefetches ? "\(r.counters.prefetch.refused)" : ""
+        case .gpus: "\(r.spec.hardware.gpus)"
+        case .expertMap: r.multiGPU?.map ?? ""
+        case .loadImbalanceMean: format(r.multiGPU?.imbalanceMean)
+        case .loadImbalanceP99: format(r.multiGPU?.imbalanceP99)
+        case .allToAllBytes: r.multiGPU.map { "\($0.allToAllBytes)" } ?? ""
+        case .crossGPUShare: format(r.multiGPU?.crossShare)
+        case .gpuHitRateMin: format(r.multiGPU?.hitRateMin)
+        case .gpuHitRateMax: format(r.multiGPU?.hitRateMax)
+        case .gpuStallMaxSeconds: format(r.multiGPU?.stallMaxSeconds)
         }
     }
 
@@ -272,13 +293,16 @@ public struct ColumnGroups: OptionSet, Sendable, Hashable {
     public static let tiers = ColumnGroups(rawValue: 1)
     /// A prefetching strategy with `prefetch.admission` other than `none`.
     public static let admission = ColumnGroups(rawValue: 2)
-    public static let all: ColumnGroups = [.tiers, .admission]
+    /// More than one GPU (docs/multigpu.md).
+    public static let gpus = ColumnGroups(rawValue: 4)
+    public static let all: ColumnGroups = [.tiers, .admission, .gpus]
 
     /// The groups a run with `spec` uses.
     public init(_ spec: ReplaySpec) {
         self = []
         if spec.hardware.tiers.hasSSD { insert(.tiers) }
         if spec.policy.prefetches && spec.prefetch.admission != .none { insert(.admission) }
+        if spec.hardware.gpus > 1 { insert(.gpus) }
     }
 }
 

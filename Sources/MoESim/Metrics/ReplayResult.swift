@@ -18,6 +18,8 @@ public struct ReplayResult: Sendable {
     /// For a placement learnt on a training part (`static-frequency`): that part, replayed with the same placement;
     /// this result is the rest.
     public var trainPart: TrainPart?
+    /// With several GPUs: the placement's load imbalance, the all-to-all traffic and the per-GPU spread.
+    public var multiGPU: MultiGPUSummary?
 
     init(traceName: String, spec: ReplaySpec, budgetBytes: Int, plan: StepPlan, counters: ReplayCounters) {
         self.init(traceName: traceName, spec: spec, budgetBytes: budgetBytes, totals: TraceTotals(plan), counters: counters)

@@ -8,7 +8,7 @@
 /// expert not placed is copied on demand (`rest: demand`) or computed on the host CPU (`rest: cpu`).
 public struct PlacementOptions: OptionSection {
     public static let section = "placement"
-    public static let keys = ["train_split", "cpu_layers", "rest"]
+    public static let keys = ["train_split", "cpu_layers", "rest", "expert_map", "redundant_experts"]
 
     /// What a miss of an expert that is not placed becomes.
     public enum Rest: String, CaseIterable, Sendable { case demand, cpu }
@@ -18,6 +18,10 @@ public struct PlacementOptions: OptionSection {
     /// Layers whose experts stay on the host CPU; nil: as few as the budget allows.
     public var cpuLayers: Int?
     public var rest = Rest.demand
+    /// With several GPUs (`hardware.gpus`), which GPU holds each expert (`ExpertMap`, docs/multigpu.md).
+    public var expertMap = ExpertMap.Kind.roundRobin
+    /// `replicated`: extra replicas per layer, given to its hottest experts (DeepSeek's EPLB).
+    public var redundantExperts = 0
 
     public init() {}
 
@@ -32,6 +36,8 @@ public struct PlacementOptions: OptionSection {
                 throw ConfigError.invalidValue(field: "placement.rest", value: text, expected: "demand or cpu")
             }
             rest = v
+        case "expert_map": expertMap = try ExpertMap.Kind(text)
+        case "redundant_experts": redundantExperts = try Self.integer(key, text, in: Limits.redundantExperts)
         default: throw Self.unknown(key, origin: origin)
         }
     }

@@ -59,21 +59,25 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
             let stepStart = now
             let nonExpert = cost.nonExpertCompute(tokens: plan.stepTokens[s], attention: plan.attention[s])
             if Predictor.isEnabled { book.startStep() }
-            for l in 0..<plan.layers {
-                let set = plan.layer(l, of: s)
-                let gate = openGate(step: s, layer: l, set: set, plan, nonExpert: nonExpert)
-                var layer = LayerProgress(gate: gate)
-                findHitsAndMisses(set, plan, &layer)
-                if Predictor.isEnabled {
-                    issuePrefetches(step: s, layer: l, set: set, plan, gate: gate)
-                    if admission.rule != .none { noteGateForAdmission(gate, set: set, plan) }
-                }
-                computeMisses(plan, &layer)
-                endLayer(step: s, layer: l, set: set, plan, layer)
-            }
+            for l in 0..<plan.layers { replayLayer(step: s, layer: l, plan, nonExpert: nonExpert) }
             counters.recordStep(started: stepStart, latency: now - stepStart, firstSteps: plan.firstSteps[s],
                                 laterOutputs: plan.laterOutputs[s], kvHeld: plan.attention[s].kvHeld)
         }
+    }
+
+    /// Layer `l` of step `s` from `now` (steps 1-6 above), `nonExpert` before its gate; `now` is its end after.
+    @inline(__always)
+    mutating func replayLayer(step s: Int, layer l: Int, _ plan: PlanColumns, nonExpert: Int64) {
+        let set = plan.layer(l, of: s)
+        let gate = openGate(step: s, layer: l, set: set, plan, nonExpert: nonExpert)
+        var layer = LayerProgress(gate: gate)
+        findHitsAndMisses(set, plan, &layer)
+        if Predictor.isEnabled {
+            issuePrefetches(step: s, layer: l, set: set, plan, gate: gate)
+            if admission.rule != .none { noteGateForAdmission(gate, set: set, plan) }
+        }
+        computeMisses(plan, &layer)
+        endLayer(step: s, layer: l, set: set, plan, layer)
     }
 
     /// The layer's non-expert compute, then its gate: the set is pinned and late-arriving prefetches are settled.

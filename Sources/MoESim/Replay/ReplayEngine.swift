@@ -11,7 +11,8 @@
 /// itself is `ReplayCore`. State carries over between the runs a source hands out (the chunks of a streaming replay),
 /// so their results equal one replay of the whole trace.
 public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: MissHandler, Sink: EventSink> {
-    private var core: ReplayCore<Policy, Predictor, Handler, Sink>?
+    /// The replay's state, moved out while it runs (`replay`, and `MultiGPUReplay`'s lockstep over several).
+    var core: ReplayCore<Policy, Predictor, Handler, Sink>?
     private let recordsPrecision: Bool
     /// How each access was computed, indexed like the last run's `plan.accessExpert`; filled when `recordsPrecision`.
     public private(set) var precisionLog: [AccessPrecision] = []

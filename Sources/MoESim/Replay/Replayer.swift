@@ -52,6 +52,10 @@ public enum Replayer {
     /// `placementUses`: the expert counts a placement learns from (nil: the plan's own).
     static func run<Sink: EventSink>(plan: StepPlan, traceName: String, spec: ReplaySpec, sink: inout Sink,
                                      recordPrecision: Bool, placementUses: [Int]?) throws -> ReplayResult {
+        try MultiGPUReplay.check(spec, recordPrecision: recordPrecision, events: Sink.isEnabled)
+        if spec.hardware.gpus > 1 {
+            return try MultiGPUReplay.run(plan: plan, traceName: traceName, spec: spec, placementUses: placementUses)
+        }
         let layout = try BudgetLayout(plan: plan, spec: spec)
         let replayed = try replay(first: plan, next: { nil }, layout: layout, spec: spec, sink: &sink,
                                   expertUses: { placementUses ?? expertUses(plan) }, recordPrecision: recordPrecision)
@@ -73,6 +77,7 @@ public enum Replayer {
     /// The same, reporting every event to `sink` (scenario tests); `placementUses` as for `run`.
     public static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec,
                                               sink: inout Sink, placementUses: [Int]? = nil) throws -> (result: ReplayResult, log: ServingLog) {
+        try MultiGPUReplay.check(spec, recordPrecision: false, events: false)
         let layout = try BudgetLayout(plan: plan, spec: spec)
         try checkServing(trace: trace, spec: spec, layout: layout)
         try requireWeights(spec, trace.hasWeights)
@@ -112,6 +117,11 @@ public enum Replayer {
     public static func check(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec, sequences: Int? = nil) throws {
         let layout = try BudgetLayout(plan: plan, spec: spec)
         try requireWeights(spec, trace.hasWeights)
+        try MultiGPUReplay.check(spec, recordPrecision: false, events: false)
+        if spec.hardware.gpus > 1 {
+            _ = try ExpertMap(spec.placement.expertMap, gpus: spec.hardware.gpus, loads: MultiGPUReplay.routedTokens(plan),
+                              layers: plan.layers, experts: plan.experts, redundant: spec.placement.redundantExperts)
+        }
         if spec.policy.learnsPlacement {
             try trace.checkSplittable(sequences: sequences ?? trace.sequenceCount, trainShare: spec.placement.trainSplit)
         }
@@ -176,6 +186,11 @@ public enum Replayer {
     /// `cpu-fallback`'s placement need (largest working sets, uses per expert); the second replays chunk by chunk.
     /// Results equal `run`'s on the whole trace. Not for `belady`, whose future index needs the whole trace.
     public static func stream(path: String, spec: ReplaySpec, chunkTokens: Int = 1024) throws -> ReplayResult {
+        try MultiGPUReplay.check(spec, recordPrecision: false, events: false)
+        if spec.hardware.gpus > 1 {
+            throw ConfigError.invalidValue(field: "hardware.gpus", value: "\(spec.hardware.gpus)",
+                                           expected: "1 with --stream (several GPUs replay the whole trace: leave out --stream)")
+        }
         if spec.policy == .belady {
             throw ConfigError.invalidValue(field: "policy", value: "belady",
                                            expected: "a strategy that does not index the future (belady needs the whole trace: replay without --stream)")

@@ -97,6 +97,44 @@ public struct StepPlan: Sendable {
         stepAttention = builder.stepAttention
     }
 
+    /// The part of `plan` one GPU serves under expert parallelism (docs/multigpu.md): the same steps (their tokens,
+    /// phases and attention: each GPU runs them), and of each access the `tokens(a)` routed to this GPU (0: not an
+    /// access here; `step` is the access's step); gate-weight sums in proportion, the largest weight kept; recorded predictions of experts it
+    /// `holds` only.
+    init(restricting plan: StepPlan, tokens: (_ access: Int, _ step: Int) -> Int32, holds: (Int32) -> Bool) {
+        layers = plan.layers; experts = plan.experts
+        self.tokens = plan.tokens
+        missingCells = plan.missingCells
+        stepTokens = plan.stepTokens; stepPhase = plan.stepPhase; stepSeq = plan.stepSeq
+        stepFirstSteps = plan.stepFirstSteps; stepLaterOutputs = plan.stepLaterOutputs; stepAttention = plan.stepAttention
+        largestSet = Array(repeating: 0, count: plan.layers)
+        for sl in 0..<(plan.layerStart.count - 1) {
+            let start = accessExpert.count
+            for a in Int(plan.layerStart[sl])..<Int(plan.layerStart[sl + 1]) {
+                let n = tokens(a, sl / plan.layers)
+                guard n > 0 else { continue }
+                accessExpert.append(plan.accessExpert[a])
+                accessTokens.append(n)
+                if plan.hasWeights {
+                    accessWeightMax.append(plan.accessWeightMax[a])
+                    accessWeightSum.append(plan.accessWeightSum[a] * Float(n) / Float(plan.accessTokens[a]))
+                }
+            }
+            layerStart.append(Int32(accessExpert.count))
+            largestSet[sl % plan.layers] = max(largestSet[sl % plan.layers], accessExpert.count - start)
+        }
+        totalWeight = plan.totalWeight
+        if plan.hasPredictions {
+            predictionStart = [0]
+            for sl in 0..<(plan.predictionStart.count - 1) {
+                for i in Int(plan.predictionStart[sl])..<Int(plan.predictionStart[sl + 1]) where holds(plan.predictedExpert[i]) {
+                    predictedExpert.append(plan.predictedExpert[i])
+                }
+                predictionStart.append(Int32(predictedExpert.count))
+            }
+        }
+    }
+
     /// The largest number of distinct experts any single step-layer needs at once, per layer (kept from the build:
     /// every replay's budget check asks for it).
     public func largestWorkingSet() -> [Int] { largestSet }

@@ -1,0 +1,145 @@
+import Foundation
+
+/// Which GPUs hold each expert under expert parallelism (`placement.expert_map`, docs/multigpu.md), computed before
+/// the run from the trace's routed tokens per expert, or read from a file.
+///
+///     let map = try ExpertMap(.replicated, gpus: 4, loads: loads, layers: 26, experts: 64, redundant: 8)
+///     map.replicas[e]   // the GPUs of flat expert e, in the order tokens are dealt to them
+///
+/// Invariant: every expert has at least one replica, each on a GPU in 0 ..< gpus, at most `gpus` of them.
+public struct ExpertMap: Sendable, Equatable {
+    /// How the map is made.
+    public enum Kind: Sendable, Equatable, CustomStringConvertible {
+        /// Expert e of every layer on GPU e mod G.
+        case roundRobin
+        /// Per layer, experts by routed tokens, most first, each on the GPU with the fewest tokens so far among
+        /// those with a free slot (⌈E / G⌉ slots each): equal routed tokens per GPU, as far as whole experts allow.
+        case frequencyBalanced
+        /// DeepSeek's EPLB (deepseek-ai/EPLB, `replicate_experts` and `balanced_packing`): `redundant_experts` extra
+        /// replicas per layer, each to the expert with the most tokens per replica; then the replicas, heaviest
+        /// first, each on the GPU with the least load among those with a free slot (⌈(E + R) / G⌉ slots each).
+        case replicated
+        /// A JSON file: `{"gpus": G, "layers": [[[gpu, ...] per expert] per layer]}`.
+        case file(String)
+
+        public init(_ text: String) throws {
+            switch text {
+            case "round-robin": self = .roundRobin
+            case "frequency-balanced": self = .frequencyBalanced
+            case "replicated": self = .replicated
+            default:
+                guard text.hasSuffix(".json") else {
+                    throw ConfigError.invalidValue(field: "placement.expert_map", value: text,
+                                                   expected: "round-robin, frequency-balanced, replicated, or a placement file ending in .json")
+                }
+                self = .file(text)
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .roundRobin: "round-robin"
+            case .frequencyBalanced: "frequency-balanced"
+            case .replicated: "replicated"
+            case let .file(path): (path as NSString).lastPathComponent
+            }
+        }
+    }
+
+    public let gpus: Int
+    /// Per flat expert (`layer · experts + expert`), the GPUs holding a replica.
+    public let replicas: [[Int32]]
+
+    init(gpus: Int, replicas: [[Int32]]) { self.gpus = gpus; self.replicas = replicas }
+
+    /// - Parameter loads: routed tokens per flat expert (the whole trace).
+    /// - Throws: `ConfigError` for a file that cannot be read or does not fit the model and GPU count, or more
+    ///   redundant experts than the GPUs can hold.
+    public init(_ kind: Kind, gpus: Int, loads: [Int], layers: Int, experts: Int, redundant: Int) throws {
+        self.gpus = gpus
+        switch kind {
+        case .roundRobin:
+            replicas = (0..<layers * experts).map { [Int32($0 % experts % gpus)] }
+        case .frequencyBalanced:
+            replicas = (0..<layers).flatMap { l in
+                Self.pack(loads: (0..<experts).map { Double(loads[l * experts + $0]) }, copies: Array(repeating: 1, count: experts), gpus: gpus)
+            }
+        case .replicated:
+            guard redundant <= experts * (gpus - 1) else {
+                throw ConfigError.invalidValue(field: "placement.redundant_experts", value: "\(redundant)",
+                                               expected: "at most \(experts * (gpus - 1)) (every expert on every one of the \(gpus) GPUs): an expert has at most one replica per GPU")
+            }
+            replicas = (0..<layers).flatMap { l in
+                let load = (0..<experts).map { Double(loads[l * experts + $0]) }
+                return Self.pack(loads: load, copies: Self.replicate(load, redundant: redundant, gpus: gpus), gpus: gpus)
+            }
+        case let .file(path):
+            replicas = try Self.read(path, gpus: gpus, layers: layers, experts: experts)
+        }
+    }
+
+    /// EPLB's `replicate_experts`: each extra replica to the expert with the most load per replica (ties: the lower
+    /// id), never more replicas than GPUs.
+    static func replicate(_ load: [Double], redundant: Int, gpus: Int) -> [Int] {
+        var copies = Array(repeating: 1, count: load.count)
+        for _ in 0..<redundant {
+            var best = -1
+            for e in load.indices where copies[e] < gpus {
+                if best < 0 || load[e] / Double(copies[e]) > load[best] / Double(copies[best]) { best = e }
+            }
+            copies[best] += 1
+        }
+        return copies
+    }
+
+    /// EPLB's `balanced_packing` of one layer: the replicas (expert e's `copies[e]`, each carrying `load[e] /
+    /// copies[e]`), heaviest first (ties: lower expert), each on the GPU with the least load so far among those
+    /// with a free slot and no replica of the same expert (ties: the lower GPU).
+    static func pack(loads load: [Double], copies: [Int], gpus: Int) -> [[Int32]] {
+        let slots = (copies.reduce(0, +) + gpus - 1) / gpus
+        var items: [(expert: Int, load: Double)] = []
+        for e in load.indices { for _ in 0..<copies[e] { items.append((e, load[e] / Double(copies[e]))) } }
+        items.sort { $0.load != $1.load ? $0.load > $1.load : $0.expert < $1.expert }
+        var gpuLoad = Array(repeating: 0.0, count: gpus), used = Array(repeating: 0, count: gpus)
+        var out = Array(repeating: [Int32](), count: load.count)
+        for item in items {
+            var best = -1
+            for g in 0..<gpus where used[g] < slots && !out[item.expert].contains(Int32(g)) {
+                if best < 0 || gpuLoad[g] < gpuLoad[best] { best = g }
+            }
+            if best < 0 { best = (0..<gpus).first { !out[item.expert].contains(Int32($0)) }! }  // slots full: any GPU without it
+            out[item.expert].append(Int32(best))
+            gpuLoad[best] += item.load
+            used[best] += 1
+        }
+        return out
+    }
+
+    /// A placement file, checked against the model's shape and the GPU count.
+    static func read(_ path: String, gpus: Int, layers: Int, experts: Int) throws -> [[Int32]] {
+        func fail(_ message: String) -> ConfigError { .file(path: path, line: nil, message: message) }
+        guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot read this placement file") }
+        guard let top = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw fail("a placement file is a JSON object: {\"gpus\": G, \"layers\": [[[gpu, ...] per expert] per layer]}")
+        }
+        if let g = top["gpus"] as? Int, g != gpus {
+            throw fail("gpus: \(g), but hardware.gpus is \(gpus)")
+        }
+        guard let list = top["layers"] as? [[Any]] else { throw fail("'layers' must be a list of layers, each a list of experts' GPU lists") }
+        guard list.count == layers else { throw fail("layers: \(list.count) layers, but the model has \(layers)") }
+        var out: [[Int32]] = []
+        for (l, row) in list.enumerated() {
+            guard row.count == experts else { throw fail("layers[\(l)]: \(row.count) experts, but the model has \(experts) per layer") }
+            for (e, cell) in row.enumerated() {
+                guard let ids = cell as? [Int] else { throw fail("layers[\(l)][\(e)]: a list of GPU numbers, e.g. [0] or [1, 3]") }
+                guard !ids.isEmpty else { throw fail("layers[\(l)][\(e)]: expert \(e) of layer \(l) is on no GPU") }
+                guard ids.allSatisfy({ (0..<gpus).contains($0) }) else {
+                    throw fail("layers[\(l)][\(e)]: GPU numbers run from 0 to \(gpus - 1), not \(ids)")
+                }
+                guard Set(ids).count == ids.count else { throw fail("layers[\(l)][\(e)]: a GPU listed twice in \(ids)") }
+                out.append(ids.map(Int32.init))
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,149 @@
+import Foundation
+import Testing
+@testable import MoESim
+
+/// Several GPUs (docs/multigpu.md): a hand-worked two-GPU run, properties of the maps and the token split over
+/// seeds, and bad input.
+@Suite struct MultiGPUTests {
+    /// tinyHardware twice over an interconnect of 1 GB/s per direction and 1 µs per all-to-all.
+    static func gpus(_ n: Int, rate: Double = 1e9, latency: Double = 1e-6) -> HardwareProfile {
+        var hw = tinyHardware()
+        hw.gpus = n
+        hw.interconnectBytesPerSecond = rate
+        hw.interconnectLatencySeconds = latency
+        return hw
+    }
+
+    static func spec(_ model: ModelProfile, _ hw: HardwareProfile, _ policy: PolicyKind = .lru, budget: Budget,
+                     map: ExpertMap.Kind = .roundRobin, redundant: Int = 0) -> ReplaySpec {
+        var spec = ReplaySpec(model: model, hardware: hw, policy: policy, budget: budget)
+        spec.placement.expertMap = map
+        spec.placement.redundantExperts = redundant
+        return spec
+    }
+
+    /// One layer of 4 experts, top-2, round-robin on two GPUs (0 and 2 on GPU 0, 1 and 3 on GPU 1); budget two
+    /// experts per GPU; one sequence (it lives on GPU 0). A token's hidden state is 100 × 2 B = 200 B: an
+    /// all-to-all that carries one takes 1 µs + 200 ns.
+    /// - Token 0 routes to 0 and 1: 1 crosses. Gate at 2 µs (non-expert) + 1.2 µs (dispatch) = 3.2 µs on both
+    ///   GPUs; each copies its expert (201 µs) and computes it (3 µs): 207.2 µs; the combine ends the layer at
+    ///   208.4 µs.
+    /// - Token 1 routes to 0 and 2, both on GPU 0: nothing crosses. Gate at 210.4 µs; 0 is a hit (computed to
+    ///   213.4), 2 is copied (to 411.4) and computed: 414.4 µs. GPU 1 has nothing to do.
+    @Test func twoGPUsByHand() throws {
+        let trace = makeTrace([[[0, 1]], [[0, 2]]], experts: 4, topK: 2)
+        let model = tinyModel(layers: 1, experts: 4, topK: 2)
+        let r = try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: Self.spec(model, Self.gpus(2), budget: .experts(2)))
+        #expect(r.counters.simNanoseconds == 414_400)
+        #expect(r.counters.firstStepLatencies == [208_400] && r.counters.decodeStepLatencies == [206_000])
+        #expect((r.counters.accesses, r.counters.hits, r.counters.misses) == (4, 1, 3))
+        let m = try #require(r.multiGPU)
+        #expect(m.allToAllBytes == 400 && m.crossShare == 0.25)
+        #expect(m.imbalanceMean == 1.5 && m.imbalanceP99 == 2)
+        #expect(m.hitRateMin == 0 && m.hitRateMax == 1.0 / 3)
+        let row = Metric.row(r), header = Metric.header(r.columnGroups)
+        #expect(row[header.firstIndex(of: "gpus")!] == "2" && row[header.firstIndex(of: "expert_map")!] == "round-robin")
+    }
+
+    /// Over seeds and maps: every routed token is computed exactly once, on a GPU that holds its expert; replicas
+    /// lose no token; all-to-all bytes are the crossing routes' hidden states, there and back.
+    @Test(arguments: [ExpertMap.Kind.roundRobin, .frequencyBalanced, .replicated])
+    func everyRouteIsComputedOnceWhereItsExpertIs(kind: ExpertMap.Kind) throws {
+        let model = tinyModel(layers: 3, experts: 8, topK: 2)
+        for seed in UInt64(1)...6 {
+            let plan = StepPlan(zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 3))
+            for g in [2, 3, 4] {
+                let redundant = kind == .replicated ? Int(seed) % 5 : 0
+                let map = try ExpertMap(kind, gpus: g, loads: MultiGPUReplay.routedTokens(plan), layers: 3, experts: 8,
+                                        redundant: redundant)
+                #expect(map.replicas.allSatisfy { !$0.isEmpty && $0.count <= g && Set($0).count == $0.count })
+                #expect(map.replicas.reduce(0) { $0 + $1.count } == 24 + 3 * redundant)
+                let split = TokenSplit(map: map)
+                var served = [Int](repeating: 0, count: plan.accesses)
+                for gpu in 0..<g {
+                    let mine = StepPlan(restricting: plan, tokens: { a, s in split.tokens(plan.accessTokens[a], of: plan.accessExpert[a], step: s, on: gpu) },
+                                        holds: { map.replicas[Int($0)].contains(Int32(gpu)) })
+                    #expect(mine.steps == plan.steps && mine.tokens == plan.tokens)
+                    for (e, n) in zip(mine.accessExpert, mine.accessTokens) {
+                        #expect(map.replicas[Int(e)].contains(Int32(gpu)) && n > 0)
+                    }
+                    // Tokens per (step, layer, expert) on this GPU, added to the whole plan's access.
+                    for s in 0..<plan.steps {
+                        for l in 0..<3 {
+                            let whole = plan.accessRange(step: s, layer: l), part = mine.accessRange(step: s, layer: l)
+                            for a in part {
+                                let i = whole.first { plan.accessExpert[$0] == mine.accessExpert[a] }!
+                                served[i] += Int(mine.accessTokens[a])
+                            }
+                        }
+                    }
+                }
+                #expect(served == plan.accessTokens.map(Int.init), "\(kind), seed \(seed), \(g) GPUs")
+                var hw = Self.gpus(g)
+                hw.interconnectLatencySeconds = 0
+                let traffic = AllToAll(plan: plan, map: map, split: split, spec: Self.spec(model, hw, budget: .experts(4), map: kind))
+                #expect(traffic.routes == plan.accessTokens.reduce(0) { $0 + Int($1) })
+                #expect(traffic.bytes == traffic.crossingRoutes * model.hidden * 2)
+            }
+        }
+    }
+
+    /// With every expert resident and an interconnect that costs nothing, G GPUs are never slower than one: each
+    /// layer takes its slowest GPU, which computes a part of what one GPU would.
+    @Test func moreGPUsAreNeverSlowerWhenNothingMisses() throws {
+        let model = tinyModel(layers: 3, experts: 8, topK: 2)
+        for seed in UInt64(1)...5 {
+            let plan = StepPlan(zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 40))
+            let one = try Replayer.run(plan: plan, traceName: "t", spec: Self.spec(model, tinyHardware(), .allResident, budget: .experts(24)))
+            for g in [2, 4] {
+                let many = try Replayer.run(plan: plan, traceName: "t", spec: Self.spec(model, Self.gpus(g, rate: 1e30, latency: 0), .allResident, budget: .experts(24)))
+                #expect(many.counters.simNanoseconds <= one.counters.simNanoseconds, "seed \(seed), \(g) GPUs")
+                #expect(many.counters.accesses >= one.counters.accesses)
+            }
+        }
+    }
+
+    /// EPLB's replication gives the extra replicas to the most loaded experts per replica.
+    @Test func replicationFollowsEPLB() {
+        #expect(ExpertMap.replicate([10, 4, 6, 1], redundant: 3, gpus: 4) == [3, 1, 2, 1])  // 10 → 5, 6 → 3, 5 → 3.3
+        let packed = ExpertMap.pack(loads: [10, 4, 6, 1], copies: [1, 1, 1, 1], gpus: 2)
+        #expect(packed == [[0], [1], [1], [0]])  // two slots each: 10 on GPU 0; 6, 4 on GPU 1, then full; 1 on GPU 0
+    }
+
+    @Test func badSettingsAreRefused() throws {
+        let model = tinyModel(layers: 1, experts: 4, topK: 2)
+        let plan = StepPlan(makeTrace([[[0, 1]]], experts: 4, topK: 2))
+        func refused(_ spec: ReplaySpec, _ field: String) {
+            #expect { try Replayer.run(plan: plan, traceName: "t", spec: spec) } throws: { error in
+                guard case let ConfigError.invalidValue(f, _, _) = error else { return false }
+                return f == field
+            }
+        }
+        refused(Self.spec(model, tinyHardware(), budget: .experts(2), map: .replicated), "placement.expert_map")
+        refused(Self.spec(model, Self.gpus(2, rate: 0), budget: .experts(2)), "hardware.interconnect_bytes_per_s")
+        refused(Self.spec(model, Self.gpus(2), budget: .experts(2), redundant: 2), "placement.redundant_experts")
+        refused(Self.spec(model, Self.gpus(2), budget: .experts(2), map: .replicated, redundant: 5), "placement.redundant_experts")
+        var hw = tinyHardware()
+        #expect(throws: (any Error).self) { try hw.set("gpus", to: "0", origin: "--set") }
+        let dir = temporaryDirectory()
+        let cases: [(String, String)] = [
+            (#"{"gpus": 2, "layers": [[[0], [1], [0], []]]}"#, "on no GPU"),
+            (#"{"gpus": 2, "layers": [[[0], [1], [0], [2]]]}"#, "GPU numbers run from 0 to 1"),
+            (#"{"gpus": 2, "layers": [[[0], [1], [0]]]}"#, "3 experts, but the model has 4"),
+            (#"{"gpus": 4, "layers": [[[0], [1], [0], [1]]]}"#, "hardware.gpus is 2"),
+            (#"{"gpus": 2, "layers": [[[0], [1], [0], [1]], [[0], [1], [0], [1]]]}"#, "2 layers, but the model has 1"),
+            ("not json", "a JSON object"),
+        ]
+        for (i, (text, message)) in cases.enumerated() {
+            let path = dir + "/map\(i).json"
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            #expect { try Replayer.run(plan: plan, traceName: "t", spec: Self.spec(model, Self.gpus(2), budget: .experts(2), map: .file(path))) } throws: { error in
+                "\(error)".contains(path) && "\(error)".contains(message)
+            }
+        }
+        let good = dir + "/good.json"
+        try #"{"gpus": 2, "layers": [[[1], [0], [0, 1], [1]]]}"#.write(toFile: good, atomically: true, encoding: .utf8)
+        let r = try Replayer.run(plan: plan, traceName: "t", spec: Self.spec(model, Self.gpus(2), budget: .experts(2), map: .file(good)))
+        #expect(r.multiGPU?.map == "good.json" && r.counters.accesses == 2)
+    }
+}
