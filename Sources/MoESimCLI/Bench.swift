@@ -72,6 +72,13 @@ struct Bench: ParsableCommand {
             try tiered.tiers.useDrive("pcie4-nvme")
             rows += try replayCases(plan, traceName: trace.name, label: "256x32-top8-tiers", model: large,
                                     hardware: tiered, budget: .share(0.25), among: [.lru, .pregated])
+            // Eight GPUs (docs/multigpu.md): round-robin over NVLink 4, a quarter of the experts per GPU.
+            var eight = hardware
+            eight.name = "a100-80gb-pcie-x8"
+            eight.gpus = 8
+            eight.interconnectBytesPerSecond = 450e9
+            rows += try replayCases(plan, traceName: trace.name, label: "256x32-top8-8gpus", model: large,
+                                    hardware: eight, budget: .share(0.25), among: [.lru])
         }
         rows += try servingCases(large, hardware: hardware)
         rows += try kernelCases()

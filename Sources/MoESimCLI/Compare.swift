@@ -71,7 +71,7 @@ struct Compare: ParsableCommand {
             throw ValidationError("--numerics replays batch 1 in the trace's order: it cannot be combined with a serving scheduler")
         }
         try SettingScope.check(cfg.givenSettings + prefetch.given + precision.given + placement.given + serving.given,
-                               policies: cfg.policies, schedulers: [cfg.serving.scheduler])
+                               policies: cfg.policies, schedulers: [cfg.serving.scheduler], gpus: [cfg.hardware.gpus])
         let budgetList = try budgets.map { text in
             try commaList(text, option: "budgets", expected: "a budget") { try Budget.parse($0) }
         } ?? [cfg.budget]

@@ -103,7 +103,7 @@ struct Replay: ParsableCommand {
                               serving: try serving.options(base: ServingOptions()), runtime: runtimeProfile)
         spec.placement = try placement.options(base: PlacementOptions())
         try SettingScope.check(prefetch.given + precision.given + placement.given + serving.given,
-                               policies: [policy], schedulers: [spec.serving.scheduler])
+                               policies: [policy], schedulers: [spec.serving.scheduler], gpus: [spec.hardware.gpus])
         if policy.learnsPlacement && (stream || numerics.numerics || timeline != nil || perLayer != nil || perToken != nil
                                       || requestsCsv != nil) {
             throw ValidationError("\(policy.rawValue) learns on a training part and is measured on the rest: it cannot be combined with --stream, --numerics, --timeline, --per-layer, --per-token or --requests-csv")

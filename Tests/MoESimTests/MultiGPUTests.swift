@@ -119,7 +119,10 @@ import Testing
                 return f == field
             }
         }
-        refused(Self.spec(model, tinyHardware(), budget: .experts(2), map: .replicated), "placement.expert_map")
+        #expect(throws: (any Error).self) {
+            try SettingScope.check([("placement.expert_map", "--expert-map")], policies: [.lru], schedulers: [.sequential], gpus: [1])
+        }
+        try SettingScope.check([("placement.expert_map", "--expert-map")], policies: [.lru], schedulers: [.sequential], gpus: [1, 2])
         refused(Self.spec(model, Self.gpus(2, rate: 0), budget: .experts(2)), "hardware.interconnect_bytes_per_s")
         refused(Self.spec(model, Self.gpus(2), budget: .experts(2), redundant: 2), "placement.redundant_experts")
         refused(Self.spec(model, Self.gpus(2), budget: .experts(2), map: .replicated, redundant: 5), "placement.redundant_experts")

@@ -34,11 +34,15 @@ public enum SettingScope {
     /// - Parameters:
     ///   - given: the settings given, each as its key and as the user named it (`--threshold`, `precision.threshold`
     ///     at line 4).
-    ///   - policies, schedulers: what the run (or, for a sweep, any of its cells) uses.
+    ///   - policies, schedulers, gpus: what the run (or, for a sweep, any of its cells) uses.
     /// - Throws: `ConfigError.invalidValue` for the first setting that no strategy or no scheduler of the run takes.
     public static func check(_ given: [(key: String, named: String)], policies: [PolicyKind],
-                             schedulers: [ServingOptions.Scheduler]) throws {
+                             schedulers: [ServingOptions.Scheduler], gpus: [Int] = [1]) throws {
         for (key, named) in given {
+            if key == "placement.expert_map" || key == "placement.redundant_experts", !gpus.contains(where: { $0 > 1 }) {
+                throw ConfigError.doesNotApply(setting: named, takers: "several GPUs (hardware.gpus above 1)",
+                                               run: "this run has one GPU")
+            }
             if !policies.contains(where: { takes(key, $0) }) {
                 let takers = PolicyKind.allCases.filter { takes(key, $0) }.map(\.rawValue).joined(separator: ", ")
                 throw ConfigError.doesNotApply(setting: named, takers: takers,

@@ -228,7 +228,8 @@ public struct SweepConfig: Sendable {
             + axesNode.compactMap { k, _ in k.scalar.map { ($0.string, "axis \($0.string) (\(path):\((k.mark?.line).map(String.init) ?? "?"))") } }
         let schedulers = axes.first { $0.key == "serving.scheduler" }?.values.compactMap(ServingOptions.Scheduler.init(rawValue:))
             ?? [serving.scheduler]
-        try SettingScope.check(config.givenSettings, policies: policies, schedulers: schedulers)
+        let gpus = axes.first { $0.key == "hardware.gpus" }?.values.compactMap { Int($0) } ?? config.hardware.map(\.gpus)
+        try SettingScope.check(config.givenSettings, policies: policies, schedulers: schedulers, gpus: gpus)
         return config
     }
 
