@@ -59,15 +59,43 @@ enum MultiGPUReplay {
 }
 
 /// How an access's tokens are dealt to its expert's replicas: the k-th token of step s routed to an expert with R
-/// replicas goes to replica (k + s) mod R, so that one-token steps take turns.
+/// replicas goes to replica (k + s) mod R, so that one-token steps take turns. The replicas are kept flat (an array
+/// of arrays costs a retain per look-up, and set-up visits every access once per GPU).
 struct TokenSplit {
-    let map: ExpertMap
+    /// Expert e's replicas are `gpu[start[e] ..< start[e + 1]]`.
+    private let start: [Int32]
+    private let gpu: [Int32]
+
+    init(map: ExpertMap) {
+        var start: [Int32] = [0], gpu: [Int32] = []
+        for replicas in map.replicas {
+            gpu += replicas
+            start.append(Int32(gpu.count))
+        }
+        self.start = start; self.gpu = gpu
+    }
 
     /// Of `n` tokens routed to flat expert `e` in step `s`, those GPU `g` computes.
     @inline(__always)
     func tokens(_ n: Int32, of e: Int32, step s: Int, on g: Int) -> Int32 {
-        let replicas = map.replicas[Int(e)], r = replicas.count
-        guard let i = replicas.firstIndex(of: Int32(g)) else { return 0 }
+        let first = Int(start[Int(e)]), r = Int(start[Int(e) + 1]) - first
+        if r == 1 { return gpu[first] == g ? n : 0 }
+        var share: Int32 = 0
+        for i in 0..<r where gpu[first + i] == g { share += Self.dealt(n, replica: i, of: r, step: s) }
+        return share
+    }
+
+    /// Calls `body(gpu, tokens)` for each replica of flat expert `e` with the tokens dealt to it.
+    @inline(__always)
+    func forEachShare(_ n: Int32, of e: Int32, step s: Int, _ body: (Int, Int32) -> Void) {
+        let first = Int(start[Int(e)]), r = Int(start[Int(e) + 1]) - first
+        if r == 1 { return body(Int(gpu[first]), n) }
+        for i in 0..<r { body(Int(gpu[first + i]), Self.dealt(n, replica: i, of: r, step: s)) }
+    }
+
+    /// Tokens k in [0, n) with (k + s) mod r = i.
+    @inline(__always)
+    static func dealt(_ n: Int32, replica i: Int, of r: Int, step s: Int) -> Int32 {
         let first = ((i - s) % r + r) % r  // the first k dealt to replica i
         return first < Int(n) ? Int32((Int(n) - 1 - first) / r + 1) : 0
     }
@@ -97,10 +125,9 @@ struct AllToAll {
                 for g in 0..<gpus { load[g] = 0 }
                 var out = 0
                 for a in plan.accessRange(step: s, layer: l) {
-                    for g in 0..<gpus {
-                        let n = Int(split.tokens(plan.accessTokens[a], of: plan.accessExpert[a], step: s, on: g))
-                        load[g] += n
-                        if g != home { out += n }
+                    split.forEachShare(plan.accessTokens[a], of: plan.accessExpert[a], step: s) { g, n in
+                        load[g] += Int(n)
+                        if g != home { out += Int(n) }
                     }
                 }
                 let total = load.reduce(0, +)
