@@ -152,7 +152,11 @@ struct Compare: ParsableCommand {
         if let t = first.counters.tiers, tiers {
             lines.append("three tiers: host memory \(formatBytes(t.capacityBytes)) for experts over \(first.spec.hardware.tiers.drive.isEmpty ? "an SSD" : first.spec.hardware.tiers.drive) (docs/tiers.md)")
         }
-        var rows = [header + (tiers ? ["host hit", "SSD read", "SSD busy"] : [])]
+        if let m = first.multiGPU {
+            lines.append("\(m.gpus) GPUs, \(m.map) expert map, interconnect \(String(format: "%.0f", first.spec.hardware.interconnectBytesPerSecond / 1e9)) GB/s (docs/multigpu.md)")
+        }
+        let gpus = !serving && results.contains { $0.multiGPU != nil }
+        var rows = [header + (tiers ? ["host hit", "SSD read", "SSD busy"] : []) + (gpus ? ["imbalance", "cross-GPU"] : [])]
         for r in results {
             if let s = r.serving {
                 let sig = { (v: Double?) in v.map { String(format: "%.3g", $0) } ?? "-" }  // requests/s are often small
@@ -168,7 +172,9 @@ struct Compare: ParsableCommand {
                          formatBytes(r.counters.bytesH2D), formatBytes(r.counters.prefetch.bytesWasted),
                          Human.seconds(r.stallSeconds)]
                         + (tiers ? [Human.percent(r.hostHitRate), formatBytes(r.counters.tiers?.bytesRead ?? 0),
-                                    Human.percent(r.ssdBusyFraction)] : []))
+                                    Human.percent(r.ssdBusyFraction)] : [])
+                        + (gpus ? [r.multiGPU.map { String(format: "%.2f", $0.imbalanceMean) } ?? "–",
+                                   r.multiGPU.map { Human.percent($0.crossShare) } ?? "–"] : []))
         }
         let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         for row in rows {

@@ -25,7 +25,7 @@ struct Report: ParsableCommand {
         abstract: "Write one self-contained HTML page with plots of the main metrics and the whole table.")
 
     @Argument(help: "A CSV written by replay, compare or sweep.") var csv: String
-    @Option(help: "Column for the plots' x axis (default: the first of budget_experts, batch, arrival_rate, max_tokens, prefill_chunk, lookahead, host_capacity_bytes whose values vary).")
+    @Option(help: "Column for the plots' x axis (default: the first of budget_experts, batch, arrival_rate, max_tokens, prefill_chunk, lookahead, host_capacity_bytes, gpus whose values vary).")
     var x: String?
     @Option(help: "The HTML file to write.") var out: String
 

@@ -149,4 +149,32 @@ import Testing
         let r = try Replayer.run(plan: plan, traceName: "t", spec: Self.spec(model, Self.gpus(2), budget: .experts(2), map: .file(good)))
         #expect(r.multiGPU?.map == "good.json" && r.counters.accesses == 2)
     }
+
+    /// A sweep over GPU counts and maps: one-GPU cells keep empty GPU columns, and the HTML report plots against
+    /// `gpus` with a line per map.
+    @Test func aSweepOverGPUsAndItsReport() throws {
+        let model = "{preset: mixtral-8x7b, layers: 2, experts: 4, top_k: 2, name: tiny}"
+        let yaml = """
+            traces: [\(packageRoot)/traces/golden-tiny.jsonl]
+            models: [\(model)]
+            hardware: [{preset: a100-80gb-pcie, interconnect_bytes_per_s: 450e9}]
+            policies: [lru]
+            axes:
+              budget: [2experts]
+              hardware.gpus: [1, 2, 4]
+              placement.expert_map: [round-robin, frequency-balanced]
+            """
+        let out = temporaryDirectory() + "/s.csv"
+        try SweepRunner(config: try SweepConfig.parse(yaml, path: "s.yaml"), output: out).run()
+        let table = try ReportTable.load(out)
+        let gpus = table.header.firstIndex(of: "gpus")!, map = table.header.firstIndex(of: "expert_map")!
+        #expect(table.rows.count == 6)
+        for row in table.rows {
+            #expect(row[gpus] == row[table.header.firstIndex(of: "hardware.gpus")!])
+            #expect(row[gpus] == "1" ? row[map].isEmpty : row[map] == row[table.header.firstIndex(of: "placement.expert_map")!])
+        }
+        #expect(HTMLReport.axis(for: table) == "gpus")
+        let html = try HTMLReport.html(table, source: out, x: "gpus")
+        #expect(html.contains("load_imbalance_mean by expert map") && html.contains("cross_gpu_share by expert map"))
+    }
 }

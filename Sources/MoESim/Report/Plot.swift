@@ -125,7 +125,7 @@ func escape(_ s: String) -> String {
 public enum HTMLReport {
     /// The axes a report may be plotted against, in order of preference (`axis(for:)`).
     public static let axes = ["budget_experts", "batch", "arrival_rate", "max_tokens", "prefill_chunk", "lookahead",
-                              "host_capacity_bytes"]
+                              "host_capacity_bytes", "gpus"]
 
     /// The first of `axes` whose values vary in `table` (a sweep's axis), else `budget_experts`.
     public static func axis(for table: ReportTable) -> String {
@@ -149,6 +149,13 @@ public enum HTMLReport {
         }
         for (metric, log) in metrics where table.header.contains(metric) {
             parts.append("<figure>" + (try LinePlot(table: table, x: x, y: metric, logY: log).svg()) + "</figure>")
+        }
+        if hasNumbers(table, "load_imbalance_mean") {  // several GPUs (docs/multigpu.md): a line per expert map
+            for (metric, log) in [("tokens_per_s", true), ("load_imbalance_mean", false), ("cross_gpu_share", false)] {
+                let plot = LinePlot(table: table, x: x, y: metric, series: "expert_map", logY: log,
+                                    title: "\(metric) by expert map")
+                parts.append("<figure>" + (try plot.svg()) + "</figure>")
+            }
         }
         parts.append("<table><thead><tr>" + table.header.map { "<th>\(escape($0))</th>" }.joined() + "</tr></thead><tbody>")
         for row in table.rows { parts.append("<tr>" + row.map { "<td>\(escape($0))</td>" }.joined() + "</tr>") }
