@@ -20,12 +20,14 @@ fi
 for run in "${runs[@]}"; do
   read -r trace model hw rate budget redundant <<< "$run"
   out="$work/$(basename "$trace").csv"
-  for gpus in 2 4 8; do
-    for map in round-robin frequency-balanced replicated; do
-      extra=(); [ "$map" = replicated ] && extra=(--redundant-experts "$redundant")
-      "$bin" replay "$trace" --model "$model" --hardware "$hw" --policy lru --budget "$budget" \
-        --set hardware.gpus=$gpus --set hardware.interconnect_bytes_per_s=$rate --set hardware.interconnect_latency_s=5e-6 \
-        --expert-map $map "${extra[@]}" --out "$out" > /dev/null
+  for location in sequence expert; do
+    for gpus in 2 4 8; do
+      for map in round-robin frequency-balanced replicated affinity; do
+        extra=(); [ "$map" = replicated ] && extra=(--redundant-experts "$redundant")
+        "$bin" replay "$trace" --model "$model" --hardware "$hw" --policy lru --budget "$budget" \
+          --set hardware.gpus=$gpus --set hardware.interconnect_bytes_per_s=$rate --set hardware.interconnect_latency_s=5e-6 \
+          --expert-map $map "${extra[@]}" --token-location $location --out "$out" > /dev/null
+      done
     done
   done
 done
@@ -39,14 +41,16 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.csv"))):
     r0 = rows[0]
     print(f"**{r0['trace']}** ({r0['model']} on {r0['hardware']}, {r0['budget_experts']} experts per GPU):\n")
     maps = list(dict.fromkeys(r["expert_map"] for r in rows))
-    print("| GPUs | " + " | ".join(maps) + " |")
-    print("|---|" + "---|" * len(maps))
-    for g in dict.fromkeys(r["gpus"] for r in rows):
-        cells = []
-        for m in maps:
-            r = next(r for r in rows if r["gpus"] == g and r["expert_map"] == m)
-            cells.append(f"{float(r['tokens_per_s']):.2f} ({float(r['load_imbalance_mean']):.2f}, {float(r['load_imbalance_p99']):.2f}, {float(r['cross_gpu_share']):.2f})")
-        print(f"| {g} | " + " | ".join(cells) + " |")
+    print("| token location | GPUs | " + " | ".join(maps) + " |")
+    print("|---|---|" + "---|" * len(maps))
+    per = len(rows) // 2  # the sequence runs, then the expert runs, in the script's order
+    for location, part in (("sequence", rows[:per]), ("expert", rows[per:])):
+        for g in dict.fromkeys(r["gpus"] for r in part):
+            cells = []
+            for m in maps:
+                r = next(r for r in part if r["gpus"] == g and r["expert_map"] == m)
+                cells.append(f"{float(r['tokens_per_s']):.2f} ({float(r['load_imbalance_mean']):.2f}, {float(r['load_imbalance_p99']):.2f}, {float(r['cross_gpu_share']):.2f})")
+            print(f"| {location} | {g} | " + " | ".join(cells) + " |")
     print()
 PY
 mv docs/generated/multigpu.md.tmp docs/generated/multigpu.md

@@ -144,15 +144,19 @@ struct PlacementArguments: ParsableArguments, SectionArguments {
     @Option(help: "static-frequency, n-cpu-moe: a miss of an expert not placed is copied on demand (demand) or computed on the host CPU (cpu) (default demand).")
     var rest: String?
 
-    @Option(help: "Several GPUs (hardware.gpus > 1): which GPU holds each expert: round-robin (default), frequency-balanced, replicated, or a placement file (.json: layer -> expert -> GPUs).")
+    @Option(help: "Several GPUs (hardware.gpus > 1): which GPU holds each expert: round-robin (default), frequency-balanced, replicated, affinity, or a placement file (.json: layer -> expert -> GPUs).")
     var expertMap: String?
 
     @Option(help: "replicated: extra replicas per layer, given to its hottest experts (DeepSeek's EPLB; default 0).")
     var redundantExperts: String?
 
+    @Option(help: "Several GPUs: where a token is between layers: sequence (its sequence's GPU, default) or expert (a one-token step stays on the GPU of its previous layer's experts: ExFlow).")
+    var tokenLocation: String?
+
     var settings: [(key: String, flag: String, value: String?)] {
         [("train_split", "--train-split", trainSplit), ("cpu_layers", "--cpu-layers", cpuLayers), ("rest", "--rest", rest),
-         ("expert_map", "--expert-map", expertMap), ("redundant_experts", "--redundant-experts", redundantExperts)]
+         ("expert_map", "--expert-map", expertMap), ("redundant_experts", "--redundant-experts", redundantExperts),
+         ("token_location", "--token-location", tokenLocation)]
     }
 
 

@@ -47,15 +47,14 @@ import Testing
 
     /// Over seeds and maps: every routed token is computed exactly once, on a GPU that holds its expert; replicas
     /// lose no token; all-to-all bytes are the crossing routes' hidden states, there and back.
-    @Test(arguments: [ExpertMap.Kind.roundRobin, .frequencyBalanced, .replicated])
+    @Test(arguments: [ExpertMap.Kind.roundRobin, .frequencyBalanced, .replicated, .affinity])
     func everyRouteIsComputedOnceWhereItsExpertIs(kind: ExpertMap.Kind) throws {
         let model = tinyModel(layers: 3, experts: 8, topK: 2)
         for seed in UInt64(1)...6 {
             let plan = StepPlan(zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 3))
             for g in [2, 3, 4] {
                 let redundant = kind == .replicated ? Int(seed) % 5 : 0
-                let map = try ExpertMap(kind, gpus: g, loads: MultiGPUReplay.routedTokens(plan), layers: 3, experts: 8,
-                                        redundant: redundant)
+                let map = try ExpertMap(kind, gpus: g, plan: plan, redundant: redundant)
                 #expect(map.replicas.allSatisfy { !$0.isEmpty && $0.count <= g && Set($0).count == $0.count })
                 #expect(map.replicas.reduce(0) { $0 + $1.count } == 24 + 3 * redundant)
                 let split = TokenSplit(map: map)
@@ -83,7 +82,7 @@ import Testing
                 hw.interconnectLatencySeconds = 0
                 let traffic = AllToAll(plan: plan, map: map, split: split, spec: Self.spec(model, hw, budget: .experts(4), map: kind))
                 #expect(traffic.routes == plan.accessTokens.reduce(0) { $0 + Int($1) })
-                #expect(traffic.bytes == traffic.crossingRoutes * model.hidden * 2)
+                #expect(traffic.bytes == 2 * traffic.crossingRoutes * model.hidden * 2)  // dispatched and combined
             }
         }
     }
@@ -176,5 +175,43 @@ import Testing
         #expect(HTMLReport.axis(for: table) == "gpus")
         let html = try HTMLReport.html(table, source: out, x: "gpus")
         #expect(html.contains("load_imbalance_mean by expert map") && html.contains("cross_gpu_share by expert map"))
+    }
+
+    /// Two layers of 4 experts, top-1, round-robin on two GPUs; one token of sequence 0 (GPU 0) routed to 1 (GPU 1)
+    /// then to 3 (flat 7, GPU 1). A hop carries 200 B: 1.2 µs.
+    /// - sequence: each layer dispatches from GPU 0 and combines back: gate 3.2 µs, layer 0 ends 207.2 + 1.2 =
+    ///   208.4 µs; layer 1's gate 208.4 + 2 + 1.2 = 211.6, its expert done at 211.6 + 201 + 3 = 415.6, + 1.2 = 416.8.
+    /// - expert: after layer 0 the token stays on GPU 1 (no combine: 207.2 µs), layer 1 needs no dispatch (gate
+    ///   209.2, done 413.2), and the last combine brings it home: 414.4 µs. Half the routes cross, not all.
+    @Test func aTokenFollowsItsExpertsByHand() throws {
+        let trace = makeTrace([[[1], [3]]], experts: 4, topK: 1)
+        let model = tinyModel(layers: 2, experts: 4, topK: 1)
+        var spec = Self.spec(model, Self.gpus(2), budget: .experts(2))
+        let home = try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: spec)
+        spec.placement.tokenLocation = .expert
+        let follow = try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: spec)
+        #expect(home.counters.simNanoseconds == 416_800 && follow.counters.simNanoseconds == 414_400)
+        #expect(home.multiGPU?.crossShare == 1 && follow.multiGPU?.crossShare == 0.5)
+        #expect(home.multiGPU?.allToAllBytes == 800 && follow.multiGPU?.allToAllBytes == 400)
+    }
+
+    /// On traces whose tokens mostly follow an inter-layer partner (affinity 0.9), with tokens that follow their
+    /// experts, the affinity map crosses GPUs no more often than round-robin.
+    @Test func affinityCrossesNoMoreThanRoundRobin() throws {
+        let model = tinyModel(layers: 4, experts: 16, topK: 2)
+        for seed in UInt64(1)...6 {
+            var spec = SyntheticTraceSpec(tokens: 400, seed: seed)
+            spec.affinity = 0.9; spec.reuse = 0; spec.prefillTokens = 0; spec.sequences = 4
+            let plan = StepPlan(try SyntheticTraceGenerator(model: model, spec: spec).makeTrace(name: "a"))
+            for g in [2, 4] {
+                var run = Self.spec(model, Self.gpus(g), budget: .experts(8))
+                run.placement.tokenLocation = .expert
+                let roundRobin = try Replayer.run(plan: plan, traceName: "a", spec: run)
+                run.placement.expertMap = .affinity
+                let affinity = try Replayer.run(plan: plan, traceName: "a", spec: run)
+                let (a, r) = (affinity.multiGPU!.crossShare, roundRobin.multiGPU!.crossShare)
+                #expect(a <= r, "seed \(seed), \(g) GPUs: affinity \(a), round-robin \(r)")
+            }
+        }
     }
 }

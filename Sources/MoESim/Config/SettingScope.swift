@@ -39,7 +39,8 @@ public enum SettingScope {
     public static func check(_ given: [(key: String, named: String)], policies: [PolicyKind],
                              schedulers: [ServingOptions.Scheduler], gpus: [Int] = [1]) throws {
         for (key, named) in given {
-            if key == "placement.expert_map" || key == "placement.redundant_experts", !gpus.contains(where: { $0 > 1 }) {
+            if key.hasPrefix("placement."), ["expert_map", "redundant_experts", "token_location"].contains(key.dropFirst(10)),
+               !gpus.contains(where: { $0 > 1 }) {
                 throw ConfigError.doesNotApply(setting: named, takers: "several GPUs (hardware.gpus above 1)",
                                                run: "this run has one GPU")
             }

@@ -3,7 +3,7 @@ import Foundation
 /// Which GPUs hold each expert under expert parallelism (`placement.expert_map`, docs/multigpu.md), computed before
 /// the run from the trace's routed tokens per expert, or read from a file.
 ///
-///     let map = try ExpertMap(.replicated, gpus: 4, loads: loads, layers: 26, experts: 64, redundant: 8)
+///     let map = try ExpertMap(.replicated, gpus: 4, plan: plan, redundant: 8)
 ///     map.replicas[e]   // the GPUs of flat expert e, in the order tokens are dealt to them
 ///
 /// Invariant: every expert has at least one replica, each on a GPU in 0 ..< gpus, at most `gpus` of them.
@@ -19,6 +19,11 @@ public struct ExpertMap: Sendable, Equatable {
         /// replicas per layer, each to the expert with the most tokens per replica; then the replicas, heaviest
         /// first, each on the GPU with the least load among those with a free slot (⌈(E + R) / G⌉ slots each).
         case replicated
+        /// ExFlow (arXiv 2401.08383): experts that tokens use in consecutive layers on one GPU. Layer 0 as
+        /// `frequencyBalanced`; then per layer, experts by routed tokens, most first, each on the GPU (with a free slot
+        /// of ⌈E / G⌉) whose previous-layer experts it follows most often in one-token steps (ties: the GPU with the
+        /// fewest tokens, then the lower GPU). A greedy stand-in for ExFlow's integer program.
+        case affinity
         /// A JSON file: `{"gpus": G, "layers": [[[gpu, ...] per expert] per layer]}`.
         case file(String)
 
@@ -27,10 +32,11 @@ public struct ExpertMap: Sendable, Equatable {
             case "round-robin": self = .roundRobin
             case "frequency-balanced": self = .frequencyBalanced
             case "replicated": self = .replicated
+            case "affinity": self = .affinity
             default:
                 guard text.hasSuffix(".json") else {
                     throw ConfigError.invalidValue(field: "placement.expert_map", value: text,
-                                                   expected: "round-robin, frequency-balanced, replicated, or a placement file ending in .json")
+                                                   expected: "round-robin, frequency-balanced, replicated, affinity, or a placement file ending in .json")
                 }
                 self = .file(text)
             }
@@ -41,6 +47,7 @@ public struct ExpertMap: Sendable, Equatable {
             case .roundRobin: "round-robin"
             case .frequencyBalanced: "frequency-balanced"
             case .replicated: "replicated"
+            case .affinity: "affinity"
             case let .file(path): (path as NSString).lastPathComponent
             }
         }
@@ -52,10 +59,12 @@ public struct ExpertMap: Sendable, Equatable {
 
     init(gpus: Int, replicas: [[Int32]]) { self.gpus = gpus; self.replicas = replicas }
 
-    /// - Parameter loads: routed tokens per flat expert (the whole trace).
+    /// The map of `kind` for `plan`'s model, from its routed tokens per expert (and, for `affinity`, its one-token
+    /// steps' consecutive layers).
     /// - Throws: `ConfigError` for a file that cannot be read or does not fit the model and GPU count, or more
     ///   redundant experts than the GPUs can hold.
-    public init(_ kind: Kind, gpus: Int, loads: [Int], layers: Int, experts: Int, redundant: Int) throws {
+    public init(_ kind: Kind, gpus: Int, plan: StepPlan, redundant: Int) throws {
+        let loads = MultiGPUReplay.routedTokens(plan), layers = plan.layers, experts = plan.experts
         self.gpus = gpus
         switch kind {
         case .roundRobin:
@@ -73,9 +82,47 @@ public struct ExpertMap: Sendable, Equatable {
                 let load = (0..<experts).map { Double(loads[l * experts + $0]) }
                 return Self.pack(loads: load, copies: Self.replicate(load, redundant: redundant, gpus: gpus), gpus: gpus)
             }
+        case .affinity:
+            replicas = Self.byAffinity(plan, loads: loads, gpus: gpus)
         case let .file(path):
             replicas = try Self.read(path, gpus: gpus, layers: layers, experts: experts)
         }
+    }
+
+    /// `affinity`'s greedy placement (see the case).
+    static func byAffinity(_ plan: StepPlan, loads: [Int], gpus: Int) -> [[Int32]] {
+        let L = plan.layers, E = plan.experts, slots = (E + gpus - 1) / gpus
+        // follows[l][f * E + e]: one-token steps that use f at layer l - 1 and e at layer l.
+        var follows = [[Int]](repeating: [], count: L)
+        for l in 1..<max(1, L) { follows[l] = [Int](repeating: 0, count: E * E) }
+        for s in 0..<plan.steps where plan.stepTokens[s] == 1 {
+            for l in 1..<max(1, L) {
+                for a in plan.accessRange(step: s, layer: l - 1) {
+                    let f = Int(plan.accessExpert[a]) - (l - 1) * E
+                    for b in plan.accessRange(step: s, layer: l) { follows[l][f * E + Int(plan.accessExpert[b]) - l * E] += 1 }
+                }
+            }
+        }
+        var out = pack(loads: (0..<E).map { Double(loads[$0]) }, copies: Array(repeating: 1, count: E), gpus: gpus)
+        for l in 1..<max(1, L) {
+            let previous = Array(out[((l - 1) * E)..<(l * E)])
+            let order = (0..<E).sorted { loads[l * E + $0] != loads[l * E + $1] ? loads[l * E + $0] > loads[l * E + $1] : $0 < $1 }
+            var gpuLoad = [Int](repeating: 0, count: gpus), used = [Int](repeating: 0, count: gpus)
+            var layer = [[Int32]](repeating: [], count: E)
+            for e in order {
+                var score = [Int](repeating: 0, count: gpus)
+                for f in 0..<E { score[Int(previous[f][0])] += follows[l][f * E + e] }
+                var best = -1
+                for g in 0..<gpus where used[g] < slots {
+                    if best < 0 || score[g] > score[best] || (score[g] == score[best] && gpuLoad[g] < gpuLoad[best]) { best = g }
+                }
+                layer[e] = [Int32(best)]
+                gpuLoad[best] += loads[l * E + e]
+                used[best] += 1
+            }
+            out += layer
+        }
+        return out
     }
 
     /// EPLB's `replicate_experts`: each extra replica to the expert with the most load per replica (ties: the lower

@@ -8,8 +8,7 @@ enum MultiGPUReplay {
     static func run(plan: StepPlan, traceName: String, spec: ReplaySpec, placementUses: [Int]?) throws -> ReplayResult {
         let layout = try BudgetLayout(plan: plan, spec: spec)
         let gpus = spec.hardware.gpus
-        let map = try ExpertMap(spec.placement.expertMap, gpus: gpus, loads: routedTokens(plan), layers: plan.layers,
-                                experts: plan.experts, redundant: spec.placement.redundantExperts)
+        let map = try ExpertMap(spec.placement.expertMap, gpus: gpus, plan: plan, redundant: spec.placement.redundantExperts)
         let split = TokenSplit(map: map)
         let plans = (0..<gpus).map { g in
             StepPlan(restricting: plan, tokens: { a, s in split.tokens(plan.accessTokens[a], of: plan.accessExpert[a], step: s, on: g) },
@@ -101,45 +100,54 @@ struct TokenSplit {
     }
 }
 
-/// The interconnect's work per step-layer: the dispatch of each token's hidden state to every GPU of its experts
-/// other than the step's own (a sequence lives on GPU seq mod G: data-parallel attention), and the combine back.
+/// The interconnect's work per step-layer: the dispatch of each token's hidden state to the GPUs of its experts
+/// other than the one it is on, and the combine of their outputs onto the GPU it goes to. A token is on its
+/// sequence's GPU (seq mod G: data-parallel attention) before and after every layer; with `token_location: expert`
+/// a one-token step's token stays after a layer on the GPU that computed most of its routes (ties: where it was, if
+/// among them, else the lower GPU), and returns to its sequence's GPU after the last layer.
 struct AllToAll {
-    /// Per step-layer (s · L + l): the dispatch's and the combine's duration (equal: the same bytes back).
-    let nanoseconds: [Int64]
+    /// Per step-layer (s · L + l): the dispatch's and the combine's duration.
+    let dispatch: [Int64]
+    let combine: [Int64]
     /// Per step-layer with routes: most tokens on one GPU over the mean (tokens / G).
     let imbalance: [Double]
+    /// Bytes both ways, routed (token, expert) pairs, and those dispatched off the token's GPU.
     let bytes: Int
     let routes: Int
     let crossingRoutes: Int
 
     init(plan: StepPlan, map: ExpertMap, split: TokenSplit, spec: ReplaySpec) {
-        let gpus = map.gpus, L = plan.layers
+        let gpus = map.gpus, L = plan.layers, follows = spec.placement.tokenLocation == .expert
         let tokenBytes = Double(spec.model.hidden) * spec.model.bytesPerParam
         let rate = spec.hardware.interconnectBytesPerSecond, latency = spec.hardware.interconnectLatencySeconds
-        var ns = [Int64](repeating: 0, count: plan.steps * L), imbalance: [Double] = []
-        var bytes = 0.0, routes = 0, crossing = 0
+        func duration(_ tokens: Int) -> Int64 { tokens > 0 ? SimTime(seconds: latency + Double(tokens) * tokenBytes / rate).nanoseconds : 0 }
+        var dispatch = [Int64](repeating: 0, count: plan.steps * L), combine = dispatch, imbalance: [Double] = []
+        var moved = 0, routes = 0, crossing = 0
         var load = [Int](repeating: 0, count: gpus)
         for s in 0..<plan.steps {
             let home = Int(plan.stepSeq[s]) % gpus
+            let single = follows && plan.stepTokens[s] == 1
+            var at = home
             for l in 0..<L {
                 for g in 0..<gpus { load[g] = 0 }
-                var out = 0
                 for a in plan.accessRange(step: s, layer: l) {
-                    split.forEachShare(plan.accessTokens[a], of: plan.accessExpert[a], step: s) { g, n in
-                        load[g] += Int(n)
-                        if g != home { out += Int(n) }
-                    }
+                    split.forEachShare(plan.accessTokens[a], of: plan.accessExpert[a], step: s) { g, n in load[g] += Int(n) }
                 }
                 let total = load.reduce(0, +)
-                routes += total; crossing += out
+                var to = home
+                if single && l < L - 1 {
+                    to = at
+                    for g in 0..<gpus where load[g] > load[to] { to = g }
+                }
+                let out = total - load[at], back = total - load[to]
+                dispatch[s * L + l] = duration(out); combine[s * L + l] = duration(back)
+                moved += out + back; routes += total; crossing += out
                 if total > 0 { imbalance.append(Double(load.max()!) / (Double(total) / Double(gpus))) }
-                let b = Double(out) * tokenBytes
-                bytes += b
-                if out > 0 { ns[s * L + l] = SimTime(seconds: latency + b / rate).nanoseconds }
+                at = to
             }
         }
-        nanoseconds = ns; self.imbalance = imbalance
-        self.bytes = Int(bytes.rounded()); self.routes = routes; crossingRoutes = crossing
+        self.dispatch = dispatch; self.combine = combine; self.imbalance = imbalance
+        bytes = Int((Double(moved) * tokenBytes).rounded()); self.routes = routes; crossingRoutes = crossing
     }
 }
 
@@ -183,14 +191,14 @@ private final class LockstepRunner: StrategyRunner {
                 let start = cores[0].now
                 let nonExpert = cost.nonExpertCompute(tokens: columns[0].stepTokens[s], attention: columns[0].attention[s])
                 for l in 0..<L {
-                    let a2a = traffic.nanoseconds[s * L + l]
                     var end = cores[0].now
                     for g in cores.indices {
                         if Predictor.isEnabled && l == 0 { cores[g].book.startStep() }
-                        cores[g].replayLayer(step: s, layer: l, columns[g], nonExpert: nonExpert + a2a)
+                        cores[g].replayLayer(step: s, layer: l, columns[g], nonExpert: nonExpert + traffic.dispatch[s * L + l])
                         end = max(end, cores[g].now)
                     }
-                    for g in cores.indices { cores[g].now = end + a2a }  // the combine, once the slowest GPU is done
+                    end += traffic.combine[s * L + l]  // once the slowest GPU is done
+                    for g in cores.indices { cores[g].now = end }
                 }
                 for g in cores.indices {
                     cores[g].counters.recordStep(started: start, latency: cores[g].now - start, firstSteps: columns[g].firstSteps[s],
@@ -250,7 +258,7 @@ public struct MultiGPUSummary: Sendable, Equatable {
         let sorted = traffic.imbalance.sorted()
         imbalanceMean = sorted.isEmpty ? 1 : sorted.reduce(0, +) / Double(sorted.count)
         imbalanceP99 = sorted.isEmpty ? 1 : sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.99).rounded(.up)) - 1)]
-        allToAllBytes = 2 * traffic.bytes  // dispatch and combine
+        allToAllBytes = traffic.bytes
         crossShare = traffic.routes > 0 ? Double(traffic.crossingRoutes) / Double(traffic.routes) : 0
         let rates = perGPU.map { $0.accesses > 0 ? Double($0.hits) / Double($0.accesses) : 0 }
         hitRateMin = rates.min() ?? 0

@@ -8,7 +8,7 @@
 /// expert not placed is copied on demand (`rest: demand`) or computed on the host CPU (`rest: cpu`).
 public struct PlacementOptions: OptionSection {
     public static let section = "placement"
-    public static let keys = ["train_split", "cpu_layers", "rest", "expert_map", "redundant_experts"]
+    public static let keys = ["train_split", "cpu_layers", "rest", "expert_map", "redundant_experts", "token_location"]
 
     /// What a miss of an expert that is not placed becomes.
     public enum Rest: String, CaseIterable, Sendable { case demand, cpu }
@@ -22,6 +22,11 @@ public struct PlacementOptions: OptionSection {
     public var expertMap = ExpertMap.Kind.roundRobin
     /// `replicated`: extra replicas per layer, given to its hottest experts (DeepSeek's EPLB).
     public var redundantExperts = 0
+    /// With several GPUs, where a token is between layers: on its sequence's GPU (each layer dispatches from and
+    /// combines back to it), or, for a one-token step, on the GPU of the expert it used most at the layer before
+    /// (ExFlow's context-coherent expert parallelism: the KV cache on every GPU).
+    public enum TokenLocation: String, CaseIterable, Sendable { case sequence, expert }
+    public var tokenLocation = TokenLocation.sequence
 
     public init() {}
 
@@ -38,6 +43,11 @@ public struct PlacementOptions: OptionSection {
             rest = v
         case "expert_map": expertMap = try ExpertMap.Kind(text)
         case "redundant_experts": redundantExperts = try Self.integer(key, text, in: Limits.redundantExperts)
+        case "token_location":
+            guard let v = TokenLocation(rawValue: text) else {
+                throw ConfigError.invalidValue(field: "placement.token_location", value: text, expected: "sequence or expert")
+            }
+            tokenLocation = v
         default: throw Self.unknown(key, origin: origin)
         }
     }

@@ -119,8 +119,7 @@ public enum Replayer {
         try requireWeights(spec, trace.hasWeights)
         try MultiGPUReplay.check(spec, recordPrecision: false, events: false)
         if spec.hardware.gpus > 1 {
-            _ = try ExpertMap(spec.placement.expertMap, gpus: spec.hardware.gpus, loads: MultiGPUReplay.routedTokens(plan),
-                              layers: plan.layers, experts: plan.experts, redundant: spec.placement.redundantExperts)
+            _ = try ExpertMap(spec.placement.expertMap, gpus: spec.hardware.gpus, plan: plan, redundant: spec.placement.redundantExperts)
         }
         if spec.policy.learnsPlacement {
             try trace.checkSplittable(sequences: sequences ?? trace.sequenceCount, trainShare: spec.placement.trainSplit)
