@@ -205,7 +205,15 @@ struct Replay: ParsableCommand {
               copied \(formatBytes(c.bytesH2D)); GPU stalled \(Human.seconds(r.stallSeconds)); \
             link busy \(Human.percent(r.linkBusyFraction)); peak expert memory \(formatBytes(c.peakExpertBytes)), \
             KV cache \(formatBytes(r.peakKVBytes))
-            """ + tierLine(r) + fallbackLine(r) + numericsLine(r) + servingLine(r) + trainLine(r)
+            """ + tierLine(r) + gpusLine(r) + fallbackLine(r) + numericsLine(r) + servingLine(r) + trainLine(r)
+    }
+
+    func gpusLine(_ r: ReplayResult) -> String {
+        guard let m = r.multiGPU else { return "" }
+        return "\n  \(m.gpus) GPUs, \(m.map) expert map (tokens on their \(r.spec.placement.tokenLocation.rawValue)'s GPU): "
+            + "load imbalance mean \(String(format: "%.2f", m.imbalanceMean)), p99 \(String(format: "%.2f", m.imbalanceP99)); "
+            + "cross-GPU \(Human.percent(m.crossShare)) of routes, all-to-all \(formatBytes(m.allToAllBytes)); "
+            + "GPU hit rates \(Human.percent(m.hitRateMin))–\(Human.percent(m.hitRateMax))"
     }
 
     func tierLine(_ r: ReplayResult) -> String {
