@@ -22,7 +22,7 @@ for run in "${runs[@]}"; do
   out="$work/$(basename "$trace").csv"
   for location in sequence expert; do
     for gpus in 2 4 8; do
-      for map in round-robin frequency-balanced replicated affinity; do
+      for map in round-robin frequency-balanced replicated affinity balanced-comm; do
         extra=(); [ "$map" = replicated ] && extra=(--redundant-experts "$redundant")
         "$bin" replay "$trace" --model "$model" --hardware "$hw" --policy lru --budget "$budget" \
           --set hardware.gpus=$gpus --set hardware.interconnect_bytes_per_s=$rate --set hardware.interconnect_latency_s=5e-6 \

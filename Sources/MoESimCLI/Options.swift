@@ -144,7 +144,7 @@ struct PlacementArguments: ParsableArguments, SectionArguments {
     @Option(help: "static-frequency, n-cpu-moe: a miss of an expert not placed is copied on demand (demand) or computed on the host CPU (cpu) (default demand).")
     var rest: String?
 
-    @Option(help: "Several GPUs (hardware.gpus > 1): which GPU holds each expert: round-robin (default), frequency-balanced, replicated, affinity, or a placement file (.json: layer -> expert -> GPUs).")
+    @Option(help: "Several GPUs (hardware.gpus > 1): which GPU holds each expert: round-robin (default), frequency-balanced, replicated, affinity, balanced-comm, or a placement file (.json: layer -> expert -> GPUs).")
     var expertMap: String?
 
     @Option(help: "replicated: extra replicas per layer, given to its hottest experts (DeepSeek's EPLB; default 0).")

@@ -47,7 +47,7 @@ import Testing
 
     /// Over seeds and maps: every routed token is computed exactly once, on a GPU that holds its expert; replicas
     /// lose no token; all-to-all bytes are the crossing routes' hidden states, there and back.
-    @Test(arguments: [ExpertMap.Kind.roundRobin, .frequencyBalanced, .replicated, .affinity])
+    @Test(arguments: [ExpertMap.Kind.roundRobin, .frequencyBalanced, .replicated, .affinity, .balancedComm])
     func everyRouteIsComputedOnceWhereItsExpertIs(kind: ExpertMap.Kind) throws {
         let model = tinyModel(layers: 3, experts: 8, topK: 2)
         for seed in UInt64(1)...6 {
@@ -211,6 +211,41 @@ import Testing
                 let affinity = try Replayer.run(plan: plan, traceName: "a", spec: run)
                 let (a, r) = (affinity.multiGPU!.crossShare, roundRobin.multiGPU!.crossShare)
                 #expect(a <= r, "seed \(seed), \(g) GPUs: affinity \(a), round-robin \(r)")
+            }
+        }
+    }
+
+    /// The objective by hand: two layers of 2 experts, two GPUs, one-token steps 0→1, 0→1, 1→0 (layer 0 → layer 1).
+    /// Loads: layer 0 {0: 2, 1: 1}, layer 1 {0: 1, 1: 2}. Round-robin (e on GPU e): largest loads 2 + 2, and the
+    /// transitions 0→1 (twice) and 1→0 cross: 4 + 3 = 7. The bound: max(⌈3/2⌉, 2) per layer = 4.
+    @Test func theMapObjectiveByHand() throws {
+        let plan = StepPlan(makeTrace([[[0], [1]], [[0], [1]], [[1], [0]]], experts: 2, topK: 1))
+        let roundRobin = try ExpertMap(.roundRobin, gpus: 2, plan: plan, redundant: 0)
+        let o = MapObjective(roundRobin, plan: plan)
+        #expect(o.value == 7 && o.lowerBound == 4)
+        // balanced-comm: layer 1's expert 1 (2 tokens, both from layer 0's expert 0 on GPU 0) costs 2 + 0 on GPU 0
+        // against 2 + 2 on GPU 1; then expert 0 takes GPU 1, where its one transition comes from. Loads 2 + 2, no
+        // transition crosses: 4, the bound.
+        let balanced = try ExpertMap(.balancedComm, gpus: 2, plan: plan, redundant: 0)
+        #expect(balanced.replicas == [[0], [1], [1], [0]])
+        #expect(MapObjective(balanced, plan: plan).value == 4)
+    }
+
+    /// Over seeds: every map's objective is at least the bound, and balanced-comm's is at most round-robin's.
+    @Test func theObjectiveIsBoundedAndBalancedCommLowersIt() throws {
+        let model = tinyModel(layers: 4, experts: 16, topK: 2)
+        for seed in UInt64(1)...6 {
+            var spec = SyntheticTraceSpec(tokens: 300, seed: seed)
+            spec.affinity = 0.6; spec.prefillTokens = 0
+            let plan = StepPlan(try SyntheticTraceGenerator(model: model, spec: spec).makeTrace(name: "a"))
+            for g in [2, 4] {
+                var objectives: [String: Int] = [:]
+                for kind in [ExpertMap.Kind.roundRobin, .frequencyBalanced, .affinity, .balancedComm] {
+                    let o = MapObjective(try ExpertMap(kind, gpus: g, plan: plan, redundant: 0), plan: plan)
+                    #expect(o.value >= o.lowerBound, "\(kind), seed \(seed), \(g) GPUs")
+                    objectives[kind.description] = o.value
+                }
+                #expect(objectives["balanced-comm"]! <= objectives["round-robin"]!, "seed \(seed), \(g) GPUs: \(objectives)")
             }
         }
     }

@@ -100,6 +100,8 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
     case gpuHitRateMin = "gpu_hit_rate_min"
     case gpuHitRateMax = "gpu_hit_rate_max"
     case gpuStallMaxSeconds = "gpu_stall_max_s"
+    case mapObjective = "map_objective"
+    case mapObjectiveBound = "map_objective_bound"
 
     /// The group the column belongs to: the tiers below the GPU, prefetch admission, or none (every report). A
     /// report whose runs use neither leaves those columns out, so it keeps the bytes it had before they existed.
@@ -145,7 +147,7 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
         case .lookahead, .lowBits, .budgetExperts, .tokens, .steps, .accesses, .hits, .misses, .prefetchIssued,
              .prefetchUseful, .prefetchLate, .prefetchWasted, .prefetchCancelled, .cpuExperts, .missingCells, .batch,
              .maxTokens, .prefillChunk, .requests, .skippedExperts, .cpuLayers, .trainTokens, .hostHits, .hostMisses,
-             .hostLate, .hostEvictions, .ssdReads, .ssdPrefetchReads, .ssdBypassReads, .prefetchRefused, .gpus:
+             .hostLate, .hostEvictions, .ssdReads, .ssdPrefetchReads, .ssdBypassReads, .prefetchRefused, .gpus, .mapObjective, .mapObjectiveBound:
             .count
         case .budgetBytes, .bytesH2D, .bytesPrefetch, .bytesWasted, .peakExpertBytes, .bytesSaved, .peakKVBytes,
              .hostCapacityBytes, .peakHostBytes, .bytesSSD, .allToAllBytes:
@@ -276,6 +278,8 @@ public enum Metric: String, CaseIterable, Comparable, Sendable {
         case .gpuHitRateMin: format(r.multiGPU?.hitRateMin)
         case .gpuHitRateMax: format(r.multiGPU?.hitRateMax)
         case .gpuStallMaxSeconds: format(r.multiGPU?.stallMaxSeconds)
+        case .mapObjective: r.multiGPU.map { "\($0.objective.value)" } ?? ""
+        case .mapObjectiveBound: r.multiGPU.map { "\($0.objective.lowerBound)" } ?? ""
         }
     }
 

@@ -24,6 +24,11 @@ public struct ExpertMap: Sendable, Equatable {
         /// of ⌈E / G⌉) whose previous-layer experts it follows most often in one-token steps (ties: the GPU with the
         /// fewest tokens, then the lower GPU). A greedy stand-in for ExFlow's integer program.
         case affinity
+        /// MoETuner (arXiv 2502.06643) as a greedy heuristic: token load and inter-layer traffic in one objective
+        /// (`MapObjective`): layer 0 as `frequencyBalanced`; then per layer, experts by routed tokens, most first,
+        /// each on the GPU with a free slot whose choice adds least to the layer's largest GPU load plus the
+        /// one-token-step transitions into the expert from experts on other GPUs (ties: fewest tokens, lower GPU).
+        case balancedComm
         /// A JSON file: `{"gpus": G, "layers": [[[gpu, ...] per expert] per layer]}`.
         case file(String)
 
@@ -33,10 +38,11 @@ public struct ExpertMap: Sendable, Equatable {
             case "frequency-balanced": self = .frequencyBalanced
             case "replicated": self = .replicated
             case "affinity": self = .affinity
+            case "balanced-comm": self = .balancedComm
             default:
                 guard text.hasSuffix(".json") else {
                     throw ConfigError.invalidValue(field: "placement.expert_map", value: text,
-                                                   expected: "round-robin, frequency-balanced, replicated, affinity, or a placement file ending in .json")
+                                                   expected: "round-robin, frequency-balanced, replicated, affinity, balanced-comm, or a placement file ending in .json")
                 }
                 self = .file(text)
             }
@@ -48,6 +54,7 @@ public struct ExpertMap: Sendable, Equatable {
             case .frequencyBalanced: "frequency-balanced"
             case .replicated: "replicated"
             case .affinity: "affinity"
+            case .balancedComm: "balanced-comm"
             case let .file(path): (path as NSString).lastPathComponent
             }
         }
@@ -83,41 +90,41 @@ public struct ExpertMap: Sendable, Equatable {
                 return Self.pack(loads: load, copies: Self.replicate(load, redundant: redundant, gpus: gpus), gpus: gpus)
             }
         case .affinity:
-            replicas = Self.byAffinity(plan, loads: loads, gpus: gpus)
+            replicas = Self.layerByLayer(plan, loads: loads, gpus: gpus, weighsLoad: false)
+        case .balancedComm:
+            replicas = Self.layerByLayer(plan, loads: loads, gpus: gpus, weighsLoad: true)
         case let .file(path):
             replicas = try Self.read(path, gpus: gpus, layers: layers, experts: experts)
         }
     }
 
-    /// `affinity`'s greedy placement (see the case).
-    static func byAffinity(_ plan: StepPlan, loads: [Int], gpus: Int) -> [[Int32]] {
+    /// `affinity`'s and `balancedComm`'s greedy placement (see the cases): layer 0 balanced by load, then each layer
+    /// after the one before. `weighsLoad`: the cost adds the growth of the layer's largest GPU load to the
+    /// transitions from other GPUs, else the GPU with the most transitions from its own experts wins.
+    static func layerByLayer(_ plan: StepPlan, loads: [Int], gpus: Int, weighsLoad: Bool) -> [[Int32]] {
         let L = plan.layers, E = plan.experts, slots = (E + gpus - 1) / gpus
-        // follows[l][f * E + e]: one-token steps that use f at layer l - 1 and e at layer l.
-        var follows = [[Int]](repeating: [], count: L)
-        for l in 1..<max(1, L) { follows[l] = [Int](repeating: 0, count: E * E) }
-        for s in 0..<plan.steps where plan.stepTokens[s] == 1 {
-            for l in 1..<max(1, L) {
-                for a in plan.accessRange(step: s, layer: l - 1) {
-                    let f = Int(plan.accessExpert[a]) - (l - 1) * E
-                    for b in plan.accessRange(step: s, layer: l) { follows[l][f * E + Int(plan.accessExpert[b]) - l * E] += 1 }
-                }
-            }
-        }
+        let follows = Transitions(plan)
         var out = pack(loads: (0..<E).map { Double(loads[$0]) }, copies: Array(repeating: 1, count: E), gpus: gpus)
         for l in 1..<max(1, L) {
             let previous = Array(out[((l - 1) * E)..<(l * E)])
             let order = (0..<E).sorted { loads[l * E + $0] != loads[l * E + $1] ? loads[l * E + $0] > loads[l * E + $1] : $0 < $1 }
-            var gpuLoad = [Int](repeating: 0, count: gpus), used = [Int](repeating: 0, count: gpus)
+            var gpuLoad = [Int](repeating: 0, count: gpus), used = [Int](repeating: 0, count: gpus), largest = 0
             var layer = [[Int32]](repeating: [], count: E)
             for e in order {
-                var score = [Int](repeating: 0, count: gpus)
-                for f in 0..<E { score[Int(previous[f][0])] += follows[l][f * E + e] }
+                var from = [Int](repeating: 0, count: gpus)  // transitions into e from each GPU's experts
+                for f in 0..<E { from[Int(previous[f][0])] += follows.count(layer: l, from: f, to: e) }
+                let total = from.reduce(0, +), load = loads[l * E + e]
+                // Lower is better: `weighsLoad` counts the largest load's growth plus the transitions that cross.
+                func cost(_ g: Int) -> Int {
+                    weighsLoad ? max(0, gpuLoad[g] + load - largest) + (total - from[g]) : -from[g]
+                }
                 var best = -1
                 for g in 0..<gpus where used[g] < slots {
-                    if best < 0 || score[g] > score[best] || (score[g] == score[best] && gpuLoad[g] < gpuLoad[best]) { best = g }
+                    if best < 0 || cost(g) < cost(best) || (cost(g) == cost(best) && gpuLoad[g] < gpuLoad[best]) { best = g }
                 }
                 layer[e] = [Int32(best)]
-                gpuLoad[best] += loads[l * E + e]
+                gpuLoad[best] += load
+                largest = max(largest, gpuLoad[best])
                 used[best] += 1
             }
             out += layer
@@ -188,5 +195,59 @@ public struct ExpertMap: Sendable, Equatable {
             }
         }
         return out
+    }
+}
+
+/// How often one-token steps use expert f at layer l − 1 and expert e at layer l (the steps of several tokens keep
+/// only their union, so they are left out).
+struct Transitions {
+    private let experts: Int
+    private let counts: [[Int]]  // per layer l ≥ 1: f · E + e
+
+    init(_ plan: StepPlan) {
+        let L = plan.layers, E = plan.experts
+        experts = E
+        var counts = [[Int]](repeating: [], count: L)
+        for l in 1..<max(1, L) { counts[l] = [Int](repeating: 0, count: E * E) }
+        for s in 0..<plan.steps where plan.stepTokens[s] == 1 {
+            for l in 1..<max(1, L) {
+                for a in plan.accessRange(step: s, layer: l - 1) {
+                    let f = Int(plan.accessExpert[a]) - (l - 1) * E
+                    for b in plan.accessRange(step: s, layer: l) { counts[l][f * E + Int(plan.accessExpert[b]) - l * E] += 1 }
+                }
+            }
+        }
+        self.counts = counts
+    }
+
+    @inline(__always) func count(layer l: Int, from f: Int, to e: Int) -> Int { counts[l][f * experts + e] }
+}
+
+/// The objective `balanced-comm` lowers, for any map (an expert's first replica standing for it): per layer, the
+/// largest GPU's routed tokens plus, from layer 1 on, the one-token-step transitions between experts on different
+/// GPUs; summed over layers. Its lower bound: per layer, the larger of the mean GPU load (rounded up) and the
+/// busiest expert's load, with no transition crossing.
+public struct MapObjective: Sendable, Equatable {
+    public let value: Int
+    public let lowerBound: Int
+
+    init(_ map: ExpertMap, plan: StepPlan) {
+        let L = plan.layers, E = plan.experts, G = map.gpus
+        let loads = MultiGPUReplay.routedTokens(plan), follows = Transitions(plan)
+        var value = 0, bound = 0
+        for l in 0..<L {
+            var gpuLoad = [Int](repeating: 0, count: G)
+            for e in 0..<E { gpuLoad[Int(map.replicas[l * E + e][0])] += loads[l * E + e] }
+            let layerLoads = loads[(l * E)..<((l + 1) * E)]
+            value += gpuLoad.max()!
+            bound += max((layerLoads.reduce(0, +) + G - 1) / G, layerLoads.max()!)
+            guard l > 0 else { continue }
+            for f in 0..<E {
+                for e in 0..<E where map.replicas[(l - 1) * E + f][0] != map.replicas[l * E + e][0] {
+                    value += follows.count(layer: l, from: f, to: e)
+                }
+            }
+        }
+        self.value = value; lowerBound = bound
     }
 }

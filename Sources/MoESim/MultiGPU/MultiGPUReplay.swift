@@ -23,7 +23,8 @@ enum MultiGPUReplay {
         let perGPU = try spec.policy.assemble(runner.context(0), runner)
         var result = ReplayResult(traceName: traceName, spec: spec, budgetBytes: layout.budgetBytes, plan: plan,
                                   counters: ReplayCounters(merging: perGPU))
-        result.multiGPU = MultiGPUSummary(map: spec.placement.expertMap, gpus: gpus, traffic: traffic, perGPU: perGPU)
+        result.multiGPU = MultiGPUSummary(map: spec.placement.expertMap, gpus: gpus, traffic: traffic, perGPU: perGPU,
+                                          objective: MapObjective(map, plan: plan))
         return result
     }
 
@@ -251,9 +252,12 @@ public struct MultiGPUSummary: Sendable, Equatable {
     public let hitRateMin: Double
     public let hitRateMax: Double
     public let stallMaxSeconds: Double
+    /// The map's load-plus-traffic objective and its lower bound (`MapObjective`).
+    public let objective: MapObjective
 
-    init(map: ExpertMap.Kind, gpus: Int, traffic: AllToAll, perGPU: [ReplayCounters]) {
+    init(map: ExpertMap.Kind, gpus: Int, traffic: AllToAll, perGPU: [ReplayCounters], objective: MapObjective) {
         self.gpus = gpus
+        self.objective = objective
         self.map = map.description
         let sorted = traffic.imbalance.sorted()
         imbalanceMean = sorted.isEmpty ? 1 : sorted.reduce(0, +) / Double(sorted.count)
