@@ -249,4 +249,24 @@ import Testing
             }
         }
     }
+
+    /// Two levels: 4 GPUs in nodes of 2, 1 GB/s within a node and 0.1 GB/s between nodes. One layer of 4 experts,
+    /// top-2, round-robin; a token of sequence 0 (GPU 0) routed to 1 (GPU 1, same node) and 2 (GPU 2, other node):
+    /// each all-to-all is 1 µs + max(200 B / 1 GB/s, 200 B / 0.1 GB/s) = 3 µs. Gate 2 + 3 = 5 µs, experts done at
+    /// 5 + 201 + 3 = 209 µs, combine: 212 µs. In one node both hops share the 1 GB/s: 1 µs + 400 ns each, 208.8 µs.
+    @Test func twoLevelsByHand() throws {
+        let trace = makeTrace([[[1, 2]]], experts: 4, topK: 2)
+        let model = tinyModel(layers: 1, experts: 4, topK: 2)
+        var hw = Self.gpus(4)
+        let oneNode = try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: Self.spec(model, hw, budget: .experts(2)))
+        hw.gpusPerNode = 2
+        hw.internodeBytesPerSecond = 1e8
+        let twoNodes = try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: Self.spec(model, hw, budget: .experts(2)))
+        #expect(oneNode.counters.simNanoseconds == 208_800 && twoNodes.counters.simNanoseconds == 212_000)
+        hw.internodeBytesPerSecond = 0
+        #expect { try Replayer.run(plan: StepPlan(trace), traceName: "t", spec: Self.spec(model, hw, budget: .experts(2))) } throws: { error in
+            guard case let ConfigError.invalidValue(field, _, _) = error else { return false }
+            return field == "hardware.internode_bytes_per_s"
+        }
+    }
 }

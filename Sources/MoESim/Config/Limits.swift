@@ -80,6 +80,7 @@ public enum Limits {
     public static let ssdQueueDepth = 1...1024
     /// Several GPUs (docs/multigpu.md): how many, and their interconnect's rate per direction per GPU (0: none).
     public static let gpus = 1...1024
+    public static let gpusPerNode = 0...1024
     public static let interconnectBytesPerSecond = 0.0...1e30
 
     // MARK: Runtime profile fields

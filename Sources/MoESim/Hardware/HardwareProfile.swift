@@ -33,6 +33,10 @@ public struct HardwareProfile: Equatable, Sendable {
     /// fixed cost per all-to-all. Uniform: every pair of GPUs at this rate.
     public var interconnectBytesPerSecond: Double = 0
     public var interconnectLatencySeconds: Double = 0
+    /// Two levels: GPUs in nodes of `gpusPerNode` (0: one node), joined at `internodeBytesPerSecond` per GPU and
+    /// direction (a node's NIC share); the interconnect above is within a node.
+    public var gpusPerNode = 0
+    public var internodeBytesPerSecond: Double = 0
     public var source: String
 
     public init(name: String, gpuMemoryBytes: Double, hbmBytesPerSecond: Double, gpuFlops: Double,
@@ -75,6 +79,8 @@ extension HardwareProfile: OverridableProfile {
         .int("gpus", \.gpus, Limits.gpus),
         .double("interconnect_bytes_per_s", \.interconnectBytesPerSecond, Limits.interconnectBytesPerSecond),
         .double("interconnect_latency_s", \.interconnectLatencySeconds, Limits.linkLatencySeconds),
+        .int("gpus_per_node", \.gpusPerNode, Limits.gpusPerNode),
+        .double("internode_bytes_per_s", \.internodeBytesPerSecond, Limits.interconnectBytesPerSecond),
         .string("source", \.source), .string("name", \.name),
     ]
 }

@@ -41,6 +41,10 @@ enum MultiGPUReplay {
         if spec.hardware.interconnectBytesPerSecond <= 0 {
             throw refuse("hardware.interconnect_bytes_per_s", "0", "the GPUs' interconnect rate per direction with \(gpus) GPUs, e.g. 450e9 (NVLink 4) or 25e9 (PCIe 4.0 peer-to-peer)")
         }
+        let perNode = spec.hardware.gpusPerNode
+        if perNode > 0 && perNode < gpus && spec.hardware.internodeBytesPerSecond <= 0 {
+            throw refuse("hardware.internode_bytes_per_s", "0", "the rate between nodes with \(gpus) GPUs in nodes of \(perNode), e.g. 50e9 (400 Gb/s per GPU)")
+        }
         if spec.placement.redundantExperts > 0 && spec.placement.expertMap != .replicated {
             throw refuse("placement.redundant_experts", "\(spec.placement.redundantExperts)", "placement.expert_map: replicated (the other maps hold each expert once)")
         }
@@ -121,10 +125,25 @@ struct AllToAll {
         let gpus = map.gpus, L = plan.layers, follows = spec.placement.tokenLocation == .expert
         let tokenBytes = Double(spec.model.hidden) * spec.model.bytesPerParam
         let rate = spec.hardware.interconnectBytesPerSecond, latency = spec.hardware.interconnectLatencySeconds
-        func duration(_ tokens: Int) -> Int64 { tokens > 0 ? SimTime(seconds: latency + Double(tokens) * tokenBytes / rate).nanoseconds : 0 }
+        let perNode = spec.hardware.gpusPerNode > 0 ? spec.hardware.gpusPerNode : gpus
+        let interRate = spec.hardware.internodeBytesPerSecond
+        // An all-to-all of `near` tokens within the node of GPU `hub` and `far` to or from other nodes: the two
+        // links carry theirs at once.
+        func duration(near: Int, far: Int) -> Int64 {
+            guard near + far > 0 else { return 0 }
+            let farSeconds = far > 0 ? Double(far) * tokenBytes / interRate : 0
+            return SimTime(seconds: latency + max(Double(near) * tokenBytes / rate, farSeconds)).nanoseconds
+        }
+
         var dispatch = [Int64](repeating: 0, count: plan.steps * L), combine = dispatch, imbalance: [Double] = []
         var moved = 0, routes = 0, crossing = 0
         var load = [Int](repeating: 0, count: gpus)
+        /// The tokens of the layer computed off GPU `hub`: within its node, and on other nodes.
+        func offHub(_ hub: Int) -> (near: Int, far: Int) {
+            var near = 0, far = 0
+            for g in 0..<gpus where g != hub { if g / perNode == hub / perNode { near += load[g] } else { far += load[g] } }
+            return (near, far)
+        }
         for s in 0..<plan.steps {
             let home = Int(plan.stepSeq[s]) % gpus
             let single = follows && plan.stepTokens[s] == 1
@@ -141,7 +160,9 @@ struct AllToAll {
                     for g in 0..<gpus where load[g] > load[to] { to = g }
                 }
                 let out = total - load[at], back = total - load[to]
-                dispatch[s * L + l] = duration(out); combine[s * L + l] = duration(back)
+                let sent = offHub(at), gathered = offHub(to)
+                dispatch[s * L + l] = duration(near: sent.near, far: sent.far)
+                combine[s * L + l] = duration(near: gathered.near, far: gathered.far)
                 moved += out + back; routes += total; crossing += out
                 if total > 0 { imbalance.append(Double(load.max()!) / (Double(total) / Double(gpus))) }
                 at = to
