@@ -202,25 +202,28 @@ public struct ExpertMap: Sendable, Equatable {
 /// only their union, so they are left out).
 struct Transitions {
     private let experts: Int
-    private let counts: [[Int]]  // per layer l ≥ 1: f · E + e
+    private let counts: [Int32]  // (l · E + f) · E + e, for layers l ≥ 1 (flat: one array, no retain per look-up)
 
     init(_ plan: StepPlan) {
         let L = plan.layers, E = plan.experts
         experts = E
-        var counts = [[Int]](repeating: [], count: L)
-        for l in 1..<max(1, L) { counts[l] = [Int](repeating: 0, count: E * E) }
-        for s in 0..<plan.steps where plan.stepTokens[s] == 1 {
-            for l in 1..<max(1, L) {
-                for a in plan.accessRange(step: s, layer: l - 1) {
-                    let f = Int(plan.accessExpert[a]) - (l - 1) * E
-                    for b in plan.accessRange(step: s, layer: l) { counts[l][f * E + Int(plan.accessExpert[b]) - l * E] += 1 }
+        var counts = [Int32](repeating: 0, count: L * E * E)
+        counts.withUnsafeMutableBufferPointer { c in
+            plan.accessExpert.withUnsafeBufferPointer { ids in
+                for s in 0..<plan.steps where plan.stepTokens[s] == 1 {
+                    for l in 1..<max(1, L) {
+                        for a in plan.accessRange(step: s, layer: l - 1) {
+                            let row = (l * E + Int(ids[a]) - (l - 1) * E) * E - l * E
+                            for b in plan.accessRange(step: s, layer: l) { c[row + Int(ids[b])] += 1 }
+                        }
+                    }
                 }
             }
         }
         self.counts = counts
     }
 
-    @inline(__always) func count(layer l: Int, from f: Int, to e: Int) -> Int { counts[l][f * experts + e] }
+    @inline(__always) func count(layer l: Int, from f: Int, to e: Int) -> Int { Int(counts[(l * experts + f) * experts + e]) }
 }
 
 /// The objective `balanced-comm` lowers, for any map (an expert's first replica standing for it): per layer, the
@@ -234,18 +237,18 @@ public struct MapObjective: Sendable, Equatable {
     init(_ map: ExpertMap, plan: StepPlan) {
         let L = plan.layers, E = plan.experts, G = map.gpus
         let loads = MultiGPUReplay.routedTokens(plan), follows = Transitions(plan)
+        let gpuOf = map.replicas.map { $0[0] }  // flat: the nested arrays cost a retain per look-up
         var value = 0, bound = 0
         for l in 0..<L {
             var gpuLoad = [Int](repeating: 0, count: G)
-            for e in 0..<E { gpuLoad[Int(map.replicas[l * E + e][0])] += loads[l * E + e] }
+            for e in 0..<E { gpuLoad[Int(gpuOf[l * E + e])] += loads[l * E + e] }
             let layerLoads = loads[(l * E)..<((l + 1) * E)]
             value += gpuLoad.max()!
             bound += max((layerLoads.reduce(0, +) + G - 1) / G, layerLoads.max()!)
             guard l > 0 else { continue }
             for f in 0..<E {
-                for e in 0..<E where map.replicas[(l - 1) * E + f][0] != map.replicas[l * E + e][0] {
-                    value += follows.count(layer: l, from: f, to: e)
-                }
+                let from = gpuOf[(l - 1) * E + f]
+                for e in 0..<E where from != gpuOf[l * E + e] { value += follows.count(layer: l, from: f, to: e) }
             }
         }
         self.value = value; lowerBound = bound

@@ -10,10 +10,9 @@ enum MultiGPUReplay {
         let gpus = spec.hardware.gpus
         let map = try ExpertMap(spec.placement.expertMap, gpus: gpus, plan: plan, redundant: spec.placement.redundantExperts)
         let split = TokenSplit(map: map)
-        let plans = (0..<gpus).map { g in
-            StepPlan(restricting: plan, tokens: { a, s in split.tokens(plan.accessTokens[a], of: plan.accessExpert[a], step: s, on: g) },
-                     holds: { map.replicas[Int($0)].contains(Int32(g)) })
-        }
+        let plans = StepPlan.parts(of: plan, gpus: gpus, deal: { a, s, give in
+            split.forEachShare(plan.accessTokens[a], of: plan.accessExpert[a], step: s, give)
+        }, holds: { map.replicas[Int($0)].contains(Int32($1)) })
         let traffic = AllToAll(plan: plan, map: map, split: split, spec: spec)
         let cost = CostModel(spec)
         let cache = CacheShape(partitionOf: layout.partitionOf, capacities: layout.capacities, expertBytes: spec.model.expertBytes)
@@ -79,16 +78,6 @@ struct TokenSplit {
         self.start = start; self.gpu = gpu
     }
 
-    /// Of `n` tokens routed to flat expert `e` in step `s`, those GPU `g` computes.
-    @inline(__always)
-    func tokens(_ n: Int32, of e: Int32, step s: Int, on g: Int) -> Int32 {
-        let first = Int(start[Int(e)]), r = Int(start[Int(e) + 1]) - first
-        if r == 1 { return gpu[first] == g ? n : 0 }
-        var share: Int32 = 0
-        for i in 0..<r where gpu[first + i] == g { share += Self.dealt(n, replica: i, of: r, step: s) }
-        return share
-    }
-
     /// Calls `body(gpu, tokens)` for each replica of flat expert `e` with the tokens dealt to it.
     @inline(__always)
     func forEachShare(_ n: Int32, of e: Int32, step s: Int, _ body: (Int, Int32) -> Void) {
@@ -138,12 +127,6 @@ struct AllToAll {
         var dispatch = [Int64](repeating: 0, count: plan.steps * L), combine = dispatch, imbalance: [Double] = []
         var moved = 0, routes = 0, crossing = 0
         var load = [Int](repeating: 0, count: gpus)
-        /// The tokens of the layer computed off GPU `hub`: within its node, and on other nodes.
-        func offHub(_ hub: Int) -> (near: Int, far: Int) {
-            var near = 0, far = 0
-            for g in 0..<gpus where g != hub { if g / perNode == hub / perNode { near += load[g] } else { far += load[g] } }
-            return (near, far)
-        }
         for s in 0..<plan.steps {
             let home = Int(plan.stepSeq[s]) % gpus
             let single = follows && plan.stepTokens[s] == 1
@@ -160,7 +143,7 @@ struct AllToAll {
                     for g in 0..<gpus where load[g] > load[to] { to = g }
                 }
                 let out = total - load[at], back = total - load[to]
-                let sent = offHub(at), gathered = offHub(to)
+                let sent = Self.offHub(at, load, perNode: perNode), gathered = Self.offHub(to, load, perNode: perNode)
                 dispatch[s * L + l] = duration(near: sent.near, far: sent.far)
                 combine[s * L + l] = duration(near: gathered.near, far: gathered.far)
                 moved += out + back; routes += total; crossing += out
@@ -170,6 +153,15 @@ struct AllToAll {
         }
         self.dispatch = dispatch; self.combine = combine; self.imbalance = imbalance
         bytes = Int((Double(moved) * tokenBytes).rounded()); self.routes = routes; crossingRoutes = crossing
+    }
+
+    /// The tokens of a layer (`load` per GPU) computed off GPU `hub`: within its node, and on other nodes. Static,
+    /// not a local function: one that captured `load` boxed it, and every update of it paid an exclusivity check
+    /// (half the 8-GPU case's speed).
+    static func offHub(_ hub: Int, _ load: [Int], perNode: Int) -> (near: Int, far: Int) {
+        var near = 0, far = 0
+        for g in load.indices where g != hub { if g / perNode == hub / perNode { near += load[g] } else { far += load[g] } }
+        return (near, far)
     }
 }
 

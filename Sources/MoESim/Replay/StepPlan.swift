@@ -97,42 +97,57 @@ public struct StepPlan: Sendable {
         stepAttention = builder.stepAttention
     }
 
-    /// The part of `plan` one GPU serves under expert parallelism (docs/multigpu.md): the same steps (their tokens,
-    /// phases and attention: each GPU runs them), and of each access the `tokens(a)` routed to this GPU (0: not an
-    /// access here; `step` is the access's step); gate-weight sums in proportion, the largest weight kept; recorded predictions of experts it
+    /// The parts of `plan` the GPUs serve under expert parallelism (docs/multigpu.md), built in one pass: each keeps
+    /// every step (its tokens, phase and attention: each GPU runs them) and, of each access, the tokens `deal` gives
+    /// it (`deal(a, s, give)` calls `give(gpu, tokens)` for access a of step s; a GPU given none has no access
+    /// there); gate-weight sums in proportion, the largest weight kept; recorded predictions of experts a GPU
     /// `holds` only.
-    init(restricting plan: StepPlan, tokens: (_ access: Int, _ step: Int) -> Int32, holds: (Int32) -> Bool) {
+    static func parts(of plan: StepPlan, gpus: Int, deal: (Int, Int, (Int, Int32) -> Void) -> Void,
+                      holds: (Int32, Int) -> Bool) -> [StepPlan] {
+        var parts = [StepPlan](repeating: StepPlan(emptyLike: plan), count: gpus)
+        var starts = [Int](repeating: 0, count: gpus)
+        for sl in 0..<(plan.layerStart.count - 1) {
+            for g in 0..<gpus { starts[g] = parts[g].accessExpert.count }
+            for a in Int(plan.layerStart[sl])..<Int(plan.layerStart[sl + 1]) {
+                deal(a, sl / plan.layers) { g, n in
+                    guard n > 0 else { return }
+                    parts[g].accessExpert.append(plan.accessExpert[a])
+                    parts[g].accessTokens.append(n)
+                    if plan.hasWeights {
+                        parts[g].accessWeightMax.append(plan.accessWeightMax[a])
+                        parts[g].accessWeightSum.append(plan.accessWeightSum[a] * Float(n) / Float(plan.accessTokens[a]))
+                    }
+                }
+            }
+            for g in 0..<gpus {
+                parts[g].layerStart.append(Int32(parts[g].accessExpert.count))
+                let l = sl % plan.layers
+                parts[g].largestSet[l] = max(parts[g].largestSet[l], parts[g].accessExpert.count - starts[g])
+            }
+        }
+        if plan.hasPredictions {
+            for g in 0..<gpus {
+                parts[g].predictionStart = [0]
+                for sl in 0..<(plan.predictionStart.count - 1) {
+                    for i in Int(plan.predictionStart[sl])..<Int(plan.predictionStart[sl + 1]) where holds(plan.predictedExpert[i], g) {
+                        parts[g].predictedExpert.append(plan.predictedExpert[i])
+                    }
+                    parts[g].predictionStart.append(Int32(parts[g].predictedExpert.count))
+                }
+            }
+        }
+        return parts
+    }
+
+    /// `plan`'s steps with no accesses yet (`parts(of:)` fills them).
+    private init(emptyLike plan: StepPlan) {
         layers = plan.layers; experts = plan.experts
-        self.tokens = plan.tokens
+        tokens = plan.tokens
         missingCells = plan.missingCells
         stepTokens = plan.stepTokens; stepPhase = plan.stepPhase; stepSeq = plan.stepSeq
         stepFirstSteps = plan.stepFirstSteps; stepLaterOutputs = plan.stepLaterOutputs; stepAttention = plan.stepAttention
         largestSet = Array(repeating: 0, count: plan.layers)
-        for sl in 0..<(plan.layerStart.count - 1) {
-            let start = accessExpert.count
-            for a in Int(plan.layerStart[sl])..<Int(plan.layerStart[sl + 1]) {
-                let n = tokens(a, sl / plan.layers)
-                guard n > 0 else { continue }
-                accessExpert.append(plan.accessExpert[a])
-                accessTokens.append(n)
-                if plan.hasWeights {
-                    accessWeightMax.append(plan.accessWeightMax[a])
-                    accessWeightSum.append(plan.accessWeightSum[a] * Float(n) / Float(plan.accessTokens[a]))
-                }
-            }
-            layerStart.append(Int32(accessExpert.count))
-            largestSet[sl % plan.layers] = max(largestSet[sl % plan.layers], accessExpert.count - start)
-        }
         totalWeight = plan.totalWeight
-        if plan.hasPredictions {
-            predictionStart = [0]
-            for sl in 0..<(plan.predictionStart.count - 1) {
-                for i in Int(plan.predictionStart[sl])..<Int(plan.predictionStart[sl + 1]) where holds(plan.predictedExpert[i]) {
-                    predictedExpert.append(plan.predictedExpert[i])
-                }
-                predictionStart.append(Int32(predictedExpert.count))
-            }
-        }
     }
 
     /// The largest number of distinct experts any single step-layer needs at once, per layer (kept from the build:
