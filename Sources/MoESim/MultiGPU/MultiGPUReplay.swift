@@ -228,15 +228,10 @@ private final class LockstepRunner: StrategyRunner {
     private func engine<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: MissHandler, Place: Placement>(
         _ g: Int, _ policy: Policy, _ predictor: Predictor, _ handler: Handler, _ placement: Place
     ) -> ReplayEngine<Policy, Predictor, Handler, NoEvents> {
-        let memory = ExpertMemory(experts: cache.experts, partitionOf: cache.partitionOf, capacities: cache.capacities)
-        let buffer = spec.prefetch.bufferShare >= 1 ? Int.max : Int(Double(layout.budgetBytes) * spec.prefetch.bufferShare)
-        let engine = ReplayEngine(layers: plans[g].layers, experts: plans[g].experts, cost: cost, policy: policy,
-                                  predictor: predictor, handler: handler, memory: memory, sink: NoEvents(),
-                                  prefetchBufferBytes: buffer, budgetBytes: layout.budgetBytes, admission: spec.prefetch.admission)
         let mine = uses.enumerated().map { map.replicas[$0.offset].contains(Int32(g)) ? $0.element : 0 }
-        engine.place(placement.place(PlacementBudget(partitionOf: cache.partitionOf, capacities: cache.capacities,
-                                                     expertBytes: cache.expertBytes, uses: { mine })))
-        return engine
+        return ReplayEngine(spec: spec, layers: plans[g].layers, experts: plans[g].experts, cost: cost, cache: cache,
+                            budgetBytes: layout.budgetBytes, parts: (policy, predictor, handler, placement), sink: NoEvents(),
+                            uses: { mine })
     }
 
     /// Calls `body` with the columns of every plan.

@@ -282,14 +282,9 @@ private final class ReplayRunner<Source: StepSource, Sink: EventSink>: StrategyR
 
     func run<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: MissHandler, Place: Placement>(
         _ policy: Policy, _ predictor: Predictor, _ handler: Handler, _ placement: Place) throws -> ReplayCounters {
-        let memory = ExpertMemory(experts: cache.experts, partitionOf: cache.partitionOf, capacities: cache.capacities)
-        let buffer = spec.prefetch.bufferShare >= 1 ? Int.max : Int(Double(budgetBytes) * spec.prefetch.bufferShare)
-        let engine = ReplayEngine(layers: layers, experts: experts, cost: cost, policy: policy, predictor: predictor,
-                                  handler: handler, memory: memory, sink: sink, prefetchBufferBytes: buffer,
-                                  recordsPrecision: recordPrecision, tiers: spec.hardware.tiers, budgetBytes: budgetBytes,
-                                  admission: spec.prefetch.admission)
-        engine.place(placement.place(PlacementBudget(partitionOf: cache.partitionOf, capacities: cache.capacities,
-                                                     expertBytes: cache.expertBytes, uses: expertUses)))
+        let engine = ReplayEngine(spec: spec, layers: layers, experts: experts, cost: cost, cache: cache,
+                                  budgetBytes: budgetBytes, parts: (policy, predictor, handler, placement), sink: sink,
+                                  recordsPrecision: recordPrecision, uses: expertUses)
         try engine.run(&source)
         sink = engine.sink
         precisionLog = engine.precisionLog
@@ -406,5 +401,22 @@ struct BudgetLayout {
             partitionOf = Array(repeating: 0, count: flat)
             capacities = [budgetBytes]
         }
+    }
+}
+
+extension ReplayEngine {
+    /// The engine of a run under `spec`: an empty expert memory of `cache`'s shape, the prefetch buffer, the tiers
+    /// and admission of `spec`, and the strategy's placement made from `uses` (one place for both the one-GPU and
+    /// the several-GPU replay).
+    convenience init<Place: Placement>(spec: ReplaySpec, layers: Int, experts: Int, cost: CostModel, cache: CacheShape,
+                                       budgetBytes: Int, parts: (Policy, Predictor, Handler, Place), sink: Sink,
+                                       recordsPrecision: Bool = false, uses: @escaping () -> [Int]) {
+        let memory = ExpertMemory(experts: cache.experts, partitionOf: cache.partitionOf, capacities: cache.capacities)
+        let buffer = spec.prefetch.bufferShare >= 1 ? Int.max : Int(Double(budgetBytes) * spec.prefetch.bufferShare)
+        self.init(layers: layers, experts: experts, cost: cost, policy: parts.0, predictor: parts.1, handler: parts.2,
+                  memory: memory, sink: sink, prefetchBufferBytes: buffer, recordsPrecision: recordsPrecision,
+                  tiers: spec.hardware.tiers, budgetBytes: budgetBytes, admission: spec.prefetch.admission)
+        place(parts.3.place(PlacementBudget(partitionOf: cache.partitionOf, capacities: cache.capacities,
+                                            expertBytes: cache.expertBytes, uses: uses)))
     }
 }
