@@ -26,10 +26,9 @@ final class HostTier {
     private let askedIn: UnsafeMutablePointer<Int32>
     /// The current layer's epoch (`ReplayCore.epoch`).
     var layer: Int32 = 0
-    /// The eviction rule, and a count of what it has seen (its access index).
+    /// The eviction rule (none of the host rules reads the access index its hooks take: they are passed 0).
     private let policy: HostCache
-    private var policyObject: AnyObject?  // keeps the rule `policy` views alive
-    private var asks = 0
+    private let policyObject: AnyObject?  // keeps the rule `policy` views alive
     let experts: Int
     var counters = TierCounters()
     /// For a timeline (`recordsEvents`): evictions with their times, and the SSD link's reports, until drained (the
@@ -120,8 +119,7 @@ final class HostTier {
     @inline(__always) func use(_ e: Int32) {
         askedIn[Int(e)] = layer
         guard memory.isResident(e) else { return }
-        asks += 1
-        policy.didAccess(e, at: asks)
+        policy.didAccess(e, at: 0)
     }
 
     /// Reads `e` from the SSD at `time`, admitting it (evicting the rule's victims among experts that have landed,
@@ -152,8 +150,7 @@ final class HostTier {
         stash()
         if admitted {
             memory.admit(e, bytes: expertBytes)
-            asks += 1
-            policy.didInsert(e, at: asks)
+            policy.didInsert(e, at: 0)
             // One server fixes the landing at once; several leave a ticket to ask when every read is issued.
             if copy.ticket >= 0 {
                 reading[Int(e)] = copy.ticket

@@ -10,7 +10,7 @@ struct AdmissionState {
         self.rule = rule
         self.layers = layers
         lastUsed = rule.checksReuse ? .allocate(capacity: experts) : nil
-        lastUsed?.initialize(repeating: 0, count: experts)
+        lastUsed?.initialize(repeating: .min, count: experts)  // never: no epoch minus at most L layers reaches it
     }
 
     func deallocate() { lastUsed?.deallocate() }
