@@ -2,7 +2,7 @@
 # Several GPUs (docs/multigpu.md): each expert map's load imbalance, cross-GPU share and tokens/s for 2, 4 and 8
 # GPUs, on a generated DeepSeek-V2-Lite trace (H100 SXM over NVLink 4, 10% of the experts per GPU) and on the real
 # Mixtral-8x7B traces (../shared/traces-real, read in place; skipped with a note when absent; RTX A5000s over PCIe
-# 4.0 peer-to-peer, 25% per GPU): docs/generated/multigpu.md. About 2 min.
+# 4.0 peer-to-peer, 25% per GPU), and served in continuous batches on 1-8 GPUs: docs/generated/multigpu.md. About 3 min.
 #   scripts/multigpu-figures.sh [BIN]
 set -euo pipefail
 bin=$(cd "$(dirname "${1:-.build/release/moesim}")" && pwd)/$(basename "${1:-.build/release/moesim}")
@@ -52,6 +52,35 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.csv"))):
                 cells.append(f"{float(r['tokens_per_s']):.2f} ({float(r['load_imbalance_mean']):.2f}, {float(r['load_imbalance_p99']):.2f}, {float(r['cross_gpu_share']):.2f})")
             print(f"| {location} | {g} | " + " | ".join(cells) + " |")
     print()
+PY
+# Served: continuous batching (up to 32 requests) of a generated DeepSeek-V2-Lite trace of 64 requests, all at once.
+"$bin" trace gen --model deepseek-v2-lite --tokens 8192 --sequences 64 --out reports/multigpu/deepseek-v2-lite-64.moet > /dev/null
+served="$work/served"; mkdir -p "$served"
+for gpus in 1 2 4 8; do
+  for map in round-robin frequency-balanced replicated affinity balanced-comm; do
+    [ "$gpus" = 1 ] && [ "$map" != round-robin ] && continue
+    extra=(); [ "$map" = replicated ] && extra=(--redundant-experts 8)
+    [ "$gpus" -gt 1 ] && extra+=(--expert-map $map)
+    "$bin" replay reports/multigpu/deepseek-v2-lite-64.moet --model deepseek-v2-lite --hardware h100-sxm --policy lru --budget 10% \
+      --set hardware.gpus=$gpus --set hardware.interconnect_bytes_per_s=450e9 --set hardware.interconnect_latency_s=5e-6 \
+      "${extra[@]}" --scheduler continuous --max-seqs 32 --out "$served/served-$([ "$gpus" = 1 ] && echo one || echo many).csv" > /dev/null
+  done
+done
+python3 - "$served/served-one.csv" "$served/served-many.csv" >> docs/generated/multigpu.md.tmp <<'PY'
+import csv, sys
+rows = [r for path in sys.argv[1:] for r in csv.DictReader(open(path))]
+r0 = rows[0]
+print(f"**Served**: {r0['trace']} ({r0['requests']} requests, continuous batching up to 32, all at once; {r0['model']} on "
+      f"{r0['hardware']}, lru, {r0['budget_experts']} experts per GPU): output tokens/s, TPOT p99 (ms), and in brackets the mean load "
+      "imbalance, its p99 and the cross-GPU share:\n")
+print("| GPUs | expert map | output tokens/s | TPOT p99 (ms) | hit rate | imbalance (mean, p99, cross-GPU) |")
+print("|---|---|---|---|---|---|")
+for r in rows:
+    g = r.get("gpus") or "1"
+    m = r.get("expert_map") or "-"
+    shape = f"({float(r['load_imbalance_mean']):.2f}, {float(r['load_imbalance_p99']):.2f}, {float(r['cross_gpu_share']):.2f})" if r.get("expert_map") else "-"
+    print(f"| {g} | {m} | {float(r['output_tokens_per_s']):.1f} | {1e3 * float(r['request_tpot_p99_s']):.1f} | {float(r['hit_rate']):.3f} | {shape} |")
+print()
 PY
 mv docs/generated/multigpu.md.tmp docs/generated/multigpu.md
 cat docs/generated/multigpu.md

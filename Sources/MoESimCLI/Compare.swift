@@ -155,7 +155,10 @@ struct Compare: ParsableCommand {
         if let m = first.multiGPU {
             lines.append("\(m.gpus) GPUs, \(m.map) expert map, interconnect \(String(format: "%.0f", first.spec.hardware.interconnectBytesPerSecond / 1e9)) GB/s (docs/multigpu.md)")
         }
-        let gpus = !serving && results.contains { $0.multiGPU != nil }
+        let gpus = results.contains { $0.multiGPU != nil }
+        let gpuCells = { (r: ReplayResult) in
+            gpus ? [r.multiGPU.map { String(format: "%.2f", $0.imbalanceMean) } ?? "–", r.multiGPU.map { Human.percent($0.crossShare) } ?? "–"] : []
+        }
         var rows = [header + (tiers ? ["host hit", "SSD read", "SSD busy"] : []) + (gpus ? ["imbalance", "cross-GPU"] : [])]
         for r in results {
             if let s = r.serving {
@@ -164,7 +167,7 @@ struct Compare: ParsableCommand {
                              Human.rate(s.outputTokensPerSecond), sig(s.goodput),
                              r.meanBatch.map { String(format: "%.2f", $0) } ?? "–", Human.seconds(s.ttft.p99),
                              Human.seconds(s.tpot.p50), Human.seconds(s.tpot.p99), Human.seconds(s.endToEnd.p99),
-                             formatBytes(r.peakKVBytes)])
+                             formatBytes(r.peakKVBytes)] + gpuCells(r))
                 continue
             }
             rows.append([r.spec.policy.rawValue, Human.percent(r.hitRate), Human.rate(r.tokensPerSecond),
@@ -173,8 +176,7 @@ struct Compare: ParsableCommand {
                          Human.seconds(r.stallSeconds)]
                         + (tiers ? [Human.percent(r.hostHitRate), formatBytes(r.counters.tiers?.bytesRead ?? 0),
                                     Human.percent(r.ssdBusyFraction)] : [])
-                        + (gpus ? [r.multiGPU.map { String(format: "%.2f", $0.imbalanceMean) } ?? "–",
-                                   r.multiGPU.map { Human.percent($0.crossShare) } ?? "–"] : []))
+                        + gpuCells(r))
         }
         let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         for row in rows {

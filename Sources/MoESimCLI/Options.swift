@@ -150,7 +150,7 @@ struct PlacementArguments: ParsableArguments, SectionArguments {
     @Option(help: "replicated: extra replicas per layer, given to its hottest experts (DeepSeek's EPLB; default 0).")
     var redundantExperts: String?
 
-    @Option(help: "Several GPUs: where a token is between layers: sequence (its sequence's GPU, default) or expert (a one-token step stays on the GPU of its previous layer's experts: ExFlow).")
+    @Option(help: "Several GPUs: where a token is between layers: sequence (its sequence's GPU, default) or expert (a request's lone token in a step stays on the GPU of its previous layer's experts: ExFlow).")
     var tokenLocation: String?
 
     var settings: [(key: String, flag: String, value: String?)] {

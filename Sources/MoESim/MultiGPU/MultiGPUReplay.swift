@@ -7,24 +7,31 @@
 enum MultiGPUReplay {
     static func run(plan: StepPlan, traceName: String, spec: ReplaySpec, placementUses: [Int]?) throws -> ReplayResult {
         let layout = try BudgetLayout(plan: plan, spec: spec)
-        let gpus = spec.hardware.gpus
-        let map = try ExpertMap(spec.placement.expertMap, gpus: gpus, plan: plan, redundant: spec.placement.redundantExperts)
-        let split = TokenSplit(map: map)
-        let plans = StepPlan.parts(of: plan, gpus: gpus, deal: { a, s, give in
-            split.forEachShare(plan.accessTokens[a], of: plan.accessExpert[a], step: s, give)
-        }, holds: { map.replicas[Int($0)].contains(Int32($1)) })
-        let traffic = AllToAll(plan: plan, map: map, split: split, spec: spec)
-        let cost = CostModel(spec)
-        let cache = CacheShape(partitionOf: layout.partitionOf, capacities: layout.capacities, expertBytes: spec.model.expertBytes)
-        let uses = placementUses ?? Replayer.expertUses(plan)
-        let runner = LockstepRunner(plans: plans, map: map, traffic: traffic, cost: cost, cache: cache, layout: layout,
-                                    spec: spec, uses: uses)
+        let setup = try Setup(context: plan, spec: spec)
+        let traffic = AllToAll(plan: plan, map: setup.map, split: setup.split, spec: spec)
+        let runner = LockstepRunner(setup, steps: .plan(traffic), layout: layout, spec: spec,
+                                    uses: placementUses ?? Replayer.expertUses(plan))
         let perGPU = try spec.policy.assemble(runner.context(0), runner)
         var result = ReplayResult(traceName: traceName, spec: spec, budgetBytes: layout.budgetBytes, plan: plan,
                                   counters: ReplayCounters(merging: perGPU))
-        result.multiGPU = MultiGPUSummary(map: spec.placement.expertMap, gpus: gpus, traffic: traffic, perGPU: perGPU,
-                                          objective: MapObjective(map, plan: plan))
+        result.multiGPU = MultiGPUSummary(map: spec.placement.expertMap, gpus: setup.map.gpus, traffic: traffic, perGPU: perGPU,
+                                          objective: MapObjective(setup.map, plan: plan))
         return result
+    }
+
+    /// A served run (docs/serving.md) on several GPUs: every step `scheduler` forms, each GPU computing its part of
+    /// it. `plan` is the trace's sequential plan (the map is made from it); `context`, the plan plan-reading parts
+    /// are built on (a fixed order's own plan, or `plan`).
+    static func serve(scheduler: ServingScheduler, trace: RoutingTrace, plan: StepPlan, context: StepPlan, layout: BudgetLayout,
+                      spec: ReplaySpec, placementUses: [Int]?) throws -> (counters: ReplayCounters, summary: MultiGPUSummary) {
+        let setup = try Setup(context: context, spec: spec, mapFrom: plan)
+        let traffic = AllToAll(gpus: setup.map.gpus, spec: spec)
+        let runner = LockstepRunner(setup, steps: .served(scheduler, trace, traffic), layout: layout, spec: spec,
+                                    uses: placementUses ?? Replayer.expertUses(plan))
+        let perGPU = try spec.policy.assemble(runner.context(0), runner)
+        return (ReplayCounters(merging: perGPU),
+                MultiGPUSummary(map: spec.placement.expertMap, gpus: setup.map.gpus, traffic: traffic, perGPU: perGPU,
+                                objective: MapObjective(setup.map, plan: plan)))
     }
 
     /// The settings several GPUs need, and those that apply only to them, before anything runs.
@@ -48,7 +55,6 @@ enum MultiGPUReplay {
             throw refuse("placement.redundant_experts", "\(spec.placement.redundantExperts)", "placement.expert_map: replicated (the other maps hold each expert once)")
         }
         if spec.hardware.tiers.hasSSD { throw refuse("hardware.gpus", "\(gpus)", "1 with memory tiers below the GPU (several GPUs over an SSD are not modelled yet)") }
-        if spec.serving.scheduler != .sequential { throw refuse("hardware.gpus", "\(gpus)", "1 with a batching scheduler (several GPUs replay batch 1 in the trace's order for now)") }
         if recordPrecision { throw refuse("hardware.gpus", "\(gpus)", "1 with --numerics") }
         if events { throw refuse("hardware.gpus", "\(gpus)", "1 for a timeline or event log (several GPUs report counters only)") }
     }
@@ -65,11 +71,13 @@ enum MultiGPUReplay {
 /// replicas goes to replica (k + s) mod R, so that one-token steps take turns. The replicas are kept flat (an array
 /// of arrays costs a retain per look-up, and set-up visits every access once per GPU).
 struct TokenSplit {
+    let gpus: Int
     /// Expert e's replicas are `gpu[start[e] ..< start[e + 1]]`.
     private let start: [Int32]
     private let gpu: [Int32]
 
     init(map: ExpertMap) {
+        gpus = map.gpus
         var start: [Int32] = [0], gpu: [Int32] = []
         for replicas in map.replicas {
             gpu += replicas
@@ -86,6 +94,16 @@ struct TokenSplit {
         for i in 0..<r { body(Int(gpu[first + i]), Self.dealt(n, replica: i, of: r, step: s)) }
     }
 
+    /// Whether GPU `g` holds a replica of flat expert `e`.
+    func holds(gpu g: Int, expert e: Int32) -> Bool { gpu[Int(start[Int(e)])..<Int(start[Int(e) + 1])].contains(Int32(g)) }
+
+    /// The GPU of the replica the k-th token of step s routed to flat expert `e` goes to: replica (k + s) mod R.
+    @inline(__always)
+    func replica(of e: Int32, token k: Int, step s: Int) -> Int {
+        let first = Int(start[Int(e)]), r = Int(start[Int(e) + 1]) - first
+        return Int(gpu[first + (k + s) % r])
+    }
+
     /// Tokens k in [0, n) with (k + s) mod r = i.
     @inline(__always)
     static func dealt(_ n: Int32, replica i: Int, of r: Int, step s: Int) -> Int32 {
@@ -94,97 +112,59 @@ struct TokenSplit {
     }
 }
 
-/// The interconnect's work per step-layer: the dispatch of each token's hidden state to the GPUs of its experts
-/// other than the one it is on, and the combine of their outputs onto the GPU it goes to. A token is on its
-/// sequence's GPU (seq mod G: data-parallel attention) before and after every layer; with `token_location: expert`
-/// a one-token step's token stays after a layer on the GPU that computed most of its routes (ties: where it was, if
-/// among them, else the lower GPU), and returns to its sequence's GPU after the last layer.
-struct AllToAll {
-    /// Per step-layer (s · L + l): the dispatch's and the combine's duration.
-    let dispatch: [Int64]
-    let combine: [Int64]
-    /// Per step-layer with routes: most tokens on one GPU over the mean (tokens / G).
-    let imbalance: [Double]
-    /// Bytes both ways, routed (token, expert) pairs, and those dispatched off the token's GPU.
-    let bytes: Int
-    let routes: Int
-    let crossingRoutes: Int
+/// What both kinds of multi-GPU run build first: the map (from the trace's sequential plan), how tokens are dealt to
+/// replicas, and each GPU's part of the plan plan-reading strategies are built on.
+private struct Setup {
+    let map: ExpertMap
+    let split: TokenSplit
+    let parts: [StepPlan]
 
-    init(plan: StepPlan, map: ExpertMap, split: TokenSplit, spec: ReplaySpec) {
-        let gpus = map.gpus, L = plan.layers, follows = spec.placement.tokenLocation == .expert
-        let tokenBytes = Double(spec.model.hidden) * spec.model.bytesPerParam
-        let rate = spec.hardware.interconnectBytesPerSecond, latency = spec.hardware.interconnectLatencySeconds
-        let perNode = spec.hardware.gpusPerNode > 0 ? spec.hardware.gpusPerNode : gpus
-        let interRate = spec.hardware.internodeBytesPerSecond
-        // An all-to-all of `near` tokens within the node of GPU `hub` and `far` to or from other nodes: the two
-        // links carry theirs at once.
-        func duration(near: Int, far: Int) -> Int64 {
-            guard near + far > 0 else { return 0 }
-            let farSeconds = far > 0 ? Double(far) * tokenBytes / interRate : 0
-            return SimTime(seconds: latency + max(Double(near) * tokenBytes / rate, farSeconds)).nanoseconds
-        }
-
-        var dispatch = [Int64](repeating: 0, count: plan.steps * L), combine = dispatch, imbalance: [Double] = []
-        var moved = 0, routes = 0, crossing = 0
-        var load = [Int](repeating: 0, count: gpus)
-        for s in 0..<plan.steps {
-            let home = Int(plan.stepSeq[s]) % gpus
-            let single = follows && plan.stepTokens[s] == 1
-            var at = home
-            for l in 0..<L {
-                for g in 0..<gpus { load[g] = 0 }
-                for a in plan.accessRange(step: s, layer: l) {
-                    split.forEachShare(plan.accessTokens[a], of: plan.accessExpert[a], step: s) { g, n in load[g] += Int(n) }
-                }
-                let total = load.reduce(0, +)
-                var to = home
-                if single && l < L - 1 {
-                    to = at
-                    for g in 0..<gpus where load[g] > load[to] { to = g }
-                }
-                let out = total - load[at], back = total - load[to]
-                let sent = Self.offHub(at, load, perNode: perNode), gathered = Self.offHub(to, load, perNode: perNode)
-                dispatch[s * L + l] = duration(near: sent.near, far: sent.far)
-                combine[s * L + l] = duration(near: gathered.near, far: gathered.far)
-                moved += out + back; routes += total; crossing += out
-                if total > 0 { imbalance.append(Double(load.max()!) / (Double(total) / Double(gpus))) }
-                at = to
-            }
-        }
-        self.dispatch = dispatch; self.combine = combine; self.imbalance = imbalance
-        bytes = Int((Double(moved) * tokenBytes).rounded()); self.routes = routes; crossingRoutes = crossing
-    }
-
-    /// The tokens of a layer (`load` per GPU) computed off GPU `hub`: within its node, and on other nodes. Static,
-    /// not a local function: one that captured `load` boxed it, and every update of it paid an exclusivity check
-    /// (half the 8-GPU case's speed).
-    static func offHub(_ hub: Int, _ load: [Int], perNode: Int) -> (near: Int, far: Int) {
-        var near = 0, far = 0
-        for g in load.indices where g != hub { if g / perNode == hub / perNode { near += load[g] } else { far += load[g] } }
-        return (near, far)
+    /// - Parameter mapFrom: the plan the map is computed from (the trace's sequential plan; `context` by default).
+    init(context: StepPlan, spec: ReplaySpec, mapFrom: StepPlan? = nil) throws {
+        let map = try ExpertMap(spec.placement.expertMap, gpus: spec.hardware.gpus, plan: mapFrom ?? context,
+                                redundant: spec.placement.redundantExperts)
+        self.map = map
+        split = TokenSplit(map: map)
+        parts = split.parts(of: context, firstStep: 0)
     }
 }
 
-/// Builds each GPU's parts from the registry and replays all GPUs layer by layer.
+extension TokenSplit {
+    /// Each GPU's part of `plan`, whose step s is the run's step `firstStep + s` (replicas take turns by it).
+    func parts(of plan: StepPlan, firstStep: Int) -> [StepPlan] {
+        StepPlan.parts(of: plan, gpus: gpus, deal: { a, s, give in
+            forEachShare(plan.accessTokens[a], of: plan.accessExpert[a], step: firstStep + s, give)
+        }, holds: { holds(gpu: $1, expert: $0) })
+    }
+}
+
+/// Builds each GPU's parts from the registry and replays all GPUs layer by layer: the trace's steps in its order, or
+/// the steps a serving scheduler forms as the run goes.
 private final class LockstepRunner: StrategyRunner {
-    let plans: [StepPlan]
-    let map: ExpertMap
-    let traffic: AllToAll
+    enum Steps {
+        /// The context plan's steps, with their traffic worked out before the run.
+        case plan(AllToAll)
+        /// A scheduler's steps over `trace`; their traffic is added to the `AllToAll` step by step.
+        case served(ServingScheduler, RoutingTrace, AllToAll)
+    }
+
+    let setup: Setup
+    let steps: Steps
     let cost: CostModel
     let cache: CacheShape
     let layout: BudgetLayout
     let spec: ReplaySpec
     let uses: [Int]
 
-    init(plans: [StepPlan], map: ExpertMap, traffic: AllToAll, cost: CostModel, cache: CacheShape, layout: BudgetLayout,
-         spec: ReplaySpec, uses: [Int]) {
-        self.plans = plans; self.map = map; self.traffic = traffic; self.cost = cost; self.cache = cache
-        self.layout = layout; self.spec = spec; self.uses = uses
+    init(_ setup: Setup, steps: Steps, layout: BudgetLayout, spec: ReplaySpec, uses: [Int]) {
+        self.setup = setup; self.steps = steps; self.layout = layout; self.spec = spec; self.uses = uses
+        cost = CostModel(spec)
+        cache = CacheShape(partitionOf: layout.partitionOf, capacities: layout.capacities, expertBytes: spec.model.expertBytes)
     }
 
     /// GPU `g`'s context: its plan, the run's cache shape and settings.
     func context(_ g: Int) -> StrategyContext {
-        var c = StrategyContext(plan: plans[g], cache: cache, spec: spec, cost: cost)
+        var c = StrategyContext(plan: setup.parts[g], cache: cache, spec: spec, cost: cost)
         c.largestWorkingSet = layout.largestWorkingSet
         return c
     }
@@ -192,44 +172,105 @@ private final class LockstepRunner: StrategyRunner {
     func run<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: MissHandler, Place: Placement>(
         _ policy: Policy, _ predictor: Predictor, _ handler: Handler, _ placement: Place) throws -> [ReplayCounters] {
         var engines = [engine(0, policy, predictor, handler, placement)]
-        for g in 1..<plans.count {
+        for g in 1..<setup.parts.count {
             // The same strategy and settings assemble the same concrete types on every GPU.
             let parts = try spec.policy.assemble(context(g), PartsCollector()) as! (Policy, Predictor, Handler, Place)
             engines.append(engine(g, parts.0, parts.1, parts.2, parts.3))
         }
         var cores = engines.map { $0.core.take()! }
-        for g in cores.indices { cores[g].predictor.rebind(plans[g], following: nil) }
-        Self.withColumns(plans[...], []) { columns in
-            let L = plans[0].layers
-            for s in 0..<plans[0].steps {
-                let start = cores[0].now
-                let nonExpert = cost.nonExpertCompute(tokens: columns[0].stepTokens[s], attention: columns[0].attention[s])
-                for l in 0..<L {
-                    var end = cores[0].now
-                    for g in cores.indices {
-                        if Predictor.isEnabled && l == 0 { cores[g].book.startStep() }
-                        cores[g].replayLayer(step: s, layer: l, columns[g], nonExpert: nonExpert + traffic.dispatch[s * L + l])
-                        end = max(end, cores[g].now)
-                    }
-                    end += traffic.combine[s * L + l]  // once the slowest GPU is done
-                    for g in cores.indices { cores[g].now = end }
-                }
-                for g in cores.indices {
-                    cores[g].counters.recordStep(started: start, latency: cores[g].now - start, firstSteps: columns[g].firstSteps[s],
-                                                 laterOutputs: columns[g].laterOutputs[s], kvHeld: columns[g].attention[s].kvHeld)
+        switch steps {
+        case let .plan(traffic):
+            for g in cores.indices { cores[g].predictor.rebind(setup.parts[g], following: nil) }
+            Self.withColumns(setup.parts[...], []) { columns in
+                for s in 0..<setup.parts[0].steps {
+                    let nonExpert = cost.nonExpertCompute(tokens: columns[0].stepTokens[s], attention: columns[0].attention[s])
+                    Self.replayStep(s, &cores, columns, nonExpert: nonExpert, traffic: traffic, at: s * columns[0].layers)
                 }
             }
+        case let .served(scheduler, trace, traffic):
+            try serve(scheduler, trace, traffic, &cores)
         }
         for g in engines.indices { engines[g].core = cores[g] }
         return engines.map { $0.finish() }
+    }
+
+    /// Every step `scheduler` forms, from the GPUs' common clock: each GPU's part of the step (a fixed order's parts
+    /// are the context's), its tokens' traffic from where their sequences are, its non-expert time the longest of
+    /// the GPUs' (each computes its own sequences' tokens: data-parallel attention).
+    private func serve<Policy, Predictor, Handler>(_ scheduler: ServingScheduler, _ trace: RoutingTrace, _ traffic: AllToAll,
+                                                   _ cores: inout [ReplayCore<Policy, Predictor, Handler, NoEvents>]) throws {
+        let G = setup.map.gpus, L = trace.header.layers
+        let groups = TokenGroups(gpus: G, capacity: spec.serving.maxSeqs)
+        var served = 0
+        while let run = try scheduler.next(at: cores[0].now) {
+            let parts = scheduler.fixedPlan != nil ? setup.parts : setup.split.parts(of: run.plan, firstStep: served)
+            for g in cores.indices {
+                cores[g].predictor.rebind(parts[g], following: nil)
+                cores[g].now = max(cores[g].now, run.notBefore)
+            }
+            let step = scheduler.steps[served]
+            groups.start(count: step.parts.count)
+            for (i, part) in step.parts.enumerated() {
+                groups.place(i, home: Int(trace.seq[part.lowerBound]) % G, single: part.count == 1)
+            }
+            for l in 0..<L {
+                setup.split.fill(groups, layer: l, of: step.parts, in: trace, step: served)
+                traffic.addLayer(groups, last: l == L - 1)
+            }
+            let nonExpert = dataParallelNonExpert(step.parts, trace)
+            Self.withColumns(parts[...], []) { columns in
+                for s in run.steps { Self.replayStep(s, &cores, columns, nonExpert: nonExpert, traffic: traffic, at: served * L) }
+            }
+            served += 1
+        }
+    }
+
+    /// A served step's non-expert time per layer: each GPU computes the attention and dense part of its own
+    /// sequences' tokens (as `StepPlanBuilder` counts them for one GPU); the slowest GPU's.
+    private func dataParallelNonExpert(_ parts: [Range<Int>], _ trace: RoutingTrace) -> Int64 {
+        let G = setup.map.gpus
+        var tokens = [Int32](repeating: 0, count: G)
+        var attention = [StepAttention](repeating: StepAttention(pairs: 0, kvRead: 0, kvHeld: 0), count: G)
+        for part in parts where !part.isEmpty {
+            let home = Int(trace.seq[part.lowerBound]) % G
+            tokens[home] += Int32(part.count)
+            for t in part { attention[home].pairs += Int64(trace.pos[t]) + 1 }
+            attention[home].kvRead += Int64(trace.pos[part.upperBound - 1]) + 1
+        }
+        var longest: Int64 = 0
+        for g in 0..<G where tokens[g] > 0 { longest = max(longest, cost.nonExpertCompute(tokens: tokens[g], attention: attention[g])) }
+        return longest
+    }
+
+    /// Step `s` on every GPU, layer by layer: a layer starts on every GPU at the common clock, its non-expert part
+    /// and dispatch first; it ends once the slowest GPU is done and the combine has run. `at`: the step's first
+    /// step-layer in `traffic`.
+    private static func replayStep<Policy, Predictor, Handler>(
+        _ s: Int, _ cores: inout [ReplayCore<Policy, Predictor, Handler, NoEvents>], _ columns: [PlanColumns], nonExpert: Int64,
+        traffic: AllToAll, at base: Int) {
+        let start = cores[0].now
+        for l in 0..<columns[0].layers {
+            var end = cores[0].now
+            for g in cores.indices {
+                if Predictor.isEnabled && l == 0 { cores[g].book.startStep() }
+                cores[g].replayLayer(step: s, layer: l, columns[g], nonExpert: nonExpert + traffic.dispatch[base + l])
+                end = max(end, cores[g].now)
+            }
+            end += traffic.combine[base + l]  // once the slowest GPU is done
+            for g in cores.indices { cores[g].now = end }
+        }
+        for g in cores.indices {
+            cores[g].counters.recordStep(started: start, latency: cores[g].now - start, firstSteps: columns[g].firstSteps[s],
+                                         laterOutputs: columns[g].laterOutputs[s], kvHeld: columns[g].attention[s].kvHeld)
+        }
     }
 
     /// GPU `g`'s engine, its placement made among the experts it holds.
     private func engine<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: MissHandler, Place: Placement>(
         _ g: Int, _ policy: Policy, _ predictor: Predictor, _ handler: Handler, _ placement: Place
     ) -> ReplayEngine<Policy, Predictor, Handler, NoEvents> {
-        let mine = uses.enumerated().map { map.replicas[$0.offset].contains(Int32(g)) ? $0.element : 0 }
-        return ReplayEngine(spec: spec, layers: plans[g].layers, experts: plans[g].experts, cost: cost, cache: cache,
+        let mine = uses.enumerated().map { setup.map.replicas[$0.offset].contains(Int32(g)) ? $0.element : 0 }
+        return ReplayEngine(spec: spec, layers: setup.parts[g].layers, experts: setup.parts[g].experts, cost: cost, cache: cache,
                             budgetBytes: layout.budgetBytes, parts: (policy, predictor, handler, placement), sink: NoEvents(),
                             uses: { mine })
     }

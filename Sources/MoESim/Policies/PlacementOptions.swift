@@ -23,7 +23,7 @@ public struct PlacementOptions: OptionSection {
     /// `replicated`: extra replicas per layer, given to its hottest experts (DeepSeek's EPLB).
     public var redundantExperts = 0
     /// With several GPUs, where a token is between layers: on its sequence's GPU (each layer dispatches from and
-    /// combines back to it), or, for a one-token step, on the GPU of the expert it used most at the layer before
+    /// combines back to it), or, for a request's lone token in a step, on the GPU that computed most of its routes at the layer before
     /// (ExFlow's context-coherent expert parallelism: the KV cache on every GPU).
     public enum TokenLocation: String, CaseIterable, Sendable { case sequence, expert }
     public var tokenLocation = TokenLocation.sequence

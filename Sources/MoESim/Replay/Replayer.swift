@@ -77,7 +77,7 @@ public enum Replayer {
     /// The same, reporting every event to `sink` (scenario tests); `placementUses` as for `run`.
     public static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec,
                                               sink: inout Sink, placementUses: [Int]? = nil) throws -> (result: ReplayResult, log: ServingLog) {
-        try MultiGPUReplay.check(spec, recordPrecision: false, events: false)
+        try MultiGPUReplay.check(spec, recordPrecision: false, events: Sink.isEnabled)
         let layout = try BudgetLayout(plan: plan, spec: spec)
         try checkServing(trace: trace, spec: spec, layout: layout)
         try requireWeights(spec, trace.hasWeights)
@@ -96,6 +96,7 @@ public enum Replayer {
         totals.steps = steps.count
         var result = ReplayResult(traceName: trace.name, spec: spec, budgetBytes: layout.budgetBytes, totals: totals,
                                   counters: served.counters)
+        result.multiGPU = served.multiGPU
         result.serving = ServingSummary(log, steps: steps, simSeconds: result.simSeconds, slo: spec.serving.slo)
         return (result, log)
     }
@@ -103,12 +104,18 @@ public enum Replayer {
     /// One pass of a served run (the layout is the served strategy's, which the `lru` first pass shares).
     private static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec, layout: BudgetLayout,
                                                sink: inout Sink, fixedOrder: [ServingScheduler.Step]?,
-                                               placementUses: [Int]?) throws -> (scheduler: ServingScheduler, counters: ReplayCounters) {
+                                               placementUses: [Int]?) throws -> (scheduler: ServingScheduler, counters: ReplayCounters,
+                                                                                 multiGPU: MultiGPUSummary?) {
         let scheduler = try makeScheduler(trace: trace, spec: spec, layout: layout, fixedOrder: fixedOrder)
+        if spec.hardware.gpus > 1 {
+            let served = try MultiGPUReplay.serve(scheduler: scheduler, trace: trace, plan: plan, context: scheduler.fixedPlan ?? plan,
+                                                  layout: layout, spec: spec, placementUses: placementUses)
+            return (scheduler, served.counters, served.summary)
+        }
         var source = scheduler
         let counters = try replay(source: &source, context: scheduler.fixedPlan ?? plan, layout: layout, spec: spec,
                                   sink: &sink, expertUses: { placementUses ?? expertUses(plan) }, recordPrecision: false).counters
-        return (scheduler, counters)
+        return (scheduler, counters, nil)
     }
 
     /// Every check `replay(trace:plan:spec:)` makes before simulated time passes, without replaying: a sweep runs it
@@ -154,7 +161,8 @@ public enum Replayer {
         let perToken = spec.model.kvBytesPerToken
         let room = perToken > 0 ? layout.kvRoomBytes / perToken : .infinity
         return try ServingScheduler(trace: trace, options: spec.serving, weights: spec.policy.readsGateWeights,
-                                    kvRoomTokens: room < 9e18 ? Int64(room) : .max, fixedOrder: fixedOrder)
+                                    kvRoomTokens: room < 9e18 ? Int64(room) : .max, kvPools: spec.hardware.gpus,
+                                    fixedOrder: fixedOrder)
     }
 
     /// A whole trace under `spec`, as the CLI and sweeps replay it: batch 1 in the trace's order, or served by a

@@ -10,7 +10,8 @@
 ///
 /// KV cache: a request is admitted only when the KV cache of its whole context (prompt and output, known from the
 /// trace) fits beside those admitted before, and it keeps that room until it finishes, so no request is ever
-/// preempted; requests are admitted in arrival order, so one that does not fit holds back those behind it.
+/// preempted; requests are admitted in arrival order, so one that does not fit holds back those behind it. With
+/// several GPUs each holds the KV cache of its own sequences (seq mod G), with the room of one.
 ///
 /// With `fixedOrder`, the steps of an earlier run are replayed in the same order and make-up (Belady needs the
 /// order in advance: `ServedRun`), still waiting for requests that have not arrived.
@@ -39,25 +40,27 @@ public final class ServingScheduler: StepSource {
     private var pending: Step?
     private var finished = 0
     private let fixed: (plan: StepPlan, steps: [Step])?
-    /// Tokens of KV cache the GPU has room for, and those reserved by the running requests.
+    /// Tokens of KV cache each GPU has room for, and those reserved by the running requests on each GPU.
     private let kvRoomTokens: Int64
-    private var kvReserved: Int64 = 0
+    private var kvReserved: [Int64]
     /// The step compiler's working memory, reused step after step.
     private let union: UnionScratch
     private let weights: Bool
 
     /// - Parameters:
     ///   - weights: whether the steps carry the gate weights (the strategy reads them).
-    ///   - kvRoomTokens: tokens of context whose KV cache fits on the GPU beside the weights and the expert budget.
+    ///   - kvRoomTokens: tokens of context whose KV cache fits on a GPU beside the weights and the expert budget.
+    ///   - kvPools: the GPUs, each holding the KV cache of the sequences seq mod `kvPools` with that room.
     ///   - fixedOrder: the steps of an earlier run to replay in order (nil: decide online).
     /// - Throws: `ConfigError` for invalid options, a trace that cannot be served as requests, or a request whose
     ///   KV cache does not fit alone.
     public init(trace: RoutingTrace, options: ServingOptions, weights: Bool = true, kvRoomTokens: Int64 = .max,
-                fixedOrder: [Step]? = nil) throws {
+                kvPools: Int = 1, fixedOrder: [Step]? = nil) throws {
         try options.validate()
         self.trace = trace
         self.options = options
         self.kvRoomTokens = kvRoomTokens
+        kvReserved = Array(repeating: 0, count: max(1, kvPools))
         union = UnionScratch(experts: trace.header.experts)
         self.weights = weights
         requests = try ServingRequest.all(in: trace)
@@ -136,12 +139,15 @@ public final class ServingScheduler: StepSource {
 
     /// Whether request `r` has arrived and its KV cache fits beside the running requests'.
     private func canAdmit(_ r: Int, at time: Int64) -> Bool {
-        isWaiting(r, at: time) && kvReserved + requests[r].kvTokens <= kvRoomTokens
+        isWaiting(r, at: time) && kvReserved[pool(of: r)] + requests[r].kvTokens <= kvRoomTokens
     }
+
+    /// The GPU whose KV cache holds request `r`'s context.
+    private func pool(of r: Int) -> Int { Int(requests[r].seq) % kvReserved.count }
 
     private func admitNext() {
         running.append(nextToAdmit)
-        kvReserved += requests[nextToAdmit].kvTokens
+        kvReserved[pool(of: nextToAdmit)] += requests[nextToAdmit].kvTokens
         nextToAdmit += 1
     }
 
@@ -202,7 +208,7 @@ public final class ServingScheduler: StepSource {
             finished += 1
             if let i = running.firstIndex(of: r) {  // admitted here (a fixed order admits nothing)
                 running.remove(at: i)
-                kvReserved -= request.kvTokens
+                kvReserved[pool(of: r)] -= request.kvTokens
             }
             if case let .closedLoop(_, think) = options.arrivals, nextToIssue < requests.count {
                 log.arrival[nextToIssue] = now + SimTime(seconds: think).nanoseconds

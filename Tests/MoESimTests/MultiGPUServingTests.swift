@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+@testable import MoESim
+
+/// Batched serving on several GPUs (docs/multigpu.md, docs/simulation.md "Several GPUs"): a hand-worked batch whose
+/// sequences live on different GPUs, batch 1 equal to the trace's order over seeds and maps, KV cache per GPU.
+@Suite struct MultiGPUServingTests {
+    static func serving(_ scheduler: ServingOptions.Scheduler, batch: Int = 1, maxSeqs: Int = 16) -> ServingOptions {
+        var o = ServingOptions()
+        o.scheduler = scheduler
+        o.batch = batch
+        o.maxSeqs = maxSeqs
+        return o
+    }
+
+    /// One layer of 4 experts, top-1, round-robin on two GPUs (0 and 2 on GPU 0, 1 and 3 on GPU 1), two experts'
+    /// budget per GPU; two one-token requests in one static batch: sequence 0 (on GPU 0) routes to expert 1, sequence
+    /// 1 (on GPU 1) to expert 0. Each cached token holds 1,000 B of KV cache a layer: 10 ns of attention at 1e11 B/s.
+    /// - Non-expert part: each GPU its own sequence's token, 2 µs + 10 ns (one GPU for the batch: 2 µs + 20 ns).
+    /// - Dispatch: GPU 0 sends one token and receives one, so does GPU 1: 1 µs + 200 B / 1 GB/s = 1.2 µs (two
+    ///   tokens from one GPU would take 1.4 µs). Gate at 3.21 µs.
+    /// - Each GPU copies its expert (201 µs, to 204.21) and computes it (3 µs, to 207.21); the combine, again one
+    ///   token each way per GPU, ends the step at 208.41 µs.
+    @Test func aBatchWhoseSequencesLiveOnTwoGPUsByHand() throws {
+        let trace = makeTrace([[[1]], [[0]]], experts: 4, topK: 1, seqs: [0, 1])
+        var model = tinyModel(layers: 1, experts: 4, topK: 1)
+        model.kvCacheDim = 1000
+        model.kvBytesPerValue = 1
+        var spec = MultiGPUTests.spec(model, MultiGPUTests.gpus(2), budget: .experts(2))
+        spec.serving = Self.serving(.static, batch: 2)
+        let (r, log) = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec)
+        #expect(r.counters.simNanoseconds == 208_410)
+        #expect(r.counters.firstStepLatencies == [208_410, 208_410])
+        #expect(log.firstToken == [208_410, 208_410] && log.finish == [208_410, 208_410])
+        #expect((r.counters.accesses, r.counters.hits, r.counters.misses) == (2, 0, 2))
+        let m = try #require(r.multiGPU)
+        #expect(m.allToAllBytes == 800 && m.crossShare == 1)
+        #expect(m.imbalanceMean == 1 && m.imbalanceP99 == 1)
+        #expect(r.serving?.requests == 2)
+    }
+
+    /// Both sequences on GPU 0 (sequences 0 and 2), routing to experts 1 and 3 on GPU 1: GPU 0 sends both tokens
+    /// (1.4 µs each way) and computes both tokens' attention (2 µs + 20 ns). Gate at 3.42 µs; GPU 1 copies 1 and 3
+    /// on one link (the second lands 201 µs after the first: 405.42), computing each as it lands (1 at 204.42 to
+    /// 207.42; 3 at 405.42 to 408.42); the combine ends the step at 409.82 µs.
+    @Test func aBatchOnOneGPUSendsFromThere() throws {
+        let trace = makeTrace([[[1]], [[3]]], experts: 4, topK: 1, seqs: [0, 2])
+        var model = tinyModel(layers: 1, experts: 4, topK: 1)
+        model.kvCacheDim = 1000
+        model.kvBytesPerValue = 1
+        var spec = MultiGPUTests.spec(model, MultiGPUTests.gpus(2), budget: .experts(2))
+        spec.serving = Self.serving(.static, batch: 2)
+        let r = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec).result
+        #expect(r.counters.simNanoseconds == 409_820)
+        #expect(r.multiGPU?.imbalanceMean == 2)
+    }
+
+    /// Three GPUs (experts 0, 3 on GPU 0; 1 on GPU 1; 2 on GPU 2), one layer, budget two experts per GPU, one static
+    /// batch of two one-token requests (each GPU's attention 2 µs + 10 ns):
+    /// - *receiving*: sequences 0 and 1 (GPUs 0 and 1) both route to expert 2: GPU 2 receives two tokens (1.4 µs),
+    ///   though each GPU sends one. Gate at 3.41 µs; GPU 2 copies 2 (to 204.41) and computes both tokens (3 µs, to
+    ///   207.41); it sends both back (1.4 µs): 208.81 µs.
+    /// - *sending*: sequence 0's token routes to experts 1 and 2 (top-2) and sequence 1's to 0 and 1: GPU 0 sends
+    ///   one token to each of GPUs 1 and 2 (two), GPU 1 sends one to GPU 0 and receives one: 1.4 µs. Gate at 3.41 µs;
+    ///   every GPU copies one expert (to 204.41) and computes it (to 207.41); GPU 0 receives two outputs back: 208.81.
+    @Test(arguments: [([[[2]], [[2]]], 1), ([[[1, 2]], [[0, 1]]], 2)])
+    func theBusiestGPUSetsTheAllToAll(routes: [[[Int]?]], topK: Int) throws {
+        let trace = makeTrace(routes, experts: 4, topK: topK, seqs: [0, 1])
+        var model = tinyModel(layers: 1, experts: 4, topK: topK)
+        model.kvCacheDim = 1000
+        model.kvBytesPerValue = 1
+        var spec = MultiGPUTests.spec(model, MultiGPUTests.gpus(3), budget: .experts(2))
+        spec.serving = Self.serving(.static, batch: 2)
+        let r = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec).result
+        #expect(r.counters.simNanoseconds == 208_810)
+    }
+
+    /// Over seeds, maps, token locations and strategies (an oracle among them, which replays a first pass's order):
+    /// a static batch of one on G GPUs is the replay of the trace's order on G GPUs, on every counter and every
+    /// multi-GPU figure.
+    @Test(arguments: [ExpertMap.Kind.roundRobin, .replicated, .affinity, .balancedComm])
+    func batchOneIsTheTracesOrder(kind: ExpertMap.Kind) throws {
+        let model = tinyModel(layers: 3, experts: 8, topK: 2)
+        for seed in UInt64(1)...3 {
+            let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 48, sequences: 4)
+            let plan = StepPlan(trace)
+            for (g, policy) in [(2, PolicyKind.lru), (3, .pregated), (4, .belady), (2, .cpuFallback)] {
+                for location in [PlacementOptions.TokenLocation.sequence, .expert] {
+                    var spec = MultiGPUTests.spec(model, MultiGPUTests.gpus(g), policy, budget: .experts(4), map: kind,
+                                                  redundant: kind == .replicated ? 3 : 0)
+                    spec.placement.tokenLocation = location
+                    let ordered = try Replayer.run(plan: plan, traceName: "t", spec: spec)
+                    spec.serving = Self.serving(.static, batch: 1)
+                    let served = try Replayer.serve(trace: trace, plan: plan, spec: spec).result
+                    let what = "seed \(seed), \(g) GPUs, \(policy), \(location)"
+                    var counters = served.counters
+                    counters.firstStepStart = ordered.counters.firstStepStart
+                    #expect(counters == ordered.counters, "\(what)")
+                    #expect(served.multiGPU == ordered.multiGPU, "\(what)")
+                }
+            }
+        }
+    }
+
+    /// With every expert resident and an interconnect that costs nothing, serving continuous batches on G GPUs is
+    /// never slower than on one: each GPU computes its own sequences' attention and a part of the experts.
+    @Test func servingOnMoreGPUsIsNeverSlowerWhenNothingMisses() throws {
+        var model = tinyModel(layers: 3, experts: 8, topK: 2)
+        model.kvCacheDim = 1000
+        model.kvBytesPerValue = 1
+        for seed in UInt64(1)...4 {
+            let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 6)
+            let plan = StepPlan(trace)
+            var spec = MultiGPUTests.spec(model, tinyHardware(), .allResident, budget: .experts(24))
+            spec.serving = Self.serving(.continuous, maxSeqs: 4)
+            let one = try Replayer.serve(trace: trace, plan: plan, spec: spec).result
+            for g in [2, 3] {
+                spec.hardware = MultiGPUTests.gpus(g, rate: 1e30, latency: 0)
+                let many = try Replayer.serve(trace: trace, plan: plan, spec: spec).result
+                #expect(many.counters.simNanoseconds <= one.counters.simNanoseconds, "seed \(seed), \(g) GPUs")
+                #expect(many.serving?.requests == one.serving?.requests)
+                #expect(many.multiGPU.map { (0...1).contains($0.crossShare) && $0.imbalanceMean >= 1 } == true)
+            }
+        }
+    }
+
+    /// Each GPU holds the KV cache of its own sequences (seq mod G), with the room of one: four one-token requests
+    /// whose contexts fill a GPU's room each run one at a time on one GPU, two at a time on two (sequences 0 and 1,
+    /// then 2 and 3).
+    @Test func eachGPUHoldsItsOwnSequencesKVCache() throws {
+        let trace = makeTrace([[[0]], [[1]], [[2]], [[3]]], experts: 4, topK: 1, seqs: [0, 1, 2, 3])
+        for (pools, batches) in [(1, [[0], [1], [2], [3]]), (2, [[0, 1], [2, 3]])] {
+            let scheduler = try ServingScheduler(trace: trace, options: Self.serving(.continuous, maxSeqs: 4),
+                                                 kvRoomTokens: 1, kvPools: pools)
+            var now: Int64 = 0
+            while try scheduler.next(at: now) != nil { now += 1 }
+            #expect(scheduler.steps.map(\.members) == batches, "\(pools) GPUs")
+        }
+    }
+}
