@@ -53,7 +53,8 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.csv"))):
             print(f"| {location} | {g} | " + " | ".join(cells) + " |")
     print()
 PY
-# Served: continuous batching (up to 32 requests) of a generated DeepSeek-V2-Lite trace of 64 requests, all at once.
+# Served: continuous batching (up to 32 requests) of a generated DeepSeek-V2-Lite trace of 64 requests, all at once,
+# a quarter of the experts per GPU (all of them fit from 4 GPUs on).
 "$bin" trace gen --model deepseek-v2-lite --tokens 8192 --sequences 64 --out reports/multigpu/deepseek-v2-lite-64.moet > /dev/null
 served="$work/served"; mkdir -p "$served"
 for gpus in 1 2 4 8; do
@@ -61,7 +62,7 @@ for gpus in 1 2 4 8; do
     [ "$gpus" = 1 ] && [ "$map" != round-robin ] && continue
     extra=(); [ "$map" = replicated ] && extra=(--redundant-experts 8)
     [ "$gpus" -gt 1 ] && extra+=(--expert-map $map)
-    "$bin" replay reports/multigpu/deepseek-v2-lite-64.moet --model deepseek-v2-lite --hardware h100-sxm --policy lru --budget 10% \
+    "$bin" replay reports/multigpu/deepseek-v2-lite-64.moet --model deepseek-v2-lite --hardware h100-sxm --policy lru --budget 25% \
       --set hardware.gpus=$gpus --set hardware.interconnect_bytes_per_s=450e9 --set hardware.interconnect_latency_s=5e-6 \
       "${extra[@]}" --scheduler continuous --max-seqs 32 --out "$served/served-$([ "$gpus" = 1 ] && echo one || echo many).csv" > /dev/null
   done
