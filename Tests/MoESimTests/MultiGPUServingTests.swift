@@ -138,3 +138,73 @@ import Testing
         }
     }
 }
+
+/// Memory tiers under several GPUs (docs/multigpu.md): each GPU its own host memory and SSD below it.
+@Suite struct MultiGPUTierTests {
+    /// Host memory that holds every expert of each GPU over an infinitely fast SSD is two tiers, on every column
+    /// two tiers report, over seeds, maps, GPU counts and strategies; no expert is read from the SSD.
+    @Test(arguments: [ExpertMap.Kind.roundRobin, .replicated])
+    func aFullHostTierEqualsTwoTiersOnEveryGPU(kind: ExpertMap.Kind) throws {
+        let model = tinyModel(layers: 3, experts: 8, topK: 2)
+        for seed in UInt64(1)...3 {
+            let plan = StepPlan(zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 40, sequences: 3))
+            for g in [2, 3] {
+                var full = TierTests.threeTiers(hostExperts: 24)
+                full.tiers.ssdBytesPerSecond = 1e30
+                full.gpus = g
+                full.interconnectBytesPerSecond = 1e9
+                for policy in [PolicyKind.lru, .pregated, .cpuFallback, .moeInfinity] {
+                    let redundant = kind == .replicated ? 2 : 0
+                    var hw = tinyHardware()
+                    hw.gpus = g
+                    hw.interconnectBytesPerSecond = 1e9
+                    let two = try Replayer.run(plan: plan, traceName: "t",
+                                               spec: MultiGPUTests.spec(model, hw, policy, budget: .experts(3), map: kind, redundant: redundant))
+                    let three = try Replayer.run(plan: plan, traceName: "t",
+                                                 spec: MultiGPUTests.spec(model, full, policy, budget: .experts(3), map: kind, redundant: redundant))
+                    let what = "\(policy), seed \(seed), \(g) GPUs"
+                    #expect(Metric.row(two, [.gpus]) == Metric.row(three, [.gpus]), "\(what)")
+                    #expect(three.counters.tiers?.reads == 0, "\(what)")
+                }
+            }
+        }
+    }
+
+    /// Each GPU's host memory starts with the experts its map gives it: two layers of four experts round-robin on
+    /// two GPUs (four each), host memory for four experts per GPU: nothing is ever read from the SSD. (Filled in
+    /// flat-id order over every expert, GPU 0's host memory would hold layer 0 whole and miss its layer-1 experts.)
+    @Test func eachGPUsHostMemoryStartsWithItsOwnExperts() throws {
+        let model = tinyModel(layers: 2, experts: 4, topK: 2)
+        var hw = TierTests.threeTiers(hostExperts: 4)
+        hw.gpus = 2
+        hw.interconnectBytesPerSecond = 1e9
+        for seed in UInt64(1)...3 {
+            let plan = StepPlan(zipfTrace(seed: seed, layers: 2, experts: 4, topK: 2, tokens: 30))
+            let r = try Replayer.run(plan: plan, traceName: "t", spec: MultiGPUTests.spec(model, hw, budget: .experts(1)))
+            let t = try #require(r.counters.tiers)
+            #expect(t.reads == 0 && t.misses == 0 && t.hits > 0, "seed \(seed)")
+        }
+    }
+
+    /// Over seeds and GPU counts, with host memory for two experts per GPU: each GPU's host memory within its
+    /// capacity, bytes read the reads' experts, and every GPU copy or host computation a host hit, miss or late.
+    @Test func eachGPUsTiersKeepTheirBounds() throws {
+        let model = tinyModel(layers: 3, experts: 8, topK: 2)
+        for seed in UInt64(1)...4 {
+            let plan = StepPlan(zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 40, sequences: 3))
+            for g in [2, 4] {
+                var hw = TierTests.threeTiers(hostExperts: 2, queueDepth: 2)
+                hw.gpus = g
+                hw.interconnectBytesPerSecond = 1e9
+                for policy in [PolicyKind.lru, .pregated] {
+                    let r = try Replayer.run(plan: plan, traceName: "t", spec: MultiGPUTests.spec(model, hw, policy, budget: .experts(2)))
+                    let t = try #require(r.counters.tiers)
+                    let what = "\(policy), seed \(seed), \(g) GPUs"
+                    #expect(t.peakBytes <= t.capacityBytes && t.capacityBytes == 2 * model.expertBytes, "\(what)")
+                    #expect(t.bytesRead == t.reads * model.expertBytes && t.reads > 0, "\(what)")
+                    #expect(t.hits + t.misses + t.late >= r.counters.misses, "\(what)")
+                }
+            }
+        }
+    }
+}

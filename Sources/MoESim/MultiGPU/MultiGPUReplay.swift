@@ -54,7 +54,6 @@ enum MultiGPUReplay {
         if spec.placement.redundantExperts > 0 && spec.placement.expertMap != .replicated {
             throw refuse("placement.redundant_experts", "\(spec.placement.redundantExperts)", "placement.expert_map: replicated (the other maps hold each expert once)")
         }
-        if spec.hardware.tiers.hasSSD { throw refuse("hardware.gpus", "\(gpus)", "1 with memory tiers below the GPU (several GPUs over an SSD are not modelled yet)") }
         if recordPrecision { throw refuse("hardware.gpus", "\(gpus)", "1 with --numerics") }
         if events { throw refuse("hardware.gpus", "\(gpus)", "1 for a timeline or event log (several GPUs report counters only)") }
     }
@@ -270,9 +269,10 @@ private final class LockstepRunner: StrategyRunner {
         _ g: Int, _ policy: Policy, _ predictor: Predictor, _ handler: Handler, _ placement: Place
     ) -> ReplayEngine<Policy, Predictor, Handler, NoEvents> {
         let mine = uses.enumerated().map { setup.map.replicas[$0.offset].contains(Int32(g)) ? $0.element : 0 }
+        let split = setup.split
         return ReplayEngine(spec: spec, layers: setup.parts[g].layers, experts: setup.parts[g].experts, cost: cost, cache: cache,
                             budgetBytes: layout.budgetBytes, parts: (policy, predictor, handler, placement), sink: NoEvents(),
-                            uses: { mine })
+                            uses: { mine }, holds: { split.holds(gpu: g, expert: $0) })
     }
 
     /// Calls `body` with the columns of every plan.
@@ -338,6 +338,21 @@ extension ReplayCounters {
             cpuExperts += p.cpuExperts; cpuNanoseconds += p.cpuNanoseconds; skippedExperts += p.skippedExperts
         }
         stallNanoseconds /= Int64(parts.count)
+        linkBusyNanoseconds /= Int64(parts.count)
+        if parts[0].tiers != nil { tiers = TierCounters(merging: parts.map { $0.tiers! }) }
+    }
+}
+
+extension TierCounters {
+    /// Each GPU's tiers below it (its own host memory and SSD): counts summed, the capacity one GPU's (every GPU
+    /// has the same), the peak the largest GPU's, the SSD's busy time averaged per GPU.
+    init(merging parts: [TierCounters]) {
+        self = parts[0]
+        for p in parts.dropFirst() {
+            hits += p.hits; misses += p.misses; late += p.late; prefetchReads += p.prefetchReads
+            bypassReads += p.bypassReads; evictions += p.evictions; bytesRead += p.bytesRead
+            peakBytes = max(peakBytes, p.peakBytes); linkBusyNanoseconds += p.linkBusyNanoseconds
+        }
         linkBusyNanoseconds /= Int64(parts.count)
     }
 }

@@ -46,6 +46,13 @@ public struct ExpertList {
     /// Keeps the first `n` ids.
     @inline(__always) public mutating func truncate(to n: Int) { count = n }
 
+    /// Keeps, in order, the ids `mask` is true for.
+    @inline(__always) public mutating func keep(where mask: UnsafePointer<Bool>) {
+        var kept = 0
+        for i in 0..<count where mask[Int(base[i])] { base[kept] = base[i]; kept += 1 }
+        count = kept
+    }
+
     /// The id at `i` (no bounds check beyond a debug precondition: callers index below `count`).
     @inline(__always) public subscript(i: Int) -> Int32 {
         get { assert(i < count); return base[i] }

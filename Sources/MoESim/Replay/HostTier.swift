@@ -42,8 +42,9 @@ final class HostTier {
     private let prefetchState: UnsafeMutablePointer<UInt8>
     private let prefetchLands: UnsafeMutablePointer<Int64>
 
+    /// - Parameter starts: the experts host memory may hold at the start (a GPU of several: those its map gives it).
     init(experts: Int, capacityBytes: Int, expertBytes: Int, readDuration: Int64, link: Link, book: PrefetchBook,
-         eviction: HostEviction = .lru) {
+         eviction: HostEviction = .lru, starts: (Int32) -> Bool = { _ in true }) {
         prefetchState = book.state
         prefetchLands = book.landTime
         self.experts = experts
@@ -62,7 +63,7 @@ final class HostTier {
         askedIn = .allocate(capacity: experts)
         askedIn.initialize(repeating: 0, count: experts)
         // Full from the start, in flat-id order (layer by layer): loaded before the first step.
-        for e in 0..<Int32(experts) where memory.fits(expertBytes, in: 0) {
+        for e in 0..<Int32(experts) where starts(e) && memory.fits(expertBytes, in: 0) {
             memory.admit(e, bytes: expertBytes)
             policy.didInsert(e, at: 0)
         }

@@ -24,6 +24,9 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     let memory: ExpertMemory
     let link: Link
     let book: PrefetchBook
+    /// With several GPUs, per flat expert whether this GPU's map holds it (proposals of the others are dropped: the
+    /// GPU never computes them); nil with one GPU.
+    let held: UnsafePointer<Bool>?
     /// Host memory and the SSD below it when experts live in three tiers; nil when every expert is in host memory.
     let host: HostTier?
     /// Whether `host` is there: the replay loop tests this flag, not the reference (no retain on the hot path).
@@ -199,6 +202,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         proposals.removeAll()
         if Predictor.replacesQueue && !link.queuedPrefetches.isEmpty { cancelQueuedPrefetches(layer: nil, at: gate) }
         predictor.predict(step: s, layer: l, revealed: UnsafeBufferPointer(rebasing: plan.accessExpert[set]), into: &proposals)
+        if let held { proposals.keep(where: held) }
         // Proposals are pinned for this layer too: one prefetch must not evict another, nor a predicted expert that
         // is already resident.
         for e in proposals.elements {

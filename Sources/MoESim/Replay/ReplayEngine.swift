@@ -17,22 +17,31 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
     /// How each access was computed, indexed like the last run's `plan.accessExpert`; filled when `recordsPrecision`.
     public private(set) var precisionLog: [AccessPrecision] = []
 
+    /// - Parameter holds: with several GPUs, the experts this GPU's map gives it: host memory starts with those, and
+    ///   the predictor's proposals of the others are dropped.
     public init(layers: Int, experts: Int, cost: CostModel, policy: Policy, predictor: Predictor, handler: Handler,
                 memory: ExpertMemory, sink: Sink, prefetchBufferBytes: Int = .max, recordsPrecision: Bool = false,
-                tiers: MemoryTiers = MemoryTiers(), budgetBytes: Int = 0, admission: PrefetchAdmission = .none) {
+                tiers: MemoryTiers = MemoryTiers(), budgetBytes: Int = 0, admission: PrefetchAdmission = .none,
+                holds: ((Int32) -> Bool)? = nil) {
         let flat = layers * experts
+        let held = holds.map { holds in
+            let mask = UnsafeMutablePointer<Bool>.allocate(capacity: flat)
+            for e in 0..<flat { mask[e] = holds(Int32(e)) }
+            return mask
+        }
         let book = PrefetchBook(experts: flat, layers: layers, bytesPerCopy: cost.expertBytes)
         let host = tiers.hasSSD ? HostTier(experts: flat, capacityBytes: Int(tiers.hostCapacity(budgetBytes: budgetBytes)),
                                            expertBytes: cost.expertBytes, readDuration: cost.ssdRead,
                                            link: Link(servers: tiers.ssdQueueDepth, latency: cost.ssdLatency,
                                                       reporting: Sink.isEnabled ? .all : .none),
-                                           book: book, eviction: tiers.hostEviction) : nil
+                                           book: book, eviction: tiers.hostEviction,
+                                           starts: { held?[Int($0)] ?? true }) : nil
         let pins = UnsafeMutablePointer<Int32>.allocate(capacity: flat)
         pins.initialize(repeating: 0, count: flat)
         core = ReplayCore(policy: policy, predictor: predictor, handler: handler, sink: sink, memory: memory,
                           link: Link(servers: cost.hardware.copyEngines, latency: cost.linkLatency,
                                      reporting: Sink.isEnabled ? .all : Predictor.isEnabled ? .tickets : .none),
-                          book: book, host: host, tiered: host != nil,
+                          book: book, held: held.map { UnsafePointer($0) }, host: host, tiered: host != nil,
                           reads: PendingReads(capacity: host == nil ? 1 : experts),
                           pins: pins,
                           cost: cost, prefetchBufferBytes: prefetchBufferBytes,
@@ -46,6 +55,7 @@ public final class ReplayEngine<Policy: CachePolicy, Predictor: PrefetchPredicto
 
     deinit {
         guard let core else { return }
+        core.held?.deallocate()
         core.pins.deallocate(); core.misses.deallocate(); core.heldHits.deallocate(); core.awaited.deallocate()
         core.proposals.deallocate()
         core.cancelled.deallocate()

@@ -415,15 +415,16 @@ struct BudgetLayout {
 extension ReplayEngine {
     /// The engine of a run under `spec`: an empty expert memory of `cache`'s shape, the prefetch buffer, the tiers
     /// and admission of `spec`, and the strategy's placement made from `uses` (one place for both the one-GPU and
-    /// the several-GPU replay).
+    /// the several-GPU replay). `holds`: with several GPUs, the experts this GPU's map gives it.
     convenience init<Place: Placement>(spec: ReplaySpec, layers: Int, experts: Int, cost: CostModel, cache: CacheShape,
                                        budgetBytes: Int, parts: (Policy, Predictor, Handler, Place), sink: Sink,
-                                       recordsPrecision: Bool = false, uses: @escaping () -> [Int]) {
+                                       recordsPrecision: Bool = false, uses: @escaping () -> [Int],
+                                       holds: ((Int32) -> Bool)? = nil) {
         let memory = ExpertMemory(experts: cache.experts, partitionOf: cache.partitionOf, capacities: cache.capacities)
         let buffer = spec.prefetch.bufferShare >= 1 ? Int.max : Int(Double(budgetBytes) * spec.prefetch.bufferShare)
         self.init(layers: layers, experts: experts, cost: cost, policy: parts.0, predictor: parts.1, handler: parts.2,
                   memory: memory, sink: sink, prefetchBufferBytes: buffer, recordsPrecision: recordsPrecision,
-                  tiers: spec.hardware.tiers, budgetBytes: budgetBytes, admission: spec.prefetch.admission)
+                  tiers: spec.hardware.tiers, budgetBytes: budgetBytes, admission: spec.prefetch.admission, holds: holds)
         place(parts.3.place(PlacementBudget(partitionOf: cache.partitionOf, capacities: cache.capacities,
                                             expertBytes: cache.expertBytes, uses: uses)))
     }
