@@ -208,3 +208,35 @@ import Testing
         }
     }
 }
+
+/// The all-to-all's two ways to one rule: a step of one group (the trace's order) takes a shortcut through its hub
+/// GPU; split into groups on the same GPU it goes through every GPU's tallies. Over random loads, GPU counts and
+/// node sizes both give the same durations, imbalance, routes and bytes.
+@Suite struct AllToAllTests {
+    @Test func oneGroupEqualsItsTokensSplitIntoGroupsOnTheSameGPU() {
+        var rng = SplitMix64(seed: 7)
+        for (gpus, perNode) in [(2, 0), (3, 0), (4, 2), (8, 4), (8, 0)] {
+            var hw = MultiGPUTests.gpus(gpus)
+            hw.gpusPerNode = perNode
+            hw.internodeBytesPerSecond = 3e8
+            let spec = MultiGPUTests.spec(tinyModel(), hw, budget: .experts(2))
+            let whole = AllToAll(gpus: gpus, spec: spec), split = AllToAll(gpus: gpus, spec: spec)
+            let one = TokenGroups(gpus: gpus, capacity: 1), two = TokenGroups(gpus: gpus, capacity: 2)
+            for _ in 0..<200 {
+                let at = Int(rng.next() % UInt64(gpus))
+                one.start(count: 1); one.place(0, home: at, single: false)
+                two.start(count: 2); two.place(0, home: at, single: false); two.place(1, home: at, single: false)
+                one.clearLoads(); two.clearLoads()
+                for g in 0..<gpus {
+                    let n = Int(rng.next() % 4), first = Int(rng.next() % UInt64(n + 1))
+                    one.load[g] = n; two.load[g] = first; two.load[gpus + g] = n - first
+                }
+                whole.addLayer(one, last: false); split.addLayer(two, last: false)
+            }
+            #expect(whole.dispatch == split.dispatch && whole.combine == split.combine, "\(gpus) GPUs, nodes of \(perNode)")
+            #expect(whole.imbalance == split.imbalance && whole.bytes == split.bytes, "\(gpus) GPUs, nodes of \(perNode)")
+            #expect(whole.routes == split.routes && whole.crossingRoutes == split.crossingRoutes)
+            #expect(whole.dispatch.contains { $0 > 0 })
+        }
+    }
+}

@@ -71,6 +71,7 @@ final class AllToAll {
     /// Adds one layer of a step whose tokens are `groups` (their loads filled for this layer), and moves each group
     /// to where it goes after the layer (`last`: home).
     func addLayer(_ groups: TokenGroups, last: Bool) {
+        if groups.count == 1 { return addLayer(ofOneGroup: groups, last: last) }
         let G = gpus
         clear()
         for i in 0..<groups.count {
@@ -102,7 +103,34 @@ final class AllToAll {
         combine.append(duration())
     }
 
-    private func clear() {
+    /// `addLayer` for one group (a step in the trace's order), by the same rule: its GPU sends every token it
+    /// dispatches and receives every output it gathers, more than any other GPU receives or sends, so each
+    /// all-to-all is the hub's (`hub`), with no per-GPU tallies.
+    private func addLayer(ofOneGroup groups: TokenGroups, last: Bool) {
+        let G = gpus, at = groups.at[0], load = groups.load
+        var total = 0, most = 0
+        for x in 0..<G { total += load[x]; most = max(most, load[x]) }
+        var to = groups.home[0]
+        if follows && groups.single[0] && !last {
+            to = at
+            for x in 0..<G where load[x] > load[to] { to = x }
+        }
+        dispatch.append(hub(at, load))
+        combine.append(hub(to, load))
+        if total > 0 { imbalance.append(Double(most) / (Double(total) / Double(G))) }
+        let out = total - load[at], back = total - load[to]
+        moved += out + back; routes += total; crossingRoutes += out
+        groups.at[0] = to
+    }
+
+    /// An all-to-all between GPU `h` and the GPUs computing `load` (none of it on `h` crosses).
+    @inline(__always) private func hub(_ h: Int, _ load: UnsafeMutablePointer<Int>) -> Int64 {
+        var near = 0, far = 0
+        for x in 0..<gpus where x != h { if x / perNode == h / perNode { near += load[x] } else { far += load[x] } }
+        return duration(near: near, far: far)
+    }
+
+    @inline(__always) private func clear() {
         for x in 0..<gpus { sendNear[x] = 0; sendFar[x] = 0; receiveNear[x] = 0; receiveFar[x] = 0; computed[x] = 0 }
     }
 
@@ -111,12 +139,17 @@ final class AllToAll {
     }
 
     /// The all-to-all's duration for the tokens carried since `clear`.
-    private func duration() -> Int64 {
+    @inline(__always) private func duration() -> Int64 {
         var near = 0, far = 0
         for x in 0..<gpus {
             near = max(near, sendNear[x], receiveNear[x])
             far = max(far, sendFar[x], receiveFar[x])
         }
+        return duration(near: near, far: far)
+    }
+
+    /// An all-to-all whose busiest GPU carries `near` tokens within its node and `far` across nodes.
+    @inline(__always) private func duration(near: Int, far: Int) -> Int64 {
         guard near + far > 0 else { return 0 }
         let farSeconds = far > 0 ? Double(far) * tokenBytes / interRate : 0
         return SimTime(seconds: latency + max(Double(near) * tokenBytes / rate, farSeconds)).nanoseconds
@@ -128,14 +161,15 @@ final class AllToAll {
 final class TokenGroups {
     let gpus: Int
     private(set) var count = 0
-    private(set) var capacity: Int
+    /// The most groups a step may have (the scheduler's batch limit).
+    let capacity: Int
     /// Group-major: `load[i · G + g]`, group i's tokens computed on GPU g at this layer.
-    private(set) var load: UnsafeMutablePointer<Int>
-    private(set) var at: UnsafeMutablePointer<Int>
-    private(set) var next: UnsafeMutablePointer<Int>
-    private(set) var home: UnsafeMutablePointer<Int>
+    let load: UnsafeMutablePointer<Int>
+    let at: UnsafeMutablePointer<Int>
+    let next: UnsafeMutablePointer<Int>
+    let home: UnsafeMutablePointer<Int>
     /// Whether the group is one token (it may follow its experts: `token_location: expert`).
-    private(set) var single: UnsafeMutablePointer<Bool>
+    let single: UnsafeMutablePointer<Bool>
 
     init(gpus: Int, capacity: Int) {
         self.gpus = gpus
@@ -145,19 +179,14 @@ final class TokenGroups {
         home = .allocate(capacity: self.capacity); single = .allocate(capacity: self.capacity)
     }
 
-    deinit { free(); takenCounts?.deallocate() }
-
-    private func free() { load.deallocate(); at.deallocate(); next.deallocate(); home.deallocate(); single.deallocate() }
+    deinit {
+        load.deallocate(); at.deallocate(); next.deallocate(); home.deallocate(); single.deallocate()
+        takenCounts?.deallocate()
+    }
 
     /// A new step of `count` groups (placed with `place`).
     func start(count: Int) {
-        if count > capacity {
-            free()
-            capacity = count
-            load = .allocate(capacity: count * gpus)
-            at = .allocate(capacity: count); next = .allocate(capacity: count)
-            home = .allocate(capacity: count); single = .allocate(capacity: count)
-        }
+        precondition(count <= capacity, "a step of more groups than the batch limit")
         self.count = count
     }
 

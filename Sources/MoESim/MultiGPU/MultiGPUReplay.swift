@@ -199,7 +199,7 @@ private final class LockstepRunner: StrategyRunner {
     private func serve<Policy, Predictor, Handler>(_ scheduler: ServingScheduler, _ trace: RoutingTrace, _ traffic: AllToAll,
                                                    _ cores: inout [ReplayCore<Policy, Predictor, Handler, NoEvents>]) throws {
         let G = setup.map.gpus, L = trace.header.layers
-        let groups = TokenGroups(gpus: G, capacity: spec.serving.maxSeqs)
+        let groups = TokenGroups(gpus: G, capacity: spec.serving.batchLimit)
         var served = 0
         while let run = try scheduler.next(at: cores[0].now) {
             let parts = scheduler.fixedPlan != nil ? setup.parts : setup.split.parts(of: run.plan, firstStep: served)
@@ -244,6 +244,7 @@ private final class LockstepRunner: StrategyRunner {
     /// Step `s` on every GPU, layer by layer: a layer starts on every GPU at the common clock, its non-expert part
     /// and dispatch first; it ends once the slowest GPU is done and the combine has run. `at`: the step's first
     /// step-layer in `traffic`.
+    @inline(__always)
     private static func replayStep<Policy, Predictor, Handler>(
         _ s: Int, _ cores: inout [ReplayCore<Policy, Predictor, Handler, NoEvents>], _ columns: [PlanColumns], nonExpert: Int64,
         traffic: AllToAll, at base: Int) {
