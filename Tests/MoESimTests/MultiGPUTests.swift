@@ -59,9 +59,7 @@ import Testing
                 #expect(map.replicas.reduce(0) { $0 + $1.count } == 24 + 3 * redundant)
                 let split = TokenSplit(map: map)
                 var served = [Int](repeating: 0, count: plan.accesses)
-                let parts = StepPlan.parts(of: plan, gpus: g, deal: { a, s, give in
-                    split.forEachShare(plan.accessTokens[a], of: plan.accessExpert[a], step: s, give)
-                }, holds: { map.replicas[Int($0)].contains(Int32($1)) })
+                let parts = StepPlan.parts(of: plan, split: split)
                 for gpu in 0..<g {
                     let mine = parts[gpu]
                     #expect(mine.steps == plan.steps && mine.tokens == plan.tokens)

@@ -124,16 +124,7 @@ private struct Setup {
                                 redundant: spec.placement.redundantExperts)
         self.map = map
         split = TokenSplit(map: map)
-        parts = split.parts(of: context, firstStep: 0)
-    }
-}
-
-extension TokenSplit {
-    /// Each GPU's part of `plan`, whose step s is the run's step `firstStep + s` (replicas take turns by it).
-    func parts(of plan: StepPlan, firstStep: Int) -> [StepPlan] {
-        StepPlan.parts(of: plan, gpus: gpus, deal: { a, s, give in
-            forEachShare(plan.accessTokens[a], of: plan.accessExpert[a], step: firstStep + s, give)
-        }, holds: { holds(gpu: $1, expert: $0) })
+        parts = StepPlan.parts(of: context, split: split)
     }
 }
 
@@ -202,7 +193,7 @@ private final class LockstepRunner: StrategyRunner {
         let groups = TokenGroups(gpus: G, capacity: spec.serving.batchLimit)
         var served = 0
         while let run = try scheduler.next(at: cores[0].now) {
-            let parts = scheduler.fixedPlan != nil ? setup.parts : setup.split.parts(of: run.plan, firstStep: served)
+            let parts = scheduler.fixedPlan != nil ? setup.parts : StepPlan.parts(of: run.plan, split: setup.split, firstStep: served)
             for g in cores.indices {
                 cores[g].predictor.rebind(parts[g], following: nil)
                 cores[g].now = max(cores[g].now, run.notBefore)

@@ -98,12 +98,15 @@ public struct StepPlan: Sendable {
     }
 
     /// The parts of `plan` the GPUs serve under expert parallelism (docs/multigpu.md), built in one pass: each keeps
-    /// every step (its tokens, phase and attention: each GPU runs them) and, of each access, the tokens `deal` gives
-    /// it (`deal(a, s, give)` calls `give(gpu, tokens)` for access a of step s; a GPU given none has no access
-    /// there); gate-weight sums in proportion, the largest weight kept; recorded predictions of experts a GPU
-    /// `holds` only.
-    static func parts(of plan: StepPlan, gpus: Int, deal: (Int, Int, (Int, Int32) -> Void) -> Void,
-                      holds: (Int32, Int) -> Bool) -> [StepPlan] {
+    /// every step (its tokens, phase and attention: each GPU runs them) and, of each access, the tokens `split`
+    /// deals it (plan step s is the run's step `firstStep + s`; a GPU dealt none has no access there); gate-weight
+    /// sums in proportion, the largest weight kept; recorded predictions of experts a GPU holds only. The split is
+    /// called directly, not through a closure: set-up visits every access twice.
+    static func parts(of plan: StepPlan, split: TokenSplit, firstStep: Int = 0) -> [StepPlan] {
+        let gpus = split.gpus
+        @inline(__always) func deal(_ a: Int, _ s: Int, _ give: (Int, Int32) -> Void) {
+            split.forEachShare(plan.accessTokens[a], of: plan.accessExpert[a], step: firstStep + s, give)
+        }
         // Two passes over raw buffers: appending through an array of plans checked two buffers' uniqueness per
         // access (a sixth of an 8-GPU run).
         var counts = [Int](repeating: 0, count: gpus)
@@ -154,7 +157,7 @@ public struct StepPlan: Sendable {
             for g in 0..<gpus {
                 parts[g].predictionStart = [0]
                 for sl in 0..<(plan.predictionStart.count - 1) {
-                    for i in Int(plan.predictionStart[sl])..<Int(plan.predictionStart[sl + 1]) where holds(plan.predictedExpert[i], g) {
+                    for i in Int(plan.predictionStart[sl])..<Int(plan.predictionStart[sl + 1]) where split.holds(gpu: g, expert: plan.predictedExpert[i]) {
                         parts[g].predictedExpert.append(plan.predictedExpert[i])
                     }
                     parts[g].predictionStart.append(Int32(parts[g].predictedExpert.count))
