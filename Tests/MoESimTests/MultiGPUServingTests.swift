@@ -240,3 +240,51 @@ import Testing
         }
     }
 }
+
+/// Several GPUs against one faster GPU, where the two must agree exactly.
+@Suite struct MultiGPUScalingTests {
+    /// Every expert on every GPU (EPLB with E (G − 1) redundant replicas per layer), all resident, an interconnect
+    /// that costs nothing, no non-expert part or launch cost, experts compute-bound (1 ns a token at 2e14 FLOP/s),
+    /// and steps whose tokens route alike in numbers that G divides: each GPU computes 1/G of every expert's tokens,
+    /// so G GPUs take exactly as long as one GPU with G times the FLOP/s, step by step, over seeds, but for the
+    /// interconnect: a positive duration lasts at least 1 ns (docs/simulation.md, "Time"), so the dispatch and the
+    /// combine add 2 ns to every layer (tokens cross to the other replicas at every layer).
+    @Test(arguments: [2, 4])
+    func everyExpertEverywhereIsOneGPUGTimesAsFast(gpus: Int) throws {
+        let model = ModelProfile(name: "flat", layers: 3, experts: 8, topK: 2, hidden: 100, expertFFN: 500, matrices: 2,
+                                 nonExpertParamsPerLayer: 0)
+        var fast = tinyHardware()
+        fast.gpuFlops = 2e14
+        fast.hbmBytesPerSecond = 1e30
+        fast.kernelLaunchSeconds = 0
+        var many = fast
+        many.gpus = gpus
+        many.interconnectBytesPerSecond = 1e30
+        many.interconnectLatencySeconds = 0
+        var one = fast
+        one.gpuFlops = 2e14 * Double(gpus)
+        for seed in UInt64(1)...5 {
+            var rng = SplitMix64(seed: seed)
+            var tokens: [[[Int]?]] = [], seqs: [Int] = []
+            for seq in 0..<6 {
+                let routes = (0..<3).map { _ -> [Int] in
+                    let first = Int(rng.next() % 8)
+                    return [first, (first + 1 + Int(rng.next() % 7)) % 8]
+                }
+                let n = gpus * (1 + Int(rng.next() % 3))
+                tokens += Array(repeating: routes.map { Optional($0) }, count: n)
+                seqs += Array(repeating: seq, count: n)
+            }
+            let trace = makeTrace(tokens, experts: 8, topK: 2, phases: Array(repeating: .prefill, count: tokens.count), seqs: seqs)
+            let plan = StepPlan(trace)
+            let g = try Replayer.run(plan: plan, traceName: "t", spec: MultiGPUTests.spec(model, many, .allResident, budget: .experts(24),
+                                                                                      map: .replicated, redundant: 8 * (gpus - 1)))
+            let o = try Replayer.run(plan: plan, traceName: "t", spec: MultiGPUTests.spec(model, one, .allResident, budget: .experts(24)))
+            let interconnect = Int64(2 * model.layers)  // per step
+            #expect(g.counters.simNanoseconds == o.counters.simNanoseconds + interconnect * Int64(plan.steps) && o.counters.simNanoseconds > 0,
+                    "seed \(seed)")
+            #expect(g.counters.firstStepLatencies == o.counters.firstStepLatencies.map { $0 + interconnect }, "seed \(seed)")
+            #expect(g.multiGPU?.imbalanceMean == 1 && g.multiGPU?.crossShare ?? 0 > 0, "seed \(seed)")
+        }
+    }
+}
