@@ -12,7 +12,7 @@ struct MoESimCommand: ParsableCommand {
             hit rate and bytes moved. Start with `moesim compare` (every strategy on the bundled trace).
             """,
         version: "0.1.0",
-        subcommands: [Compare.self, Replay.self, Sweep.self, Merge.self, Plot.self, Report.self, TraceCommand.self, Profiles.self, Calibrate.self, PrecisionTable.self, Bench.self]
+        subcommands: [Compare.self, Replay.self, PlanCommand.self, Sweep.self, Merge.self, Plot.self, Report.self, TraceCommand.self, Profiles.self, Calibrate.self, PrecisionTable.self, Bench.self]
     )
 }
 

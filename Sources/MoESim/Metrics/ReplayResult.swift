@@ -56,6 +56,7 @@ public struct ReplayResult: Sendable {
     }
     public var budgetExperts: Int { budgetBytes / spec.model.expertBytes }
     public var ttftSeconds: Double? { mean(counters.firstStepLatencies) }
+    public var ttftP99Seconds: Double? { percentile(counters.firstStepLatencies, 0.99) }
     public var tpotMeanSeconds: Double? { mean(counters.decodeStepLatencies) }
     public var tpotP50Seconds: Double? { percentile(counters.decodeStepLatencies, 0.50) }
     public var tpotP99Seconds: Double? { percentile(counters.decodeStepLatencies, 0.99) }

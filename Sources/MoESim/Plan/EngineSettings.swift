@@ -1,0 +1,68 @@
+/// A plan's answer in the formats engines take (docs/plan.md, where each format's source is named).
+public enum EngineSettings {
+    /// moesim's own run config of `point` (`moesim compare --config FILE` replays it): the trace by its absolute
+    /// path, each profile as its preset and the fields that differ from it, the budget in experts, the strategy.
+    public static func moesimConfig(_ point: PlanPoint, tracePath: String) -> String {
+        let spec = point.result.spec
+        var lines = [
+            "# Written by moesim plan: the cheapest configuration found that meets the target (docs/plan.md).",
+            "trace: \(quoted(tracePath))",
+            "model: \(profile(spec.model, preset: ModelProfile.preset))",
+            "hardware: \(profile(spec.hardware, preset: HardwareProfile.preset))",
+            "runtime: \(profile(spec.runtime, preset: RuntimeProfile.preset))",
+            "budget: \(point.budgetExperts)experts",
+            "cache_scope: \(spec.scope.rawValue)",
+            "policies: [\(spec.policy.rawValue)]",
+        ]
+        if spec.policy == .nCpuMoe {
+            lines.append("placement: {cpu_layers: \(spec.placement.cpuLayers(model: spec.model, budgetBytes: point.budgetBytes)), rest: \(spec.placement.rest.rawValue)}")
+        }
+        let s = spec.serving
+        if s.scheduler != .sequential {
+            var items = ["scheduler: \(s.scheduler.rawValue)", "arrivals: \(quoted(s.arrivals.label))"]
+            switch s.scheduler {
+            case .static: items.append("batch: \(s.batch)")
+            case .continuous: items += ["max_seqs: \(s.maxSeqs)", "max_tokens: \(s.maxTokens)", "prefill_chunk: \(s.prefillChunk)"]
+            case .sequential: break
+            }
+            if let slo = s.slo { items += ["slo_ttft_s: \(slo.ttftSeconds)", "slo_tpot_s: \(slo.tpotSeconds)"] }
+            lines.append("serving: {\(items.joined(separator: ", "))}")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// llama.cpp's flags that keep the experts of the first `cpuLayers` layers in host memory (its `n-cpu-moe`):
+    /// `--n-cpu-moe N`, and the same as one `--override-tensor` (`-ot`) pattern over the GGUF expert tensors
+    /// `blk.L.ffn_{up,down,gate}_exps` of those layers, the pattern llama.cpp's `--n-cpu-moe` itself adds per layer
+    /// (common/arg.cpp, PR #15077), for engines without the flag. Nil for none.
+    public static func llamaCpp(cpuLayers: Int) -> (nCpuMoe: String, overrideTensor: String)? {
+        guard cpuLayers > 0 else { return nil }
+        let layers = (0..<cpuLayers).map(String.init).joined(separator: "|")
+        return ("--n-cpu-moe \(cpuLayers)", #"-ot "blk\.(\#(layers))\.ffn_(up|down|gate)_exps=CPU""#)
+    }
+
+    /// A profile as a config writes it: its preset's name, or `{preset: NAME, field: value, …}` with the fields that
+    /// differ from the preset (a profile named after no preset starts from the first preset and sets every field
+    /// that differs, its name among them).
+    static func profile<P: OverridableProfile & Named>(_ p: P, preset: (String) throws -> P) -> String {
+        let base = P.presetNames.contains(p.name) ? p.name : P.presetNames[0]
+        guard let reference = try? preset(base) else { return p.name }
+        let changed = P.fields.compactMap { f -> String? in
+            let mine = f.current(p).text
+            return mine == f.current(reference).text ? nil : "\(f.key): \(quoted(mine))"
+        }
+        return changed.isEmpty ? base : "{preset: \(base), \(changed.joined(separator: ", "))}"
+    }
+
+    /// `text` as a YAML scalar that reads back as the same string.
+    static func quoted(_ text: String) -> String {
+        let plain = text.allSatisfy { $0.isLetter || $0.isNumber || "._-+/".contains($0) } && !text.isEmpty
+        return plain ? text : "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
+    }
+}
+
+/// A profile with a name (model, hardware and runtime profiles).
+protocol Named { var name: String { get } }
+extension ModelProfile: Named {}
+extension HardwareProfile: Named {}
+extension RuntimeProfile: Named {}

@@ -1,0 +1,188 @@
+import ArgumentParser
+import Foundation
+import MoESim
+
+/// `moesim plan`: the inverse question (docs/plan.md). Exit status 0 with a plan, 3 when no strategy reaches the
+/// target within the GPU's memory (the best reached is printed), 1 on bad input.
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Find the fewest GPU experts that meet a target, per strategy; write the frontier and the settings engines take.",
+        discussion: """
+            Each strategy's budget is bisected between the smallest a replay accepts and the most experts that fit in \
+            the GPU's memory beside the resident weights and the KV cache; the answer's neighbours are replayed too. \
+            Writes OUT/frontier.csv (every replay of the search), OUT/plan.yaml (the answer as a run config) and, for \
+            an n-cpu-moe answer, llama.cpp's flags. Exit status: 0 a plan, 3 no strategy reaches the target, 1 bad \
+            input. Example: moesim plan --hardware rtx4090 --target tokens_per_s=5 --margin 0.3
+            """)
+
+    @Option(help: "Run configuration (YAML, see docs/config.md): trace, model, hardware, runtime, serving.")
+    var config: String = "configs/default.yaml"
+
+    @Option(help: "Override the config's trace.")
+    var trace: String?
+
+    @Option(help: "Override the config's model: a preset or a profile file.")
+    var model: String?
+
+    @Option(help: "Override the config's hardware: a preset (see `moesim profiles`) or a profile file.")
+    var hardware: String?
+
+    @Option(help: "Override the config's runtime: a preset or a runtime profile file.")
+    var runtime: String?
+
+    @Option(help: ArgumentHelp("What to reach: tokens_per_s=V (at least), tpot_p99_s=V or ttft_p99_s=V (at most), goodput_rps=V (at least, with SLOs).",
+                               valueName: "metric=value"))
+    var target: String
+
+    @Option(help: "Strategies to plan, comma-separated (default: lru, lfu, arc, pregated, cpu-fallback, n-cpu-moe).")
+    var policies: String = "lru,lfu,arc,pregated,cpu-fallback,n-cpu-moe"
+
+    @Option(help: "Headroom on the target: 0.3 asks for 30% more speed, or 30% less latency, than the target (default 0).")
+    var margin: Double = 0
+
+    @Option(help: "GPU memory the plan may use (e.g. 20GiB; default: the hardware's).")
+    var gpuMemory: String?
+
+    @Option(help: "Strategies searched at once (the plan does not depend on it).")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Folder for frontier.csv and plan.yaml.")
+    var out: String = "reports/plan"
+
+    @OptionGroup(title: "Serving") var serving: ServingArguments
+
+    @OptionGroup var overrides: OverrideOptions
+
+    func run() throws {
+        guard FileManager.default.fileExists(atPath: config) else {
+            throw ValidationError("config file '\(config)' not found; run from the repository root or pass --config FILE")
+        }
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        var cfg = try RunConfig.load(config)
+        if let trace { cfg.tracePath = trace }
+        if let model { cfg.model = try RunConfig.profile(named: model, preset: ModelProfile.preset) }
+        if let hardware { cfg.hardware = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset) }
+        if let runtime { cfg.runtime = try RunConfig.profile(named: runtime, preset: RuntimeProfile.preset) }
+        try overrides.apply(model: &cfg.model, hardware: &cfg.hardware, runtime: &cfg.runtime)
+        cfg.serving = try serving.options(base: cfg.serving)
+        let goal = try PlanTarget.parse(target)
+        let strategies = try commaList(policies, option: "policies", expected: "a strategy") { try PolicyKind.named($0) }
+        let limit = try gpuMemory.map { text -> Double in
+            guard case let .bytes(b) = try Budget.parse(text) else {
+                throw ValidationError("--gpu-memory takes bytes (e.g. 20GiB or 24e9), not a share or a count of experts; got '\(text)'")
+            }
+            return Double(b)
+        }
+        var files = FileRoles()
+        for input in cfg.inputFiles { files.input(input == config ? "the config" : "a file the config reads", input) }
+        files.input("--trace", trace)
+        let frontierPath = (out as NSString).appendingPathComponent("frontier.csv")
+        let planPath = (out as NSString).appendingPathComponent("plan.yaml")
+        files.output("--out", frontierPath)
+        files.output("--out", planPath)
+        try files.check()
+
+        let routing = try RoutingTrace.loadForReplay(cfg.tracePath)
+        let steps = StepPlan(routing)
+        var base = ReplaySpec(model: cfg.model, hardware: cfg.hardware, policy: .lru, scope: cfg.scope, budget: cfg.budget,
+                              prefetch: cfg.prefetch, precision: cfg.precision, serving: cfg.serving, runtime: cfg.runtime)
+        base.placement = cfg.placement
+        let planner = try Planner(trace: routing, plan: steps, base: base, target: goal, margin: margin, memoryLimitBytes: limit)
+        let m = planner.memory
+        print("\(routing.name): \(cfg.model.name) on \(cfg.hardware.name) (\(cfg.runtime.name) runtime), target \(goal)"
+              + (margin > 0 ? " with \(Human.percent(margin)) margin: \(String(format: "%.4g", goal.goal(margin: margin))) \(goal.metric.rawValue)" : ""))
+        print("GPU memory \(formatBytes(Int(m.gpuBytes))): resident weights \(formatBytes(Int(m.residentBytes))), KV cache "
+              + "\(formatBytes(Int(m.kvBytes))) (the longest sequence × \(cfg.serving.batchLimit) at once), experts up to "
+              + "\(formatBytes(Int(m.expertRoomBytes))): \(m.expertsThatFit) of \(m.totalExperts) experts of \(formatBytes(m.expertBytes))")
+        let plans = try planner.run(policies: strategies, jobs: jobs)
+        print(table(plans, goal))
+        let chosen = Planner.chosen(plans, target: goal)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try CSVFile.write(rows: frontierRows(plans, chosen: chosen?.cheapest, goal), header: Self.frontierHeader, to: frontierPath)
+        print("wrote \(frontierPath) (\(plans.reduce(0) { $0 + $1.points.count }) replays)")
+        guard let chosen, let answer = chosen.cheapest else {
+            let best = plans.compactMap { $0.best(goal) }.max { a, b in
+                goal.metric.higherIsBetter ? a.figure! < b.figure! : a.figure! > b.figure!
+            }
+            let reached = best.map { "; the best reached is \(String(format: "%.4g", $0.figure!)) with \($0.policy.rawValue) at \($0.budgetExperts) experts" } ?? ""
+            FileHandle.standardError.write(Data("no strategy reaches \(goal) within \(m.expertsThatFit) experts of GPU memory\(reached)\n".utf8))
+            throw ExitCode(3)
+        }
+        print(sentence(chosen, answer, goal))
+        for odd in plans.flatMap(\.irregular) {
+            print("note: \(odd.policy.rawValue) is not monotone here: \(odd.budgetExperts) experts give \(String(format: "%.4g", odd.figure ?? .nan)) (\(odd.meets ? "meets" : "misses") the target)")
+        }
+        let tracePath = URL(fileURLWithPath: cfg.tracePath).standardizedFileURL.path
+        try AtomicFileSink.write(EngineSettings.moesimConfig(answer, tracePath: tracePath), to: planPath)
+        print("wrote \(planPath) (replay it: moesim compare --config \(planPath))")
+        for p in plans where p.policy == .nCpuMoe {
+            guard let a = p.cheapest else { continue }
+            let layers = a.result.spec.placement.cpuLayers(model: cfg.model, budgetBytes: a.budgetBytes)
+            if let flags = EngineSettings.llamaCpp(cpuLayers: layers) {
+                print("llama.cpp (n-cpu-moe at \(a.budgetExperts) experts): \(flags.nCpuMoe)   or   \(flags.overrideTensor)")
+            } else {
+                print("llama.cpp (n-cpu-moe at \(a.budgetExperts) experts): every layer's experts on the GPU (no --n-cpu-moe)")
+            }
+        }
+    }
+
+    static let frontierHeader = ["policy", "budget_experts", "budget_bytes", "metric", "value", "meets", "chosen", "hit_rate"]
+
+    /// Every replay of the search, by strategy (in the order given), then budget.
+    func frontierRows(_ plans: [StrategyPlan], chosen: PlanPoint?, _ goal: PlanTarget) -> [[String]] {
+        plans.flatMap { plan in
+            plan.points.map { p in
+                [p.policy.rawValue, "\(p.budgetExperts)", "\(p.budgetBytes)", goal.metric.rawValue,
+                 p.figure.map { "\($0)" } ?? "", p.meets ? "1" : "0",
+                 chosen.map { $0.policy == p.policy && $0.budgetExperts == p.budgetExperts } == true ? "1" : "0",
+                 p.result.hitRate.map { "\($0)" } ?? ""]
+            }
+        }
+    }
+
+    /// Per strategy: its answer and the step below, or what it reached.
+    func table(_ plans: [StrategyPlan], _ goal: PlanTarget) -> String {
+        var rows = [["policy", "experts", "GPU bytes", goal.metric.rawValue, "one fewer step", "replays"]]
+        for p in plans {
+            let f = { (v: Double?) in v.map { String(format: "%.4g", $0) } ?? "–" }
+            if let a = p.cheapest {
+                rows.append([p.policy.rawValue, "\(a.budgetExperts)", formatBytes(a.budgetBytes), f(a.figure),
+                             p.below.map { "\($0.budgetExperts): \(String(format: "%.6g", $0.figure ?? .nan))" } ?? "smallest", "\(p.points.count)"])
+            } else {
+                let best = p.best(goal)
+                rows.append([p.policy.rawValue, "not reached", "–", "best \(f(best?.figure))", best.map { "at \($0.budgetExperts)" } ?? "–",
+                             "\(p.points.count)"])
+            }
+        }
+        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { i, c in i == 0 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                                              : String(repeating: " ", count: widths[i] - c.count) + c }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    /// "12.3 GiB of experts (36 experts), lru: 5.2 tokens/s; the next step down (35 experts) misses by 4%."
+    func sentence(_ plan: StrategyPlan, _ a: PlanPoint, _ goal: PlanTarget) -> String {
+        let figure = a.figure.map { String(format: "%.4g", $0) } ?? "–"
+        var s = "plan: \(formatBytes(a.budgetBytes)) of experts (\(a.budgetExperts) experts), \(plan.policy.rawValue), \(figure) \(goal.metric.unitName)"
+        if let b = plan.below, let short = goal.shortfall(b.figure, margin: margin) {
+            s += "; the next step down (\(b.budgetExperts) experts) misses the goal by \(String(format: "%.3g", 100 * short))%"
+        } else {
+            s += "; the smallest budget a replay accepts already meets it"
+        }
+        return s
+    }
+}
+
+extension PlanTarget.Metric {
+    /// The unit a sentence names.
+    var unitName: String {
+        switch self {
+        case .tokensPerSecond: "tokens/s"
+        case .tpotP99: "s TPOT p99"
+        case .ttftP99: "s TTFT p99"
+        case .goodput: "requests/s within SLOs"
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import Testing
+@testable import MoESim
+
+/// `moesim plan` (docs/plan.md): answers checked by independent replays, the frontier, determinism over jobs, the
+/// edges of the search, bad input, and the settings engines take.
+@Suite struct PlanTests {
+    static let model = tinyModel(layers: 3, experts: 8, topK: 2)
+
+    static func planner(_ target: PlanTarget, margin: Double = 0, seed: UInt64 = 1, gpuBytes: Double? = nil) throws -> Planner {
+        let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 3)
+        let spec = ReplaySpec(model: model, hardware: tinyHardware(), policy: .lru, budget: .experts(4))
+        return try Planner(trace: trace, plan: StepPlan(trace), base: spec, target: target, margin: margin, memoryLimitBytes: gpuBytes)
+    }
+
+    /// tokens/s of `policy` at `experts` by a replay of its own (not the planner's).
+    static func tokensPerSecond(_ p: Planner, _ policy: PolicyKind, _ experts: Int) throws -> Double {
+        var spec = p.base
+        spec.policy = policy
+        spec.budget = .experts(experts)
+        let r = try Replayer.replay(trace: p.trace, plan: p.plan, spec: spec)
+        return Double(r.tokens) / (Double(r.counters.simNanoseconds) * 1e-9)
+    }
+
+    /// Over seeds and targets between the smallest budget's speed and the largest's: each strategy's answer meets
+    /// the target in a replay of its own, and one expert fewer does not; the frontier is sorted by budget and each
+    /// point is that budget's replay.
+    @Test func answersAreCheckedByReplay() throws {
+        var checked = 0
+        defer { #expect(checked >= 6, "strategies whose speed grows with the budget") }
+        for seed in UInt64(1)...3 {
+            for policy in [PolicyKind.lru, .pregated, .cpuFallback] {
+                let probe = try Self.planner(PlanTarget(.tokensPerSecond, 1), seed: seed)
+                let low = try Self.tokensPerSecond(probe, policy, 1), high = try Self.tokensPerSecond(probe, policy, 24)
+                guard high > low * 1.02 else { continue }
+                let target = low + (high - low) * 0.6
+                let p = try Self.planner(PlanTarget(.tokensPerSecond, target), seed: seed)
+                let plan = try p.search(policy)
+                checked += 1
+                let a = try #require(plan.cheapest, "\(policy), seed \(seed)")
+                #expect(try Self.tokensPerSecond(p, policy, a.budgetExperts) >= target, "\(policy), seed \(seed)")
+                let below = try #require(plan.below)
+                #expect(below.budgetExperts == a.budgetExperts - 1)
+                #expect(try Self.tokensPerSecond(p, policy, below.budgetExperts) < target, "\(policy), seed \(seed)")
+                let budgets = plan.points.map(\.budgetExperts)
+                #expect(budgets == budgets.sorted() && Set(budgets).count == budgets.count)
+                for point in plan.points {
+                    #expect(point.figure == (try Self.tokensPerSecond(p, policy, point.budgetExperts)))
+                }
+            }
+        }
+    }
+
+    /// The same inputs give the same plan on any number of jobs.
+    @Test func theSamePlanOnAnyJobs() throws {
+        let p = try Self.planner(PlanTarget(.tokensPerSecond, 1500))
+        let policies: [PolicyKind] = [.lru, .lfu, .pregated, .cpuFallback, .nCpuMoe]
+        let one = try p.run(policies: policies, jobs: 1), three = try p.run(policies: policies, jobs: 3)
+        let shape = { (plans: [StrategyPlan]) in plans.map { ($0.policy, $0.points.map(\.budgetExperts), $0.points.map(\.figure)) } }
+        #expect(shape(one).map(\.0) == policies)
+        #expect(shape(one).map(\.1) == shape(three).map(\.1) && shape(one).map(\.2) == shape(three).map(\.2))
+    }
+
+    /// A target no budget reaches: no answer, the best figure reached is the largest budget's; a target the
+    /// smallest budget meets: the smallest is the answer, with no step below.
+    @Test func theEdgesOfTheSearch() throws {
+        let unreachable = try Self.planner(PlanTarget(.tokensPerSecond, 1e9)).search(.lru)
+        #expect(unreachable.cheapest == nil && unreachable.below == nil)
+        #expect(unreachable.best(PlanTarget(.tokensPerSecond, 1e9))?.budgetExperts == 24)
+        let easy = try Self.planner(PlanTarget(.tokensPerSecond, 1)).search(.lru)
+        #expect(easy.cheapest?.budgetExperts == 1 && easy.below == nil)
+        // A latency target: less is better.
+        let slow = try Self.planner(PlanTarget(.tpotP99, 1)).search(.lru)
+        #expect(slow.cheapest?.budgetExperts == 1)
+        // The margin asks for more: 30% over a target the largest budget only just reaches is out of reach.
+        let probe = try Self.planner(PlanTarget(.tokensPerSecond, 1))
+        let top = try Self.tokensPerSecond(probe, .lru, 24)
+        #expect(try Self.planner(PlanTarget(.tokensPerSecond, top)).search(.lru).cheapest != nil)
+        #expect(try Self.planner(PlanTarget(.tokensPerSecond, top), margin: 0.3).search(.lru).cheapest == nil)
+    }
+
+    /// The memory split: GPU memory less the resident weights and the longest sequence's KV cache, in whole experts;
+    /// a limit lowers the search's ceiling.
+    @Test func theMemorySplitByHand() throws {
+        // tinyModel: 50,000 non-expert params per layer at 2 B, 3 layers: 300 kB resident; an expert 200 kB; no KV.
+        let split = MemorySplit(model: Self.model, gpuBytes: 1_300_000, contextTokens: 100, concurrency: 4)
+        #expect(split.residentBytes == 300_000 && split.kvBytes == 0 && split.expertsThatFit == 5)
+        var kv = Self.model
+        kv.kvCacheDim = 1000
+        kv.kvBytesPerValue = 1  // 1,000 B a token a layer: 3,000 B a token
+        let withKV = MemorySplit(model: kv, gpuBytes: 1_300_000, contextTokens: 100, concurrency: 2)
+        #expect(withKV.kvBytes == 600_000 && withKV.expertsThatFit == 2)
+        let limited = try Self.planner(PlanTarget(.tokensPerSecond, 1e9), gpuBytes: 1_300_000).search(.lru)
+        #expect(limited.points.map(\.budgetExperts).max() == 5)
+    }
+
+    @Test func badTargetsAreRefused() throws {
+        for text in ["tokens_per_s", "speed=5", "tokens_per_s=-1", "tokens_per_s=abc", "tokens_per_s=0", "=5"] {
+            #expect(throws: ConfigError.self, "\(text)") { try PlanTarget.parse(text) }
+        }
+        #expect(try PlanTarget.parse(" tpot_p99_s = 0.05 ") == PlanTarget(.tpotP99, 0.05))
+        #expect(throws: ConfigError.self) { try Self.planner(PlanTarget(.goodput, 1)) }
+        #expect(throws: ConfigError.self) { try Self.planner(PlanTarget(.tokensPerSecond, 1), margin: -0.1) }
+        #expect(throws: ConfigError.self) { try Self.planner(PlanTarget(.tokensPerSecond, 1), gpuBytes: 400_000) }
+    }
+
+    /// llama.cpp's pattern for `--n-cpu-moe 3` over real GGUF tensor names (llama.cpp's LLM_TENSOR_FFN_*_EXPS,
+    /// `blk.%d.ffn_up_exps` and so on): it matches the expert tensors of layers 0-2 and nothing else.
+    @Test func llamaCppPatternMatchesTheGGUFExpertTensors() throws {
+        let flags = try #require(EngineSettings.llamaCpp(cpuLayers: 3))
+        #expect(flags.nCpuMoe == "--n-cpu-moe 3")
+        #expect(EngineSettings.llamaCpp(cpuLayers: 0) == nil)
+        let pattern = String(flags.overrideTensor.dropFirst(#"-ot ""#.count).dropLast(#"=CPU""#.count))
+        let regex = try NSRegularExpression(pattern: pattern)
+        func matches(_ name: String) -> Bool {
+            regex.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
+        }
+        for layer in 0..<40 {
+            for part in ["up", "down", "gate"] {
+                #expect(matches("blk.\(layer).ffn_\(part)_exps.weight") == (layer < 3), "layer \(layer) \(part)")
+                #expect(!matches("blk.\(layer).ffn_\(part)_shexp.weight"))
+                #expect(!matches("blk.\(layer).ffn_\(part).weight"))
+            }
+            #expect(!matches("blk.\(layer).ffn_gate_inp.weight") && !matches("blk.\(layer).attn_q.weight"))
+        }
+    }
+
+    /// The plan's run config reads back as the configuration the plan replayed: profiles with their overrides, the
+    /// budget, the strategy and n-cpu-moe's layers.
+    @Test func thePlansConfigReplaysTheAnswer() throws {
+        var hardware = try HardwareProfile.preset("rtx3060")
+        hardware.linkBytesPerSecond = 7.5e9
+        let model = try ModelProfile.preset("mixtral-8x7b")
+        let trace = try RoutingTrace.loadForReplay(packageRoot + "/traces/mixtral-decode-synth.jsonl.gz")
+        var spec = ReplaySpec(model: model, hardware: hardware, policy: .nCpuMoe, budget: .experts(20))
+        spec.runtime = .ideal
+        let r = try Replayer.replay(trace: trace, plan: StepPlan(trace), spec: spec)
+        let point = PlanPoint(policy: .nCpuMoe, budgetExperts: 20, budgetBytes: r.budgetBytes, figure: r.tokensPerSecond,
+                              meets: true, result: r)
+        let text = EngineSettings.moesimConfig(point, tracePath: packageRoot + "/traces/mixtral-decode-synth.jsonl.gz")
+        #expect(text.contains("hardware: {preset: rtx3060, link_bytes_per_s: 7500000000.0}"))
+        let cfg = try RunConfig.parse(text, path: "/tmp/plan.yaml")
+        #expect(cfg.model == model && cfg.hardware == hardware && cfg.policies == [.nCpuMoe] && cfg.budget == .experts(20))
+        #expect(cfg.placement.cpuLayers(model: model, budgetBytes: r.budgetBytes) == spec.placement.cpuLayers(model: model, budgetBytes: r.budgetBytes))
+        var again = spec
+        again.placement = cfg.placement
+        #expect(try Replayer.replay(trace: trace, plan: StepPlan(trace), spec: again).counters == r.counters)
+    }
+}
+
+/// `moesim plan` as a user runs it on the bundled trace.
+@Suite struct PlanCLITests {
+    @Test func aUserPlansAndReplaysThePlan() throws {
+        let cli = CLITests()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try cli.moesim("plan", "--target", "tokens_per_s=5", "--policies", "lru,n-cpu-moe", "--jobs", "1", "--out", dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("plan: ") && r.stdout.contains("the next step down") && r.stdout.contains("--n-cpu-moe "))
+        let frontier = try String(contentsOfFile: dir + "/frontier.csv", encoding: .utf8)
+        #expect(frontier.hasPrefix("policy,budget_experts,budget_bytes,metric,value,meets,chosen,hit_rate\n"))
+        let chosen = frontier.split(separator: "\n").dropFirst().filter { $0.split(separator: ",", omittingEmptySubsequences: false)[6] == "1" }
+        #expect(chosen.count == 1 && chosen[0].split(separator: ",")[5] == "1", "one chosen row, and it meets the target")
+        // The plan's config, replayed by compare, meets the target.
+        let check = dir + "/check.csv"
+        let c = try cli.moesim("compare", "--config", dir + "/plan.yaml", "--out", check)
+        #expect(c.status == 0, "\(c.stderr)")
+        let rows = try String(contentsOfFile: check, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        let column = try #require(rows[0].firstIndex(of: "tokens_per_s"))
+        #expect(try #require(Double(rows[1][column])) >= 5)
+    }
+
+    @Test func targetsOutOfReachAndBadOnesEndClearly() throws {
+        let cli = CLITests()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let far = try cli.moesim("plan", "--target", "tokens_per_s=1e6", "--policies", "lru", "--out", dir)
+        #expect(far.status == 3 && far.stderr.contains("no strategy reaches tokens_per_s=1000000.0") && far.stderr.contains("the best reached is"))
+        let bad = try cli.moesim("plan", "--target", "speed=3", "--out", dir)
+        #expect(bad.status != 0 && bad.status != 3 && bad.stderr.contains("METRIC=VALUE"))
+        let noSLO = try cli.moesim("plan", "--target", "goodput_rps=1", "--out", dir)
+        #expect(noSLO.status != 0 && noSLO.stderr.contains("SLOs"))
+    }
+}
