@@ -95,6 +95,7 @@ struct PlanCommand: ParsableCommand {
         print("GPU memory \(formatBytes(Int(m.gpuBytes))): resident weights \(formatBytes(Int(m.residentBytes))), KV cache "
               + "\(formatBytes(Int(m.kvBytes))) (the longest sequence × \(cfg.serving.batchLimit) at once), experts up to "
               + "\(formatBytes(Int(m.expertRoomBytes))): \(m.expertsThatFit) of \(m.totalExperts) experts of \(formatBytes(m.expertBytes))")
+        print(ValidationRecord.note(runtime: cfg.runtime, presetNames: RuntimeProfile.presetNames))
         let plans = try planner.run(policies: strategies, jobs: jobs)
         print(table(plans, goal))
         let chosen = Planner.chosen(plans, target: goal)
@@ -120,12 +121,14 @@ struct PlanCommand: ParsableCommand {
             guard let a = p.cheapest else { continue }
             let layers = a.result.spec.placement.cpuLayers(model: cfg.model, budgetBytes: a.budgetBytes)
             if let flags = EngineSettings.llamaCpp(cpuLayers: layers) {
-                print("llama.cpp (n-cpu-moe at \(a.budgetExperts) experts): \(flags.nCpuMoe)   or   \(flags.overrideTensor)")
+                print("llama.cpp (n-cpu-moe at \(experts(a.budgetExperts))): \(flags.nCpuMoe)   or   \(flags.overrideTensor)")
             } else {
-                print("llama.cpp (n-cpu-moe at \(a.budgetExperts) experts): every layer's experts on the GPU (no --n-cpu-moe)")
+                print("llama.cpp (n-cpu-moe at \(experts(a.budgetExperts))): every layer's experts on the GPU (no --n-cpu-moe)")
             }
         }
     }
+
+    func experts(_ n: Int) -> String { n == 1 ? "1 expert" : "\(n) experts" }
 
     static let frontierHeader = ["policy", "budget_experts", "budget_bytes", "metric", "value", "meets", "chosen", "hit_rate"]
 
@@ -165,9 +168,9 @@ struct PlanCommand: ParsableCommand {
     /// "12.3 GiB of experts (36 experts), lru: 5.2 tokens/s; the next step down (35 experts) misses by 4%."
     func sentence(_ plan: StrategyPlan, _ a: PlanPoint, _ goal: PlanTarget) -> String {
         let figure = a.figure.map { String(format: "%.4g", $0) } ?? "–"
-        var s = "plan: \(formatBytes(a.budgetBytes)) of experts (\(a.budgetExperts) experts), \(plan.policy.rawValue), \(figure) \(goal.metric.unitName)"
+        var s = "plan: \(formatBytes(a.budgetBytes)) of experts (\(experts(a.budgetExperts))), \(plan.policy.rawValue), \(figure) \(goal.metric.unitName)"
         if let b = plan.below, let short = goal.shortfall(b.figure, margin: margin) {
-            s += "; the next step down (\(b.budgetExperts) experts) misses the goal by \(String(format: "%.3g", 100 * short))%"
+            s += "; the next step down (\(experts(b.budgetExperts))) misses the goal by \(String(format: "%.3g", 100 * short))%"
         } else {
             s += "; the smallest budget a replay accepts already meets it"
         }

@@ -182,3 +182,21 @@ import Testing
         #expect(noSLO.status != 0 && noSLO.stderr.contains("SLOs"))
     }
 }
+
+/// A plan's word on its runtime comes from the validation's own run.
+@Suite struct ValidationRecordTests {
+    /// The record equals docs/generated/validation.csv's tokens/s rows per runtime (read here, not by the record).
+    @Test func theRecordIsTheValidationsTable() throws {
+        let text = try String(contentsOfFile: packageRoot + "/docs/generated/validation.csv", encoding: .utf8)
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let header = lines[0]
+        let runtime = header.firstIndex(of: "runtime")!, metric = header.firstIndex(of: "metric")!, ratio = header.firstIndex(of: "ratio")!
+        let eager = lines.dropFirst().filter { $0[runtime] == "pytorch-eager" && $0[metric] == "tokens/s" }.map { Double($0[ratio])! }
+        let r = try #require(ValidationRecord.of(runtime: "pytorch-eager"))
+        #expect(r.rows == eager.count && r.lowest == eager.min() && r.highest == eager.max())
+        #expect(r.within30 == eager.filter { abs($0 - 1) <= 0.3 }.count)
+        #expect(ValidationRecord.note(runtime: .ideal, presetNames: RuntimeProfile.presetNames).contains("not compared"))
+        #expect(ValidationRecord.note(runtime: try RuntimeProfile.preset("pytorch-eager"), presetNames: RuntimeProfile.presetNames)
+                    .contains(String(format: "%.2f–%.2f×", eager.min()!, eager.max()!)))
+    }
+}
