@@ -107,6 +107,7 @@ struct PlanCommand: ParsableCommand {
                 goal.metric.higherIsBetter ? a.figure! < b.figure! : a.figure! > b.figure!
             }
             let reached = best.map { "; the best reached is \(String(format: "%.4g", $0.figure!)) with \($0.policy.rawValue) at \($0.budgetExperts) experts" } ?? ""
+            fflush(nil)  // the table first, then the verdict
             FileHandle.standardError.write(Data("no strategy reaches \(goal) within \(m.expertsThatFit) experts of GPU memory\(reached)\n".utf8))
             throw ExitCode(3)
         }
