@@ -81,6 +81,7 @@ struct PlanCommand: ParsableCommand {
         let planPath = (out as NSString).appendingPathComponent("plan.yaml")
         files.output("--out", frontierPath)
         files.output("--out", planPath)
+        files.output("--out", (out as NSString).appendingPathComponent("sglang-expert-location.json"))
         try files.check()
 
         let routing = try RoutingTrace.loadForReplay(cfg.tracePath)
@@ -118,6 +119,19 @@ struct PlanCommand: ParsableCommand {
         let tracePath = URL(fileURLWithPath: cfg.tracePath).standardizedFileURL.path
         try AtomicFileSink.write(EngineSettings.moesimConfig(answer, tracePath: tracePath), to: planPath)
         print("wrote \(planPath) (replay it: moesim compare --config \(planPath))")
+        if cfg.hardware.gpus > 1 {
+            let spec = answer.result.spec, map = try ExpertMap(spec.placement.expertMap, gpus: spec.hardware.gpus, plan: steps,
+                                                               redundant: spec.placement.redundantExperts)
+            let location = EngineSettings.sglangExpertLocation(map, layers: cfg.model.layers, experts: cfg.model.experts)
+            if let json = location.json {
+                let path = (out as NSString).appendingPathComponent("sglang-expert-location.json")
+                try AtomicFileSink.write(json, to: path)
+                print("SGLang (\(spec.placement.expertMap) map on \(spec.hardware.gpus) GPUs): --ep-size \(spec.hardware.gpus) "
+                      + "--ep-num-redundant-experts \(spec.placement.redundantExperts) --init-expert-location \(path)")
+            } else if let reason = location.reason {
+                print("SGLang: no --init-expert-location for this map: \(reason)")
+            }
+        }
         for p in plans where p.policy == .nCpuMoe {
             guard let a = p.cheapest else { continue }
             let layers = a.result.spec.placement.cpuLayers(model: cfg.model, budgetBytes: a.budgetBytes)

@@ -200,3 +200,34 @@ import Testing
                     .contains(String(format: "%.2f–%.2f×", eager.min()!, eager.max()!)))
     }
 }
+
+/// SGLang's `--init-expert-location` file read by SGLang's own rules (sglang/srt/eplb/expert_location.py:
+/// `physical_to_logical_map` of shape (layers, E + R), E + R divisible by the GPUs, physical slot p on GPU
+/// p // ((E + R) / G)): every slot's GPU holds that expert in moesim's map, every replica has its slot.
+@Suite struct SGLangLocationTests {
+    @Test(arguments: [(ExpertMap.Kind.replicated, 4, 8), (.roundRobin, 4, 0), (.frequencyBalanced, 2, 0), (.replicated, 2, 2)])
+    func theMapAsSGLangReadsIt(kind: ExpertMap.Kind, gpus: Int, redundant: Int) throws {
+        let trace = zipfTrace(seed: 3, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 3)
+        let map = try ExpertMap(kind, gpus: gpus, plan: StepPlan(trace), redundant: redundant)
+        let text = try #require(EngineSettings.sglangExpertLocation(map, layers: 3, experts: 8).json)
+        let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+        let rows = try #require(object?["physical_to_logical_map"] as? [[Int]])
+        let physical = 8 + redundant
+        #expect(rows.count == 3 && rows.allSatisfy { $0.count == physical } && physical % gpus == 0)
+        let local = physical / gpus
+        for (l, row) in rows.enumerated() {
+            for (p, logical) in row.enumerated() {
+                #expect(map.replicas[l * 8 + logical].contains(Int32(p / local)), "layer \(l) slot \(p)")
+            }
+            for e in 0..<8 { #expect(row.filter { $0 == e }.count == map.replicas[l * 8 + e].count) }
+        }
+    }
+
+    /// A map that leaves the GPUs unequal has no SGLang form: 8 experts round-robin on 3 GPUs (3, 3, 2).
+    @Test func unequalGPUsAreRefusedWithTheReason() throws {
+        let trace = zipfTrace(seed: 3, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 3)
+        let map = try ExpertMap(.roundRobin, gpus: 3, plan: StepPlan(trace), redundant: 0)
+        let r = EngineSettings.sglangExpertLocation(map, layers: 3, experts: 8)
+        #expect(r.json == nil && r.reason?.contains("3, 3, 2") == true)
+    }
+}

@@ -14,9 +14,17 @@ public enum EngineSettings {
             "cache_scope: \(spec.scope.rawValue)",
             "policies: [\(spec.policy.rawValue)]",
         ]
+        var placement: [String] = []
         if spec.policy == .nCpuMoe {
-            lines.append("placement: {cpu_layers: \(spec.placement.cpuLayers(model: spec.model, budgetBytes: point.budgetBytes)), rest: \(spec.placement.rest.rawValue)}")
+            placement += ["cpu_layers: \(spec.placement.cpuLayers(model: spec.model, budgetBytes: point.budgetBytes))",
+                          "rest: \(spec.placement.rest.rawValue)"]
         }
+        if spec.policy.learnsPlacement { placement += ["train_split: \(spec.placement.trainSplit)", "rest: \(spec.placement.rest.rawValue)"] }
+        if spec.hardware.gpus > 1 {
+            placement += ["expert_map: \(quoted(spec.placement.expertMap.description))", "token_location: \(spec.placement.tokenLocation.rawValue)"]
+            if spec.placement.redundantExperts > 0 { placement.append("redundant_experts: \(spec.placement.redundantExperts)") }
+        }
+        if !placement.isEmpty { lines.append("placement: {\(placement.joined(separator: ", "))}") }
         let s = spec.serving
         if s.scheduler != .sequential {
             var items = ["scheduler: \(s.scheduler.rawValue)", "arrivals: \(quoted(s.arrivals.label))"]
@@ -39,6 +47,27 @@ public enum EngineSettings {
         guard cpuLayers > 0 else { return nil }
         let layers = (0..<cpuLayers).map(String.init).joined(separator: "|")
         return ("--n-cpu-moe \(cpuLayers)", #"-ot "blk\.(\#(layers))\.ffn_(up|down|gate)_exps=CPU""#)
+    }
+
+    /// SGLang's `--init-expert-location` JSON for `map` (docs/plan.md; sglang/srt/eplb/expert_location.py):
+    /// `{"physical_to_logical_map": [[…], …]}`, per layer the logical expert of each physical slot, GPU g's slots
+    /// being g · S ..< (g + 1) · S with S = slots per GPU, each GPU's experts in ascending id. SGLang needs every GPU
+    /// to hold the same number S (E + R = G · S): nil, with the reason, for a map that does not.
+    public static func sglangExpertLocation(_ map: ExpertMap, layers: Int, experts: Int) -> (json: String?, reason: String?) {
+        var rows: [[Int]] = []
+        var slots: Int?
+        for l in 0..<layers {
+            var perGPU = [[Int]](repeating: [], count: map.gpus)
+            for e in 0..<experts { for g in map.replicas[l * experts + e] { perGPU[Int(g)].append(e) } }
+            let counts = Set(perGPU.map(\.count))
+            guard counts.count == 1, let s = counts.first, slots == nil || slots == s else {
+                return (nil, "SGLang gives every GPU the same number of physical experts; this map puts \(perGPU.map(\.count).map(String.init).joined(separator: ", ")) on the GPUs at layer \(l)")
+            }
+            slots = s
+            rows.append(perGPU.flatMap { $0 })
+        }
+        let body = rows.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ",\n  ")
+        return ("{\"physical_to_logical_map\": [\n  \(body)\n]}\n", nil)
     }
 
     /// A profile as a config writes it: its preset's name, or `{preset: NAME, field: value, …}` with the fields that
