@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the Python companion's tests need: the package itself with its `record` and `parquet` extras.
+# Installs what the Python companion's tests need: the package itself with its `record`, `parquet` and `api` extras.
 # torch comes first as a CPU build (a local wheel in pip's find-links folder when there is one, else PyTorch's CPU
 # index), so that pip does not fetch the multi-gigabyte CUDA build from PyPI.
 set -euo pipefail
@@ -18,4 +18,4 @@ if ! python3 -c "import torch" 2>/dev/null; then
         "${pip[@]}" torch --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
     fi
 fi
-"${pip[@]}" --no-build-isolation ".[record,parquet]" 2>/dev/null || "${pip[@]}" ".[record,parquet]"
+"${pip[@]}" --no-build-isolation ".[record,parquet,api]" 2>/dev/null || "${pip[@]}" ".[record,parquet,api]"
