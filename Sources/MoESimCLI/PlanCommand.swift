@@ -19,7 +19,7 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Run configuration (YAML, see docs/config.md): trace, model, hardware, runtime, serving.")
     var config: String = "configs/default.yaml"
 
-    @Option(help: "Override the config's trace.")
+    @Option(help: "Override the config's trace (its model then comes from the trace: a preset, or a profile beside it, unless --model says).")
     var trace: String?
 
     @Option(help: "Override the config's model: a preset or a profile file.")
@@ -61,7 +61,13 @@ struct PlanCommand: ParsableCommand {
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         var cfg = try RunConfig.load(config)
         if let trace { cfg.tracePath = trace }
-        if let model { cfg.model = try RunConfig.profile(named: model, preset: ModelProfile.preset) }
+        if let model {
+            cfg.model = try RunConfig.profile(named: model, preset: ModelProfile.preset)
+        } else if let trace {  // another trace than the config's: its own model
+            let found = try ModelProfile.forTrace(trace, header: try RoutingTrace.header(of: trace))
+            cfg.model = found.profile
+            print("model: \(found.profile.name) from \(found.origin == "preset" ? "its preset" : found.origin + " (the profile beside the trace)")")
+        }
         if let hardware { cfg.hardware = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset) }
         if let runtime { cfg.runtime = try RunConfig.profile(named: runtime, preset: RuntimeProfile.preset) }
         try overrides.apply(model: &cfg.model, hardware: &cfg.hardware, runtime: &cfg.runtime)

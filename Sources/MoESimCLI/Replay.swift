@@ -92,8 +92,14 @@ struct Replay: ParsableCommand {
         }
         let loaded = stream ? nil : try RoutingTrace.loadForReplay(trace)
         let header = try loaded?.header ?? RoutingTrace.header(of: trace)
-        var modelProfile = try model.map { try RunConfig.profile(named: $0, preset: ModelProfile.preset) }
-            ?? ModelProfile.matching(header)
+        var modelProfile: ModelProfile
+        if let model {
+            modelProfile = try RunConfig.profile(named: model, preset: ModelProfile.preset)
+        } else {
+            let found = try ModelProfile.forTrace(trace, header: header)
+            modelProfile = found.profile
+            if found.origin != "preset" { print("model: \(found.profile.name) from \(found.origin) (the profile beside the trace)") }
+        }
         var hardwareProfile = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset)
         var runtimeProfile = try RunConfig.profile(named: runtime, preset: RuntimeProfile.preset)
         try overrides.apply(model: &modelProfile, hardware: &hardwareProfile, runtime: &runtimeProfile)

@@ -192,6 +192,8 @@ def main(argv=None):
         return 1
     sequences = len({line["seq"] for line in builder.lines})
     print(f"wrote {args.out}: {len(builder.lines)} tokens in {sequences} sequences, {builder.layers} MoE layers")
+    if getattr(builder, "profile_path", None):
+        print(f"wrote {builder.profile_path}: the model's profile, which moesim replay and plan read when no preset fits")
     return 0
 
 

@@ -9,6 +9,8 @@ returns logits only is routed here by the family's rule (`route`). Needs torch a
 """
 import json
 import os
+import sys
+import tempfile
 
 from .trace import TraceBuilder, TraceError
 
@@ -224,6 +226,79 @@ def check_vocabulary(prompts, model, path):
             raise TraceError(f"{path}: prompt {n}: token id {bad[0]} out of the model's vocabulary 0..<{vocab}")
 
 
+_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "float64": 8}
+
+
+def model_profile(model, name, source):
+    """moesim's model profile of `model` (docs/profiles.md's fields), counted from its modules: per MoE layer the
+    routed experts' and shared experts' parameters (each a SwiGLU of three matrices: gate, up, down), and the rest of
+    the layer (attention, router, norms) as its non-expert parameters; the attention shape and the weights' type
+    from its config. `preset` is only the base a profile file needs: every field is set."""
+    gates = moe_gates(model)
+    inner = getattr(model, "model", model)
+    config = model.config
+    hidden = config.hidden_size
+    experts = gates[0][1].weight.shape[0]
+    expert_params, shared_params, rest = [], [], []
+    for index, _ in gates:
+        layer = inner.layers[index]
+        block = getattr(layer, "mlp", None) or getattr(layer, "block_sparse_moe", None)
+        routed = sum(p.numel() for p in block.experts.parameters())
+        shared_module = getattr(block, "shared_expert", None) or getattr(block, "shared_experts", None)
+        shared = sum(p.numel() for p in shared_module.parameters()) if shared_module is not None else 0
+        expert_params.append(routed // experts)
+        shared_params.append(shared)
+        rest.append(sum(p.numel() for p in layer.parameters()) - routed - shared)
+    per_expert = expert_params[0]
+    if any(e != per_expert for e in expert_params) or per_expert % (3 * hidden):
+        raise TraceError(f"{name}: experts of {per_expert} parameters are not three {hidden}-wide matrices in every "
+                         "MoE layer: write the model profile by hand (docs/profiles.md)")
+    heads = config.num_attention_heads
+    stored = config.to_dict()  # the weights' type as published (`dtype`; `torch_dtype` in older configs)
+    dtype = str(stored.get("dtype") or stored.get("torch_dtype") or "bfloat16").replace("torch.", "")
+    fields = {
+        "name": name, "layers": len(gates), "experts": experts, "top_k": config.num_experts_per_tok, "hidden": hidden,
+        "expert_ffn": per_expert // (3 * hidden), "matrices": 3,
+        "shared_experts": 1 if shared_params[0] else 0, "shared_expert_ffn": shared_params[0] // (3 * hidden),
+        "non_expert_params_per_layer": round(sum(rest) / len(rest)), "bytes_per_param": _BYTES.get(dtype, 2),
+        "attention_heads": heads, "kv_heads": getattr(config, "num_key_value_heads", None) or heads,
+        "head_dim": getattr(config, "head_dim", None) or hidden // heads, "source": source,
+    }
+    lines = [f"# moesim model profile of {name}, written by moesim-trace record (counted from the model's modules)",
+             "preset: mixtral-8x7b  # the base a profile file names; every field below is this model's"]
+    lines += [f"{key}: {json.dumps(value) if isinstance(value, str) else value}" for key, value in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def profile_path(trace_path):
+    """Where the profile goes: beside the trace, `T.model.yaml` for `T.jsonl.gz`, `T.jsonl` or `T.moet` (where
+    moesim replay and plan look when no preset fits the trace)."""
+    folder, base = os.path.split(trace_path)
+    for suffix in (".gz", ".jsonl", ".moet"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return os.path.join(folder, base + ".model.yaml")
+
+
+def write_profile(text, trace_path):
+    """Writes the profile beside the trace through a temporary file renamed into place."""
+    path = profile_path(trace_path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moesim-trace-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
 def record(model_path, prompts_path, max_new_tokens, out, pred_width=None, model_name=None, device="cpu", dtype="float32",
            progress=None):
     """The `record` command: loads, records and writes `out`; returns the builder."""
@@ -239,5 +314,12 @@ def record(model_path, prompts_path, max_new_tokens, out, pred_width=None, model
                             source=f"moesim-trace record: {model_path} ({model.config.model_type}), prompts {prompts_path}, "
                                    f"greedy, max_new_tokens {max_new_tokens}, {dtype} on {device}, transformers {transformers.__version__}",
                             progress=progress)
+    try:
+        profile = model_profile(model, name, f"{model_path} (moesim-trace record)")
+    except TraceError as e:  # the trace stands without it: say why, write it
+        profile = None
+        print(f"moesim-trace: note: no model profile written: {e}", file=sys.stderr)
     builder.write(out)
+    if profile and os.path.isfile(out):  # a trace written to a device has nothing beside it
+        builder.profile_path = write_profile(profile, out)
     return builder

@@ -117,8 +117,26 @@ class RecorderTests(FolderTest):
         self.assertEqual(sum(1 for t in tokens if t["seq"] == 0 and t["phase"] == "prefill"), 11)
         self.assertEqual(sum(1 for t in tokens if t["seq"] == 2 and t["phase"] == "prefill"), 3)
         self.assertTrue(all(len(t["pred"][1]) == 3 for t in tokens))
+        # The model's profile beside the trace, counted by hand from tiny_config("mixtral", layers=3): attention
+        # q and o 64 x (4 heads x 16), k and v 64 x (2 x 16), router 8 x 64, two norms of 64; experts 3 x 64 x 128.
+        with open(os.path.join(self.dir, "t.model.yaml")) as f:
+            profile = dict(line.split(": ", 1) for line in f.read().splitlines() if not line.startswith("#"))
+        self.assertEqual({k: profile[k].split("  #")[0] for k in ("layers", "experts", "top_k", "hidden", "expert_ffn", "matrices",
+                                                                "non_expert_params_per_layer", "attention_heads", "kv_heads", "head_dim")},
+                         {"layers": "3", "experts": "8", "top_k": "2", "hidden": "64", "expert_ffn": "128", "matrices": "3",
+                          "non_expert_params_per_layer": str(2 * 64 * 64 + 2 * 64 * 32 + 8 * 64 + 2 * 64),
+                          "attention_heads": "4", "kv_heads": "2", "head_dim": "16"})
         if not HAVE_MOESIM:
             self.skipTest(NO_MOESIM)
+        # No preset has this shape: replay takes the profile beside the trace, and says so.
+        plain = subprocess.run([MOESIM, "replay", out, "--policy", "lru", "--budget", "8experts",
+                                "--out", os.path.join(self.dir, "plain.csv")], capture_output=True, text=True)
+        self.assertEqual(plain.returncode, 0, plain.stderr)
+        self.assertIn("model: tiny from " + os.path.join(self.dir, "t.model.yaml"), plain.stdout)
+        os.unlink(os.path.join(self.dir, "t.model.yaml"))
+        refused = subprocess.run([MOESIM, "replay", out, "--policy", "lru", "--budget", "8experts"], capture_output=True, text=True)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("t.model.yaml", refused.stderr)
         check = subprocess.run([MOESIM, "trace", "validate", out], capture_output=True, text=True)
         self.assertEqual(check.returncode, 0, check.stderr)
         report = os.path.join(self.dir, "r.csv")

@@ -1,3 +1,4 @@
+import Foundation
 /// Built-in model presets: the public figures of docs/profiles.md (sources there).
 extension ModelProfile {
     public static let presets: [ModelProfile] = [
@@ -59,4 +60,26 @@ extension ModelProfile {
 
 extension ModelProfile {
     public static var presetNames: [String] { presets.map(\.name) }
+
+    /// The profile file beside a trace (`T.model.yaml` for `T.jsonl.gz`, `T.jsonl` or `T.moet`): what
+    /// `moesim-trace record` writes for a model moesim has no preset for.
+    public static func besideTrace(_ tracePath: String) -> String {
+        let folder = (tracePath as NSString).deletingLastPathComponent
+        return (folder as NSString).appendingPathComponent(RoutingTrace.traceName(tracePath) + ".model.yaml")
+    }
+
+    /// The model of a trace given no `--model`: the preset its header names or has the shape of, else the profile
+    /// beside it (`besideTrace`), with where it came from.
+    /// - Throws: `matching`'s error, naming the file it looked for too, when neither is there.
+    public static func forTrace(_ tracePath: String, header: TraceHeader) throws -> (profile: ModelProfile, origin: String) {
+        do {
+            return (try matching(header), "preset")
+        } catch let ConfigError.invalidValue(field, value, expected) {
+            let beside = besideTrace(tracePath)
+            guard FileManager.default.fileExists(atPath: beside) else {
+                throw ConfigError.invalidValue(field: field, value: value, expected: expected + ", or a model profile beside the trace (\(beside), as moesim-trace record writes)")
+            }
+            return (try RunConfig.profileFile(beside, preset: ModelProfile.preset), beside)
+        }
+    }
 }
