@@ -11,7 +11,7 @@ struct PlanCommand: ParsableCommand {
         discussion: """
             Each strategy's budget is bisected between the smallest a replay accepts and the most experts that fit in \
             the GPU's memory beside the resident weights and the KV cache; the answer's neighbours are replayed too. \
-            Writes OUT/frontier.csv (every replay of the search), OUT/plan.yaml (the answer as a run config) and, for \
+            Writes OUT/frontier.csv (every replay of the search) and its plot OUT/frontier.svg, OUT/plan.yaml (the answer as a run config) and, for \
             an n-cpu-moe answer, llama.cpp's flags. Exit status: 0 a plan, 3 no strategy reaches the target, 1 bad \
             input. Example: moesim plan --hardware rtx4090 --target tokens_per_s=5 --margin 0.3
             """)
@@ -87,6 +87,7 @@ struct PlanCommand: ParsableCommand {
         let planPath = (out as NSString).appendingPathComponent("plan.yaml")
         files.output("--out", frontierPath)
         files.output("--out", planPath)
+        files.output("--out", (out as NSString).appendingPathComponent("frontier.svg"))
         files.output("--out", (out as NSString).appendingPathComponent("sglang-expert-location.json"))
         try files.check()
 
@@ -108,7 +109,11 @@ struct PlanCommand: ParsableCommand {
         let chosen = Planner.chosen(plans, target: goal)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         try CSVFile.write(rows: frontierRows(plans, chosen: chosen?.cheapest, goal), header: Self.frontierHeader, to: frontierPath)
-        print("wrote \(frontierPath) (\(plans.reduce(0) { $0 + $1.points.count }) replays)")
+        let plotPath = (out as NSString).appendingPathComponent("frontier.svg")
+        let plot = LinePlot(table: try ReportTable.load(frontierPath), x: "budget_experts", y: "value",
+                            title: "\(routing.name): \(goal.metric.rawValue) against GPU experts (goal \(String(format: "%.4g", goal.goal(margin: margin))))")
+        try AtomicFileSink.write(try plot.svg(), to: plotPath)
+        print("wrote \(frontierPath) (\(plans.reduce(0) { $0 + $1.points.count }) replays) and \(plotPath)")
         guard let chosen, let answer = chosen.cheapest else {
             let best = plans.compactMap { $0.best(goal) }.max { a, b in
                 goal.metric.higherIsBetter ? a.figure! < b.figure! : a.figure! > b.figure!

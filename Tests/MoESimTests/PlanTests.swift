@@ -159,6 +159,8 @@ import Testing
         #expect(r.stdout.contains("plan: ") && r.stdout.contains("the next step down") && r.stdout.contains("--n-cpu-moe "))
         let frontier = try String(contentsOfFile: dir + "/frontier.csv", encoding: .utf8)
         #expect(frontier.hasPrefix("policy,budget_experts,budget_bytes,metric,value,meets,chosen,hit_rate\n"))
+        let svg = try String(contentsOfFile: dir + "/frontier.svg", encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.contains("lru") && svg.contains("n-cpu-moe"))
         let chosen = frontier.split(separator: "\n").dropFirst().filter { $0.split(separator: ",", omittingEmptySubsequences: false)[6] == "1" }
         #expect(chosen.count == 1 && chosen[0].split(separator: ",")[5] == "1", "one chosen row, and it meets the target")
         // The plan's config, replayed by compare, meets the target.
