@@ -88,6 +88,7 @@ struct PlanCommand: ParsableCommand {
         files.output("--out", frontierPath)
         files.output("--out", planPath)
         files.output("--out", (out as NSString).appendingPathComponent("frontier.svg"))
+        files.output("--out", (out as NSString).appendingPathComponent("ktransformers-rules.yaml"))
         files.output("--out", (out as NSString).appendingPathComponent("sglang-expert-location.json"))
         try files.check()
 
@@ -146,6 +147,11 @@ struct PlanCommand: ParsableCommand {
         for p in plans where p.policy == .nCpuMoe {
             guard let a = p.cheapest else { continue }
             let layers = a.result.spec.placement.cpuLayers(model: cfg.model, budgetBytes: a.budgetBytes)
+            if let rules = EngineSettings.ktransformersRules(cpuLayers: layers, layers: cfg.model.layers, model: cfg.model.name) {
+                let path = (out as NSString).appendingPathComponent("ktransformers-rules.yaml")
+                try AtomicFileSink.write(rules, to: path)
+                print("KTransformers (n-cpu-moe at \(experts(a.budgetExperts))): optimize rules in \(path)")
+            }
             if let flags = EngineSettings.llamaCpp(cpuLayers: layers) {
                 print("llama.cpp (n-cpu-moe at \(experts(a.budgetExperts))): \(flags.nCpuMoe)   or   \(flags.overrideTensor)")
             } else {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import MoESim
+import Yams
 
 /// `moesim plan` (docs/plan.md): answers checked by independent replays, the frontier, determinism over jobs, the
 /// edges of the search, bad input, and the settings engines take.
@@ -231,5 +232,35 @@ import Testing
         let map = try ExpertMap(.roundRobin, gpus: 3, plan: StepPlan(trace), redundant: 0)
         let r = EngineSettings.sglangExpertLocation(map, layers: 3, experts: 8)
         #expect(r.json == nil && r.reason?.contains("3, 3, 2") == true)
+    }
+}
+
+/// KTransformers' optimize rules as KTransformers reads them (its injection tutorial and FAQ): a YAML list of rules,
+/// each module taking the first rule whose `match.name` regex matches its name (`model.layers.L.mlp.experts`).
+@Suite struct KTransformersRulesTests {
+    @Test(arguments: [(10, 48), (0, 26), (26, 26), (1, 2)])
+    func eachLayersExpertsGoWhereThePlanPutsThem(cpuLayers: Int, layers: Int) throws {
+        let text = try #require(EngineSettings.ktransformersRules(cpuLayers: cpuLayers, layers: layers, model: "qwen3-30b-a3b"))
+        let rules = try #require(try Yams.load(yaml: text) as? [[String: Any]])
+        for l in 0..<(layers + 3) {
+            let name = "model.layers.\(l).mlp.experts"
+            let first = rules.first { rule in
+                let pattern = (rule["match"] as? [String: Any])?["name"] as? String ?? ""
+                return (try? NSRegularExpression(pattern: pattern))?.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
+            }
+            guard l < layers else { #expect(first == nil, "no rule for layer \(l)"); continue }
+            let rule = try #require(first, "layer \(l)")
+            let replace = try #require(rule["replace"] as? [String: Any])
+            let kwargs = try #require(replace["kwargs"] as? [String: Any])
+            #expect(replace["class"] as? String == "ktransformers.operators.experts.KTransformersExperts")
+            #expect(rule["recursive"] as? Bool == false)
+            if l < cpuLayers {
+                #expect(kwargs["generate_device"] as? String == "cpu" && kwargs["generate_op"] as? String == "KExpertsCPU"
+                        && kwargs["out_device"] as? String == "cuda:0", "layer \(l)")
+            } else {
+                #expect(kwargs["generate_device"] as? String == "cuda:0" && kwargs["generate_op"] as? String == "KExpertsMarlin", "layer \(l)")
+            }
+        }
+        #expect(EngineSettings.ktransformersRules(cpuLayers: 4, layers: 32, model: "mixtral-8x7b") == nil)
     }
 }

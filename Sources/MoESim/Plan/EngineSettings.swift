@@ -49,6 +49,30 @@ public enum EngineSettings {
         return ("--n-cpu-moe \(cpuLayers)", #"-ot "blk\.(\#(layers))\.ffn_(up|down|gate)_exps=CPU""#)
     }
 
+    /// KTransformers' optimize rules (its YAML injection rules; docs/plan.md names the source) that put the routed
+    /// experts of the first `cpuLayers` of `layers` MoE layers on the CPU and the rest on the GPU, as an `n-cpu-moe`
+    /// answer does: one rule per device over the modules `model.layers.L.mlp.experts`, the GPU layers first (the first
+    /// rule a module matches wins). Nil for a model whose experts are not `mlp.experts` (Mixtral's
+    /// `block_sparse_moe` uses KTransformers' older operator).
+    public static func ktransformersRules(cpuLayers: Int, layers: Int, model: String) -> String? {
+        guard !model.lowercased().hasPrefix("mixtral") else { return nil }
+        func rule(_ range: Range<Int>, _ kwargs: [String]) -> [String] {
+            guard !range.isEmpty else { return [] }
+            let ids = range.map(String.init).joined(separator: "|")
+            return ["- match:", #"    name: "^model\\.layers\\.(\#(ids))\\.mlp\\.experts$""#, "  replace:",
+                    "    class: ktransformers.operators.experts.KTransformersExperts", "    kwargs:"]
+                + kwargs.map { "      " + $0 } + ["  recursive: False"]
+        }
+        let cpu = max(0, min(cpuLayers, layers))
+        let split = cpu == 0 ? "every layer's routed experts on the GPU" : cpu == layers ? "every layer's routed experts on the CPU"
+            : "routed experts of layers \(cpu)-\(layers - 1) on the GPU, of layers 0-\(cpu - 1) on the CPU"
+        let lines = ["# KTransformers optimize rules written by moesim plan: \(split).",
+                     "# Put them before your model's own experts rule (the first rule a module matches wins)."]
+            + rule(cpu..<layers, [#"generate_device: "cuda:0""#, #"generate_op: "KExpertsMarlin""#])
+            + rule(0..<cpu, [#"generate_device: "cpu""#, #"generate_op: "KExpertsCPU""#, #"out_device: "cuda:0""#])
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     /// SGLang's `--init-expert-location` JSON for `map` (docs/plan.md; sglang/srt/eplb/expert_location.py):
     /// `{"physical_to_logical_map": [[…], …]}`, per layer the logical expert of each physical slot, GPU g's slots
     /// being g · S ..< (g + 1) · S with S = slots per GPU, each GPU's experts in ascending id. SGLang needs every GPU
