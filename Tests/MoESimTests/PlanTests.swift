@@ -264,3 +264,31 @@ import Yams
         #expect(EngineSettings.ktransformersRules(cpuLayers: 4, layers: 32, model: "mixtral-8x7b") == nil)
     }
 }
+
+/// plan.yaml carries every setting the answer's strategy takes, and none it does not (a config naming one is
+/// refused): mixed-precision with its own threshold and bits replays to the same counters.
+@Suite struct PlanConfigSettingsTests {
+    @Test func aStrategysOwnSettingsTravelWithIt() throws {
+        let model = try ModelProfile.preset("mixtral-8x7b")
+        let path = packageRoot + "/traces/mixtral-decode-synth.jsonl.gz"
+        let trace = try RoutingTrace.loadForReplay(path)
+        var spec = ReplaySpec(model: model, hardware: try HardwareProfile.preset("a100-80gb-pcie"), policy: .mixedPrecision,
+                              budget: .experts(40))
+        spec.precision.threshold = 0.15
+        spec.precision.lowBits = 2
+        spec.precision.skipThreshold = 0.05  // not mixed-precision's: left out
+        spec.prefetch.accuracy = 0.8          // nor this
+        let r = try Replayer.replay(trace: trace, plan: StepPlan(trace), spec: spec)
+        let point = PlanPoint(policy: .mixedPrecision, budgetExperts: 40, budgetBytes: r.budgetBytes, figure: r.tokensPerSecond,
+                              meets: true, result: r)
+        let text = EngineSettings.moesimConfig(point, tracePath: path)
+        #expect(text.contains("precision: {threshold: 0.15, low_bits: 2, group_size: 64, low_hit: accept}"))
+        #expect(!text.contains("skip_threshold") && !text.contains("prefetch:") && !text.contains("placement:"))
+        let cfg = try RunConfig.parse(text, path: "/tmp/plan.yaml")
+        try SettingScope.check(cfg.givenSettings, policies: cfg.policies, schedulers: [cfg.serving.scheduler])
+        var again = spec
+        again.precision = cfg.precision
+        #expect(cfg.precision.threshold == 0.15 && cfg.precision.lowBits == 2)
+        #expect(try Replayer.replay(trace: trace, plan: StepPlan(trace), spec: again).counters == r.counters)
+    }
+}

@@ -1,7 +1,9 @@
 /// A plan's answer in the formats engines take (docs/plan.md, where each format's source is named).
 public enum EngineSettings {
     /// moesim's own run config of `point` (`moesim compare --config FILE` replays it): the trace by its absolute
-    /// path, each profile as its preset and the fields that differ from it, the budget in experts, the strategy.
+    /// path, each profile as its preset and the fields that differ from it, the budget in experts, the strategy, and
+    /// every prefetch, precision, placement and serving setting the strategy and scheduler take (`n-cpu-moe`'s
+    /// layers as the number it chose).
     public static func moesimConfig(_ point: PlanPoint, tracePath: String) -> String {
         let spec = point.result.spec
         var lines = [
@@ -14,17 +16,25 @@ public enum EngineSettings {
             "cache_scope: \(spec.scope.rawValue)",
             "policies: [\(spec.policy.rawValue)]",
         ]
-        var placement: [String] = []
-        if spec.policy == .nCpuMoe {
-            placement += ["cpu_layers: \(spec.placement.cpuLayers(model: spec.model, budgetBytes: point.budgetBytes))",
-                          "rest: \(spec.placement.rest.rawValue)"]
+        let sections: [(String, [(String, String)])] = [
+            ("prefetch", [("lookahead", "\(spec.prefetch.lookahead)"), ("accuracy", "\(spec.prefetch.accuracy)"),
+                          ("seed", "\(spec.prefetch.seed)"), ("buffer", "\(spec.prefetch.bufferShare)"),
+                          ("eviction", spec.prefetch.eviction.rawValue), ("admission", spec.prefetch.admission.rawValue)]),
+            ("precision", [("threshold", "\(spec.precision.threshold)"), ("low_bits", "\(spec.precision.lowBits)"),
+                           ("group_size", "\(spec.precision.groupSize)"), ("low_hit", spec.precision.lowHit.rawValue),
+                           ("skip_threshold", "\(spec.precision.skipThreshold)")]),
+            ("placement", [("train_split", "\(spec.placement.trainSplit)"),
+                           ("cpu_layers", "\(spec.placement.cpuLayers(model: spec.model, budgetBytes: point.budgetBytes))"),
+                           ("rest", spec.placement.rest.rawValue)]
+                + (spec.hardware.gpus > 1 ? [("expert_map", quoted(spec.placement.expertMap.description)),
+                                             ("token_location", spec.placement.tokenLocation.rawValue),
+                                             ("redundant_experts", "\(spec.placement.redundantExperts)")] : [])),
+        ]
+        // Only what the strategy takes: a config that names a setting its strategy ignores is refused (SettingScope).
+        for (section, items) in sections {
+            let taken = items.filter { SettingScope.takes("\(section).\($0.0)", spec.policy) }
+            if !taken.isEmpty { lines.append("\(section): {\(taken.map { "\($0.0): \($0.1)" }.joined(separator: ", "))}") }
         }
-        if spec.policy.learnsPlacement { placement += ["train_split: \(spec.placement.trainSplit)", "rest: \(spec.placement.rest.rawValue)"] }
-        if spec.hardware.gpus > 1 {
-            placement += ["expert_map: \(quoted(spec.placement.expertMap.description))", "token_location: \(spec.placement.tokenLocation.rawValue)"]
-            if spec.placement.redundantExperts > 0 { placement.append("redundant_experts: \(spec.placement.redundantExperts)") }
-        }
-        if !placement.isEmpty { lines.append("placement: {\(placement.joined(separator: ", "))}") }
         let s = spec.serving
         if s.scheduler != .sequential {
             var items = ["scheduler: \(s.scheduler.rawValue)", "arrivals: \(quoted(s.arrivals.label))"]
