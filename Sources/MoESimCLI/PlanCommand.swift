@@ -47,6 +47,9 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Strategies searched at once (the plan does not depend on it).")
     var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(help: ArgumentHelp("Also search a setting, as a sweep axis (docs/sweep.md): KEY=V1,V2,… such as serving.max_seqs=4,8,16 or hardware.gpus=1,2,4 (repeatable: every combination). The answer is the fewest experts on all GPUs together.", valueName: "key=values"))
+    var vary: [String] = []
+
     @Option(help: "Folder for frontier.csv and plan.yaml.")
     var out: String = "reports/plan"
 
@@ -97,33 +100,53 @@ struct PlanCommand: ParsableCommand {
         var base = ReplaySpec(model: cfg.model, hardware: cfg.hardware, policy: .lru, scope: cfg.scope, budget: cfg.budget,
                               prefetch: cfg.prefetch, precision: cfg.precision, serving: cfg.serving, runtime: cfg.runtime)
         base.placement = cfg.placement
-        let planner = try Planner(trace: routing, plan: steps, base: base, target: goal, margin: margin, memoryLimitBytes: limit)
-        let m = planner.memory
+        let cells = try Self.cells(vary, base: base)
         print("\(routing.name): \(cfg.model.name) on \(cfg.hardware.name) (\(cfg.runtime.name) runtime), target \(goal)"
               + (margin > 0 ? " with \(Human.percent(margin)) margin: \(String(format: "%.4g", goal.goal(margin: margin))) \(goal.metric.rawValue)" : ""))
-        print("GPU memory \(formatBytes(Int(m.gpuBytes))): resident weights \(formatBytes(Int(m.residentBytes))), KV cache "
-              + "\(formatBytes(Int(m.kvBytes))) (the longest sequence × \(cfg.serving.batchLimit) at once), experts up to "
-              + "\(formatBytes(Int(m.expertRoomBytes))): \(m.expertsThatFit) of \(m.totalExperts) experts of \(formatBytes(m.expertBytes))")
         print(ValidationRecord.note(runtime: cfg.runtime, presetNames: RuntimeProfile.presetNames))
-        let plans = try planner.run(policies: strategies, jobs: jobs)
-        print(table(plans, goal))
-        let chosen = Planner.chosen(plans, target: goal)
+        var searched: [(cell: Cell, plans: [StrategyPlan], memory: MemorySplit)] = []
+        for cell in cells {
+            let planner = try Planner(trace: routing, plan: steps, base: cell.spec, target: goal, margin: margin, memoryLimitBytes: limit)
+            let m = planner.memory
+            if !cell.label.isEmpty { print("\n\(cell.label):") }
+            print("GPU memory \(formatBytes(Int(m.gpuBytes))): resident weights \(formatBytes(Int(m.residentBytes))), KV cache "
+                  + "\(formatBytes(Int(m.kvBytes))) (the longest sequence × \(cell.spec.serving.batchLimit) at once), experts up to "
+                  + "\(formatBytes(Int(m.expertRoomBytes))): \(m.expertsThatFit) of \(m.totalExperts) experts of \(formatBytes(m.expertBytes))"
+                  + (cell.spec.hardware.gpus > 1 ? " per GPU, \(cell.spec.hardware.gpus) GPUs" : ""))
+            let plans = try planner.run(policies: strategies, jobs: jobs)
+            print(table(plans, goal))
+            searched.append((cell, plans, m))
+        }
+        // The answer: the fewest experts on all GPUs together; ties: the better figure, then the order searched.
+        let candidates = searched.flatMap { s in s.plans.compactMap { p in p.cheapest.map { (s, p, $0) } } }
+        let best = candidates.enumerated().min { x, y in
+            let (a, b) = (x.element.2, y.element.2)
+            let ta = a.budgetExperts * a.result.spec.hardware.gpus, tb = b.budgetExperts * b.result.spec.hardware.gpus
+            if ta != tb { return ta < tb }
+            if let fa = a.figure, let fb = b.figure, fa != fb { return goal.metric.higherIsBetter ? fa > fb : fa < fb }
+            return x.offset < y.offset
+        }?.element
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        try CSVFile.write(rows: frontierRows(plans, chosen: chosen?.cheapest, goal), header: Self.frontierHeader, to: frontierPath)
+        let varied = cells.first?.settings.map(\.key) ?? []
+        try CSVFile.write(rows: searched.flatMap { s in frontierRows(s.plans, chosen: best?.2, goal).map { s.cell.settings.map(\.value) + $0 } },
+                          header: varied + Self.frontierHeader, to: frontierPath)
         let plotPath = (out as NSString).appendingPathComponent("frontier.svg")
         let plot = LinePlot(table: try ReportTable.load(frontierPath), x: "budget_experts", y: "value",
                             title: "\(routing.name): \(goal.metric.rawValue) against GPU experts (goal \(String(format: "%.4g", goal.goal(margin: margin))))")
         try AtomicFileSink.write(try plot.svg(), to: plotPath)
-        print("wrote \(frontierPath) (\(plans.reduce(0) { $0 + $1.points.count }) replays) and \(plotPath)")
-        guard let chosen, let answer = chosen.cheapest else {
-            let best = plans.compactMap { $0.best(goal) }.max { a, b in
+        print("wrote \(frontierPath) (\(searched.reduce(0) { $0 + $1.plans.reduce(0) { $0 + $1.points.count } }) replays) and \(plotPath)")
+        guard let (cellSearch, chosen, answer) = best else {
+            let reached = searched.flatMap { s in s.plans.compactMap { $0.best(goal) } }.max { a, b in
                 goal.metric.higherIsBetter ? a.figure! < b.figure! : a.figure! > b.figure!
             }
-            let reached = best.map { "; the best reached is \(String(format: "%.4g", $0.figure!)) with \($0.policy.rawValue) at \($0.budgetExperts) experts" } ?? ""
+            let detail = reached.map { "; the best reached is \(String(format: "%.4g", $0.figure!)) with \($0.policy.rawValue) at \($0.budgetExperts) experts" } ?? ""
+            let room = searched.map(\.memory.expertsThatFit).max() ?? 0
             fflush(nil)  // the table first, then the verdict
-            FileHandle.standardError.write(Data("no strategy reaches \(goal) within \(m.expertsThatFit) experts of GPU memory\(reached)\n".utf8))
+            FileHandle.standardError.write(Data("no strategy reaches \(goal) within \(room) experts of GPU memory\(detail)\n".utf8))
             throw ExitCode(3)
         }
+        let plans = cellSearch.plans
+        if !cellSearch.cell.label.isEmpty { print("chosen: \(cellSearch.cell.label)") }
         print(sentence(chosen, answer, goal))
         for odd in plans.flatMap(\.irregular) {
             print("note: \(odd.policy.rawValue) is not monotone here: \(odd.budgetExperts) experts give \(String(format: "%.4g", odd.figure ?? .nan)) (\(odd.meets ? "meets" : "misses") the target)")
@@ -131,7 +154,7 @@ struct PlanCommand: ParsableCommand {
         let tracePath = URL(fileURLWithPath: cfg.tracePath).standardizedFileURL.path
         try AtomicFileSink.write(EngineSettings.moesimConfig(answer, tracePath: tracePath), to: planPath)
         print("wrote \(planPath) (replay it: moesim compare --config \(planPath))")
-        if cfg.hardware.gpus > 1 {
+        if answer.result.spec.hardware.gpus > 1 {
             let spec = answer.result.spec, map = try ExpertMap(spec.placement.expertMap, gpus: spec.hardware.gpus, plan: steps,
                                                                redundant: spec.placement.redundantExperts)
             let location = EngineSettings.sglangExpertLocation(map, layers: cfg.model.layers, experts: cfg.model.experts)
@@ -161,6 +184,36 @@ struct PlanCommand: ParsableCommand {
     }
 
     func experts(_ n: Int) -> String { n == 1 ? "1 expert" : "\(n) experts" }
+
+    /// One combination of the `--vary` settings, applied to the base settings.
+    struct Cell {
+        let settings: [(key: String, value: String)]
+        let spec: ReplaySpec
+        var label: String { settings.map { "\($0.key)=\($0.value)" }.joined(separator: ", ") }
+    }
+
+    /// Every combination of `vary`'s values (each `KEY=V1,V2,…`, a sweep axis's key), in the order given.
+    static func cells(_ vary: [String], base: ReplaySpec) throws -> [Cell] {
+        var cells = [Cell(settings: [], spec: base)]
+        for item in vary {
+            guard let eq = item.firstIndex(of: "="), case let key = String(item[..<eq]), !key.isEmpty else {
+                throw ValidationError("--vary expects KEY=V1,V2,… with KEY a sweep axis (docs/sweep.md), e.g. serving.max_seqs=4,8,16; got '\(item)'")
+            }
+            let values = item[item.index(after: eq)...].split(separator: ",", omittingEmptySubsequences: false)
+                .map { $0.trimmingCharacters(in: .whitespaces) }
+            guard !values.contains(where: \.isEmpty), Set(values).count == values.count else {
+                throw ValidationError("--vary \(key): values must be given once each and not be empty; got '\(item)'")
+            }
+            cells = try cells.flatMap { cell in
+                try values.map { value in
+                    var spec = cell.spec
+                    try SweepConfig.apply(key, value, to: &spec)
+                    return Cell(settings: cell.settings + [(key, value)], spec: spec)
+                }
+            }
+        }
+        return cells
+    }
 
     static let frontierHeader = ["policy", "budget_experts", "budget_bytes", "metric", "value", "meets", "chosen", "hit_rate"]
 

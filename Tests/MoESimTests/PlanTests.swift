@@ -173,6 +173,23 @@ import Yams
         #expect(try #require(Double(rows[1][column])) >= 5)
     }
 
+    /// `--vary` plans every combination; the frontier names the varied setting, and the answer's config carries it.
+    @Test func aVariedSettingIsSearchedAndCarried() throws {
+        let cli = CLITests()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try cli.moesim("plan", "--target", "tokens_per_s=40", "--scheduler", "continuous", "--vary", "serving.max_seqs=1,4",
+                               "--policies", "cpu-fallback", "--jobs", "1", "--out", dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("serving.max_seqs=1:") && r.stdout.contains("chosen: serving.max_seqs=4"))
+        let frontier = try String(contentsOfFile: dir + "/frontier.csv", encoding: .utf8).split(separator: "\n")
+        #expect(frontier[0] == "serving.max_seqs,policy,budget_experts,budget_bytes,metric,value,meets,chosen,hit_rate")
+        #expect(Set(frontier.dropFirst().map { $0.split(separator: ",")[0] }) == ["1", "4"])
+        #expect(try String(contentsOfFile: dir + "/plan.yaml", encoding: .utf8).contains("max_seqs: 4"))
+        let bad = try cli.moesim("plan", "--target", "tokens_per_s=40", "--vary", "serving.max_sqs=1,4", "--out", dir)
+        #expect(bad.status != 0 && bad.stderr.contains("serving.max_seqs"))
+    }
+
     @Test func targetsOutOfReachAndBadOnesEndClearly() throws {
         let cli = CLITests()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID().uuidString)").path

@@ -109,7 +109,7 @@ public struct SweepConfig: Sendable {
     }
 
     /// Sets the cell's value of one axis.
-    static func apply(_ key: String, _ value: String, to spec: inout ReplaySpec) throws {
+    public static func apply(_ key: String, _ value: String, to spec: inout ReplaySpec) throws {
         let parts = key.split(separator: ".", maxSplits: 1).map(String.init)
         switch (parts.first, parts.count) {
         case ("budget", 1): spec.budget = try Budget.parse(value)
