@@ -31,7 +31,7 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Override the config's runtime: a preset or a runtime profile file.")
     var runtime: String?
 
-    @Option(help: ArgumentHelp("What to reach: tokens_per_s=V (at least), tpot_p99_s=V or ttft_p99_s=V (at most), goodput_rps=V (at least, with SLOs).",
+    @Option(help: ArgumentHelp("What to reach: tokens_per_s=V (at least), tpot_p99_s=V or ttft_p99_s=V (at most), goodput_rps=V (at least, with SLOs); METRIC=best: the best within the GPU's memory (with --gpu-memory: within that limit).",
                                valueName: "metric=value"))
     var target: String
 
@@ -119,11 +119,17 @@ struct PlanCommand: ParsableCommand {
         }
         // The answer: the fewest experts on all GPUs together; ties: the better figure, then the order searched.
         let candidates = searched.flatMap { s in s.plans.compactMap { p in p.cheapest.map { (s, p, $0) } } }
+        // For the best within memory: the best figure; ties: the fewest experts, then the order searched.
         let best = candidates.enumerated().min { x, y in
             let (a, b) = (x.element.2, y.element.2)
             let ta = a.budgetExperts * a.result.spec.hardware.gpus, tb = b.budgetExperts * b.result.spec.hardware.gpus
+            let better: Bool? = {
+                guard let fa = a.figure, let fb = b.figure, fa != fb else { return nil }
+                return goal.metric.higherIsBetter ? fa > fb : fa < fb
+            }()
+            if goal.best, let better { return better }
             if ta != tb { return ta < tb }
-            if let fa = a.figure, let fb = b.figure, fa != fb { return goal.metric.higherIsBetter ? fa > fb : fa < fb }
+            if let better { return better }
             return x.offset < y.offset
         }?.element
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -236,7 +242,8 @@ struct PlanCommand: ParsableCommand {
             let f = { (v: Double?) in v.map { String(format: "%.4g", $0) } ?? "–" }
             if let a = p.cheapest {
                 rows.append([p.policy.rawValue, "\(a.budgetExperts)", formatBytes(a.budgetBytes), f(a.figure),
-                             p.below.map { "\($0.budgetExperts): \(String(format: "%.6g", $0.figure ?? .nan))" } ?? "smallest", "\(p.points.count)"])
+                             p.below.map { "\($0.budgetExperts): \(String(format: "%.6g", $0.figure ?? .nan))" } ?? (goal.best ? "–" : "smallest"),
+                             "\(p.points.count)"])
             } else {
                 let best = p.best(goal)
                 rows.append([p.policy.rawValue, "not reached", "–", "best \(f(best?.figure))", best.map { "at \($0.budgetExperts)" } ?? "–",
@@ -253,6 +260,10 @@ struct PlanCommand: ParsableCommand {
     /// "12.3 GiB of experts (36 experts), lru: 5.2 tokens/s; the next step down (35 experts) misses by 4%."
     func sentence(_ plan: StrategyPlan, _ a: PlanPoint, _ goal: PlanTarget) -> String {
         let figure = a.figure.map { String(format: "%.4g", $0) } ?? "–"
+        if goal.best {
+            return "plan: the best \(goal.metric.rawValue) within the GPU's memory: \(plan.policy.rawValue), \(figure) "
+                + "\(goal.metric.unitName) with \(formatBytes(a.budgetBytes)) of experts (\(experts(a.budgetExperts)), all that fit)"
+        }
         var s = "plan: \(formatBytes(a.budgetBytes)) of experts (\(experts(a.budgetExperts))), \(plan.policy.rawValue), \(figure) \(goal.metric.unitName)"
         if let b = plan.below, let short = goal.shortfall(b.figure, margin: margin) {
             s += "; the next step down (\(experts(b.budgetExperts))) misses the goal by \(String(format: "%.3g", 100 * short))%"

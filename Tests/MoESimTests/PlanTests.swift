@@ -309,3 +309,24 @@ import Yams
         #expect(try Replayer.replay(trace: trace, plan: StepPlan(trace), spec: again).counters == r.counters)
     }
 }
+
+/// `METRIC=best`: the fastest strategy within the GPU's memory, each replayed at the most experts that fit.
+@Suite struct PlanBestTests {
+    @Test func theBestWithinMemoryIsTheFastestAtTheCeiling() throws {
+        let target = try PlanTarget.parse("tokens_per_s=best")
+        #expect(target.best && target.description == "tokens_per_s=best" && !target.meets(1e9, margin: 0))
+        for seed in UInt64(1)...3 {
+            let p = try PlanTests.planner(target, seed: seed, gpuBytes: 1_900_000)  // 300 kB resident, room for 8 experts
+            let policies: [PolicyKind] = [.lru, .pregated, .cpuFallback]
+            let plans = try p.run(policies: policies, jobs: 2)
+            var figures: [PolicyKind: Double] = [:]
+            for plan in plans {
+                #expect(plan.cheapest?.budgetExperts == 8, "\(plan.policy), seed \(seed)")
+                figures[plan.policy] = try PlanTests.tokensPerSecond(p, plan.policy, 8)
+                #expect(plan.cheapest?.figure == figures[plan.policy])
+            }
+            let fastest = figures.max { $0.value < $1.value }!.key
+            #expect(Planner.chosen(plans, target: target)?.policy == fastest, "seed \(seed)")
+        }
+    }
+}

@@ -1,5 +1,5 @@
-/// What `moesim plan` must reach (docs/plan.md): a speed to reach or a latency to stay under, read from a replay's
-/// report as its column reads it.
+/// What `moesim plan` must reach (docs/plan.md): a speed to reach or a latency to stay under, or the best of either
+/// within the GPU's memory, read from a replay's report as its column reads it.
 ///
 ///     let target = try PlanTarget.parse("tokens_per_s=5")
 ///     target.meets(result, margin: 0.3)   // 5 × 1.3 tokens/s or more
@@ -27,8 +27,16 @@ public struct PlanTarget: Sendable, Equatable, CustomStringConvertible {
 
     public let metric: Metric
     public let value: Double
+    /// `METRIC=best`: no figure to reach; the best figure within the GPU's memory (a plan then replays each strategy
+    /// at the most experts that fit and picks the best).
+    public let best: Bool
 
-    public init(_ metric: Metric, _ value: Double) { self.metric = metric; self.value = value }
+    public init(_ metric: Metric, _ value: Double) { self.metric = metric; self.value = value; best = false }
+
+    /// The best figure of `metric` reachable.
+    public static func best(_ metric: Metric) -> PlanTarget { PlanTarget(metric, best: true) }
+
+    private init(_ metric: Metric, best: Bool) { self.metric = metric; value = .nan; self.best = best }
 
     /// `METRIC=VALUE`, e.g. `tokens_per_s=5`, `tpot_p99_s=0.05`.
     /// - Throws: `ConfigError.invalidValue` naming what is expected.
@@ -38,13 +46,14 @@ public struct PlanTarget: Sendable, Equatable, CustomStringConvertible {
         guard parts.count == 2, let metric = Metric(rawValue: parts[0].trimmingCharacters(in: .whitespaces)) else {
             throw ConfigError.invalidValue(field: "--target", value: text, expected: "METRIC=VALUE with METRIC one of \(names)")
         }
+        if parts[1].trimmingCharacters(in: .whitespaces) == "best" { return .best(metric) }
         guard let v = DecimalText.double(parts[1].trimmingCharacters(in: .whitespaces)), v > 0, v < 1e12 else {
-            throw ConfigError.invalidValue(field: "--target", value: text, expected: "a positive number after '=' (e.g. \(metric.rawValue)=5)")
+            throw ConfigError.invalidValue(field: "--target", value: text, expected: "a positive number after '=' (e.g. \(metric.rawValue)=5), or best (the best within the GPU's memory)")
         }
         return PlanTarget(metric, v)
     }
 
-    public var description: String { "\(metric.rawValue)=\(value)" }
+    public var description: String { best ? "\(metric.rawValue)=best" : "\(metric.rawValue)=\(value)" }
 
     /// The figure a plan asks for with `margin` of headroom: a speed that much higher, a latency that much lower.
     public func goal(margin: Double) -> Double { metric.higherIsBetter ? value * (1 + margin) : value / (1 + margin) }
@@ -61,13 +70,13 @@ public struct PlanTarget: Sendable, Equatable, CustomStringConvertible {
 
     /// Whether `figure` reaches `goal(margin:)`.
     public func meets(_ figure: Double?, margin: Double) -> Bool {
-        guard let figure else { return false }
+        guard let figure, !best else { return false }
         return metric.higherIsBetter ? figure >= goal(margin: margin) : figure <= goal(margin: margin)
     }
 
     /// How far `figure` is from the goal, as a share of it (positive: short of it).
     public func shortfall(_ figure: Double?, margin: Double) -> Double? {
-        guard let figure else { return nil }
+        guard let figure, !best else { return nil }
         let goal = goal(margin: margin)
         return metric.higherIsBetter ? (goal - figure) / goal : (figure - goal) / goal
     }

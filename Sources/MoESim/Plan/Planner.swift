@@ -70,6 +70,13 @@ public struct Planner: Sendable {
         var low = try smallestAccepted(policy), high = memory.expertsThatFit
         guard low <= high else { return StrategyPlan(policy: policy, points: [], cheapest: nil, below: nil, irregular: []) }
         let top = try replay(high)
+        // The best within memory: the most experts that fit (the metric improving with the budget), and one fewer
+        // to show where it is not.
+        if target.best {
+            let down = high > low ? try replay(high - 1) : nil
+            let irregular = down.flatMap { d in d.figure.flatMap { f in top.figure.map { t in target.metric.higherIsBetter ? f > t : f < t } } } == true ? [down!] : []
+            return StrategyPlan(policy: policy, points: sorted(points), cheapest: top, below: nil, irregular: irregular)
+        }
         guard top.meets else { return StrategyPlan(policy: policy, points: sorted(points), cheapest: nil, below: nil, irregular: []) }
         if try replay(low).meets { return StrategyPlan(policy: policy, points: sorted(points), cheapest: points[low], below: nil, irregular: []) }
         while high - low > 1 {  // low misses, high meets
@@ -103,8 +110,16 @@ public struct Planner: Sendable {
 
     private func sorted(_ points: [Int: PlanPoint]) -> [PlanPoint] { points.values.sorted { $0.budgetExperts < $1.budgetExperts } }
 
-    /// The strategies' answers, cheapest first (ties: the better figure, then the order given).
+    /// The strategies' answers, cheapest first (ties: the better figure, then the order given); for the best
+    /// within memory, the best figure first.
     public static func chosen(_ plans: [StrategyPlan], target: PlanTarget) -> StrategyPlan? {
+        if target.best {
+            return plans.enumerated().filter { $0.element.cheapest?.figure != nil }.min { a, b in
+                let x = a.element.cheapest!.figure!, y = b.element.cheapest!.figure!
+                if x != y { return target.metric.higherIsBetter ? x > y : x < y }
+                return a.offset < b.offset
+            }?.element
+        }
         let reached = plans.enumerated().filter { $0.element.cheapest != nil }
         return reached.min { a, b in
             let x = a.element.cheapest!, y = b.element.cheapest!
