@@ -172,6 +172,8 @@ struct PlanCommand: ParsableCommand {
             } else if let reason = location.reason {
                 print("SGLang: no --init-expert-location for this map: \(reason)")
             }
+            let vllm = EngineSettings.vllm(spec.placement.expertMap, gpus: spec.hardware.gpus, redundant: spec.placement.redundantExperts)
+            print("vLLM: " + (vllm.flags ?? "no flags for this map: \(vllm.reason ?? "")"))
         }
         for p in plans where p.policy == .nCpuMoe {
             guard let a = p.cheapest else { continue }

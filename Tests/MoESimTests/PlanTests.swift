@@ -330,3 +330,21 @@ import Yams
         }
     }
 }
+
+/// vLLM's flags by its own names (vllm/config/parallel.py): the placement strategy one of its `linear` and
+/// `round_robin`, the EPLB config a JSON object with `num_redundant_experts`.
+@Suite struct VLLMFlagsTests {
+    @Test func theMapsVLLMCanTake() throws {
+        let rr = try #require(EngineSettings.vllm(.roundRobin, gpus: 4, redundant: 0).flags)
+        #expect(rr == "--data-parallel-size 4 --enable-expert-parallel --expert-placement-strategy round_robin")
+        let eplb = try #require(EngineSettings.vllm(.replicated, gpus: 8, redundant: 16).flags)
+        #expect(eplb.hasPrefix("--data-parallel-size 8 --enable-expert-parallel --enable-eplb --eplb-config '"))
+        let json = String(eplb.split(separator: "'")[1])
+        let config = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Int])
+        #expect(config == ["num_redundant_experts": 16])
+        for kind in [ExpertMap.Kind.frequencyBalanced, .affinity, .balancedComm] {
+            let r = EngineSettings.vllm(kind, gpus: 4, redundant: 0)
+            #expect(r.flags == nil && r.reason?.contains("\(kind)") == true)
+        }
+    }
+}

@@ -83,6 +83,21 @@ public enum EngineSettings {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// vLLM's flags for a plan on `gpus` GPUs under expert parallelism with data-parallel attention (docs/plan.md;
+    /// vllm/config/parallel.py: `ExpertPlacementStrategy` is `linear` or `round_robin`, `EPLBConfig` takes
+    /// `num_redundant_experts`): `round-robin` is vLLM's `round_robin` placement, `replicated` its EPLB with the same
+    /// redundant experts (vLLM then rebalances from its own load window rather than from the trace). Nil, with the
+    /// reason, for a map vLLM cannot be given.
+    public static func vllm(_ map: ExpertMap.Kind, gpus: Int, redundant: Int) -> (flags: String?, reason: String?) {
+        let common = "--data-parallel-size \(gpus) --enable-expert-parallel"
+        switch map {
+        case .roundRobin: return ("\(common) --expert-placement-strategy round_robin", nil)
+        case .replicated: return (#"\#(common) --enable-eplb --eplb-config '{"num_redundant_experts": \#(redundant)}'"#, nil)
+        default:
+            return (nil, "vLLM places experts linearly or round-robin, or rebalances them itself (EPLB); it takes no map of one's own such as \(map)")
+        }
+    }
+
     /// SGLang's `--init-expert-location` JSON for `map` (docs/plan.md; sglang/srt/eplb/expert_location.py):
     /// `{"physical_to_logical_map": [[…], …]}`, per layer the logical expert of each physical slot, GPU g's slots
     /// being g · S ..< (g + 1) · S with S = slots per GPU, each GPU's experts in ascending id. SGLang needs every GPU
