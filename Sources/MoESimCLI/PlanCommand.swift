@@ -53,7 +53,13 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Folder for frontier.csv and plan.yaml.")
     var out: String = "reports/plan"
 
+    @OptionGroup var prefetch: PrefetchArguments
+
+    @OptionGroup var precision: PrecisionArguments
+
     @OptionGroup(title: "Serving") var serving: ServingArguments
+
+    @OptionGroup var placement: PlacementArguments
 
     @OptionGroup var overrides: OverrideOptions
 
@@ -74,9 +80,15 @@ struct PlanCommand: ParsableCommand {
         if let hardware { cfg.hardware = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset) }
         if let runtime { cfg.runtime = try RunConfig.profile(named: runtime, preset: RuntimeProfile.preset) }
         try overrides.apply(model: &cfg.model, hardware: &cfg.hardware, runtime: &cfg.runtime)
+        cfg.prefetch = try prefetch.options(base: cfg.prefetch)
+        cfg.precision = try precision.options(base: cfg.precision)
         cfg.serving = try serving.options(base: cfg.serving)
+        cfg.placement = try placement.options(base: cfg.placement)
         let goal = try PlanTarget.parse(target)
         let strategies = try commaList(policies, option: "policies", expected: "a strategy") { try PolicyKind.named($0) }
+        // Options given here must apply to a strategy searched (the config's sections may serve others it lists).
+        try SettingScope.check(prefetch.given + precision.given + placement.given + serving.given, policies: strategies,
+                               schedulers: [cfg.serving.scheduler], gpus: [cfg.hardware.gpus])
         let limit = try gpuMemory.map { text -> Double in
             guard case let .bytes(b) = try Budget.parse(text) else {
                 throw ValidationError("--gpu-memory takes bytes (e.g. 20GiB or 24e9), not a share or a count of experts; got '\(text)'")
@@ -174,6 +186,11 @@ struct PlanCommand: ParsableCommand {
             }
             let vllm = EngineSettings.vllm(spec.placement.expertMap, gpus: spec.hardware.gpus, redundant: spec.placement.redundantExperts)
             print("vLLM: " + (vllm.flags ?? "no flags for this map: \(vllm.reason ?? "")"))
+        }
+        for p in plans {
+            guard let a = p.cheapest, let flags = EngineSettings.ktransformersSGLang(p.policy, rest: a.result.spec.placement.rest, experts: a.budgetExperts) else { continue }
+            print("SGLang with KTransformers (\(p.policy.rawValue) at \(experts(a.budgetExperts))): \(flags)  "
+                  + "(EXPERT_DISTRIBUTION.pt: SGLang's --expert-distribution-recorder output for your traffic)")
         }
         for p in plans where p.policy == .nCpuMoe {
             guard let a = p.cheapest else { continue }

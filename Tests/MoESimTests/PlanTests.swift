@@ -348,3 +348,18 @@ import Yams
         }
     }
 }
+
+/// SGLang's KTransformers flags for a static-frequency answer, by kt_ep_wrapper.py's names: a total of GPU experts
+/// and the `frequency` placement (one of its strategies) with its frequency file.
+@Suite struct KTransformersSGLangTests {
+    @Test func aStaticFrequencyAnswersFlags() throws {
+        let flags = try #require(EngineSettings.ktransformersSGLang(.staticFrequency, rest: .cpu, experts: 120))
+        let words = flags.split(separator: " ").map(String.init)
+        let value = { (flag: String) in words.firstIndex(of: flag).map { words[$0 + 1] } }
+        #expect(value("--kt-num-gpu-experts") == "120")
+        #expect(["frequency", "uniform", "front-loading", "random"].contains(value("--kt-expert-placement-strategy") ?? ""))
+        #expect(value("--kt-expert-placement-strategy") == "frequency" && value("--kt-expert-frequency-file") != nil)
+        #expect(EngineSettings.ktransformersSGLang(.lru, rest: .cpu, experts: 120) == nil)
+        #expect(EngineSettings.ktransformersSGLang(.staticFrequency, rest: .demand, experts: 120) == nil)  // copies, not CPU
+    }
+}

@@ -83,6 +83,17 @@ public enum EngineSettings {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// SGLang's KTransformers integration (kt-kernel) for a `static-frequency` answer of `experts` GPU experts: the
+    /// most used experts resident on the GPU, the rest computed on the CPU. `--kt-num-gpu-experts` is the total over
+    /// the MoE layers and `frequency` picks the most activated ones from SGLang's expert distribution recording
+    /// (sglang/srt/layers/moe/kt_ep_wrapper.py: `generate_*_masks`, "Total number of GPU experts to allocate";
+    /// `--kt-expert-frequency-file`). Nil for other strategies, and for misses copied on demand (`placement.rest:
+    /// demand`): KTransformers computes the other experts on the CPU (`rest: cpu`).
+    public static func ktransformersSGLang(_ policy: PolicyKind, rest: PlacementOptions.Rest, experts: Int) -> String? {
+        guard policy == .staticFrequency && rest == .cpu else { return nil }
+        return "--kt-num-gpu-experts \(experts) --kt-expert-placement-strategy frequency --kt-expert-frequency-file EXPERT_DISTRIBUTION.pt"
+    }
+
     /// vLLM's flags for a plan on `gpus` GPUs under expert parallelism with data-parallel attention (docs/plan.md;
     /// vllm/config/parallel.py: `ExpertPlacementStrategy` is `linear` or `round_robin`, `EPLBConfig` takes
     /// `num_redundant_experts`): `round-robin` is vLLM's `round_robin` placement, `replicated` its EPLB with the same
