@@ -11,7 +11,7 @@ struct PlanCommand: ParsableCommand {
         discussion: """
             Each strategy's budget is bisected between the smallest a replay accepts and the most experts that fit in \
             the GPU's memory beside the resident weights and the KV cache; the answer's neighbours are replayed too. \
-            Writes OUT/frontier.csv (every replay of the search) and its plot OUT/frontier.svg, OUT/plan.yaml (the answer as a run config) and, for \
+            Writes OUT/frontier.csv (every replay of the search) and its plot OUT/frontier.svg, OUT/plan.journal (what --resume reuses), OUT/plan.yaml (the answer as a run config) and, for \
             an n-cpu-moe answer, llama.cpp's flags. Exit status: 0 a plan, 3 no strategy reaches the target, 1 bad \
             input. Example: moesim plan --hardware rtx4090 --target tokens_per_s=5 --margin 0.3
             """)
@@ -49,6 +49,9 @@ struct PlanCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("Also search a setting, as a sweep axis (docs/sweep.md): KEY=V1,V2,… such as serving.max_seqs=4,8,16 or hardware.gpus=1,2,4 (repeatable: every combination). The answer is the fewest experts on all GPUs together.", valueName: "key=values"))
     var vary: [String] = []
+
+    @Flag(help: "Reuse the replays of an earlier plan over the same trace and settings (OUT/plan.journal), e.g. one that was killed or asked for another target.")
+    var resume = false
 
     @Option(help: "Folder for frontier.csv and plan.yaml.")
     var out: String = "reports/plan"
@@ -105,6 +108,7 @@ struct PlanCommand: ParsableCommand {
         files.output("--out", (out as NSString).appendingPathComponent("frontier.svg"))
         files.output("--out", (out as NSString).appendingPathComponent("ktransformers-rules.yaml"))
         files.output("--out", (out as NSString).appendingPathComponent("sglang-expert-location.json"))
+        files.output("--out", (out as NSString).appendingPathComponent("plan.journal"))
         try files.check()
 
         let routing = try RoutingTrace.loadForReplay(cfg.tracePath)
@@ -116,9 +120,16 @@ struct PlanCommand: ParsableCommand {
         print("\(routing.name): \(cfg.model.name) on \(cfg.hardware.name) (\(cfg.runtime.name) runtime), target \(goal)"
               + (margin > 0 ? " with \(Human.percent(margin)) margin: \(String(format: "%.4g", goal.goal(margin: margin))) \(goal.metric.rawValue)" : ""))
         print(ValidationRecord.note(runtime: cfg.runtime, presetNames: RuntimeProfile.presetNames))
+        let journalPath = (out as NSString).appendingPathComponent("plan.journal")
+        let journal = try PlanJournal(path: journalPath, inputs: try PlanJournal.inputs(version: MoESimCommand.configuration.version,
+                                                                                        trace: cfg.tracePath, cells: cells.map(\.spec)),
+                                      resume: resume)
+        if resume { print("resumed: \(journal.kept.count) replays from \(journalPath)") }
         var searched: [(cell: Cell, plans: [StrategyPlan], memory: MemorySplit)] = []
-        for cell in cells {
-            let planner = try Planner(trace: routing, plan: steps, base: cell.spec, target: goal, margin: margin, memoryLimitBytes: limit)
+        for (index, cell) in cells.enumerated() {
+            var planner = try Planner(trace: routing, plan: steps, base: cell.spec, target: goal, margin: margin, memoryLimitBytes: limit)
+            planner.journal = journal
+            planner.cell = index
             let m = planner.memory
             if !cell.label.isEmpty { print("\n\(cell.label):") }
             print("GPU memory \(formatBytes(Int(m.gpuBytes))): resident weights \(formatBytes(Int(m.residentBytes))), KV cache "
@@ -134,7 +145,7 @@ struct PlanCommand: ParsableCommand {
         // For the best within memory: the best figure; ties: the fewest experts, then the order searched.
         let best = candidates.enumerated().min { x, y in
             let (a, b) = (x.element.2, y.element.2)
-            let ta = a.budgetExperts * a.result.spec.hardware.gpus, tb = b.budgetExperts * b.result.spec.hardware.gpus
+            let ta = a.budgetExperts * a.spec.hardware.gpus, tb = b.budgetExperts * b.spec.hardware.gpus
             let better: Bool? = {
                 guard let fa = a.figure, let fb = b.figure, fa != fb else { return nil }
                 return goal.metric.higherIsBetter ? fa > fb : fa < fb
@@ -172,8 +183,8 @@ struct PlanCommand: ParsableCommand {
         let tracePath = URL(fileURLWithPath: cfg.tracePath).standardizedFileURL.path
         try AtomicFileSink.write(EngineSettings.moesimConfig(answer, tracePath: tracePath), to: planPath)
         print("wrote \(planPath) (replay it: moesim compare --config \(planPath))")
-        if answer.result.spec.hardware.gpus > 1 {
-            let spec = answer.result.spec, map = try ExpertMap(spec.placement.expertMap, gpus: spec.hardware.gpus, plan: steps,
+        if answer.spec.hardware.gpus > 1 {
+            let spec = answer.spec, map = try ExpertMap(spec.placement.expertMap, gpus: spec.hardware.gpus, plan: steps,
                                                                redundant: spec.placement.redundantExperts)
             let location = EngineSettings.sglangExpertLocation(map, layers: cfg.model.layers, experts: cfg.model.experts)
             if let json = location.json {
@@ -188,13 +199,13 @@ struct PlanCommand: ParsableCommand {
             print("vLLM: " + (vllm.flags ?? "no flags for this map: \(vllm.reason ?? "")"))
         }
         for p in plans {
-            guard let a = p.cheapest, let flags = EngineSettings.ktransformersSGLang(p.policy, rest: a.result.spec.placement.rest, experts: a.budgetExperts) else { continue }
+            guard let a = p.cheapest, let flags = EngineSettings.ktransformersSGLang(p.policy, rest: a.spec.placement.rest, experts: a.budgetExperts) else { continue }
             print("SGLang with KTransformers (\(p.policy.rawValue) at \(experts(a.budgetExperts))): \(flags)  "
                   + "(EXPERT_DISTRIBUTION.pt: SGLang's --expert-distribution-recorder output for your traffic)")
         }
         for p in plans where p.policy == .nCpuMoe {
             guard let a = p.cheapest else { continue }
-            let layers = a.result.spec.placement.cpuLayers(model: cfg.model, budgetBytes: a.budgetBytes)
+            let layers = a.spec.placement.cpuLayers(model: cfg.model, budgetBytes: a.budgetBytes)
             if let rules = EngineSettings.ktransformersRules(cpuLayers: layers, layers: cfg.model.layers, model: cfg.model.name) {
                 let path = (out as NSString).appendingPathComponent("ktransformers-rules.yaml")
                 try AtomicFileSink.write(rules, to: path)
@@ -249,7 +260,7 @@ struct PlanCommand: ParsableCommand {
                 [p.policy.rawValue, "\(p.budgetExperts)", "\(p.budgetBytes)", goal.metric.rawValue,
                  p.figure.map { "\($0)" } ?? "", p.meets ? "1" : "0",
                  chosen.map { $0.policy == p.policy && $0.budgetExperts == p.budgetExperts } == true ? "1" : "0",
-                 p.result.hitRate.map { "\($0)" } ?? ""]
+                 p.hitRate.map { "\($0)" } ?? ""]
             }
         }
     }

@@ -137,7 +137,7 @@ import Yams
         spec.runtime = .ideal
         let r = try Replayer.replay(trace: trace, plan: StepPlan(trace), spec: spec)
         let point = PlanPoint(policy: .nCpuMoe, budgetExperts: 20, budgetBytes: r.budgetBytes, figure: r.tokensPerSecond,
-                              meets: true, result: r)
+                              meets: true, spec: spec, hitRate: r.hitRate)
         let text = EngineSettings.moesimConfig(point, tracePath: packageRoot + "/traces/mixtral-decode-synth.jsonl.gz")
         #expect(text.contains("hardware: {preset: rtx3060, link_bytes_per_s: 7500000000.0}"))
         let cfg = try RunConfig.parse(text, path: "/tmp/plan.yaml")
@@ -164,6 +164,16 @@ import Yams
         #expect(svg.hasPrefix("<svg") && svg.contains("lru") && svg.contains("n-cpu-moe"))
         let chosen = frontier.split(separator: "\n").dropFirst().filter { $0.split(separator: ",", omittingEmptySubsequences: false)[6] == "1" }
         #expect(chosen.count == 1 && chosen[0].split(separator: ",")[5] == "1", "one chosen row, and it meets the target")
+        // The same plan, byte for byte, on two jobs; and resumed from its journal without a replay.
+        let two = dir + "/two", resumed = dir + "/resumed"
+        #expect(try cli.moesim("plan", "--target", "tokens_per_s=5", "--policies", "lru,n-cpu-moe", "--jobs", "2", "--out", two).status == 0)
+        #expect(try String(contentsOfFile: two + "/frontier.csv", encoding: .utf8) == frontier)
+        try FileManager.default.copyItem(atPath: dir + "/plan.journal", toPath: resumed + ".journal")
+        try FileManager.default.createDirectory(atPath: resumed, withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: resumed + ".journal", toPath: resumed + "/plan.journal")
+        let again = try cli.moesim("plan", "--target", "tokens_per_s=5", "--policies", "lru,n-cpu-moe", "--resume", "--out", resumed)
+        #expect(again.status == 0 && again.stdout.contains("resumed: \(frontier.split(separator: "\n").count - 1) replays"))
+        #expect(try String(contentsOfFile: resumed + "/frontier.csv", encoding: .utf8) == frontier)
         // The plan's config, replayed by compare, meets the target.
         let check = dir + "/check.csv"
         let c = try cli.moesim("compare", "--config", dir + "/plan.yaml", "--out", check)
@@ -297,7 +307,7 @@ import Yams
         spec.prefetch.accuracy = 0.8          // nor this
         let r = try Replayer.replay(trace: trace, plan: StepPlan(trace), spec: spec)
         let point = PlanPoint(policy: .mixedPrecision, budgetExperts: 40, budgetBytes: r.budgetBytes, figure: r.tokensPerSecond,
-                              meets: true, result: r)
+                              meets: true, spec: spec, hitRate: r.hitRate)
         let text = EngineSettings.moesimConfig(point, tracePath: path)
         #expect(text.contains("precision: {threshold: 0.15, low_bits: 2, group_size: 64, low_hit: accept}"))
         #expect(!text.contains("skip_threshold") && !text.contains("prefetch:") && !text.contains("placement:"))
@@ -361,5 +371,44 @@ import Yams
         #expect(value("--kt-expert-placement-strategy") == "frequency" && value("--kt-expert-frequency-file") != nil)
         #expect(EngineSettings.ktransformersSGLang(.lru, rest: .cpu, experts: 120) == nil)
         #expect(EngineSettings.ktransformersSGLang(.staticFrequency, rest: .demand, experts: 120) == nil)  // copies, not CPU
+    }
+}
+
+/// `moesim plan --resume`: the replays of a plan killed or run before are reused, not made again.
+@Suite struct PlanResumeTests {
+    /// A journal holds every replay a plan made; a resumed planner over the same inputs replays nothing and plans the
+    /// same; one line cut short by a kill is dropped; a journal of other inputs, or edited, is refused by line.
+    @Test func aResumedPlanReusesItsReplays() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("journal-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/plan.journal"
+        let target = PlanTarget(.tokensPerSecond, 1500)
+        var first = try PlanTests.planner(target)
+        first.journal = try PlanJournal(path: path, inputs: "abc", resume: false)
+        let made = try first.search(.lru)
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == made.points.count + 1 && lines[0] == "# moesim plan journal 1 inputs=abc")
+        // Resumed: every point read back (a replay would be recorded again), the same plan.
+        var again = try PlanTests.planner(target)
+        let resumed = try PlanJournal(path: path, inputs: "abc", resume: true)
+        #expect(resumed.kept.count == made.points.count)
+        again.journal = resumed
+        let same = try again.search(.lru)
+        #expect(same.points.map(\.budgetExperts) == made.points.map(\.budgetExperts) && same.points.map(\.figure) == made.points.map(\.figure))
+        #expect(same.cheapest?.budgetExperts == made.cheapest?.budgetExperts)
+        #expect(try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").count == lines.count, "nothing replayed again")
+        // A kill in the middle of a line: that line is dropped, the others kept.
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        try String(text.dropLast(5)).write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(try PlanJournal(path: path, inputs: "abc", resume: true).kept.count == made.points.count - 1)
+        // Other inputs, or an edited line: refused, naming the line.
+        #expect(throws: ConfigError.self) { try PlanJournal(path: path, inputs: "xyz", resume: true) }
+        try text.replacingOccurrences(of: ",lru,", with: ",lfu,").write(toFile: path, atomically: false, encoding: .utf8)
+        do {
+            _ = try PlanJournal(path: path, inputs: "abc", resume: true)
+            Issue.record("an edited journal was accepted")
+        } catch let ConfigError.file(_, line, _) {
+            #expect(line == 2)
+        }
     }
 }

@@ -5,7 +5,7 @@ public enum EngineSettings {
     /// every prefetch, precision, placement and serving setting the strategy and scheduler take (`n-cpu-moe`'s
     /// layers as the number it chose).
     public static func moesimConfig(_ point: PlanPoint, tracePath: String) -> String {
-        let spec = point.result.spec
+        let spec = point.spec
         var lines = [
             "# Written by moesim plan: the cheapest configuration found that meets the target (docs/plan.md).",
             "trace: \(quoted(tracePath))",

@@ -16,6 +16,10 @@ public struct Planner: Sendable {
     public let margin: Double
     /// Where the GPU's memory goes, and so the most experts a budget may hold.
     public let memory: MemorySplit
+    /// The replays already made (`moesim plan --resume`) and where new ones are recorded; `cell` names this
+    /// planner's settings among a plan's `--vary` combinations.
+    public var journal: PlanJournal?
+    public var cell = 0
 
     /// - Parameter memoryLimitBytes: GPU memory the plan may use (nil: the hardware's).
     /// - Throws: `ConfigError` when the trace does not fit the model, or no expert fits in GPU memory beside the
@@ -60,10 +64,17 @@ public struct Planner: Sendable {
             var spec = base
             spec.policy = policy
             spec.budget = .experts(experts)
-            let r = try Replayer.replay(trace: trace, plan: plan, spec: spec)
-            let figure = target.measure(r)
-            let p = PlanPoint(policy: policy, budgetExperts: experts, budgetBytes: r.budgetBytes, figure: figure,
-                              meets: target.meets(figure, margin: margin), result: r)
+            let key = PlanJournal.Key(cell: cell, policy: policy, experts: experts)
+            let replayed: PlanJournal.Replay
+            if let kept = journal?.kept[key] {
+                replayed = kept
+            } else {
+                let r = try Replayer.replay(trace: trace, plan: plan, spec: spec)
+                replayed = PlanJournal.Replay(figure: target.measure(r), hitRate: r.hitRate, budgetBytes: r.budgetBytes)
+                try journal?.record(key, replayed)
+            }
+            let p = PlanPoint(policy: policy, budgetExperts: experts, budgetBytes: replayed.budgetBytes, figure: replayed.figure,
+                              meets: target.meets(replayed.figure, margin: margin), spec: spec, hitRate: replayed.hitRate)
             points[experts] = p
             return p
         }
@@ -132,7 +143,7 @@ public struct Planner: Sendable {
     }
 }
 
-/// One replayed configuration of a plan's search.
+/// One replayed configuration of a plan's search (replayed now, or read back from the plan's journal on --resume).
 public struct PlanPoint: Sendable {
     public let policy: PolicyKind
     public let budgetExperts: Int
@@ -140,7 +151,9 @@ public struct PlanPoint: Sendable {
     /// The target metric's figure (nil when the run has none).
     public let figure: Double?
     public let meets: Bool
-    public let result: ReplayResult
+    /// The settings it was replayed with, and its hit rate.
+    public let spec: ReplaySpec
+    public let hitRate: Double?
 }
 
 /// One strategy's search: every replay it made (by budget), the cheapest budget that meets the target and the step
