@@ -130,6 +130,9 @@ struct PlanCommand: ParsableCommand {
             var planner = try Planner(trace: routing, plan: steps, base: cell.spec, target: goal, margin: margin, memoryLimitBytes: limit)
             planner.journal = journal
             planner.cell = index
+            // A pruned grid: budgets whose experts on all GPUs together reach the cheapest answer so far cannot beat it.
+            let found = searched.flatMap { $0.plans.compactMap { $0.cheapest.map { $0.budgetExperts * $0.spec.hardware.gpus } } }.min()
+            planner.ceiling = found.map { ($0 - 1) / cell.spec.hardware.gpus }
             let m = planner.memory
             if !cell.label.isEmpty { print("\n\(cell.label):") }
             print("GPU memory \(formatBytes(Int(m.gpuBytes))): resident weights \(formatBytes(Int(m.residentBytes))), KV cache "
@@ -274,6 +277,8 @@ struct PlanCommand: ParsableCommand {
                 rows.append([p.policy.rawValue, "\(a.budgetExperts)", formatBytes(a.budgetBytes), f(a.figure),
                              p.below.map { "\($0.budgetExperts): \(String(format: "%.6g", $0.figure ?? .nan))" } ?? (goal.best ? "–" : "smallest"),
                              "\(p.points.count)"])
+            } else if p.pruned {
+                rows.append([p.policy.rawValue, "pruned", "–", "–", "not below a cheaper answer", "\(p.points.count)"])
             } else {
                 let best = p.best(goal)
                 rows.append([p.policy.rawValue, "not reached", "–", "best \(f(best?.figure))", best.map { "at \($0.budgetExperts)" } ?? "–",

@@ -196,6 +196,14 @@ import Yams
         #expect(frontier[0] == "serving.max_seqs,policy,budget_experts,budget_bytes,metric,value,meets,chosen,hit_rate")
         #expect(Set(frontier.dropFirst().map { $0.split(separator: ",")[0] }) == ["1", "4"])
         #expect(try String(contentsOfFile: dir + "/plan.yaml", encoding: .utf8).contains("max_seqs: 4"))
+        // The grid is pruned (after the cheaper max_seqs=4 answer, max_seqs=1 is searched only below it): the same
+        // answer whatever the order.
+        let other = dir + "/other"
+        let reordered = try cli.moesim("plan", "--target", "tokens_per_s=40", "--scheduler", "continuous", "--vary", "serving.max_seqs=4,1",
+                                       "--policies", "cpu-fallback", "--jobs", "1", "--out", other)
+        #expect(reordered.stdout.contains("pruned"))
+        let answer = { (text: String) in text.split(separator: "\n").first { $0.hasPrefix("plan: ") } }
+        #expect(answer(reordered.stdout) != nil && answer(reordered.stdout) == answer(r.stdout))
         let bad = try cli.moesim("plan", "--target", "tokens_per_s=40", "--vary", "serving.max_sqs=1,4", "--out", dir)
         #expect(bad.status != 0 && bad.stderr.contains("serving.max_seqs"))
     }

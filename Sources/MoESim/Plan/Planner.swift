@@ -20,6 +20,9 @@ public struct Planner: Sendable {
     /// planner's settings among a plan's `--vary` combinations.
     public var journal: PlanJournal?
     public var cell = 0
+    /// The most experts worth searching (a cheaper answer of another `--vary` combination prunes the rest); nil: all
+    /// that fit.
+    public var ceiling: Int?
 
     /// - Parameter memoryLimitBytes: GPU memory the plan may use (nil: the hardware's).
     /// - Throws: `ConfigError` when the trace does not fit the model, or no expert fits in GPU memory beside the
@@ -78,8 +81,9 @@ public struct Planner: Sendable {
             points[experts] = p
             return p
         }
-        var low = try smallestAccepted(policy), high = memory.expertsThatFit
-        guard low <= high else { return StrategyPlan(policy: policy, points: [], cheapest: nil, below: nil, irregular: []) }
+        var low = try smallestAccepted(policy), high = target.best ? memory.expertsThatFit : min(memory.expertsThatFit, ceiling ?? .max)
+        let pruned = high < memory.expertsThatFit
+        guard low <= high else { return StrategyPlan(policy: policy, points: [], cheapest: nil, below: nil, irregular: [], pruned: pruned) }
         let top = try replay(high)
         // The best within memory: the most experts that fit (the metric improving with the budget), and one fewer
         // to show where it is not.
@@ -88,7 +92,7 @@ public struct Planner: Sendable {
             let irregular = down.flatMap { d in d.figure.flatMap { f in top.figure.map { t in target.metric.higherIsBetter ? f > t : f < t } } } == true ? [down!] : []
             return StrategyPlan(policy: policy, points: sorted(points), cheapest: top, below: nil, irregular: irregular)
         }
-        guard top.meets else { return StrategyPlan(policy: policy, points: sorted(points), cheapest: nil, below: nil, irregular: []) }
+        guard top.meets else { return StrategyPlan(policy: policy, points: sorted(points), cheapest: nil, below: nil, irregular: [], pruned: pruned) }
         if try replay(low).meets { return StrategyPlan(policy: policy, points: sorted(points), cheapest: points[low], below: nil, irregular: []) }
         while high - low > 1 {  // low misses, high meets
             let mid = low + (high - low) / 2
@@ -166,6 +170,15 @@ public struct StrategyPlan: Sendable {
     /// Replays next to the answer that disagree with a monotone metric: one more expert that misses, or one fewer
     /// than the step below that meets.
     public let irregular: [PlanPoint]
+    /// Whether the search stopped below the experts that fit, where a cheaper answer was already known.
+    public var pruned = false
+
+    public init(policy: PolicyKind, points: [PlanPoint], cheapest: PlanPoint?, below: PlanPoint?, irregular: [PlanPoint],
+                pruned: Bool = false) {
+        self.policy = policy; self.points = points; self.cheapest = cheapest; self.below = below
+        self.irregular = irregular; self.pruned = pruned
+    }
+
     /// The best figure reached (what a plan reports when none meets the target).
     public func best(_ target: PlanTarget) -> PlanPoint? {
         points.filter { $0.figure != nil }.max { a, b in
