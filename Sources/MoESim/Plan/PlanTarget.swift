@@ -16,13 +16,6 @@ public struct PlanTarget: Sendable, Equatable, CustomStringConvertible {
 
         /// Whether more is better (a speed) or less (a latency).
         public var higherIsBetter: Bool { self == .tokensPerSecond || self == .goodput }
-        var unit: String {
-            switch self {
-            case .tokensPerSecond: "tokens/s"
-            case .tpotP99, .ttftP99: "s"
-            case .goodput: "requests/s"
-            }
-        }
     }
 
     public let metric: Metric
