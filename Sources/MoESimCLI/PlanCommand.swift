@@ -11,8 +11,9 @@ struct PlanCommand: ParsableCommand {
         discussion: """
             Each strategy's budget is bisected between the smallest a replay accepts and the most experts that fit in \
             the GPU's memory beside the resident weights and the KV cache; the answer's neighbours are replayed too. \
-            Writes OUT/frontier.csv (every replay of the search) and its plot OUT/frontier.svg, OUT/plan.journal (what --resume reuses), OUT/plan.yaml (the answer as a run config) and, for \
-            an n-cpu-moe answer, llama.cpp's flags. Exit status: 0 a plan, 3 no strategy reaches the target, 1 bad \
+            Writes OUT/frontier.csv (every replay of the search) and its plot OUT/frontier.svg, OUT/plan.journal (what --resume reuses), OUT/plan.yaml (the answer as a run config) and the \
+            settings engines take: llama.cpp's flags and KTransformers' rules for an n-cpu-moe answer, SGLang's and \
+            vLLM's on several GPUs. Exit status: 0 a plan, 3 no strategy reaches the target, 1 bad \
             input. Example: moesim plan --hardware rtx4090 --target tokens_per_s=5 --margin 0.3
             """)
 
@@ -35,10 +36,10 @@ struct PlanCommand: ParsableCommand {
                                valueName: "metric=value"))
     var target: String
 
-    @Option(help: "Strategies to plan, comma-separated (default: lru, lfu, arc, pregated, cpu-fallback, n-cpu-moe).")
+    @Option(help: "Strategies to plan, comma-separated.")
     var policies: String = "lru,lfu,arc,pregated,cpu-fallback,n-cpu-moe"
 
-    @Option(help: "Headroom on the target: 0.3 asks for 30% more speed, or 30% less latency, than the target (default 0).")
+    @Option(help: "Headroom on the target: 0.3 asks for 30% more speed, or 30% less latency, than the target.")
     var margin: Double = 0
 
     @Option(help: "GPU memory the plan may use (e.g. 20GiB; default: the hardware's).")
