@@ -7,20 +7,7 @@ struct Compare: ParsableCommand {
         abstract: "Run every strategy of a config on its trace; print a table and write a CSV (the main job).",
         discussion: "With no arguments: configs/default.yaml, the bundled trace, reports/compare.csv.")
 
-    @Option(help: "Run configuration (YAML, see docs/config.md).")
-    var config: String = "configs/default.yaml"
-
-    @Option(help: "Override the config's trace.")
-    var trace: String?
-
-    @Option(help: "Override the config's model: a preset or a profile file.")
-    var model: String?
-
-    @Option(help: "Override the config's hardware: a preset (see `moesim profiles`) or a profile file.")
-    var hardware: String?
-
-    @Option(help: "Override the config's runtime: ideal, pytorch-eager, cuda-graph, llama.cpp, or a runtime profile file.")
-    var runtime: String?
+    @OptionGroup var inputs: RunInputArguments
 
     @Option(help: "Override the config's budget: 16GiB, 40GB, 25%, 96experts.")
     var budget: String?
@@ -41,22 +28,12 @@ struct Compare: ParsableCommand {
 
     @OptionGroup var numerics: NumericsArguments
 
-    @OptionGroup var overrides: OverrideOptions
-
     @Option(help: "Write the CSV here (default: the config's output, else reports/compare.csv).")
     var out: String?
 
     func run() throws {
-        guard FileManager.default.fileExists(atPath: config) else {
-            throw ValidationError("config file '\(config)' not found; run from the repository root or pass --config FILE")
-        }
-        var cfg = try RunConfig.load(config)
-        if let trace { cfg.tracePath = trace }
+        var cfg = try inputs.load()
         if let budget { cfg.budget = try Budget.parse(budget) }
-        if let model { cfg.model = try RunConfig.profile(named: model, preset: ModelProfile.preset) }
-        if let hardware { cfg.hardware = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset) }
-        if let runtime { cfg.runtime = try RunConfig.profile(named: runtime, preset: RuntimeProfile.preset) }
-        try overrides.apply(model: &cfg.model, hardware: &cfg.hardware, runtime: &cfg.runtime)
         cfg.prefetch = try prefetch.options(base: cfg.prefetch)
         cfg.precision = try precision.options(base: cfg.precision)
         cfg.serving = try serving.options(base: cfg.serving)
@@ -77,9 +54,7 @@ struct Compare: ParsableCommand {
         } ?? [cfg.budget]
         let path = out ?? cfg.outputPath ?? "reports/compare.csv"
         var files = FileRoles()
-        for input in cfg.inputFiles { files.input(input == config ? "the config" : "a file the config reads", input) }
-        files.input("--trace", trace)
-        files.input("--model", model); files.input("--hardware", hardware); files.input("--runtime", runtime)
+        inputs.inputs(cfg, &files)
         files.output(out == nil ? "the config's output" : "--out", path)
         files.output("--markdown", markdown)
         try files.check()

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import MoESim
 
@@ -186,4 +187,53 @@ func commaList<T>(_ text: String, option: String, expected: String, _ parse: (St
     }
     if items.isEmpty { throw ValidationError("--\(option) is empty") }
     return items
+}
+
+/// A run configuration and what overrides its inputs (trace, model, hardware, runtime, `--set`), as compare and
+/// plan take them.
+struct RunInputArguments: ParsableArguments {
+    @Option(help: "Run configuration (YAML, see docs/config.md).")
+    var config: String = "configs/default.yaml"
+
+    @Option(help: "Override the config's trace.")
+    var trace: String?
+
+    @Option(help: "Override the config's model: a preset or a profile file.")
+    var model: String?
+
+    @Option(help: "Override the config's hardware: a preset (see `moesim profiles`) or a profile file.")
+    var hardware: String?
+
+    @Option(help: "Override the config's runtime: ideal, pytorch-eager, cuda-graph, llama.cpp, or a runtime profile file.")
+    var runtime: String?
+
+    @OptionGroup var overrides: OverrideOptions
+
+    /// The config with the overrides applied; `modelFromTrace`: a `--trace` without `--model` brings its own model
+    /// (its preset, or the profile beside it), said on stdout.
+    func load(modelFromTrace: Bool = false) throws -> RunConfig {
+        guard FileManager.default.fileExists(atPath: config) else {
+            throw ValidationError("config file '\(config)' not found; run from the repository root or pass --config FILE")
+        }
+        var cfg = try RunConfig.load(config)
+        if let trace { cfg.tracePath = trace }
+        if let model {
+            cfg.model = try RunConfig.profile(named: model, preset: ModelProfile.preset)
+        } else if let trace, modelFromTrace {
+            let found = try ModelProfile.forTrace(trace, header: try RoutingTrace.header(of: trace))
+            cfg.model = found.profile
+            print("model: \(found.profile.name) from \(found.origin == "preset" ? "its preset" : found.origin + " (the profile beside the trace)")")
+        }
+        if let hardware { cfg.hardware = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset) }
+        if let runtime { cfg.runtime = try RunConfig.profile(named: runtime, preset: RuntimeProfile.preset) }
+        try overrides.apply(model: &cfg.model, hardware: &cfg.hardware, runtime: &cfg.runtime)
+        return cfg
+    }
+
+    /// Names the files `cfg` and these options read, for `files.check()`.
+    func inputs(_ cfg: RunConfig, _ files: inout FileRoles) {
+        for input in cfg.inputFiles { files.input(input == config ? "the config" : "a file the config reads", input) }
+        files.input("--trace", trace)
+        files.input("--model", model); files.input("--hardware", hardware); files.input("--runtime", runtime)
+    }
 }

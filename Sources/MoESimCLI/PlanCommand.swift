@@ -14,23 +14,11 @@ struct PlanCommand: ParsableCommand {
             Writes OUT/frontier.csv (every replay of the search) and its plot OUT/frontier.svg, OUT/plan.journal (what --resume reuses), OUT/plan.yaml (the answer as a run config) and the \
             settings engines take: llama.cpp's flags and KTransformers' rules for an n-cpu-moe answer, SGLang's and \
             vLLM's on several GPUs. Exit status: 0 a plan, 3 no strategy reaches the target, 1 bad \
-            input. Example: moesim plan --hardware rtx4090 --target tokens_per_s=5 --margin 0.3
+            input. A --trace without --model brings its own model (its preset, or the profile beside it). Example: \
+            moesim plan --hardware rtx4090 --target tokens_per_s=5 --margin 0.3
             """)
 
-    @Option(help: "Run configuration (YAML, see docs/config.md): trace, model, hardware, runtime, serving.")
-    var config: String = "configs/default.yaml"
-
-    @Option(help: "Override the config's trace (its model then comes from the trace: a preset, or a profile beside it, unless --model says).")
-    var trace: String?
-
-    @Option(help: "Override the config's model: a preset or a profile file.")
-    var model: String?
-
-    @Option(help: "Override the config's hardware: a preset (see `moesim profiles`) or a profile file.")
-    var hardware: String?
-
-    @Option(help: "Override the config's runtime: a preset or a runtime profile file.")
-    var runtime: String?
+    @OptionGroup var inputs: RunInputArguments
 
     @Option(help: ArgumentHelp("What to reach: tokens_per_s=V (at least), tpot_p99_s=V or ttft_p99_s=V (at most), goodput_rps=V (at least, with SLOs); METRIC=best: the best within the GPU's memory (with --gpu-memory: within that limit).",
                                valueName: "metric=value"))
@@ -65,25 +53,10 @@ struct PlanCommand: ParsableCommand {
 
     @OptionGroup var placement: PlacementArguments
 
-    @OptionGroup var overrides: OverrideOptions
 
     func run() throws {
-        guard FileManager.default.fileExists(atPath: config) else {
-            throw ValidationError("config file '\(config)' not found; run from the repository root or pass --config FILE")
-        }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
-        var cfg = try RunConfig.load(config)
-        if let trace { cfg.tracePath = trace }
-        if let model {
-            cfg.model = try RunConfig.profile(named: model, preset: ModelProfile.preset)
-        } else if let trace {  // another trace than the config's: its own model
-            let found = try ModelProfile.forTrace(trace, header: try RoutingTrace.header(of: trace))
-            cfg.model = found.profile
-            print("model: \(found.profile.name) from \(found.origin == "preset" ? "its preset" : found.origin + " (the profile beside the trace)")")
-        }
-        if let hardware { cfg.hardware = try RunConfig.profile(named: hardware, preset: HardwareProfile.preset) }
-        if let runtime { cfg.runtime = try RunConfig.profile(named: runtime, preset: RuntimeProfile.preset) }
-        try overrides.apply(model: &cfg.model, hardware: &cfg.hardware, runtime: &cfg.runtime)
+        var cfg = try inputs.load(modelFromTrace: true)
         cfg.prefetch = try prefetch.options(base: cfg.prefetch)
         cfg.precision = try precision.options(base: cfg.precision)
         cfg.serving = try serving.options(base: cfg.serving)
@@ -100,8 +73,7 @@ struct PlanCommand: ParsableCommand {
             return Double(b)
         }
         var files = FileRoles()
-        for input in cfg.inputFiles { files.input(input == config ? "the config" : "a file the config reads", input) }
-        files.input("--trace", trace)
+        inputs.inputs(cfg, &files)
         let frontierPath = (out as NSString).appendingPathComponent("frontier.csv")
         let planPath = (out as NSString).appendingPathComponent("plan.yaml")
         files.output("--out", frontierPath)
@@ -132,7 +104,7 @@ struct PlanCommand: ParsableCommand {
             planner.journal = journal
             planner.cell = index
             // A pruned grid: budgets whose experts on all GPUs together reach the cheapest answer so far cannot beat it.
-            let found = searched.flatMap { $0.plans.compactMap { $0.cheapest.map { $0.budgetExperts * $0.spec.hardware.gpus } } }.min()
+            let found = searched.flatMap { $0.plans.compactMap { $0.cheapest?.expertsOnAllGPUs } }.min()
             planner.ceiling = found.map { ($0 - 1) / cell.spec.hardware.gpus }
             let m = planner.memory
             if !cell.label.isEmpty { print("\n\(cell.label):") }
@@ -146,19 +118,7 @@ struct PlanCommand: ParsableCommand {
         }
         // The answer: the fewest experts on all GPUs together; ties: the better figure, then the order searched.
         let candidates = searched.flatMap { s in s.plans.compactMap { p in p.cheapest.map { (s, p, $0) } } }
-        // For the best within memory: the best figure; ties: the fewest experts, then the order searched.
-        let best = candidates.enumerated().min { x, y in
-            let (a, b) = (x.element.2, y.element.2)
-            let ta = a.budgetExperts * a.spec.hardware.gpus, tb = b.budgetExperts * b.spec.hardware.gpus
-            let better: Bool? = {
-                guard let fa = a.figure, let fb = b.figure, fa != fb else { return nil }
-                return goal.metric.higherIsBetter ? fa > fb : fa < fb
-            }()
-            if goal.best, let better { return better }
-            if ta != tb { return ta < tb }
-            if let better { return better }
-            return x.offset < y.offset
-        }?.element
+        let best = Planner.choose(candidates.map(\.2), target: goal).map { candidates[$0] }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let varied = cells.first?.settings.map(\.key) ?? []
         try CSVFile.write(rows: searched.flatMap { s in frontierRows(s.plans, chosen: best?.2, goal).map { s.cell.settings.map(\.value) + $0 } },

@@ -5,6 +5,22 @@ import Testing
 /// Batched serving on several GPUs (docs/multigpu.md, docs/simulation.md "Several GPUs"): a hand-worked batch whose
 /// sequences live on different GPUs, batch 1 equal to the trace's order over seeds and maps, KV cache per GPU.
 @Suite struct MultiGPUServingTests {
+    /// tinyModel whose every cached token holds 1,000 B of KV cache a layer (10 ns of attention at 1e11 B/s).
+    static func kvModel(layers: Int, experts: Int, topK: Int) -> ModelProfile {
+        var model = tinyModel(layers: layers, experts: experts, topK: topK)
+        model.kvCacheDim = 1000
+        model.kvBytesPerValue = 1
+        return model
+    }
+
+    /// One layer of 4 experts on `gpus` GPUs (round-robin, two experts' budget each), the trace served in one static
+    /// batch of its requests.
+    static func batchOnGPUs(_ trace: RoutingTrace, gpus: Int, topK: Int) throws -> (ReplayResult, ServingLog) {
+        var spec = MultiGPUTests.spec(kvModel(layers: 1, experts: 4, topK: topK), MultiGPUTests.gpus(gpus), budget: .experts(2))
+        spec.serving = serving(.static, batch: trace.sequenceCount)
+        return try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec)
+    }
+
     static func serving(_ scheduler: ServingOptions.Scheduler, batch: Int = 1, maxSeqs: Int = 16) -> ServingOptions {
         var o = ServingOptions()
         o.scheduler = scheduler
@@ -22,13 +38,7 @@ import Testing
     /// - Each GPU copies its expert (201 µs, to 204.21) and computes it (3 µs, to 207.21); the combine, again one
     ///   token each way per GPU, ends the step at 208.41 µs.
     @Test func aBatchWhoseSequencesLiveOnTwoGPUsByHand() throws {
-        let trace = makeTrace([[[1]], [[0]]], experts: 4, topK: 1, seqs: [0, 1])
-        var model = tinyModel(layers: 1, experts: 4, topK: 1)
-        model.kvCacheDim = 1000
-        model.kvBytesPerValue = 1
-        var spec = MultiGPUTests.spec(model, MultiGPUTests.gpus(2), budget: .experts(2))
-        spec.serving = Self.serving(.static, batch: 2)
-        let (r, log) = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec)
+        let (r, log) = try Self.batchOnGPUs(makeTrace([[[1]], [[0]]], experts: 4, topK: 1, seqs: [0, 1]), gpus: 2, topK: 1)
         #expect(r.counters.simNanoseconds == 208_410)
         #expect(r.counters.firstStepLatencies == [208_410, 208_410])
         #expect(log.firstToken == [208_410, 208_410] && log.finish == [208_410, 208_410])
@@ -44,13 +54,7 @@ import Testing
     /// on one link (the second lands 201 µs after the first: 405.42), computing each as it lands (1 at 204.42 to
     /// 207.42; 3 at 405.42 to 408.42); the combine ends the step at 409.82 µs.
     @Test func aBatchOnOneGPUSendsFromThere() throws {
-        let trace = makeTrace([[[1]], [[3]]], experts: 4, topK: 1, seqs: [0, 2])
-        var model = tinyModel(layers: 1, experts: 4, topK: 1)
-        model.kvCacheDim = 1000
-        model.kvBytesPerValue = 1
-        var spec = MultiGPUTests.spec(model, MultiGPUTests.gpus(2), budget: .experts(2))
-        spec.serving = Self.serving(.static, batch: 2)
-        let r = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec).result
+        let r = try Self.batchOnGPUs(makeTrace([[[1]], [[3]]], experts: 4, topK: 1, seqs: [0, 2]), gpus: 2, topK: 1).0
         #expect(r.counters.simNanoseconds == 409_820)
         #expect(r.multiGPU?.imbalanceMean == 2)
     }
@@ -65,13 +69,7 @@ import Testing
     ///   every GPU copies one expert (to 204.41) and computes it (to 207.41); GPU 0 receives two outputs back: 208.81.
     @Test(arguments: [([[[2]], [[2]]], 1), ([[[1, 2]], [[0, 1]]], 2)])
     func theBusiestGPUSetsTheAllToAll(routes: [[[Int]?]], topK: Int) throws {
-        let trace = makeTrace(routes, experts: 4, topK: topK, seqs: [0, 1])
-        var model = tinyModel(layers: 1, experts: 4, topK: topK)
-        model.kvCacheDim = 1000
-        model.kvBytesPerValue = 1
-        var spec = MultiGPUTests.spec(model, MultiGPUTests.gpus(3), budget: .experts(2))
-        spec.serving = Self.serving(.static, batch: 2)
-        let r = try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec).result
+        let r = try Self.batchOnGPUs(makeTrace(routes, experts: 4, topK: topK, seqs: [0, 1]), gpus: 3, topK: topK).0
         #expect(r.counters.simNanoseconds == 208_810)
     }
 
@@ -105,9 +103,7 @@ import Testing
     /// With every expert resident and an interconnect that costs nothing, serving continuous batches on G GPUs is
     /// never slower than on one: each GPU computes its own sequences' attention and a part of the experts.
     @Test func servingOnMoreGPUsIsNeverSlowerWhenNothingMisses() throws {
-        var model = tinyModel(layers: 3, experts: 8, topK: 2)
-        model.kvCacheDim = 1000
-        model.kvBytesPerValue = 1
+        let model = Self.kvModel(layers: 3, experts: 8, topK: 2)
         for seed in UInt64(1)...4 {
             let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 6)
             let plan = StepPlan(trace)

@@ -420,3 +420,19 @@ import Yams
         }
     }
 }
+
+/// The answer over strategies: the fewest experts (read here from each strategy's own answer), ties by the figure.
+@Suite struct PlanChoiceTests {
+    @Test func theAnswerIsTheCheapestStrategy() throws {
+        for seed in UInt64(1)...3 {
+            let target = PlanTarget(.tokensPerSecond, 1500)
+            let plans = try PlanTests.planner(target, seed: seed).run(policies: [.lru, .lfu, .pregated, .cpuFallback, .nCpuMoe])
+            let reached = plans.compactMap(\.cheapest)
+            guard let fewest = reached.map(\.budgetExperts).min() else { continue }
+            let chosen = try #require(Planner.chosen(plans, target: target)?.cheapest)
+            #expect(chosen.budgetExperts == fewest, "seed \(seed)")
+            let tied = reached.filter { $0.budgetExperts == fewest }.compactMap(\.figure)
+            #expect(chosen.figure == tied.max(), "seed \(seed)")
+        }
+    }
+}

@@ -284,18 +284,21 @@ def write_profile(text, trace_path):
     """Writes the profile beside the trace through a temporary file renamed into place."""
     path = profile_path(trace_path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moesim-trace-")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moesim-trace-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    except OSError as e:  # a line naming the file, not a traceback (the trace itself is written)
+        raise TraceError(f"{path}: cannot write the model profile: {e.strerror or e}") from None
     return path
 
 
@@ -321,5 +324,8 @@ def record(model_path, prompts_path, max_new_tokens, out, pred_width=None, model
         print(f"moesim-trace: note: no model profile written: {e}", file=sys.stderr)
     builder.write(out)
     if profile and os.path.isfile(out):  # a trace written to a device has nothing beside it
-        builder.profile_path = write_profile(profile, out)
+        try:
+            builder.profile_path = write_profile(profile, out)
+        except TraceError as e:  # the trace stands without it
+            print(f"moesim-trace: note: {e}", file=sys.stderr)
     return builder

@@ -162,6 +162,15 @@ class RecorderTests(FolderTest):
                 actual += len(routed)
         self.assertAlmostEqual(float(row["pred_recall"]), correct / actual, places=12)
 
+    def test_a_profile_that_cannot_be_written_is_named_not_a_traceback(self):
+        from moesim_trace import record
+        from moesim_trace.trace import TraceError
+        trace = os.path.join(self.dir, "t.jsonl.gz")
+        os.mkdir(os.path.join(self.dir, "t.model.yaml"))  # a folder where the profile goes
+        with self.assertRaises(TraceError) as caught:
+            record.write_profile("layers: 1\n", trace)
+        self.assertIn("t.model.yaml: cannot write the model profile", str(caught.exception))
+
     def test_bad_input_names_the_field_and_writes_nothing(self):
         from moesim_trace import record, tiny
         model_dir = os.path.join(self.dir, "tiny")

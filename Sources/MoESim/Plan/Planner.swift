@@ -125,25 +125,29 @@ public struct Planner: Sendable {
 
     private func sorted(_ points: [Int: PlanPoint]) -> [PlanPoint] { points.values.sorted { $0.budgetExperts < $1.budgetExperts } }
 
-    /// The strategies' answers, cheapest first (ties: the better figure, then the order given); for the best
-    /// within memory, the best figure first.
+    /// The strategies' answer: the one with the fewest experts on all GPUs together (budget × GPUs; ties: the better
+    /// figure, then the order given); for the best within memory, the best figure (ties: the fewest experts, then the
+    /// order given).
     public static func chosen(_ plans: [StrategyPlan], target: PlanTarget) -> StrategyPlan? {
-        if target.best {
-            return plans.enumerated().filter { $0.element.cheapest?.figure != nil }.min { a, b in
-                let x = a.element.cheapest!.figure!, y = b.element.cheapest!.figure!
-                if x != y { return target.metric.higherIsBetter ? x > y : x < y }
-                return a.offset < b.offset
-            }?.element
+        let reached = plans.filter { $0.cheapest != nil }
+        return choose(reached.map { $0.cheapest! }, target: target).map { reached[$0] }
+    }
+
+    /// The index of the answer among `answers` (each a strategy's cheapest, of any `--vary` combination), by the rule
+    /// of `chosen`.
+    public static func choose(_ answers: [PlanPoint], target: PlanTarget) -> Int? {
+        answers.indices.min { i, j in
+            let a = answers[i], b = answers[j]
+            let experts = (a.expertsOnAllGPUs, b.expertsOnAllGPUs)
+            let better: Bool? = {
+                guard let x = a.figure, let y = b.figure, x != y else { return nil }
+                return target.metric.higherIsBetter ? x > y : x < y
+            }()
+            if target.best, let better { return better }
+            if experts.0 != experts.1 { return experts.0 < experts.1 }
+            if let better { return better }
+            return i < j
         }
-        let reached = plans.enumerated().filter { $0.element.cheapest != nil }
-        return reached.min { a, b in
-            let x = a.element.cheapest!, y = b.element.cheapest!
-            if x.budgetExperts != y.budgetExperts { return x.budgetExperts < y.budgetExperts }
-            if x.figure != y.figure, let fx = x.figure, let fy = y.figure {
-                return target.metric.higherIsBetter ? fx > fy : fx < fy
-            }
-            return a.offset < b.offset
-        }?.element
     }
 }
 
@@ -158,6 +162,8 @@ public struct PlanPoint: Sendable {
     /// The settings it was replayed with, and its hit rate.
     public let spec: ReplaySpec
     public let hitRate: Double?
+    /// What a plan minimises: the budget on every GPU together.
+    public var expertsOnAllGPUs: Int { budgetExperts * spec.hardware.gpus }
 }
 
 /// One strategy's search: every replay it made (by budget), the cheapest budget that meets the target and the step
