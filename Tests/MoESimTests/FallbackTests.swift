@@ -131,6 +131,23 @@ import Testing
         #expect(samples.contains { $0.lowExperts > 0 && $0.relError > 0 })
     }
 
+    /// Layers evaluated at once merge in layer order: one worker and several give the same figures and the same
+    /// samples in the same order (the order the per-token CSV is written in).
+    @Test func numericsGivesTheSameAnswerOnAnyNumberOfWorkers() throws {
+        let trace = Self.trace(3)
+        let spec = ReplaySpec(model: Self.model, hardware: tinyHardware(), policy: .mixedPrecision, budget: .experts(10))
+        let plan = StepPlan(trace)
+        let replay = try Replayer.run(plan: plan, traceName: trace.name, spec: spec, recordPrecision: true)
+        let run = NumericsRun(model: Self.model, precision: spec.precision, options: NumericsOptions(scale: 2))
+        var one: [NumericsSample] = [], three: [NumericsSample] = []
+        let a = run.evaluate(trace: trace, plan: plan, precisionLog: replay.precisionLog, workers: 1, perSample: { one.append($0) })
+        let b = run.evaluate(trace: trace, plan: plan, precisionLog: replay.precisionLog, workers: 3, perSample: { three.append($0) })
+        #expect(a == b)
+        #expect(one == three)
+        #expect(one.map(\.layer) == one.map(\.layer).sorted(), "layer by layer")
+        #expect(Set(one.map(\.layer)).count == 4)
+    }
+
     @Test func calibrationFitRecoversARoofline() {
         let params = 1_000_000, flops = 5e10, bandwidth = 2e10
         let timed = [1, 4, 16, 64, 256].map { n in (n, max(2 * Double(n) * Double(params) / flops, Double(params * 4) / bandwidth)) }

@@ -55,6 +55,38 @@ import Testing
         #expect(QuantizedWeights(w, bits: 4, groupSize: 64).packedBytes == 4096 / 2 + 2 * 64)
     }
 
+    /// The quantiser's fast path against the scheme as docs/numerics.md writes it, in plain Swift (libm's
+    /// rounding), over random groups, exact ties and values next to them, a zero group and a ragged last group.
+    @Test func quantisationMatchesTheDocumentedSchemeBitForBit() {
+        func reference(_ w: [Float], bits: Int, groupSize: Int) -> [Float] {
+            let qmax = Float((1 << (bits - 1)) - 1)
+            var out: [Float] = []
+            for start in stride(from: 0, to: w.count, by: groupSize) {
+                let group = w[start..<min(start + groupSize, w.count)]
+                let peak = group.map { abs($0) }.max()!
+                let scale = peak > 0 ? peak / qmax : 1
+                out += group.map { Float(Int8(max(-qmax, min(qmax, ($0 / scale).rounded())))) * scale }
+            }
+            return out
+        }
+        var rng = SplitMix64(seed: 11)
+        for bits in [8, 4, 2] {
+            let qmax = Float((1 << (bits - 1)) - 1)
+            // Ties: a group whose peak is qmax makes the scale 1, so w / scale is the value itself.
+            let ties: [Float] = [qmax, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5, 6.5, -6.5, 0.49999997, -0.49999997, 0.50000006, -0.0]
+            var w = ties.filter { abs($0) <= qmax }
+            w += [Float](repeating: 0, count: 32 - w.count)  // the rest of the first group, and a zero group
+            w += (0..<3000).map { _ in Float(rng.nextDouble() * 2 - 1) * (rng.nextDouble() < 0.05 ? 9 : 1) }
+            let fast = QuantizedWeights.roundTrip(w, bits: bits, groupSize: 16)
+            let expected = reference(w, bits: bits, groupSize: 16)
+            #expect(fast.map(\.bitPattern) == expected.map(\.bitPattern), "\(bits) bits")
+            #expect(QuantizedWeights(w, bits: bits, groupSize: 16).dequantized().map(\.bitPattern) == expected.map(\.bitPattern))
+        }
+        for x: Float in [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5, 126.5, -126.5, 0.49999997, 3.4999998, -7.5000005, 0, -0.0, 99.25, 6.9999995] {
+            #expect(QuantizedWeights.roundedHalfAwayFromZero(x) == x.rounded(), "\(x)")
+        }
+    }
+
     @Test func lowPrecisionExpertsDriftFromTheReferenceInOrder() {
         let e = ExpertFFN(hidden: 64, ffn: 128, matrices: 3, seed: 2)
         let x = Self.input(4 * 64, seed: 9)

@@ -190,8 +190,7 @@ def main(argv=None):
         print(f"moesim-trace: error: the input needs more {'memory' if isinstance(e, MemoryError) else 'nesting'} "
               "than this machine gives: split it, or import fewer files at once", file=sys.stderr)
         return 1
-    sequences = len({line["seq"] for line in builder.lines})
-    print(f"wrote {args.out}: {len(builder.lines)} tokens in {sequences} sequences, {builder.layers} MoE layers")
+    print(f"wrote {args.out}: {builder.tokens} tokens in {builder.sequences} sequences, {builder.layers} MoE layers")
     if getattr(builder, "profile_path", None):
         print(f"wrote {builder.profile_path}: the model's profile, which moesim replay and plan read when no preset fits")
     return 0

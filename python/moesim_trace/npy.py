@@ -1,10 +1,15 @@
 """Routed experts saved as NumPy `.npy` arrays of shape [tokens, layers, top_k] (what vLLM's and SGLang's
-`routed_experts` hold per request once decoded), read with the standard library from the format's specification
-(NumPy's NEP 1: magic `\\x93NUMPY`, version, a header dict with `descr`, `fortran_order`, `shape`, then the data).
+`routed_experts` hold per request once decoded), read from the format's specification (NumPy's NEP 1: magic
+`\\x93NUMPY`, version, a header dict with `descr`, `fortran_order`, `shape`, then the data), checked before numpy
+looks at the data.
 One file is one request; its first `prompt_tokens` rows are the prompt (prefill), the rest generated (decode).
 """
 import ast
+import binascii
+import re
 import struct
+
+import numpy as np
 
 from .routing import build, check_grid
 from .trace import LAYERS, ROUTED_IDS, TOKENS, TOP_K, TraceError
@@ -13,7 +18,7 @@ _INTS = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "i8":
 
 
 def read_ids(path):
-    """(shape, flat ids) of an integer `.npy` file in C order."""
+    """(shape, ids as an array of that shape) of an integer `.npy` file in C order."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -22,8 +27,22 @@ def read_ids(path):
     return parse_ids(data, path)
 
 
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def decode_base64(text, where):
+    """The bytes of strict base64 `text` (what `base64.b64decode(text, validate=True)` accepts), without the
+    ASCII copy of the text that it makes: a response's array can be hundreds of megabytes."""
+    if not _BASE64.fullmatch(text):
+        raise TraceError(f"{where}: not base64: a character outside the base64 alphabet")
+    try:
+        return binascii.a2b_base64(text)
+    except binascii.Error as e:
+        raise TraceError(f"{where}: not base64: {e}") from None
+
+
 def parse_ids(data, path):
-    """(shape, flat ids) of `.npy` bytes; `path` names them in errors."""
+    """(shape, ids as an array of that shape) of `.npy` bytes; `path` names them in errors."""
     if not data.startswith(b"\x93NUMPY") or len(data) < 10:
         raise TraceError(f"{path}: not a .npy array (no \\x93NUMPY magic)")
     major = data[6]
@@ -52,11 +71,11 @@ def parse_ids(data, path):
     if count > ROUTED_IDS:
         raise TraceError(f"{path}: field 'shape': {shape} holds {count} routed ids; a moesim trace holds at most {ROUTED_IDS}")
     code = _INTS[descr[1:]]
-    body = data[start + length:]
+    body = memoryview(data)[start + length:]  # no copy of the data
     size = struct.calcsize("<" + code)
     if len(body) != count * size:
         raise TraceError(f"{path}: field 'data': {len(body)} bytes for shape {shape} of {descr} (truncated or ragged)")
-    return shape, list(struct.unpack(f"<{count}{code}", body))
+    return shape, np.frombuffer(body, dtype=np.dtype("<" + descr[1:])).reshape(shape)
 
 
 def import_arrays(paths, prompt_tokens, experts, model=None, engine="vLLM/SGLang routed_experts"):
@@ -73,9 +92,7 @@ def import_arrays(paths, prompt_tokens, experts, model=None, engine="vLLM/SGLang
         prompt = prompt_tokens[n if len(prompt_tokens) > 1 else 0]
         if not 0 <= prompt <= tokens:
             raise TraceError(f"{path}: --prompt-tokens {prompt} for an array of {tokens} tokens")
-        grid = [[ids[(t * layers + l) * top_k:(t * layers + l + 1) * top_k] for l in range(layers)] for t in range(tokens)]
-        check_grid(grid, experts, f"{path}: field 'data'")
-        requests.append((path, 0, prompt, grid))
+        requests.append((path, 0, prompt, check_grid(ids, experts, f"{path}: field 'data'")))
     if not requests:
         raise TraceError("no arrays given")
     _, layers, top_k = shape0

@@ -2,6 +2,8 @@
 nothing, checked and turned into one sequence per request."""
 import json
 
+import numpy as np
+
 from .trace import TraceBuilder, TraceError
 
 
@@ -9,8 +11,12 @@ def json_responses(path):
     """(where, item) for each saved response in a JSON file holding one object or a list of them; `where` names the
     file (and the list index) for errors."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        with open(path, "rb") as f:
+            raw = f.read()
+        text = raw.decode("utf-8")
+        del raw  # one copy of a large response at a time: the bytes, the text, then the parsed value
+        data = json.loads(text)
+        del text
     except (OSError, UnicodeDecodeError) as e:
         raise TraceError(f"{path}: cannot read: {e}") from None
     except json.JSONDecodeError as e:
@@ -25,30 +31,57 @@ def json_responses(path):
 
 
 def check_grid(grid, experts, where):
-    """Rejects ids out of range and -1 padding beside ids in a [token][layer][slot] grid."""
-    for t, row in enumerate(grid):
-        for l, slot in enumerate(row):
-            if -1 in slot and any(i != -1 for i in slot):
-                raise TraceError(f"{where}: token {t}, layer {l}: -1 padding beside expert ids {list(slot)}")
-            for i in slot:
-                if i < -1 or i >= experts:
-                    raise TraceError(f"{where}: token {t}, layer {l}: expert id {i} out of range 0..<{experts}")
+    """Rejects ids out of range and -1 padding beside ids in a [token][layer][slot] grid (nested lists or an integer
+    array); returns it as an array. The first bad cell in token order is named."""
+    try:
+        ids = np.asarray(grid)
+    except (ValueError, OverflowError, TypeError):
+        ids = None
+    if ids is None or ids.dtype.kind not in "iu":
+        raise TraceError(f"{where}: routing is not a rectangular [token][layer][slot] grid of whole numbers")
+    if ids.ndim != 3:
+        raise TraceError(f"{where}: routing is not a [token][layer][slot] grid (shape {ids.shape})")
+    for start in range(0, len(ids), _CHECK_TOKENS):  # in pieces: the scratch masks stay small
+        _check_cells(ids[start:start + _CHECK_TOKENS], start, experts, where)
+    return ids.astype(np.int32, copy=False)  # every id is in -1..<experts now
+
+
+_CHECK_TOKENS = 8192
+
+
+def _check_cells(ids, first, experts, where):
+    """`check_grid` on tokens first, first + 1, … of a grid."""
+    padding = ids == -1
+    mixed = padding.any(axis=2) & ~padding.all(axis=2)
+    outside = ((ids < -1) | (ids >= experts)).any(axis=2)
+    bad = mixed | outside
+    if bad.any():
+        t, l = (int(n) for n in np.argwhere(bad)[0])
+        slot = ids[t, l].tolist()
+        if mixed[t, l]:
+            raise TraceError(f"{where}: token {first + t}, layer {l}: -1 padding beside expert ids {slot}")
+        i = next(i for i in slot if i < -1 or i >= experts)
+        raise TraceError(f"{where}: token {first + t}, layer {l}: expert id {i} out of range 0..<{experts}")
 
 
 def build(requests, layers, experts, top_k, model, source):
-    """A TraceBuilder from (where, first position, prefill rows, grid) per request, one sequence each.
+    """A TraceBuilder from (where, first position, prefill rows, grid) per request, one sequence each; a grid is
+    [token][layer][slot], nested lists or an integer array, checked by `check_grid`.
 
     Layers whose every slot of every token is -1 (not MoE layers) are left out; a cell of -1 on some tokens only is
     a null cell."""
-    moe = [l for l in range(layers) if any(any(i != -1 for i in grid[t][l]) for _, _, _, grid in requests for t in range(len(grid)))]
-    if not moe:
+    grids = [np.asarray(grid).reshape(-1, layers, top_k) for _, _, _, grid in requests]
+    routed = np.zeros(layers, dtype=bool)
+    for grid in grids:
+        for start in range(0, len(grid), _CHECK_TOKENS):
+            routed |= (grid[start:start + _CHECK_TOKENS] != -1).any(axis=(0, 2))
+    moe = np.flatnonzero(routed)
+    if not len(moe):
         raise TraceError(f"{requests[0][0]}: every routed expert id is -1: not a MoE model's routing")
     skipped = layers - len(moe)
     builder = TraceBuilder(layers=len(moe), experts=experts, top_k=top_k, model=model, source=source,
                            notes=f"{skipped} of {layers} layers without routed experts left out" if skipped else "")
-    for seq, (where, first_pos, prefill, grid) in enumerate(requests):
-        for t, row in enumerate(grid):
-            cells = [None if row[l][0] == -1 else list(row[l]) for l in moe]
-            builder.add(seq=seq, pos=first_pos + t, phase="prefill" if t < prefill else "decode", experts=cells,
-                        where=f"{where}: token {t}")
+    for seq, ((where, first_pos, prefill, _), grid) in enumerate(zip(requests, grids)):
+        builder.add_block(seq=seq, first_pos=first_pos, prefill=prefill, ids=grid[:, moe, :] if skipped else grid,
+                          where=where)
     return builder

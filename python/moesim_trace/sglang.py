@@ -6,22 +6,20 @@ expert (SGLang's documentation of the feature); `meta_info["prompt_tokens"]` and
 tokens. A JSON list of ids is accepted in place of the base64 string. One request becomes one sequence: its prompt
 tokens the prefill, its generated tokens the decode.
 """
-import base64
-import struct
 
+import numpy as np
+
+from .npy import decode_base64
 from .routing import build, check_grid, json_responses
 from .trace import LAYERS, TOP_K, TraceError, whole
 
 
 def _ids(value, where):
     if isinstance(value, str):
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except ValueError as e:
-            raise TraceError(f"{where}: not base64: {e}") from None
+        raw = decode_base64(value, where)
         if len(raw) % 4:
             raise TraceError(f"{where}: {len(raw)} bytes, not a whole number of int32 ids")
-        return list(struct.unpack(f"<{len(raw) // 4}i", raw))
+        return np.frombuffer(raw, dtype="<i4")
     if isinstance(value, list):
         flat = []
         stack = [value]
@@ -76,8 +74,7 @@ def import_responses(paths, layers, experts, top_k, model=None):
             else:
                 raise TraceError(f"{where}: field 'meta_info.routed_experts': {rows} tokens of routing for "
                                  f"{prompt} prompt and {completion} generated tokens")
-            grid = [[ids[(t * layers + l) * top_k:(t * layers + l + 1) * top_k] for l in range(layers)] for t in range(rows)]
-            check_grid(grid, experts, f"{where}: field 'meta_info.routed_experts'")
+            grid = check_grid(np.asarray(ids).reshape(rows, layers, top_k), experts, f"{where}: field 'meta_info.routed_experts'")
             requests.append((where, prompt - prefill, prefill, grid))
     if not requests:
         raise TraceError("no responses given")

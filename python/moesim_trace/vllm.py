@@ -7,21 +7,17 @@ says which rows are the prompt; a choice's `token_ids` (with `return_token_ids`)
 single choice, how many were generated. A nested JSON list [tokens][layers][top_k] is accepted in place of the
 base64 text. Each choice becomes one sequence: the prompt rows as prefill, the rest as decode.
 """
-import base64
-import binascii
+import numpy as np
 
-from .npy import parse_ids
+from .npy import decode_base64, parse_ids
 from .routing import build, check_grid, json_responses
 from .trace import TraceError
 
 
 def _array(value, where):
-    """(shape, flat ids) of a choice's routed_experts."""
+    """(shape, ids as an array of that shape) of a choice's routed_experts."""
     if isinstance(value, str):
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (ValueError, binascii.Error) as e:
-            raise TraceError(f"{where}: not base64: {e}") from None
+        raw = decode_base64(value, where)
         return parse_ids(raw, where)
     if isinstance(value, list):
         tokens = value
@@ -40,7 +36,7 @@ def _array(value, where):
                 flat.extend(cell)
         if not layers or not top_k:
             raise TraceError(f"{where}: an empty routed-experts array")
-        return (len(tokens), layers, top_k), flat
+        return (len(tokens), layers, top_k), np.array(flat, dtype=np.int64).reshape(len(tokens), layers, top_k)
     raise TraceError(f"{where}: expected base64 of a .npy array or a nested list, got {type(value).__name__}")
 
 
@@ -66,7 +62,7 @@ def import_responses(paths, experts, model=None):
                 field = f"{where}: field 'choices[{c}].routed_experts'"
                 if not isinstance(choice, dict) or "routed_experts" not in choice or choice["routed_experts"] is None:
                     raise TraceError(f"{field} missing (serve with --enable-return-routed-experts)")
-                shape, ids = _array(choice["routed_experts"], field)
+                shape, ids = _array(choice.pop("routed_experts"), field)  # popped: its text is freed once decoded
                 rows, layers, top_k = shape
                 if shape0 and shape[1:] != shape0[1:]:
                     raise TraceError(f"{field}: shape {shape} has other layers or top_k than the first response's {shape0}")
@@ -80,9 +76,7 @@ def import_responses(paths, experts, model=None):
                 forwarded = [prompt + generated - 1, prompt + generated] if generated else [prompt]
                 if rows not in forwarded and not (generated is None and rows >= prompt):
                     raise TraceError(f"{field}: {rows} tokens of routing for {prompt} prompt and {generated} generated tokens")
-                grid = [[ids[(t * layers + l) * top_k:(t * layers + l + 1) * top_k] for l in range(layers)] for t in range(rows)]
-                check_grid(grid, experts, field)
-                requests.append((f"{where}: choice {c}", 0, prompt, grid))
+                requests.append((f"{where}: choice {c}", 0, prompt, check_grid(ids, experts, field)))
     if not requests:
         raise TraceError("no responses given")
     _, layers, top_k = shape0

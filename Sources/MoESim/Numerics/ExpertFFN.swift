@@ -40,7 +40,7 @@ public struct ExpertFFN: Sendable {
     /// The same expert with every matrix replaced by its dequantised `bits`-bit version.
     public func quantized(bits: Int, groupSize: Int) -> ExpertFFN {
         var copy = self
-        copy.weights = weights.map { QuantizedWeights($0, bits: bits, groupSize: groupSize).dequantized() }
+        copy.weights = weights.map { QuantizedWeights.roundTrip($0, bits: bits, groupSize: groupSize) }
         return copy
     }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Settings of numerics mode (`--numerics`).
 public struct NumericsOptions: Sendable, Equatable {
     /// Hidden and FFN sizes are the profile's divided by this (1: full size). Relative quantisation error depends
@@ -48,7 +50,7 @@ public struct NumericsSample: Sendable, Equatable {
 /// Hidden states are seeded per (token, layer), so layers are compared one at a time (the error does not
 /// compound through the network). Experts computed on the CPU run in fp32: their error is zero. An output equal
 /// to its reference bit for bit has error 0 and cosine 1 exactly, so full-precision strategies report no error.
-public struct NumericsRun {
+public struct NumericsRun: Sendable {
     public let hidden: Int
     public let ffn: Int
     let matrices: Int
@@ -68,41 +70,86 @@ public struct NumericsRun {
     ///
     /// Layer by layer, and within a layer in chunks of steps, so that only one layer's experts are held and each
     /// expert runs one sgemm over every token of the chunk routed to it (hidden states are independent per token).
+    /// Layers are independent, so `workers` of them run at once (one per core by default), each sgemm on one
+    /// OpenBLAS thread; their results are merged in layer order, so the figures do not depend on the core count.
     public func evaluate(trace: RoutingTrace, plan: StepPlan, precisionLog: [AccessPrecision],
+                         workers: Int = ProcessInfo.processInfo.activeProcessorCount,
                          perSample: ((NumericsSample) -> Void)? = nil) -> NumericsSummary {
         precondition(precisionLog.count == plan.accesses, "numerics needs the replay's precision log")
-        let L = plan.layers, K = trace.header.topK
-        let steps = StepIndex(plan)
+        let L = plan.layers, steps = StepIndex(plan), workers = max(1, min(workers, L))
         var errors: [Double] = []
         errors.reserveCapacity(trace.tokenCount * L)
         var cosineMin = 1.0
         // As large as one weight matrix (so a draw repeats no sample), between 2^16 and 2^22 samples.
         let log2Size = min(22, max(16, Int.bitWidth - (hidden * ffn - 1).leadingZeroBitCount))
         let pool = GaussianPool(log2Size: log2Size, seed: options.seed)
-        for l in 0..<L {
-            let bank = ExpertBank(run: self, pool: pool)  // this layer's experts only
-            var t0 = 0
-            while t0 < trace.tokenCount {
-                let t1 = steps.chunkEnd(from: t0, tokens: 2048)
-                let routes = ChunkRoutes(trace: trace, plan: plan, steps: steps, precisionLog: precisionLog, layer: l, tokens: t0..<t1)
-                let (served, reference) = outputs(routes, layer: l, bank: bank)
-                for i in 0..<(t1 - t0) {
-                    let token = t0 + i
-                    if trace.experts[(token * L + l) * K] == TokenRecord.missing { continue }
-                    let row = (i * hidden)..<((i + 1) * hidden)
-                    let (error, cosine) = compare(served[row], reference[row])
-                    errors.append(error)
-                    cosineMin = min(cosineMin, cosine)
-                    perSample?(NumericsSample(step: Int(steps.stepOfToken[token]), seq: Int(trace.seq[token]),
-                                              pos: Int(trace.pos[token]), layer: l, lowExperts: routes.lowCount[i],
-                                              cpuExperts: routes.cpuCount[i], relError: error, cosine: cosine))
-                }
-                t0 = t1
+        // BLAS threads would only contend with the layers' own (and spin idle between the small calls).
+        let blasThreads = HostCalibration.threads
+        HostCalibration.setThreads(1)
+        defer { HostCalibration.setThreads(blasThreads) }
+        let slots = LayerSlots(count: workers), keepSamples = perSample != nil, bankBytes = options.memoryCapBytes / workers
+        for wave in stride(from: 0, to: L, by: workers) {  // a wave at a time: samples of `workers` layers held at most
+            let count = min(workers, L - wave)
+            DispatchQueue.concurrentPerform(iterations: count) { i in
+                slots.put(i, evaluateLayer(wave + i, trace: trace, plan: plan, steps: steps, precisionLog: precisionLog,
+                                           pool: pool, bankBytes: bankBytes, keepSamples: keepSamples))
+            }
+            for i in 0..<count {
+                let layer = slots.take(i)
+                errors += layer.errors
+                cosineMin = min(cosineMin, layer.cosineMin)
+                if let perSample { layer.samples.forEach(perSample) }
             }
         }
         guard let p99 = nearestRankPercentile(errors, 0.99) else { return NumericsSummary() }
         return NumericsSummary(samples: errors.count, relErrorMean: errors.reduce(0, +) / Double(errors.count),
                                relErrorP99: p99, cosineMin: cosineMin)
+    }
+
+    /// One result per worker of a wave: each worker writes only its own slot, and the caller reads them once the
+    /// wave is done.
+    final class LayerSlots: @unchecked Sendable {
+        private let slots: UnsafeMutableBufferPointer<LayerNumerics?>
+        init(count: Int) { slots = .allocate(capacity: count); slots.initialize(repeating: nil) }
+        deinit { _ = slots.deinitialize(); slots.deallocate() }
+        func put(_ i: Int, _ layer: LayerNumerics) { slots[i] = layer }
+        func take(_ i: Int) -> LayerNumerics { defer { slots[i] = nil }; return slots[i]! }
+    }
+
+    /// One layer's comparisons, in trace order.
+    struct LayerNumerics {
+        var errors: [Double] = []
+        var cosineMin = 1.0
+        var samples: [NumericsSample] = []
+    }
+
+    func evaluateLayer(_ l: Int, trace: RoutingTrace, plan: StepPlan, steps: StepIndex, precisionLog: [AccessPrecision],
+                       pool: GaussianPool, bankBytes: Int, keepSamples: Bool) -> LayerNumerics {
+        let L = plan.layers, K = trace.header.topK
+        let bank = ExpertBank(run: self, pool: pool, capBytes: bankBytes)  // this layer's experts only
+        var result = LayerNumerics()
+        var t0 = 0
+        while t0 < trace.tokenCount {
+            let t1 = steps.chunkEnd(from: t0, tokens: 2048)
+            let routes = ChunkRoutes(trace: trace, plan: plan, steps: steps, precisionLog: precisionLog, layer: l, tokens: t0..<t1)
+            let (served, reference) = outputs(routes, layer: l, bank: bank)
+            for i in 0..<(t1 - t0) {
+                let token = t0 + i
+                if trace.experts[(token * L + l) * K] == TokenRecord.missing { continue }
+                let row = (i * hidden)..<((i + 1) * hidden)
+                let (error, cosine) = compare(served[row], reference[row])
+                result.errors.append(error)
+                result.cosineMin = min(result.cosineMin, cosine)
+                if keepSamples {
+                    result.samples.append(NumericsSample(
+                        step: Int(steps.stepOfToken[token]), seq: Int(trace.seq[token]), pos: Int(trace.pos[token]),
+                        layer: l, lowExperts: routes.lowCount[i], cpuExperts: routes.cpuCount[i], relError: error,
+                        cosine: cosine))
+                }
+            }
+            t0 = t1
+        }
+        return result
     }
 
     /// The layer's MoE output for every token of a chunk, as served and in fp32 (row-major, tokens × hidden):
@@ -232,8 +279,9 @@ final class ExpertBank {
     private var held: [Int: ExpertFFN] = [:]
     private var order: [Int] = []
     private var heldBytes = 0
+    private let capBytes: Int
 
-    init(run: NumericsRun, pool: GaussianPool) { self.run = run; self.pool = pool }
+    init(run: NumericsRun, pool: GaussianPool, capBytes: Int) { self.run = run; self.pool = pool; self.capBytes = capBytes }
 
     /// Expert `flat` in full precision, or its dequantised low-precision version.
     func expert(_ flat: Int, low: Bool) -> ExpertFFN {
@@ -247,7 +295,7 @@ final class ExpertBank {
                              seed: run.options.seed &+ UInt64(flat) &* 0x2545_F491_4F6C_DD1D)
         }
         let bytes = run.matrices * run.hidden * run.ffn * MemoryLayout<Float>.size
-        while heldBytes + bytes > run.options.memoryCapBytes, !order.isEmpty {
+        while heldBytes + bytes > capBytes, !order.isEmpty {
             held[order.removeFirst()] = nil
             heldBytes -= bytes
         }
