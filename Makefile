@@ -3,7 +3,7 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release/moesim
 
-.PHONY: deps build run test python-test bench fuzz clean
+.PHONY: deps build run test test-fast python-test bench fuzz clean
 
 # libopenblas-dev and zlib (headers and pkg-config files), through apt-get when absent.
 deps:
@@ -24,6 +24,13 @@ test: deps
 	$(SWIFT) test --skip-build --parallel --num-workers 2
 	$(SWIFT) build -c release --product moesim
 	bash docs/make-validation.sh --short --check
+	$(MAKE) python-test
+
+# What a contributor runs while working: the same tests, every property over a quarter of its seeds
+# (MOESIM_TEST_SEEDS=fast, Tests/MoESimTests/Seeds.swift), without the release build and the validation check.
+test-fast: deps
+	$(SWIFT) build --build-tests
+	MOESIM_TEST_SEEDS=fast $(SWIFT) test --skip-build --parallel --num-workers 2
 	$(MAKE) python-test
 
 # The Python companion (python/): installs it with torch (a CPU build), transformers and pyarrow (pip), then runs

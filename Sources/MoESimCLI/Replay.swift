@@ -125,7 +125,7 @@ struct Replay: ParsableCommand {
                 throw ValidationError("a serving scheduler replays the whole trace without event views: it cannot be combined with --stream, --numerics, --timeline, --per-layer or --per-token")
             }
             guard let routing = loaded else { return }
-            let served = try Replayer.serve(trace: routing, plan: StepPlan(routing), spec: spec)
+            let served = try Replayer.serve(trace: routing, spec: spec)  // the scheduler forms its own steps
             print(summary(served.result))
             if let requestsCsv {
                 try CSVFile.write(rows: served.log.rows(slo: spec.serving.slo), header: ServingLog.header, to: requestsCsv)

@@ -79,7 +79,7 @@ import Testing
         var instant = tinyHardware()
         instant.linkBytesPerSecond = 1e30
         instant.linkLatencySeconds = 0
-        for seed in UInt64(1)...6 {
+        for seed in propertySeeds(6) {
             let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 40)
             for policy in PolicyKind.allCases where policy.prefetches {
                 let label = "\(policy), \(rule), seed \(seed)"

@@ -111,7 +111,7 @@ import Testing
     /// Attention only adds work: for every strategy, over seeds, a run with attention is never faster than the same
     /// run without, and its peak KV cache is the longest sequence's.
     @Test func attentionNeverSpeedsARunUp() throws {
-        for seed in 0..<12 as Range<UInt64> {
+        for seed in propertySeeds(12, from: 0) {
             let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 3, prefill: 5)
             let plan = StepPlan(trace)
             for policy in PolicyKind.allCases where !policy.readsGateWeights {
@@ -132,7 +132,7 @@ import Testing
     /// room for everything changes nothing.
     @Test func theKVCacheHeldNeverExceedsTheRoom() throws {
         let serving = ServingTests()
-        for seed in 0..<40 as Range<UInt64> {
+        for seed in propertySeeds(40, from: 0) {
             var rng = SplitMix64(seed: seed &* 104_729)
             let trace = serving.requestTrace(seed: seed, requests: 2 + rng.nextInt(below: 10))
             let options = serving.randomOptions(&rng)

@@ -46,7 +46,7 @@ struct BaselineTests {
         #expect(p.late == 1 && p.wasted == 3 && p.cancelled == 3 && p.issued == 7, "\(p)")
     }
 
-    static let seeds: [UInt64] = Array(1...10)
+    static let seeds: [UInt64] = propertySeeds(10)
 
     func spec(_ policy: PolicyKind, model: ModelProfile, budget: Budget, rest: PlacementOptions.Rest = .demand,
               trainSplit: Double = 0.5, cpuLayers: Int? = nil) -> ReplaySpec {

@@ -242,7 +242,7 @@ import Testing
         // and is bounded by global Belady (one cache of the same size can do everything four can), and its row
         // says per-layer; on-demand keeps no cache and says none.
         var strictlyBelowGlobal = 0
-        for seed in UInt64(1)...8 {
+        for seed in propertySeeds(8) {
             let trace = zipfTrace(seed: seed, layers: 4, experts: 16, topK: 2, tokens: 300, prefill: 1)
             let model = tinyModel(layers: 4, experts: 16, topK: 2)
             for n in [8, 16, 32] {

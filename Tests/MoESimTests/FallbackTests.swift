@@ -4,7 +4,7 @@ import Testing
 
 /// mixed-precision (HOBBIT), cpu-fallback (Fiddler), numerics mode and host calibration.
 @Suite struct FallbackTests {
-    static let seeds: [UInt64] = Array(1...8)
+    static let seeds: [UInt64] = propertySeeds(8)
     static let model = tinyModel(layers: 4, experts: 16, topK: 2)
     static func trace(_ seed: UInt64) -> RoutingTrace {
         zipfTrace(seed: seed, layers: 4, experts: 16, topK: 2, tokens: 100, skew: 0.6, prefill: seed % 2 == 0 ? 0 : 5)

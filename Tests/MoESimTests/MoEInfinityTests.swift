@@ -56,7 +56,7 @@ import Testing
 
     @Test func itRunsAsAStrategyWithinTheRules() throws {
         let model = tinyModel(layers: 3, experts: 8, topK: 2)
-        for seed in UInt64(1)...4 {
+        for seed in propertySeeds(4) {
             let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 6)
             let r = try replay(trace, model: model, policy: .moeInfinity, budget: .experts(6))
             #expect(r.counters.prefetch.issued > 0, "seed \(seed)")

@@ -79,7 +79,7 @@ import Testing
     @Test(arguments: [ExpertMap.Kind.roundRobin, .replicated, .affinity, .balancedComm])
     func batchOneIsTheTracesOrder(kind: ExpertMap.Kind) throws {
         let model = tinyModel(layers: 3, experts: 8, topK: 2)
-        for seed in UInt64(1)...3 {
+        for seed in propertySeeds(3) {
             let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 48, sequences: 4)
             let plan = StepPlan(trace)
             for (g, policy) in [(2, PolicyKind.lru), (3, .pregated), (4, .belady), (2, .cpuFallback)] {
@@ -104,7 +104,7 @@ import Testing
     /// never slower than on one: each GPU computes its own sequences' attention and a part of the experts.
     @Test func servingOnMoreGPUsIsNeverSlowerWhenNothingMisses() throws {
         let model = Self.kvModel(layers: 3, experts: 8, topK: 2)
-        for seed in UInt64(1)...4 {
+        for seed in propertySeeds(4) {
             let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 6)
             let plan = StepPlan(trace)
             var spec = MultiGPUTests.spec(model, tinyHardware(), .allResident, budget: .experts(24))
@@ -142,7 +142,7 @@ import Testing
     @Test(arguments: [ExpertMap.Kind.roundRobin, .replicated])
     func aFullHostTierEqualsTwoTiersOnEveryGPU(kind: ExpertMap.Kind) throws {
         let model = tinyModel(layers: 3, experts: 8, topK: 2)
-        for seed in UInt64(1)...3 {
+        for seed in propertySeeds(3) {
             let plan = StepPlan(zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 40, sequences: 3))
             for g in [2, 3] {
                 var full = TierTests.threeTiers(hostExperts: 24)
@@ -174,7 +174,7 @@ import Testing
         var hw = TierTests.threeTiers(hostExperts: 4)
         hw.gpus = 2
         hw.interconnectBytesPerSecond = 1e9
-        for seed in UInt64(1)...3 {
+        for seed in propertySeeds(3) {
             let plan = StepPlan(zipfTrace(seed: seed, layers: 2, experts: 4, topK: 2, tokens: 30))
             let r = try Replayer.run(plan: plan, traceName: "t", spec: MultiGPUTests.spec(model, hw, budget: .experts(1)))
             let t = try #require(r.counters.tiers)
@@ -186,7 +186,7 @@ import Testing
     /// capacity, bytes read the reads' experts, and every GPU copy or host computation a host hit, miss or late.
     @Test func eachGPUsTiersKeepTheirBounds() throws {
         let model = tinyModel(layers: 3, experts: 8, topK: 2)
-        for seed in UInt64(1)...4 {
+        for seed in propertySeeds(4) {
             let plan = StepPlan(zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 40, sequences: 3))
             for g in [2, 4] {
                 var hw = TierTests.threeTiers(hostExperts: 2, queueDepth: 2)
@@ -259,7 +259,7 @@ import Testing
         many.interconnectLatencySeconds = 0
         var one = fast
         one.gpuFlops = 2e14 * Double(gpus)
-        for seed in UInt64(1)...5 {
+        for seed in propertySeeds(5) {
             var rng = SplitMix64(seed: seed)
             var tokens: [[[Int]?]] = [], seqs: [Int] = []
             for seq in 0..<6 {

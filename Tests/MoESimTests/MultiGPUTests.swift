@@ -50,7 +50,7 @@ import Testing
     @Test(arguments: [ExpertMap.Kind.roundRobin, .frequencyBalanced, .replicated, .affinity, .balancedComm])
     func everyRouteIsComputedOnceWhereItsExpertIs(kind: ExpertMap.Kind) throws {
         let model = tinyModel(layers: 3, experts: 8, topK: 2)
-        for seed in UInt64(1)...6 {
+        for seed in propertySeeds(6) {
             let plan = StepPlan(zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 60, sequences: 3))
             for g in [2, 3, 4] {
                 let redundant = kind == .replicated ? Int(seed) % 5 : 0
@@ -91,7 +91,7 @@ import Testing
     /// layer takes its slowest GPU, which computes a part of what one GPU would.
     @Test func moreGPUsAreNeverSlowerWhenNothingMisses() throws {
         let model = tinyModel(layers: 3, experts: 8, topK: 2)
-        for seed in UInt64(1)...5 {
+        for seed in propertySeeds(5) {
             let plan = StepPlan(zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 40))
             let one = try Replayer.run(plan: plan, traceName: "t", spec: Self.spec(model, tinyHardware(), .allResident, budget: .experts(24)))
             for g in [2, 4] {
@@ -199,7 +199,7 @@ import Testing
     /// experts, the affinity map crosses GPUs no more often than round-robin.
     @Test func affinityCrossesNoMoreThanRoundRobin() throws {
         let model = tinyModel(layers: 4, experts: 16, topK: 2)
-        for seed in UInt64(1)...6 {
+        for seed in propertySeeds(6) {
             var spec = SyntheticTraceSpec(tokens: 400, seed: seed)
             spec.affinity = 0.9; spec.reuse = 0; spec.prefillTokens = 0; spec.sequences = 4
             let plan = StepPlan(try SyntheticTraceGenerator(model: model, spec: spec).makeTrace(name: "a"))
@@ -234,7 +234,7 @@ import Testing
     /// Over seeds: every map's objective is at least the bound, and balanced-comm's is at most round-robin's.
     @Test func theObjectiveIsBoundedAndBalancedCommLowersIt() throws {
         let model = tinyModel(layers: 4, experts: 16, topK: 2)
-        for seed in UInt64(1)...6 {
+        for seed in propertySeeds(6) {
             var spec = SyntheticTraceSpec(tokens: 300, seed: seed)
             spec.affinity = 0.6; spec.prefillTokens = 0
             let plan = StepPlan(try SyntheticTraceGenerator(model: model, spec: spec).makeTrace(name: "a"))

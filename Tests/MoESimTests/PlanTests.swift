@@ -29,7 +29,7 @@ import Yams
     @Test func answersAreCheckedByReplay() throws {
         var checked = 0
         defer { #expect(checked >= 6, "strategies whose speed grows with the budget") }
-        for seed in UInt64(1)...3 {
+        for seed in propertySeeds(3) {
             for policy in [PolicyKind.lru, .pregated, .cpuFallback] {
                 let probe = try Self.planner(PlanTarget(.tokensPerSecond, 1), seed: seed)
                 let low = try Self.tokensPerSecond(probe, policy, 1), high = try Self.tokensPerSecond(probe, policy, 24)
@@ -333,7 +333,7 @@ import Yams
     @Test func theBestWithinMemoryIsTheFastestAtTheCeiling() throws {
         let target = try PlanTarget.parse("tokens_per_s=best")
         #expect(target.best && target.description == "tokens_per_s=best" && !target.meets(1e9, margin: 0))
-        for seed in UInt64(1)...3 {
+        for seed in propertySeeds(3) {
             let p = try PlanTests.planner(target, seed: seed, gpuBytes: 1_900_000)  // 300 kB resident, room for 8 experts
             let policies: [PolicyKind] = [.lru, .pregated, .cpuFallback]
             let plans = try p.run(policies: policies, jobs: 2)
@@ -424,7 +424,7 @@ import Yams
 /// The answer over strategies: the fewest experts (read here from each strategy's own answer), ties by the figure.
 @Suite struct PlanChoiceTests {
     @Test func theAnswerIsTheCheapestStrategy() throws {
-        for seed in UInt64(1)...3 {
+        for seed in propertySeeds(3) {
             let target = PlanTarget(.tokensPerSecond, 1500)
             let plans = try PlanTests.planner(target, seed: seed).run(policies: [.lru, .lfu, .pregated, .cpuFallback, .nCpuMoe])
             let reached = plans.compactMap(\.cheapest)

@@ -7,7 +7,7 @@ import Testing
 /// targets (Fuzz/, docs/robustness.md) explore the same paths guided by coverage; this is their seeded,
 /// always-run counterpart.
 @Suite struct ReaderPropertyTests {
-    static let seeds: [UInt64] = Array(1...12)
+    static let seeds: [UInt64] = propertySeeds(12)
     static let mutationsPerSeed = 250
 
     /// Interesting text a mutation may splice in: numbers at the limits, structure, other formats' magic.

@@ -3,7 +3,7 @@ import Testing
 
 /// The invariants of SIMULATION.md as properties over many seeds and budgets.
 @Suite struct ReplayInvariantTests {
-    static let seeds: [UInt64] = Array(1...12)
+    static let seeds: [UInt64] = propertySeeds(12)
     static let shape = (layers: 4, experts: 16, topK: 2)
 
     static func trace(_ seed: UInt64) -> RoutingTrace {

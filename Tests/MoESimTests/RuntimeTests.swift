@@ -97,7 +97,7 @@ struct RuntimeTests {
         #expect(own.stall == 597_000 && shared.stall == 603_000)
     }
 
-    static let seeds: [UInt64] = Array(1...12)
+    static let seeds: [UInt64] = propertySeeds(12)
 
     /// Each field moved from its ideal value towards a slower runtime, alone.
     static let slower: [(String, String, String)] = [

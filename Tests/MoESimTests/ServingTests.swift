@@ -47,7 +47,7 @@ import Testing
     }
 
     @Test func everyTokenOnceInOrderNoneBeforeItsArrivalAndBatchesWithinTheirLimits() throws {
-        for seed in 0..<60 as Range<UInt64> {
+        for seed in propertySeeds(60, from: 0) {
             var rng = SplitMix64(seed: seed &* 7919)
             let trace = requestTrace(seed: seed, requests: 1 + rng.nextInt(below: 12)), options = randomOptions(&rng)
             let scheduler = try ServingScheduler(trace: trace, options: options)
@@ -178,7 +178,7 @@ import Testing
     /// strategy (the oracles replay the first pass's order, which is the trace's here).
     @Test func staticBatchOneEqualsSequentialForEveryStrategy() throws {
         let serving = Set(Metric.allCases.drop { $0 != .scheduler }.map(\.rawValue))
-        for seed in 0..<3 as Range<UInt64> {
+        for seed in propertySeeds(3, from: 0) {
             let trace = zipfTrace(seed: seed, layers: 4, experts: 8, topK: 2, tokens: 60, sequences: 3)
             for policy in PolicyKind.allCases {
                 var spec = ReplaySpec(model: tinyModel(layers: 4, experts: 8, topK: 2), hardware: tinyHardware(),
@@ -189,6 +189,45 @@ import Testing
                 let batched = Metric.row(try Replayer.serve(trace: trace, plan: StepPlan(trace), spec: spec, sink: &none).result)
                 for (column, (a, b)) in zip(Metric.header, zip(sequential, batched)) where !serving.contains(column) {
                     #expect(a == b, "seed \(seed) \(policy): \(column) \(a) != \(b)")
+                }
+            }
+        }
+    }
+
+    /// A served run counts what it needs of the sequential plan (`SequentialFacts`) instead of building it: the
+    /// counts equal the plan's, and every column and request row equals the run given the built plan, for every
+    /// strategy, random serving options and one or two GPUs (which build the plan when asked).
+    @Test func servedRunsGiveTheSameAnswerWithoutTheSequentialPlan() throws {
+        for seed in propertySeeds(4) {
+            let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 80, sequences: 5, prefill: Int(seed % 3) * 3)
+            let plan = StepPlan(trace)
+            let counted = SequentialFacts(trace), built = SequentialFacts(plan)
+            #expect(counted.extent == built.extent, "seed \(seed)")
+            #expect(counted.uses == built.uses)
+            #expect(counted.totals.tokens == built.totals.tokens)
+            #expect(counted.totals.steps == built.totals.steps)
+            #expect(counted.totals.missingCells == built.totals.missingCells)
+            #expect(counted.totals.weight == built.totals.weight)
+            #expect(counted.totals.weighted == built.totals.weighted)
+            var rng = SplitMix64(seed: seed)
+            for policy in PolicyKind.allCases {
+                for gpus in [1, 2] {
+                    var hardware = tinyHardware()
+                    hardware.gpus = gpus
+                    hardware.interconnectBytesPerSecond = 100e9
+                    var spec = ReplaySpec(model: tinyModel(layers: 3, experts: 8, topK: 2), hardware: hardware,
+                                          policy: policy, budget: .experts(8))
+                    spec.serving = randomOptions(&rng)
+                    let given: (result: ReplayResult, log: ServingLog)
+                    do { given = try Replayer.serve(trace: trace, plan: plan, spec: spec) } catch {
+                        #expect(throws: (any Error).self, "seed \(seed) \(policy) on \(gpus) GPUs: refused alike") {
+                            _ = try Replayer.serve(trace: trace, spec: spec)
+                        }
+                        continue
+                    }
+                    let counting = try Replayer.serve(trace: trace, spec: spec)
+                    #expect(Metric.row(counting.result) == Metric.row(given.result), "seed \(seed) \(policy) on \(gpus) GPUs")
+                    #expect(counting.log.rows(slo: nil) == given.log.rows(slo: nil))
                 }
             }
         }
@@ -226,7 +265,7 @@ import Testing
     /// SIMULATION.md's invariants at batch > 1, every strategy, over seeds: memory within the budget, the prefetch
     /// identity, and LRU never beats Belady on the order Belady is given (LRU's own).
     @Test func invariantsHoldUnderContinuousBatching() throws {
-        for seed in 0..<6 as Range<UInt64> {
+        for seed in propertySeeds(6, from: 0) {
             let trace = zipfTrace(seed: seed, layers: 4, experts: 8, topK: 2, tokens: 90, sequences: 6, prefill: 6)
             var hits: [PolicyKind: Int] = [:]
             for policy in PolicyKind.allCases {

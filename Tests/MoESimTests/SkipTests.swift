@@ -4,7 +4,7 @@ import Testing
 
 /// `skip` and `mixed-skip`: misses of low-gate-weight experts are not computed (HOBBIT, AdapMoE).
 @Suite struct SkipTests {
-    static let seeds: [UInt64] = Array(1...8)
+    static let seeds: [UInt64] = propertySeeds(8)
     let fallback = FallbackTests()
 
     func precision(skip: Double, low: Double = 0.3) -> PrecisionOptions {

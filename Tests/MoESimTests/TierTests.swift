@@ -95,7 +95,7 @@ import Testing
     @Test(arguments: [1, 4])
     func aFullHostTierEqualsTwoTiers(queueDepth: Int) throws {
         let model = tinyModel(layers: 3, experts: 8, topK: 2)
-        for seed in UInt64(1)...6 {
+        for seed in propertySeeds(6) {
             let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 40)
             var full = Self.threeTiers(hostExperts: 24, queueDepth: queueDepth)
             full.tiers.ssdBytesPerSecond = 1e30
@@ -117,7 +117,7 @@ import Testing
     func tiersKeepTheirInvariants(engines: Int, queueDepth: Int) throws {
         let model = tinyModel(layers: 3, experts: 8, topK: 2)
         let expertBytes = model.expertBytes
-        for seed in UInt64(1)...5 {
+        for seed in propertySeeds(5) {
             let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 50, prefill: 6)
             for hostExperts in [1, 5, 12] {
                 var hw = Self.threeTiers(hostExperts: hostExperts, queueDepth: queueDepth, engines: engines)

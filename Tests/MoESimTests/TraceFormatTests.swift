@@ -67,6 +67,49 @@ import Testing
         #expect { try RoutingTrace.load(garbage) } throws: { "\($0)".contains("corrupt gzip") }
     }
 
+    /// Inflating on a second thread hands out the same bytes as inflating in line, over several of its chunks, to
+    /// readers asking for any amount; a file cut short or damaged fails with the same error after the same bytes.
+    @Test func backgroundInflationGivesTheSameBytesAndErrors() throws {
+        let dir = temporaryDirectory()
+        let whole = dir + "/whole.jsonl.gz"
+        try SyntheticTraceGenerator(model: tinyModel(layers: 4, experts: 16, topK: 4),
+                                    spec: SyntheticTraceSpec(tokens: 40_000)).write(to: whole)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: whole))
+        let cut = dir + "/cut.jsonl.gz", damaged = dir + "/damaged.jsonl.gz"
+        try bytes.prefix(bytes.count * 3 / 4).write(to: URL(fileURLWithPath: cut))
+        var broken = bytes
+        for i in stride(from: bytes.count / 2, to: bytes.count / 2 + 64, by: 1) { broken[i] ^= 0x5A }
+        try broken.write(to: URL(fileURLWithPath: damaged))
+        /// Everything `source` hands out in reads of `size` bytes, and the error that ended it.
+        func drain(_ source: ByteSource, _ size: Int) -> (Data, String?) {
+            var out = Data()
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 1)
+            defer { buffer.deallocate() }
+            do {
+                while true {
+                    let n = try source.read(into: buffer)
+                    if n == 0 { return (out, nil) }
+                    out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+                }
+            } catch { return (out, "\(error)") }
+        }
+        func open(_ path: String) throws -> GzipFileSource { try GzipFileSource(file: fopen(path, "rb")!, path: path) }
+        for path in [whole, cut, damaged] {
+            let direct = drain(try open(path), 1 << 16)
+            #expect(direct.0.count > 2 << 20 || path != whole, "spans several chunks")
+            for size in [7, 1 << 16, 3 << 20] {
+                let threaded = drain(BackgroundSource(try open(path)), size)
+                #expect(threaded.1 == direct.1, "\(path), reads of \(size)")
+                #expect(threaded.0 == direct.0.prefix(threaded.0.count) && threaded.0.count >= direct.0.count - (1 << 20),
+                        "\(path), reads of \(size): \(threaded.0.count) of \(direct.0.count) bytes")
+            }
+        }
+        #expect(drain(BackgroundSource(try open(cut)), 1 << 16).1 == "\(TraceError.truncatedGzip(path: cut))")
+        // A reader that stops early leaves the worker to finish on its own.
+        let early = BackgroundSource(try open(whole))
+        #expect(try early.read(into: UnsafeMutableRawBufferPointer.allocate(byteCount: 10, alignment: 1)) == 10)
+    }
+
     @Test(arguments: ["t.jsonl", "t.jsonl.gz"])
     func writeThenReadGivesTheSameTrace(name: String) throws {
         let model = tinyModel(layers: 3, experts: 16, topK: 4)

@@ -107,6 +107,13 @@ struct TraceTotals {
     init() {}
     init(_ plan: StepPlan) { add(plan) }
 
+    /// The totals of the steps a counting builder formed (`SequentialFacts`): as `add` reads them from its plan.
+    init(counted builder: StepPlanBuilder) {
+        tokens = builder.tokens; steps = builder.stepTokens.count; missingCells = builder.missingCells
+        weight = builder.totalWeight
+        weighted = builder.weighted && builder.accessCount > 0
+    }
+
     mutating func add(_ plan: StepPlan) {
         tokens += plan.tokens; steps += plan.steps; missingCells += plan.missingCells
         weight += plan.totalWeight

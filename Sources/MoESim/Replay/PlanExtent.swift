@@ -27,16 +27,56 @@ public struct PlanExtent: Sendable, Equatable {
         add(plan)
     }
 
+    /// The extent of the steps a counting builder formed (`SequentialFacts`).
+    init(counted builder: StepPlanBuilder) {
+        layers = builder.layers
+        experts = builder.experts
+        largest = Array(repeating: 0, count: builder.layers)
+        add(largest: builder.largestSet, accesses: builder.accessCount, maxAccessTokens: builder.maxAccessTokens,
+            stepTokens: builder.stepTokens, stepAttention: builder.stepAttention, stepSeq: builder.stepSeq)
+    }
+
     public mutating func add(_ plan: StepPlan) {
         precondition(plan.layers == layers && plan.experts == experts, "a plan of another trace")
-        for (l, n) in plan.largestWorkingSet().enumerated() { largest[l] = max(largest[l], n) }
-        steps += plan.steps
-        accesses += plan.accesses
-        maxAccessTokens = max(maxAccessTokens, plan.accessTokens.max() ?? 0)
-        maxStepTokens = max(maxStepTokens, plan.stepTokens.max() ?? 0)
-        for (s, attention) in plan.stepAttention.enumerated() {
+        add(largest: plan.largestWorkingSet(), accesses: plan.accesses, maxAccessTokens: plan.accessTokens.max() ?? 0,
+            stepTokens: plan.stepTokens, stepAttention: plan.stepAttention, stepSeq: plan.stepSeq)
+    }
+
+    private mutating func add(largest sets: [Int], accesses count: Int, maxAccessTokens most: Int32, stepTokens: [Int32],
+                              stepAttention: [StepAttention], stepSeq: [Int32]) {
+        for (l, n) in sets.enumerated() { largest[l] = max(largest[l], n) }
+        steps += stepTokens.count
+        accesses += count
+        maxAccessTokens = max(maxAccessTokens, most)
+        maxStepTokens = max(maxStepTokens, stepTokens.max() ?? 0)
+        for (s, attention) in stepAttention.enumerated() {
             attentionPairs += attention.pairs
-            if attention.kvHeld > peakKVHeld { peakKVHeld = attention.kvHeld; peakKVSeq = plan.stepSeq[s] }
+            if attention.kvHeld > peakKVHeld { peakKVHeld = attention.kvHeld; peakKVSeq = stepSeq[s] }
         }
+    }
+}
+
+/// What a served run needs of the trace's sequential plan (the budget checks' extent, the totals, how often each
+/// expert is routed), counted by the plan's own builder without keeping a single access: a serving scheduler forms
+/// its own steps, so the sequential ones are measured, not built.
+struct SequentialFacts {
+    let extent: PlanExtent
+    let totals: TraceTotals
+    /// Accesses per flat expert id: what a static placement learns from (`Replayer.expertUses` of the plan).
+    let uses: [Int]
+
+    init(_ trace: RoutingTrace) {
+        var builder = StepPlanBuilder(trace, keepsAccesses: false)
+        builder.addSequentialSteps()
+        extent = PlanExtent(counted: builder)
+        totals = TraceTotals(counted: builder)
+        uses = builder.uses
+    }
+
+    /// The same facts of a plan already built.
+    init(_ plan: StepPlan) {
+        extent = PlanExtent(plan)
+        totals = TraceTotals(plan)
+        uses = Replayer.expertUses(plan)
     }
 }

@@ -74,11 +74,23 @@ public enum Replayer {
         return try serve(trace: trace, plan: plan, spec: spec, sink: &sink)
     }
 
+    /// The same without the sequential plan: on one GPU only what the checks need of it is counted
+    /// (`SequentialFacts`), since the scheduler forms its own steps; several GPUs still build it (their maps read it).
+    public static func serve(trace: RoutingTrace, spec: ReplaySpec) throws -> (result: ReplayResult, log: ServingLog) {
+        var sink = NoEvents()
+        return try serve(trace: trace, sequential: SequentialRun(trace), spec: spec, sink: &sink, placementUses: nil)
+    }
+
     /// The same, reporting every event to `sink` (scenario tests); `placementUses` as for `run`.
     public static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec,
                                               sink: inout Sink, placementUses: [Int]? = nil) throws -> (result: ReplayResult, log: ServingLog) {
+        try serve(trace: trace, sequential: SequentialRun(trace, plan: plan), spec: spec, sink: &sink, placementUses: placementUses)
+    }
+
+    private static func serve<Sink: EventSink>(trace: RoutingTrace, sequential: SequentialRun, spec: ReplaySpec,
+                                               sink: inout Sink, placementUses: [Int]?) throws -> (result: ReplayResult, log: ServingLog) {
         try MultiGPUReplay.check(spec, recordPrecision: false, events: Sink.isEnabled)
-        let layout = try BudgetLayout(plan: plan, spec: spec)
+        let layout = try BudgetLayout(extent: sequential.facts.extent, spec: spec)
         try checkServing(trace: trace, spec: spec, layout: layout)
         try requireWeights(spec, trace.hasWeights)
         var order: [ServingScheduler.Step]?
@@ -86,13 +98,13 @@ public enum Replayer {
             var first = spec
             first.policy = .lru
             var none = NoEvents()
-            order = try serve(trace: trace, plan: plan, spec: first, layout: layout, sink: &none, fixedOrder: nil,
+            order = try serve(trace: trace, sequential: sequential, spec: first, layout: layout, sink: &none, fixedOrder: nil,
                               placementUses: placementUses).scheduler.steps
         }
-        let served = try serve(trace: trace, plan: plan, spec: spec, layout: layout, sink: &sink, fixedOrder: order,
+        let served = try serve(trace: trace, sequential: sequential, spec: spec, layout: layout, sink: &sink, fixedOrder: order,
                                placementUses: placementUses)
         let log = served.scheduler.log, steps = served.scheduler.steps
-        var totals = TraceTotals(plan)
+        var totals = sequential.facts.totals
         totals.steps = steps.count
         var result = ReplayResult(traceName: trace.name, spec: spec, budgetBytes: layout.budgetBytes, totals: totals,
                                   counters: served.counters)
@@ -102,19 +114,21 @@ public enum Replayer {
     }
 
     /// One pass of a served run (the layout is the served strategy's, which the `lru` first pass shares).
-    private static func serve<Sink: EventSink>(trace: RoutingTrace, plan: StepPlan, spec: ReplaySpec, layout: BudgetLayout,
+    private static func serve<Sink: EventSink>(trace: RoutingTrace, sequential: SequentialRun, spec: ReplaySpec, layout: BudgetLayout,
                                                sink: inout Sink, fixedOrder: [ServingScheduler.Step]?,
                                                placementUses: [Int]?) throws -> (scheduler: ServingScheduler, counters: ReplayCounters,
                                                                                  multiGPU: MultiGPUSummary?) {
         let scheduler = try makeScheduler(trace: trace, spec: spec, layout: layout, fixedOrder: fixedOrder)
         if spec.hardware.gpus > 1 {
+            let plan = sequential.plan
             let served = try MultiGPUReplay.serve(scheduler: scheduler, trace: trace, plan: plan, context: scheduler.fixedPlan ?? plan,
                                                   layout: layout, spec: spec, placementUses: placementUses)
             return (scheduler, served.counters, served.summary)
         }
         var source = scheduler
-        let counters = try replay(source: &source, context: scheduler.fixedPlan ?? plan, layout: layout, spec: spec,
-                                  sink: &sink, expertUses: { placementUses ?? expertUses(plan) }, recordPrecision: false).counters
+        let uses = placementUses ?? sequential.facts.uses
+        let counters = try replay(source: &source, context: scheduler.fixedPlan ?? sequential.shape, layout: layout, spec: spec,
+                                  sink: &sink, expertUses: { uses }, recordPrecision: false).counters
         return (scheduler, counters, nil)
     }
 
@@ -428,4 +442,29 @@ extension ReplayEngine {
         place(parts.3.place(PlacementBudget(partitionOf: cache.partitionOf, capacities: cache.capacities,
                                             expertBytes: cache.expertBytes, uses: uses)))
     }
+}
+
+/// A served run's view of the trace's sequential plan: the facts every served run needs, the plan itself only when
+/// asked for (several GPUs' maps read it), built at most once, and an empty plan of the trace's shape that the
+/// strategy's parts are first built on (a served run rebinds them to its own steps).
+private final class SequentialRun {
+    let trace: RoutingTrace
+    let facts: SequentialFacts
+    private var built: StepPlan?
+
+    init(_ trace: RoutingTrace, plan: StepPlan? = nil) {
+        self.trace = trace
+        built = plan
+        facts = plan.map { SequentialFacts($0) } ?? SequentialFacts(trace)
+    }
+
+    var plan: StepPlan {
+        if let built { return built }
+        let plan = StepPlan(trace)
+        built = plan
+        return plan
+    }
+
+    /// No steps: the trace's layers, experts and whether it records predictions.
+    var shape: StepPlan { StepPlan(StepPlanBuilder(trace)) }
 }

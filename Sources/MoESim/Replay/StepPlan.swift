@@ -60,18 +60,7 @@ public struct StepPlan: Sendable {
     ///   that a sequence continuing across chunks does not count a second first token.
     public init(_ trace: RoutingTrace, previousSeq: Int32? = nil) {
         var builder = StepPlanBuilder(trace)
-        var t = 0
-        while t < trace.tokenCount {
-            // A step: one decode token, or the run of prefill tokens of one sequence.
-            var end = t + 1
-            if trace.phase[t] == .prefill {
-                while end < trace.tokenCount && trace.phase[end] == .prefill && trace.seq[end] == trace.seq[t] { end += 1 }
-            }
-            let starts = (t == 0 ? previousSeq : trace.seq[t - 1]) != trace.seq[t]
-            builder.addStep(CollectionOfOne(t..<end), phase: trace.phase[t], seq: trace.seq[t], firstSteps: starts ? 1 : 0,
-                            laterOutputs: !starts && trace.phase[t] == .decode ? 1 : 0)
-            t = end
-        }
+        builder.addSequentialSteps(previousSeq: previousSeq)
         self.init(builder)
     }
 

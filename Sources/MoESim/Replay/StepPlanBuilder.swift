@@ -27,6 +27,14 @@ struct StepPlanBuilder {
     private(set) var stepAttention: [StepAttention] = []
     /// Whether the plan keeps the gate weights (the trace has them and the strategy reads them).
     let weighted: Bool
+    /// False for a builder that only counts (`SequentialFacts`): the steps' accesses are formed and measured but not
+    /// kept, and each access is tallied per expert in `uses` instead.
+    let keepsAccesses: Bool
+    /// Accesses formed so far (kept or not); when they are not kept, the most tokens of one step routed to one
+    /// expert, and per flat id its accesses.
+    private(set) var accessCount = 0
+    private(set) var maxAccessTokens: Int32 = 0
+    private(set) var uses: [Int] = []
     private let union: UnionScratch
     private var predictedScratch: [Int] = []
 
@@ -34,14 +42,22 @@ struct StepPlanBuilder {
     ///   - reserving: tokens the plan will hold about (capacity reserved up front; 0 for a small plan).
     ///   - scratch: working memory to reuse (a scheduler compiling one step at a time keeps one).
     ///   - weights: false to leave the gate weights out (a strategy that does not read them compiles faster).
-    init(_ trace: RoutingTrace, reserving: Int? = nil, scratch: UnionScratch? = nil, weights: Bool = true) {
+    ///   - keepsAccesses: false to count the steps' accesses without keeping them (`SequentialFacts`).
+    init(_ trace: RoutingTrace, reserving: Int? = nil, scratch: UnionScratch? = nil, weights: Bool = true,
+         keepsAccesses: Bool = true) {
         self.trace = trace
+        self.keepsAccesses = keepsAccesses
         weighted = weights && trace.hasWeights
         layers = trace.header.layers; experts = trace.header.experts; topK = trace.header.topK
         largestSet = Array(repeating: 0, count: layers)
         union = scratch ?? UnionScratch(experts: experts)
         precondition(union.experts == experts, "scratch for another trace")
         if trace.hasPredictions { predictionStart = [0] }
+        guard keepsAccesses else {
+            uses = Array(repeating: 0, count: layers * experts)
+            layerStart = []
+            return
+        }
         let share = Double(reserving ?? trace.tokenCount) / Double(max(1, trace.tokenCount))
         let routings = Int(Double(trace.recordedRoutings) * share)
         layerStart.reserveCapacity((reserving ?? trace.tokenCount) * layers + 1)
@@ -83,9 +99,19 @@ struct StepPlanBuilder {
                                           weightTotal: &totalWeight)
                     let n = u.drain(into: &scratch, layerBase: Int32(l * E), weighted: weighted)
                     largestSet[l] = max(largestSet[l], n)
-                    layerStart.append(Int32(accessExpert.count + scratch.count))
+                    if keepsAccesses { layerStart.append(Int32(accessExpert.count + scratch.count)) }
                 }
             }
+        }
+        accessCount += scratch.count
+        if !keepsAccesses {
+            for i in 0..<scratch.count {
+                uses[Int(scratch.expert[i])] += 1
+                maxAccessTokens = max(maxAccessTokens, scratch.tokens[i])
+            }
+            addStepFacts(tokens: stepTokenCount, phase: phase, seq: seq, firstSteps: firstSteps, laterOutputs: laterOutputs,
+                         attention: StepAttention(pairs: pairs, kvRead: read, kvHeld: kvHeld ?? read))
+            return
         }
         accessExpert.append(contentsOf: UnsafeBufferPointer(start: scratch.expert, count: scratch.count))
         accessTokens.append(contentsOf: UnsafeBufferPointer(start: scratch.tokens, count: scratch.count))
@@ -103,13 +129,37 @@ struct StepPlanBuilder {
                 predictionStart.append(Int32(predictedExpert.count))
             }
         }
-        tokens += stepTokenCount
-        stepTokens.append(Int32(stepTokenCount))
+        addStepFacts(tokens: stepTokenCount, phase: phase, seq: seq, firstSteps: firstSteps, laterOutputs: laterOutputs,
+                     attention: StepAttention(pairs: pairs, kvRead: read, kvHeld: kvHeld ?? read))
+    }
+
+    /// The per-step columns, kept in either mode.
+    private mutating func addStepFacts(tokens count: Int, phase: Phase, seq: Int32, firstSteps: Int, laterOutputs: Int,
+                                       attention: StepAttention) {
+        tokens += count
+        stepTokens.append(Int32(count))
         stepPhase.append(phase)
         stepSeq.append(seq)
         stepFirstSteps.append(Int32(firstSteps))
         stepLaterOutputs.append(Int32(laterOutputs))
-        stepAttention.append(StepAttention(pairs: pairs, kvRead: read, kvHeld: kvHeld ?? read))
+        stepAttention.append(attention)
+    }
+
+    /// Adds the trace's steps at batch 1 (SIMULATION.md): a sequence's run of prefill tokens is one step, each
+    /// decode token one. `previousSeq`: in a streaming replay, the sequence of the token before this chunk (nil:
+    /// none), so that a sequence continuing across chunks does not count a second first token.
+    mutating func addSequentialSteps(previousSeq: Int32? = nil) {
+        var t = 0
+        while t < trace.tokenCount {
+            var end = t + 1
+            if trace.phase[t] == .prefill {
+                while end < trace.tokenCount && trace.phase[end] == .prefill && trace.seq[end] == trace.seq[t] { end += 1 }
+            }
+            let starts = (t == 0 ? previousSeq : trace.seq[t - 1]) != trace.seq[t]
+            addStep(CollectionOfOne(t..<end), phase: trace.phase[t], seq: trace.seq[t], firstSteps: starts ? 1 : 0,
+                    laterOutputs: !starts && trace.phase[t] == .decode ? 1 : 0)
+            t = end
+        }
     }
 }
 

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import CZlib
+import Foundation
 
 /// A stream of bytes read in chunks: a plain file, or a gzip file inflated on the fly.
 ///
@@ -21,9 +22,14 @@ func openByteSource(_ path: String) throws -> ByteSource {
     return try openByteSource(file, path: path)
 }
 
-/// Wraps an open file (which the source closes) by `path`'s ending.
+/// Wraps an open file (which the source closes) by `path`'s ending. A gzip file of more than a few megabytes is
+/// inflated on a second thread while the caller parses (`BackgroundSource`).
 func openByteSource(_ file: UnsafeMutablePointer<FILE>, path: String) throws -> ByteSource {
-    path.hasSuffix(".gz") ? try GzipFileSource(file: file, path: path) : PlainFileSource(file: file)
+    guard path.hasSuffix(".gz") else { return PlainFileSource(file: file) }
+    var info = stat()
+    let large = fstat(fileno(file), &info) == 0 && Int(info.st_size) > BackgroundSource.worthwhileBytes
+    let gzip = try GzipFileSource(file: file, path: path)
+    return large ? BackgroundSource(gzip) : gzip
 }
 
 final class PlainFileSource: ByteSource {
@@ -90,6 +96,94 @@ final class GzipFileSource: ByteSource {
             }
         }
         return out.count - Int(stream.avail_out)
+    }
+}
+
+/// Reads another source ahead on a second thread, into a ring of chunks, and hands the bytes out in order: what
+/// one thread parses, the other inflates. An error of the inner source is thrown where the bytes before it end,
+/// as reading it directly would.
+final class BackgroundSource: ByteSource, @unchecked Sendable {
+    /// Below this compressed size, a thread costs more than it saves.
+    static let worthwhileBytes = 4 << 20
+    private static let chunkBytes = 1 << 20, chunkCount = 4
+
+    private let inner: ByteSource
+    private let chunks: [UnsafeMutableRawBufferPointer]
+    private var filled: [Int]  // bytes in each chunk; valid while the chunk is ready
+    private var ready = 0, produced = 0  // chunks handed to the reader, and filled by the worker, in all
+    private var offset = 0  // read so far from the reader's current chunk
+    private var failure: Error?
+    private var ended = false, stopping = false, workerDone = false
+    private let condition = NSCondition()
+
+    init(_ inner: ByteSource) {
+        self.inner = inner
+        chunks = (0..<Self.chunkCount).map { _ in .allocate(byteCount: Self.chunkBytes, alignment: 16) }
+        filled = Array(repeating: 0, count: Self.chunkCount)
+        let worker = Thread { [unowned(unsafe) self] in self.work() }
+        worker.stackSize = 1 << 20
+        worker.start()
+    }
+
+    deinit {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while !workerDone { condition.wait() }
+        condition.unlock()
+        for chunk in chunks { chunk.deallocate() }
+    }
+
+    /// The worker: fills free chunks in turn until the inner source ends or fails, or the reader goes away.
+    private func work() {
+        while true {
+            condition.lock()
+            while produced - ready == Self.chunkCount && !stopping { condition.wait() }
+            let stop = stopping, slot = produced % Self.chunkCount
+            condition.unlock()
+            if stop { break }
+            var count = 0, error: Error?
+            do {
+                let chunk = chunks[slot]
+                while count < chunk.count {
+                    let n = try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: chunk[count...]))
+                    if n == 0 { break }
+                    count += n
+                }
+            } catch let e { error = e }
+            condition.lock()
+            filled[slot] = count
+            if count > 0 { produced += 1 }
+            if error != nil || count < Self.chunkBytes { failure = error; ended = true }
+            condition.broadcast()
+            let finished = ended
+            condition.unlock()
+            if finished { break }
+        }
+        condition.lock()
+        workerDone = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        condition.lock()
+        defer { condition.unlock() }
+        while ready == produced && !ended { condition.wait() }
+        if ready == produced {  // the worker ended and every chunk was read
+            if let failure { throw failure }
+            return 0
+        }
+        let slot = ready % Self.chunkCount, available = filled[slot] - offset
+        let n = min(available, buffer.count)
+        buffer.baseAddress!.copyMemory(from: chunks[slot].baseAddress! + offset, byteCount: n)
+        offset += n
+        if offset == filled[slot] {
+            offset = 0
+            ready += 1
+            condition.broadcast()
+        }
+        return n
     }
 }
 
