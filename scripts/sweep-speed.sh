@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# A 200-cell sweep as a user runs one (10 strategies, prefetch-all among them, x 20 budgets on the bundled Mixtral
-# trace), timed whole-process with 1 job and with 2, interleaved over ROUNDS rounds; prints the medians and the
-# speed-up, and checks that both outputs are the same bytes. Usage: scripts/sweep-speed.sh [BINARY] [ROUNDS]
+# A 200-cell sweep as a user runs one (10 strategies, prefetch-all among them, x 20 budgets on a generated
+# Mixtral-shaped trace of TOKENS tokens in 8 sequences, default 8192: about 0.5 M accesses a cell), timed
+# whole-process with 1 job and with 2, interleaved over ROUNDS rounds; prints the medians and the speed-up, and
+# checks that both outputs are the same bytes. Usage: scripts/sweep-speed.sh [BINARY] [ROUNDS] [TOKENS]
 set -euo pipefail
 BIN=${1:-.build/release/moesim}
 ROUNDS=${2:-3}
+TOKENS=${3:-8192}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-trace=$(cd "$(dirname "$0")/.." && pwd)/traces/mixtral-synth.jsonl.gz
+trace=$work/trace.moet
+"$BIN" trace gen --tokens "$TOKENS" --sequences 8 --out "$trace" > /dev/null
 cat > "$work/sweep.yaml" <<YAML
 traces: [$trace]
 models: [mixtral-8x7b]
 hardware: [a100-80gb-pcie]
 policies: [on-demand, lru, fifo, lfu, arc, belady, prefetch-all, pregated, cross-layer-gate, oracle-prefetch]
 axes:
-  budget: [5%, 10%, 15%, 20%, 25%, 30%, 35%, 40%, 45%, 50%, 55%, 60%, 65%, 70%, 75%, 80%, 85%, 90%, 95%, 100%]
+  budget: [4%, 8%, 12%, 16%, 20%, 24%, 28%, 32%, 36%, 40%, 44%, 48%, 52%, 56%, 60%, 64%, 68%, 72%, 76%, 80%]
 YAML
 for r in $(seq "$ROUNDS"); do
     for jobs in 1 2; do

@@ -15,7 +15,7 @@ struct JSONCursor {
 
     var isAtEnd: Bool { index >= bytes.count }
 
-    mutating func skipWhitespace() {
+    @inline(__always) mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
             case 0x20, 0x09, 0x0A, 0x0D: index += 1
@@ -25,26 +25,29 @@ struct JSONCursor {
     }
 
     /// The next non-space byte, not consumed; 0 at the end.
-    mutating func peek() -> UInt8 {
+    @inline(__always) mutating func peek() -> UInt8 {
         skipWhitespace()
         return index < bytes.count ? bytes[index] : 0
     }
 
-    mutating func expect(_ byte: UInt8) throws {
-        if peek() != byte {
-            throw Failure(message: "expected '\(Character(Unicode.Scalar(byte)))' \(found())")
-        }
+    @inline(__always) mutating func expect(_ byte: UInt8) throws {
+        if peek() != byte { throw expected(byte) }
         index += 1
     }
 
+    /// The error of `expect` (out of line: the parser's hot path stays small).
+    @inline(never) func expected(_ byte: UInt8) -> Failure {
+        Failure(message: "expected '\(Character(Unicode.Scalar(byte)))' \(found())")
+    }
+
     /// Consumes `byte` if it is next.
-    mutating func consume(_ byte: UInt8) -> Bool {
+    @inline(__always) mutating func consume(_ byte: UInt8) -> Bool {
         if peek() == byte { index += 1; return true }
         return false
     }
 
     /// Consumes a literal `null` if it is next.
-    mutating func consumeNull() -> Bool {
+    @inline(__always) mutating func consumeNull() -> Bool {
         if peek() == UInt8(ascii: "n"), index + 4 <= bytes.count, bytes[index + 1] == UInt8(ascii: "u"),
            bytes[index + 2] == UInt8(ascii: "l"), bytes[index + 3] == UInt8(ascii: "l") {
             index += 4
@@ -105,14 +108,31 @@ struct JSONCursor {
         if index < bytes.count && bytes[index] == UInt8(ascii: "-") { negative = true; index += 1 }
         var mantissa: UInt64 = 0, digits = 0, exponent = 0
         let start = index
-        func take(_ d: UInt8, fraction: Bool) {
-            if digits < 19 { mantissa = mantissa &* 10 &+ UInt64(d); digits += mantissa == 0 ? 0 : 1; if fraction { exponent -= 1 } }
-            else if !fraction { exponent += 1 }
+        // Up to 19 significant digits go into the mantissa (leading zeros are not significant); further digits of
+        // the whole part scale it, further fraction digits are dropped.
+        while index < bytes.count {
+            let d = bytes[index] &- 0x30
+            if d > 9 { break }
+            if digits < 19 {
+                mantissa = mantissa &* 10 &+ UInt64(d)
+                if mantissa != 0 { digits += 1 }
+            } else {
+                exponent += 1
+            }
+            index += 1
         }
-        while index < bytes.count, bytes[index] &- 0x30 <= 9 { take(bytes[index] &- 0x30, fraction: false); index += 1 }
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
             index += 1
-            while index < bytes.count, bytes[index] &- 0x30 <= 9 { take(bytes[index] &- 0x30, fraction: true); index += 1 }
+            while index < bytes.count {
+                let d = bytes[index] &- 0x30
+                if d > 9 { break }
+                if digits < 19 {
+                    mantissa = mantissa &* 10 &+ UInt64(d)
+                    if mantissa != 0 { digits += 1 }
+                    exponent -= 1
+                }
+                index += 1
+            }
         }
         if index == start { throw Failure(message: "expected a number \(found())") }
         if index < bytes.count, bytes[index] | 0x20 == UInt8(ascii: "e") {
