@@ -108,31 +108,10 @@ struct JSONCursor {
         if index < bytes.count && bytes[index] == UInt8(ascii: "-") { negative = true; index += 1 }
         var mantissa: UInt64 = 0, digits = 0, exponent = 0
         let start = index
-        // Up to 19 significant digits go into the mantissa (leading zeros are not significant); further digits of
-        // the whole part scale it, further fraction digits are dropped.
-        while index < bytes.count {
-            let d = bytes[index] &- 0x30
-            if d > 9 { break }
-            if digits < 19 {
-                mantissa = mantissa &* 10 &+ UInt64(d)
-                if mantissa != 0 { digits += 1 }
-            } else {
-                exponent += 1
-            }
-            index += 1
-        }
+        scanDigits(&mantissa, &digits, &exponent, fraction: false)
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
             index += 1
-            while index < bytes.count {
-                let d = bytes[index] &- 0x30
-                if d > 9 { break }
-                if digits < 19 {
-                    mantissa = mantissa &* 10 &+ UInt64(d)
-                    if mantissa != 0 { digits += 1 }
-                    exponent -= 1
-                }
-                index += 1
-            }
+            scanDigits(&mantissa, &digits, &exponent, fraction: true)
         }
         if index == start { throw Failure(message: "expected a number \(found())") }
         if index < bytes.count, bytes[index] | 0x20 == UInt8(ascii: "e") {
@@ -154,6 +133,24 @@ struct JSONCursor {
             else { value *= pow10(exponent) }
         }
         return negative ? -value : value
+    }
+
+    /// Digits of a number's whole part or fraction: up to 19 significant digits go into the mantissa (leading zeros
+    /// are not significant); further digits of the whole part scale it, further fraction digits are dropped.
+    @inline(__always)
+    private mutating func scanDigits(_ mantissa: inout UInt64, _ digits: inout Int, _ exponent: inout Int, fraction: Bool) {
+        while index < bytes.count {
+            let d = bytes[index] &- 0x30
+            if d > 9 { break }
+            if digits < 19 {
+                mantissa = mantissa &* 10 &+ UInt64(d)
+                if mantissa != 0 { digits += 1 }
+                if fraction { exponent -= 1 }
+            } else if !fraction {
+                exponent += 1
+            }
+            index += 1
+        }
     }
 
     private static let powersOfTen: [Double] = (0...22).map { p in (0..<p).reduce(1.0) { acc, _ in acc * 10 } }
