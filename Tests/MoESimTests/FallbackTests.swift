@@ -148,6 +148,34 @@ import Testing
         #expect(Set(one.map(\.layer)).count == 4)
     }
 
+    /// Evaluations that overlap in one process (as tests and library users run them) share OpenBLAS's one-thread
+    /// setting: each gives what it gives alone, and the setting before the first is back after the last.
+    @Test func overlappingNumericsAgreeWithARunAloneAndRestoreBLAS() throws {
+        let trace = Self.trace(4)
+        let spec = ReplaySpec(model: Self.model, hardware: tinyHardware(), policy: .mixedPrecision, budget: .experts(10))
+        let plan = StepPlan(trace)
+        let replay = try Replayer.run(plan: plan, traceName: trace.name, spec: spec, recordPrecision: true)
+        let run = NumericsRun(model: Self.model, precision: spec.precision, options: NumericsOptions(scale: 2))
+        let before = HostCalibration.threads
+        let alone = run.evaluate(trace: trace, plan: plan, precisionLog: replay.precisionLog)
+        let results = OverlapResults(count: 4)
+        for _ in 0..<3 {
+            DispatchQueue.concurrentPerform(iterations: 4) { i in
+                results.put(i, run.evaluate(trace: trace, plan: plan, precisionLog: replay.precisionLog, workers: 1 + i % 2))
+            }
+            #expect(results.all.allSatisfy { $0 == alone })
+            #expect(HostCalibration.threads == before)
+        }
+    }
+
+    final class OverlapResults: @unchecked Sendable {
+        private let lock = NSLock()
+        private var values: [NumericsSummary?]
+        init(count: Int) { values = Array(repeating: nil, count: count) }
+        func put(_ i: Int, _ v: NumericsSummary) { lock.lock(); values[i] = v; lock.unlock() }
+        var all: [NumericsSummary] { lock.lock(); defer { lock.unlock() }; return values.compactMap { $0 } }
+    }
+
     @Test func calibrationFitRecoversARoofline() {
         let params = 1_000_000, flops = 5e10, bandwidth = 2e10
         let timed = [1, 4, 16, 64, 256].map { n in (n, max(2 * Double(n) * Double(params) / flops, Double(params * 4) / bandwidth)) }

@@ -41,6 +41,18 @@ public struct HostCalibration: Sendable {
     public static func setThreads(_ n: Int) { if n > 0 { openblas_set_num_threads(Int32(n)) } }
     public static var threads: Int { Int(openblas_get_num_threads()) }
 
+    /// Runs `body` with OpenBLAS on one thread (numerics mode: its callers run in parallel themselves, and one
+    /// thread's sums do not depend on the core count). Evaluations that overlap in one process (tests, a library
+    /// user's threads) share the setting: the first sets it, the last puts back what was there before.
+    static func withOneThread<T>(_ body: () throws -> T) rethrows -> T {
+        oneThread.enter()
+        defer { oneThread.leave() }
+        return try body()
+    }
+
+    private static let oneThread = OneThreadScope()
+
+
     /// Times `ExpertFFN.forward` at the model's shape divided by `scale`, the median of `runs` per token count.
     public static func measure(model: ModelProfile, scale: Int, tokenCounts: [Int], runs: Int,
                                progress: ((_ tokens: Int, _ seconds: Double, _ gflops: Double) -> Void)? = nil) -> HostCalibration {
@@ -92,5 +104,26 @@ public struct HostCalibration: Sendable {
                   "host_flops: \(hostFlops.rounded())", "host_bytes_per_s: \(hostBytesPerSecond.rounded())",
                   "source: \"host CPU calibrated by moesim calibrate (\(threads) OpenBLAS threads, expert \(hidden)x\(ffn)); GPU and link from preset \(base.name)\""]
         return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// The count of evaluations running with one OpenBLAS thread, and the setting before the first.
+private final class OneThreadScope: @unchecked Sendable {
+    private let lock = NSLock()
+    private var running = 0
+    private var before = 0
+
+    func enter() {
+        lock.lock()
+        defer { lock.unlock() }
+        if running == 0 { before = HostCalibration.threads; HostCalibration.setThreads(1) }
+        running += 1
+    }
+
+    func leave() {
+        lock.lock()
+        defer { lock.unlock() }
+        running -= 1
+        if running == 0 { HostCalibration.setThreads(before) }
     }
 }

@@ -76,17 +76,23 @@ public struct NumericsRun: Sendable {
                          workers: Int = ProcessInfo.processInfo.activeProcessorCount,
                          perSample: ((NumericsSample) -> Void)? = nil) -> NumericsSummary {
         precondition(precisionLog.count == plan.accesses, "numerics needs the replay's precision log")
-        let L = plan.layers, steps = StepIndex(plan), workers = max(1, min(workers, L))
-        var errors: [Double] = []
-        errors.reserveCapacity(trace.tokenCount * L)
-        var cosineMin = 1.0
+        let steps = StepIndex(plan), workers = max(1, min(workers, plan.layers))
         // As large as one weight matrix (so a draw repeats no sample), between 2^16 and 2^22 samples.
         let log2Size = min(22, max(16, Int.bitWidth - (hidden * ffn - 1).leadingZeroBitCount))
         let pool = GaussianPool(log2Size: log2Size, seed: options.seed)
         // BLAS threads would only contend with the layers' own (and spin idle between the small calls).
-        let blasThreads = HostCalibration.threads
-        HostCalibration.setThreads(1)
-        defer { HostCalibration.setThreads(blasThreads) }
+        return HostCalibration.withOneThread {
+            evaluateLayers(trace: trace, plan: plan, precisionLog: precisionLog, workers: workers, steps: steps, pool: pool,
+                           perSample: perSample)
+        }
+    }
+
+    private func evaluateLayers(trace: RoutingTrace, plan: StepPlan, precisionLog: [AccessPrecision], workers: Int,
+                                steps: StepIndex, pool: GaussianPool, perSample: ((NumericsSample) -> Void)?) -> NumericsSummary {
+        let L = plan.layers
+        var errors: [Double] = []
+        errors.reserveCapacity(trace.tokenCount * L)
+        var cosineMin = 1.0
         let slots = LayerSlots(count: workers), keepSamples = perSample != nil, bankBytes = options.memoryCapBytes / workers
         for wave in stride(from: 0, to: L, by: workers) {  // a wave at a time: samples of `workers` layers held at most
             let count = min(workers, L - wave)
