@@ -26,7 +26,7 @@ test: deps
 	bash docs/make-validation.sh --short --check
 	$(MAKE) python-test
 
-# What a contributor runs while working: the same tests, every property over a quarter of its seeds
+# What a contributor runs while working: the same tests, every property over two of its seeds
 # (MOESIM_TEST_SEEDS=fast, Tests/MoESimTests/Seeds.swift), without the release build and the validation check.
 test-fast: deps
 	$(SWIFT) build --build-tests

@@ -107,16 +107,22 @@ public struct HostCalibration: Sendable {
     }
 }
 
-/// The count of evaluations running with one OpenBLAS thread, and the setting before the first.
-private final class OneThreadScope: @unchecked Sendable {
+/// The count of evaluations running with one OpenBLAS thread, and the setting before the first (`get` and `set`
+/// reach OpenBLAS; a test gives its own).
+final class OneThreadScope: @unchecked Sendable {
     private let lock = NSLock()
     private var running = 0
     private var before = 0
+    private let get: () -> Int, set: (Int) -> Void
+
+    init(get: @escaping () -> Int = { HostCalibration.threads }, set: @escaping (Int) -> Void = HostCalibration.setThreads) {
+        self.get = get; self.set = set
+    }
 
     func enter() {
         lock.lock()
         defer { lock.unlock() }
-        if running == 0 { before = HostCalibration.threads; HostCalibration.setThreads(1) }
+        if running == 0 { before = get(); set(1) }
         running += 1
     }
 
@@ -124,6 +130,6 @@ private final class OneThreadScope: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         running -= 1
-        if running == 0 { HostCalibration.setThreads(before) }
+        if running == 0 { set(before) }
     }
 }
