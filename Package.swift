@@ -22,10 +22,11 @@ let package = Package(
             name: "CZlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        .systemLibrary(name: "CMalloc"),
         .target(
             name: "MoESim",
             dependencies: [
-                "COpenBLAS", "CZlib",
+                "COpenBLAS", "CZlib", "CMalloc",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Yams", package: "Yams"),
             ],

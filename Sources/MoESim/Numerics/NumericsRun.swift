@@ -1,3 +1,4 @@
+import CMalloc
 import Foundation
 
 /// Settings of numerics mode (`--numerics`).
@@ -80,6 +81,7 @@ public struct NumericsRun: Sendable {
         // As large as one weight matrix (so a draw repeats no sample), between 2^16 and 2^22 samples.
         let log2Size = min(22, max(16, Int.bitWidth - (hidden * ffn - 1).leadingZeroBitCount))
         let pool = GaussianPool(log2Size: log2Size, seed: options.seed)
+        _ = NumericsRun.keepsFreedMemory
         // BLAS threads would only contend with the layers' own (and spin idle between the small calls).
         return HostCalibration.withOneThread {
             evaluateLayers(trace: trace, plan: plan, precisionLog: precisionLog, workers: workers, steps: steps, pool: pool,
@@ -111,6 +113,15 @@ public struct NumericsRun: Sendable {
         return NumericsSummary(samples: errors.count, relErrorMean: errors.reduce(0, +) / Double(errors.count),
                                relErrorP99: p99, cosineMin: cosineMin)
     }
+
+    /// Numerics allocates and frees arrays of megabytes per expert and chunk; glibc hands each back to the kernel
+    /// (they are above its mmap threshold) and the next one faults its pages in again: 1.2 s of system time in a
+    /// 2.5 s run. Once per process, freed memory up to these sizes is kept for reuse instead (the peak is the same).
+    static let keepsFreedMemory: Bool = {
+        mallopt(M_MMAP_THRESHOLD, 256 << 20)
+        mallopt(M_TRIM_THRESHOLD, 512 << 20)
+        return true
+    }()
 
     /// One result per worker of a wave: each worker writes only its own slot, and the caller reads them once the
     /// wave is done.
