@@ -134,14 +134,10 @@ import Testing
     /// Layers evaluated at once merge in layer order: one worker and several give the same figures and the same
     /// samples in the same order (the order the per-token CSV is written in).
     @Test func numericsGivesTheSameAnswerOnAnyNumberOfWorkers() throws {
-        let trace = Self.trace(3)
-        let spec = ReplaySpec(model: Self.model, hardware: tinyHardware(), policy: .mixedPrecision, budget: .experts(10))
-        let plan = StepPlan(trace)
-        let replay = try Replayer.run(plan: plan, traceName: trace.name, spec: spec, recordPrecision: true)
-        let run = NumericsRun(model: Self.model, precision: spec.precision, options: NumericsOptions(scale: 2))
+        let (trace, plan, log, run) = try Self.numericsSetUp(seed: 3)
         var one: [NumericsSample] = [], three: [NumericsSample] = []
-        let a = run.evaluate(trace: trace, plan: plan, precisionLog: replay.precisionLog, workers: 1, perSample: { one.append($0) })
-        let b = run.evaluate(trace: trace, plan: plan, precisionLog: replay.precisionLog, workers: 3, perSample: { three.append($0) })
+        let a = run.evaluate(trace: trace, plan: plan, precisionLog: log, workers: 1, perSample: { one.append($0) })
+        let b = run.evaluate(trace: trace, plan: plan, precisionLog: log, workers: 3, perSample: { three.append($0) })
         #expect(a == b)
         #expect(one == three)
         #expect(one.map(\.layer) == one.map(\.layer).sorted(), "layer by layer")
@@ -151,16 +147,12 @@ import Testing
     /// Evaluations that overlap in one process (as tests and library users run them) each give what they give
     /// alone: the one-thread setting holds until the last of them ends.
     @Test func overlappingNumericsAgreeWithARunAlone() throws {
-        let trace = Self.trace(4)
-        let spec = ReplaySpec(model: Self.model, hardware: tinyHardware(), policy: .mixedPrecision, budget: .experts(10))
-        let plan = StepPlan(trace)
-        let replay = try Replayer.run(plan: plan, traceName: trace.name, spec: spec, recordPrecision: true)
-        let run = NumericsRun(model: Self.model, precision: spec.precision, options: NumericsOptions(scale: 2))
-        let alone = run.evaluate(trace: trace, plan: plan, precisionLog: replay.precisionLog)
+        let (trace, plan, log, run) = try Self.numericsSetUp(seed: 4)
+        let alone = run.evaluate(trace: trace, plan: plan, precisionLog: log)
         let results = OverlapResults(count: 4)
         for _ in 0..<3 {
             DispatchQueue.concurrentPerform(iterations: 4) { i in
-                results.put(i, run.evaluate(trace: trace, plan: plan, precisionLog: replay.precisionLog, workers: 1 + i % 2))
+                results.put(i, run.evaluate(trace: trace, plan: plan, precisionLog: log, workers: 1 + i % 2))
             }
             #expect(results.all.allSatisfy { $0 == alone })
         }
@@ -178,6 +170,14 @@ import Testing
                 #expect(setting == (inside.isEmpty ? 6 : 1), "\(order)")
             }
         }
+    }
+
+    /// A mixed-precision replay of seed `seed`'s trace with its precision log, and numerics at half size.
+    static func numericsSetUp(seed: UInt64) throws -> (RoutingTrace, StepPlan, [AccessPrecision], NumericsRun) {
+        let trace = Self.trace(seed), plan = StepPlan(trace)
+        let spec = ReplaySpec(model: Self.model, hardware: tinyHardware(), policy: .mixedPrecision, budget: .experts(10))
+        let replay = try Replayer.run(plan: plan, traceName: trace.name, spec: spec, recordPrecision: true)
+        return (trace, plan, replay.precisionLog, NumericsRun(model: Self.model, precision: spec.precision, options: NumericsOptions(scale: 2)))
     }
 
     final class OverlapResults: @unchecked Sendable {
