@@ -201,14 +201,14 @@ import Testing
         for seed in propertySeeds(4) {
             let trace = zipfTrace(seed: seed, layers: 3, experts: 8, topK: 2, tokens: 80, sequences: 5, prefill: Int(seed % 3) * 3)
             let plan = StepPlan(trace)
-            let counted = SequentialFacts(trace), built = SequentialFacts(plan)
-            #expect(counted.extent == built.extent, "seed \(seed)")
-            #expect(counted.uses == built.uses)
-            #expect(counted.totals.tokens == built.totals.tokens)
-            #expect(counted.totals.steps == built.totals.steps)
-            #expect(counted.totals.missingCells == built.totals.missingCells)
-            #expect(counted.totals.weight == built.totals.weight)
-            #expect(counted.totals.weighted == built.totals.weighted)
+            let counted = SequentialFacts(trace), built = TraceTotals(plan)
+            #expect(counted.extent == PlanExtent(plan), "seed \(seed)")
+            #expect(counted.uses == Replayer.expertUses(plan))
+            #expect(counted.totals.tokens == built.tokens)
+            #expect(counted.totals.steps == built.steps)
+            #expect(counted.totals.missingCells == built.missingCells)
+            #expect(counted.totals.weight == built.weight)
+            #expect(counted.totals.weighted == built.weighted)
             var rng = SplitMix64(seed: seed)
             for policy in PolicyKind.allCases {
                 for gpus in [1, 2] {

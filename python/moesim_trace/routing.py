@@ -37,27 +37,32 @@ def check_grid(grid, experts, where):
         ids = np.asarray(grid)
     except (ValueError, OverflowError, TypeError):
         ids = None
+    original = ids
+    if ids is not None and ids.dtype == object and all(isinstance(i, int) and not isinstance(i, bool) for i in ids.flat):
+        # Ids beyond 64 bits (numpy keeps them as Python ints): out of range like any id past the experts, checked
+        # through a stand-in of the same sign; errors quote the original cell.
+        ids = np.array([min(max(i, -2), experts) for i in ids.flat], dtype=np.int64).reshape(ids.shape)
     if ids is None or ids.dtype.kind not in "iu":
         raise TraceError(f"{where}: routing is not a rectangular [token][layer][slot] grid of whole numbers")
     if ids.ndim != 3:
         raise TraceError(f"{where}: routing is not a [token][layer][slot] grid (shape {ids.shape})")
     for start in range(0, len(ids), _CHECK_TOKENS):  # in pieces: the scratch masks stay small
-        _check_cells(ids[start:start + _CHECK_TOKENS], start, experts, where)
+        _check_cells(ids[start:start + _CHECK_TOKENS], start, experts, where, original[start:start + _CHECK_TOKENS])
     return ids.astype(np.int32, copy=False)  # every id is in -1..<experts now
 
 
 _CHECK_TOKENS = 8192
 
 
-def _check_cells(ids, first, experts, where):
-    """`check_grid` on tokens first, first + 1, … of a grid."""
+def _check_cells(ids, first, experts, where, original):
+    """`check_grid` on tokens first, first + 1, … of a grid; errors quote the cell of `original`."""
     padding = ids == -1
     mixed = padding.any(axis=2) & ~padding.all(axis=2)
     outside = ((ids < -1) | (ids >= experts)).any(axis=2)
     bad = mixed | outside
     if bad.any():
         t, l = (int(n) for n in np.argwhere(bad)[0])
-        slot = ids[t, l].tolist()
+        slot = list(original[t, l].tolist())
         if mixed[t, l]:
             raise TraceError(f"{where}: token {first + t}, layer {l}: -1 padding beside expert ids {slot}")
         i = next(i for i in slot if i < -1 or i >= experts)

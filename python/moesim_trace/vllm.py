@@ -36,7 +36,7 @@ def _array(value, where):
                 flat.extend(cell)
         if not layers or not top_k:
             raise TraceError(f"{where}: an empty routed-experts array")
-        return (len(tokens), layers, top_k), np.array(flat, dtype=np.int64).reshape(len(tokens), layers, top_k)
+        return (len(tokens), layers, top_k), np.array(flat).reshape(len(tokens), layers, top_k)  # ids past 64 bits: check_grid names them
     raise TraceError(f"{where}: expected base64 of a .npy array or a nested list, got {type(value).__name__}")
 
 

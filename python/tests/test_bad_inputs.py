@@ -101,6 +101,8 @@ class BadInputCorpusTests(FolderTest):
             (response([[[True, 1]]]), "is not an expert id"),
             (json.dumps({"choices": [], "usage": {"prompt_tokens": 1}}), "field 'choices'"),
             (response("not base64!"), "not base64"),
+            (response([[[0, 10**30]]]), f"expert id {10**30} out of range"),  # past 64 bits
+            (response([[[-1, -10**30]]]), f"-1 padding beside expert ids [-1, {-10**30}]"),
         ]
         for n, (text, fragment) in enumerate(cases):
             path = self.file(f"r{n}.json", text)
@@ -118,6 +120,8 @@ class BadInputCorpusTests(FolderTest):
             (json.dumps({"meta_info": {"routed_experts": [0, 1.5, 2, 3], "prompt_tokens": 1, "completion_tokens": 0}}), "is not an expert id"),
             (json.dumps({"meta_info": {"routed_experts": [0, 1, 2, 3], "prompt_tokens": True, "completion_tokens": 0}}), "prompt_tokens"),
             (json.dumps({"meta_info": {"routed_experts": [0, 1, 2, 3], "prompt_tokens": 1}}), "completion_tokens"),
+            (json.dumps({"meta_info": {"routed_experts": [0, 1, 2, 10**30], "prompt_tokens": 1, "completion_tokens": 0}}),
+             f"expert id {10**30} out of range"),
         ]
         for n, (text, fragment) in enumerate(cases):
             path = self.file(f"s{n}.json", text)

@@ -52,7 +52,6 @@ public struct HostCalibration: Sendable {
 
     private static let oneThread = OneThreadScope()
 
-
     /// Times `ExpertFFN.forward` at the model's shape divided by `scale`, the median of `runs` per token count.
     public static func measure(model: ModelProfile, scale: Int, tokenCounts: [Int], runs: Int,
                                progress: ((_ tokens: Int, _ seconds: Double, _ gflops: Double) -> Void)? = nil) -> HostCalibration {

@@ -72,11 +72,4 @@ struct SequentialFacts {
         totals = TraceTotals(counted: builder)
         uses = builder.uses
     }
-
-    /// The same facts of a plan already built.
-    init(_ plan: StepPlan) {
-        extent = PlanExtent(plan)
-        totals = TraceTotals(plan)
-        uses = Replayer.expertUses(plan)
-    }
 }

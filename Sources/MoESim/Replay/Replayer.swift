@@ -90,7 +90,7 @@ public enum Replayer {
     private static func serve<Sink: EventSink>(trace: RoutingTrace, sequential: SequentialRun, spec: ReplaySpec,
                                                sink: inout Sink, placementUses: [Int]?) throws -> (result: ReplayResult, log: ServingLog) {
         try MultiGPUReplay.check(spec, recordPrecision: false, events: Sink.isEnabled)
-        let layout = try BudgetLayout(extent: sequential.facts.extent, spec: spec)
+        let layout = try BudgetLayout(extent: sequential.extent, spec: spec)
         try checkServing(trace: trace, spec: spec, layout: layout)
         try requireWeights(spec, trace.hasWeights)
         var order: [ServingScheduler.Step]?
@@ -104,7 +104,7 @@ public enum Replayer {
         let served = try serve(trace: trace, sequential: sequential, spec: spec, layout: layout, sink: &sink, fixedOrder: order,
                                placementUses: placementUses)
         let log = served.scheduler.log, steps = served.scheduler.steps
-        var totals = sequential.facts.totals
+        var totals = sequential.totals
         totals.steps = steps.count
         var result = ReplayResult(traceName: trace.name, spec: spec, budgetBytes: layout.budgetBytes, totals: totals,
                                   counters: served.counters)
@@ -126,9 +126,8 @@ public enum Replayer {
             return (scheduler, served.counters, served.summary)
         }
         var source = scheduler
-        let uses = placementUses ?? sequential.facts.uses
         let counters = try replay(source: &source, context: scheduler.fixedPlan ?? sequential.shape, layout: layout, spec: spec,
-                                  sink: &sink, expertUses: { uses }, recordPrecision: false).counters
+                                  sink: &sink, expertUses: { placementUses ?? sequential.uses }, recordPrecision: false).counters
         return (scheduler, counters, nil)
     }
 
@@ -444,18 +443,29 @@ extension ReplayEngine {
     }
 }
 
-/// A served run's view of the trace's sequential plan: the facts every served run needs, the plan itself only when
-/// asked for (several GPUs' maps read it), built at most once, and an empty plan of the trace's shape that the
-/// strategy's parts are first built on (a served run rebinds them to its own steps).
+/// A served run's view of the trace's sequential plan: the facts every served run needs (counted, or read from a
+/// plan the caller built anyway), the plan itself only when asked for (several GPUs' maps read it), built at most
+/// once, and an empty plan of the trace's shape that the strategy's parts are first built on (a served run rebinds
+/// them to its own steps).
 private final class SequentialRun {
     let trace: RoutingTrace
-    let facts: SequentialFacts
+    let extent: PlanExtent
+    let totals: TraceTotals
     private var built: StepPlan?
+    private var counted: [Int]?
 
     init(_ trace: RoutingTrace, plan: StepPlan? = nil) {
         self.trace = trace
         built = plan
-        facts = plan.map { SequentialFacts($0) } ?? SequentialFacts(trace)
+        if let plan {
+            extent = PlanExtent(plan)
+            totals = TraceTotals(plan)
+        } else {
+            let facts = SequentialFacts(trace)
+            extent = facts.extent
+            totals = facts.totals
+            counted = facts.uses
+        }
     }
 
     var plan: StepPlan {
@@ -465,6 +475,10 @@ private final class SequentialRun {
         return plan
     }
 
-    /// No steps: the trace's layers, experts and whether it records predictions.
-    var shape: StepPlan { StepPlan(StepPlanBuilder(trace)) }
+    /// Accesses per flat expert id, for a placement that learns from them: counted with the facts, or read from the
+    /// given plan when a placement first asks.
+    lazy var uses: [Int] = counted ?? Replayer.expertUses(plan)
+
+    /// No steps (and no room reserved for any): the trace's layers, experts and whether it records predictions.
+    var shape: StepPlan { StepPlan(StepPlanBuilder(trace, reserving: 0)) }
 }
