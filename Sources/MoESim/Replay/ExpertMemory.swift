@@ -8,62 +8,67 @@
 /// keeps the size it was admitted with (a low-precision version is smaller), which its release gives back.
 /// Raw buffers for the same reason as `LRUPolicy`: it is touched on every miss.
 public final class ExpertMemory {
-    /// Bytes each expert holds; 0 when it is not resident.
-    private let held: UnsafeMutablePointer<Int>
-    private let partitionOf: UnsafeMutablePointer<Int32>
-    private let used: UnsafeMutablePointer<Int>
-    private let capacity: UnsafeMutablePointer<Int>
+    /// Per expert, the bytes it holds (0 when it is not resident) beside its partition: one load finds both.
+    private let slots: UnsafeMutablePointer<Slot>
+    /// Per partition, its bytes in use beside its capacity.
+    private let pools: UnsafeMutablePointer<Pool>
     public let partitions: Int
     public private(set) var totalUsed = 0
     public private(set) var peakUsed = 0
     public let experts: Int
 
+    private struct Slot {
+        var bytes: Int
+        let partition: Int
+    }
+
+    private struct Pool {
+        var used: Int
+        let capacity: Int
+    }
+
     public init(experts: Int, partitionOf: [Int32], capacities: [Int]) {
         precondition(partitionOf.count == experts && partitionOf.allSatisfy { Int($0) < capacities.count })
         self.experts = experts
         partitions = capacities.count
-        held = .allocate(capacity: experts)
-        held.initialize(repeating: 0, count: experts)
-        self.partitionOf = .allocate(capacity: experts)
-        self.partitionOf.initialize(from: partitionOf, count: experts)
-        used = .allocate(capacity: capacities.count)
-        used.initialize(repeating: 0, count: capacities.count)
-        capacity = .allocate(capacity: capacities.count)
-        capacity.initialize(from: capacities, count: capacities.count)
+        slots = .allocate(capacity: experts)
+        for e in 0..<experts { (slots + e).initialize(to: Slot(bytes: 0, partition: Int(partitionOf[e]))) }
+        pools = .allocate(capacity: capacities.count)
+        for (p, c) in capacities.enumerated() { (pools + p).initialize(to: Pool(used: 0, capacity: c)) }
     }
 
     deinit {
-        held.deallocate()
-        partitionOf.deallocate()
-        used.deallocate()
-        capacity.deallocate()
+        slots.deallocate()
+        pools.deallocate()
     }
 
-    public func used(in partition: Int) -> Int { used[partition] }
-    public func capacity(of partition: Int) -> Int { capacity[partition] }
+    public func used(in partition: Int) -> Int { pools[partition].used }
+    public func capacity(of partition: Int) -> Int { pools[partition].capacity }
 
-    @inline(__always) public func isResident(_ e: Int32) -> Bool { held[Int(e)] != 0 }
+    @inline(__always) public func isResident(_ e: Int32) -> Bool { slots[Int(e)].bytes != 0 }
     /// The bytes `e` holds (0 when it is not resident).
-    @inline(__always) public func bytes(of e: Int32) -> Int { held[Int(e)] }
-    @inline(__always) public func partition(of e: Int32) -> Int { Int(partitionOf[Int(e)]) }
-    @inline(__always) public func fits(_ bytes: Int, in partition: Int) -> Bool { used[partition] + bytes <= capacity[partition] }
+    @inline(__always) public func bytes(of e: Int32) -> Int { slots[Int(e)].bytes }
+    @inline(__always) public func partition(of e: Int32) -> Int { slots[Int(e)].partition }
+    @inline(__always) public func fits(_ bytes: Int, in partition: Int) -> Bool {
+        bytes <= pools[partition].capacity - pools[partition].used
+    }
 
     @inline(__always) public func admit(_ e: Int32, bytes: Int) {
-        let p = partition(of: e)
-        precondition(held[Int(e)] == 0 && bytes > 0 && used[p] + bytes <= capacity[p], "expert memory over budget")
-        held[Int(e)] = bytes
-        used[p] += bytes
-        totalUsed += bytes
+        let slot = slots[Int(e)], pool = pools[slot.partition]
+        precondition(slot.bytes == 0 && bytes > 0 && bytes <= pool.capacity - pool.used, "expert memory over budget")
+        slots[Int(e)].bytes = bytes
+        pools[slot.partition].used = pool.used &+ bytes  // no overflow: at most the capacity
+        totalUsed &+= bytes  // at most the sum of the capacities
         if totalUsed > peakUsed { peakUsed = totalUsed }
     }
 
     /// Frees `e`'s bytes and returns how many they were.
     @discardableResult @inline(__always) public func release(_ e: Int32) -> Int {
-        let p = partition(of: e), bytes = held[Int(e)]
-        precondition(bytes > 0, "released an expert that is not resident")
-        held[Int(e)] = 0
-        used[p] -= bytes
-        totalUsed -= bytes
-        return bytes
+        let slot = slots[Int(e)]
+        precondition(slot.bytes > 0, "released an expert that is not resident")
+        slots[Int(e)].bytes = 0
+        pools[slot.partition].used &-= slot.bytes
+        totalUsed &-= slot.bytes
+        return slot.bytes
     }
 }

@@ -34,7 +34,7 @@ extension ReplayCore {
     /// Sends a demand copy of `e` at `time`: committed ahead of queued prefetches, after the copies it evicted still
     /// arriving (`awaited`) land.
     /// - Returns: the copy, which the layer releases once it has read the landing.
-    @inline(__always)
+    @_transparent
     mutating func demandCopy(_ e: Int32, duration: Int64, bytes: Int, at time: Int64) -> Link.Copy {
         if tiered, let waiting = copyFromTiers(e, duration: duration, bytes: bytes, at: time) { return waiting }
         let copy: Link.Copy
@@ -86,10 +86,10 @@ extension ReplayCore {
     @inline(__always)
     mutating func resolveLandings() {
         guard misses.pending > 0 else { return }  // the link fixed every landing when the copies were sent
-        for m in 0..<misses.count where misses.ticket[m] >= 0 {
-            misses.landsAt[m] = link.landing(of: misses.ticket[m])
-            link.release(misses.ticket[m])
-            misses.ticket[m] = -1
+        for m in 0..<misses.count where misses[m].ticket >= 0 {
+            misses[m].landsAt = link.landing(of: misses[m].ticket)
+            link.release(misses[m].ticket)
+            misses[m].ticket = -1
         }
         misses.pending = 0
         drainLink()
@@ -164,42 +164,45 @@ struct PlanColumns {
     }
 }
 
-/// A layer's misses in raw buffers: the expert, its tokens, and when its copy lands, or, while the link has not
-/// said (`pending` of them), the copy's ticket (`ReplayCore.resolveLandings` asks). Allocated once per replay with
-/// room for a whole layer.
+/// A layer's misses in one raw buffer, a record each: the expert, its tokens, and when its copy lands, or, while the
+/// link has not said (`pending` of them), the copy's ticket (`ReplayCore.resolveLandings` asks). Allocated once per
+/// replay with room for a whole layer.
 struct MissList {
-    let expert: UnsafeMutablePointer<Int32>
-    let tokens: UnsafeMutablePointer<Int32>
-    let landsAt: UnsafeMutablePointer<Int64>
-    /// The copy's ticket while its landing is pending, else -1.
-    let ticket: UnsafeMutablePointer<Link.Ticket>
+    struct Entry {
+        var landsAt: Int64
+        var expert: Int32
+        var tokens: Int32
+        /// The copy's ticket while its landing is pending, else -1.
+        var ticket: Link.Ticket
+    }
+    private let entries: UnsafeMutablePointer<Entry>
     private(set) var count = 0
     /// Misses whose landing is pending.
     var pending = 0
 
-    init(capacity: Int) {
-        expert = .allocate(capacity: capacity)
-        tokens = .allocate(capacity: capacity)
-        landsAt = .allocate(capacity: capacity)
-        ticket = .allocate(capacity: capacity)
-    }
+    init(capacity: Int) { entries = .allocate(capacity: capacity) }
 
-    /// Frees the buffers; the owner calls it once.
-    func deallocate() { expert.deallocate(); tokens.deallocate(); landsAt.deallocate(); ticket.deallocate() }
+    /// Frees the buffer; the owner calls it once.
+    func deallocate() { entries.deallocate() }
+
+    @inline(__always) subscript(m: Int) -> Entry {
+        get { entries[m] }
+        nonmutating set { entries[m] = newValue }
+    }
 
     @inline(__always) mutating func removeAll() { count = 0; pending = 0 }
 
-    func contains(_ e: Int32) -> Bool { (0..<count).contains { expert[$0] == e } }
+    func contains(_ e: Int32) -> Bool { (0..<count).contains { entries[$0].expert == e } }
 
     /// Removes the first miss, once every landing is known and sorted (`sortByLanding`): the one landing first.
     mutating func removeFirst() {
         precondition(pending == 0, "removed a miss whose landing was not read")
-        for i in 1..<max(1, count) { expert[i - 1] = expert[i]; tokens[i - 1] = tokens[i]; landsAt[i - 1] = landsAt[i] }
+        for i in 1..<max(1, count) { entries[i - 1] = entries[i] }
         count -= 1
     }
 
     @inline(__always) mutating func append(expert e: Int32, tokens t: Int32, copy: Link.Copy) {
-        expert[count] = e; tokens[count] = t; landsAt[count] = copy.fixedLanding; ticket[count] = copy.ticket
+        entries[count] = Entry(landsAt: copy.fixedLanding, expert: e, tokens: t, ticket: copy.ticket)
         if copy.ticket >= 0 { pending += 1 }
         count += 1
     }
@@ -208,10 +211,10 @@ struct MissList {
     /// Usually already sorted: one pass.
     @inline(__always) func sortByLanding() {
         precondition(pending == 0, "sorted misses whose landings were not read")
-        for i in 1..<max(1, count) where landsAt[i - 1] > landsAt[i] {
+        for i in 1..<max(1, count) where entries[i - 1].landsAt > entries[i].landsAt {
             var j = i
-            while j > 0 && landsAt[j - 1] > landsAt[j] {
-                swap(&landsAt[j - 1], &landsAt[j]); swap(&tokens[j - 1], &tokens[j]); swap(&expert[j - 1], &expert[j])
+            while j > 0 && entries[j - 1].landsAt > entries[j].landsAt {
+                swap(&entries[j - 1], &entries[j])
                 j -= 1
             }
         }

@@ -79,9 +79,10 @@ extension ReplayCore {
         if tiered && !reads.isEmpty { settleReads(&layer) }
         resolveLandings()
         misses.sortByLanding()
-        layer.wait(until: misses.landsAt[0], &counters)
-        layer.gpu = compute(misses.expert[0], tokens: misses.tokens[0], from: layer.gpu)
-        free(misses.expert[0], &layer)
+        let first = misses[0]
+        layer.wait(until: first.landsAt, &counters)
+        layer.gpu = compute(first.expert, tokens: first.tokens, from: layer.gpu)
+        free(first.expert, &layer)
         misses.removeFirst()
         counters.misses += 1  // no longer in `misses` when the layer counts them
         return true

@@ -248,12 +248,12 @@ struct PendingList {
 extension MissList {
     /// Puts the copy of `e`'s miss, appended as entry `index`, in place of its placeholder (`ReplayCore.awaitRead`).
     mutating func replacePlaceholder(at index: Int, of e: Int32, with copy: Link.Copy) {
-        func waits(_ m: Int) -> Bool { m < count && expert[m] == e && ticket[m] < 0 && landsAt[m] == .max }
+        func waits(_ m: Int) -> Bool { m < count && self[m].expert == e && self[m].ticket < 0 && self[m].landsAt == .max }
         guard let m = waits(index) ? index : (0..<count).first(where: waits) else {
             preconditionFailure("no miss waits for expert \(e)'s read")
         }
-        landsAt[m] = copy.fixedLanding
-        ticket[m] = copy.ticket
+        self[m].landsAt = copy.fixedLanding
+        self[m].ticket = copy.ticket
         if copy.ticket >= 0 { pending += 1 }
     }
 }

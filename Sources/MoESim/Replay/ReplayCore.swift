@@ -243,12 +243,13 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
         misses.sortByLanding()
         let holdsHits = cost.copiesHoldCompute
         if (Policy.computesAfterAllCopies || holdsHits) && misses.count > 0 {
-            layer.wait(until: misses.landsAt[misses.count - 1], &counters)
+            layer.wait(until: misses[misses.count - 1].landsAt, &counters)
         }
         if holdsHits { computeHeldHits(plan, &layer) }
         for m in 0..<misses.count {
-            layer.wait(until: misses.landsAt[m], &counters)
-            layer.gpu = compute(misses.expert[m], tokens: misses.tokens[m], from: layer.gpu)
+            let miss = misses[m]
+            layer.wait(until: miss.landsAt, &counters)
+            layer.gpu = compute(miss.expert, tokens: miss.tokens, from: layer.gpu)
         }
         layer.wait(until: layer.hostDone, &counters)
     }
