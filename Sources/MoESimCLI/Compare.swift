@@ -69,7 +69,7 @@ struct Compare: ParsableCommand {
             cfg.policies.removeAll(where: \.learnsPlacement)
             if cfg.policies.isEmpty { throw ValidationError("\(routing.name) has one sequence: no strategy left to run") }
         }
-        let plan = StepPlan(routing)
+        let plan = StepPlan(routing, weights: numerics.numerics || cfg.policies.contains(where: \.readsGateWeights))
         var results: [ReplayResult] = []
         for b in budgetList {
             var group: [ReplayResult] = []

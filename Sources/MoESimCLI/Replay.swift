@@ -140,7 +140,7 @@ struct Replay: ParsableCommand {
             return
         }
         guard let routing = loaded else { return }
-        let plan = StepPlan(routing)
+        let plan = StepPlan(routing, weights: numerics.numerics || policy.readsGateWeights)
         let result: ReplayResult
         if numerics.numerics {
             var samples: [[String]] = []

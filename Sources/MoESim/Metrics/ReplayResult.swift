@@ -111,13 +111,13 @@ struct TraceTotals {
     init(counted builder: StepPlanBuilder) {
         tokens = builder.tokens; steps = builder.stepTokens.count; missingCells = builder.missingCells
         weight = builder.totalWeight
-        weighted = builder.weighted && builder.accessCount > 0
+        weighted = builder.sumsWeights && builder.accessCount > 0
     }
 
     mutating func add(_ plan: StepPlan) {
         tokens += plan.tokens; steps += plan.steps; missingCells += plan.missingCells
         weight += plan.totalWeight
-        weighted = weighted && plan.hasWeights
+        weighted = weighted && plan.recordsWeights
     }
 }
 

@@ -36,8 +36,10 @@ public struct StepPlan: Sendable {
     public private(set) var accessWeightMax: [Float] = []
     public private(set) var accessWeightSum: [Float] = []
     public var hasWeights: Bool { !accessWeightMax.isEmpty }
-    /// Σ of every routed gate weight (0 without weights).
+    /// Σ of every routed gate weight, in routing order (0 without weights), and whether the trace records weights:
+    /// both kept also in a plan that leaves the per-access weights out (`StepPlan(_:weights:)`).
     public private(set) var totalWeight = 0.0
+    public private(set) var recordsWeights = false
 
     public func predictionRange(step: Int, layer: Int) -> Range<Int> {
         guard hasPredictions else { return 0..<0 }
@@ -58,8 +60,10 @@ public struct StepPlan: Sendable {
 
     /// - Parameter previousSeq: in a streaming replay, the sequence of the token before this chunk (nil: none), so
     ///   that a sequence continuing across chunks does not count a second first token.
-    public init(_ trace: RoutingTrace, previousSeq: Int32? = nil) {
-        var builder = StepPlanBuilder(trace)
+    ///   - weights: false to leave the per-access gate weights out, for strategies that do not read them
+    ///     (`PolicyKind.readsGateWeights`): the plan is built faster and holds half the bytes.
+    public init(_ trace: RoutingTrace, previousSeq: Int32? = nil, weights: Bool = true) {
+        var builder = StepPlanBuilder(trace, weights: weights)
         builder.addSequentialSteps(previousSeq: previousSeq)
         self.init(builder)
     }
@@ -76,6 +80,7 @@ public struct StepPlan: Sendable {
         accessWeightMax = builder.accessWeightMax
         accessWeightSum = builder.accessWeightSum
         totalWeight = builder.totalWeight
+        recordsWeights = builder.sumsWeights
         predictionStart = builder.predictionStart
         predictedExpert = builder.predictedExpert
         stepTokens = builder.stepTokens
@@ -165,6 +170,7 @@ public struct StepPlan: Sendable {
         stepFirstSteps = plan.stepFirstSteps; stepLaterOutputs = plan.stepLaterOutputs; stepAttention = plan.stepAttention
         largestSet = Array(repeating: 0, count: plan.layers)
         totalWeight = plan.totalWeight
+        recordsWeights = plan.recordsWeights
     }
 
     /// The largest number of distinct experts any single step-layer needs at once, per layer (kept from the build:

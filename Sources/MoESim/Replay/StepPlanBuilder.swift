@@ -25,8 +25,10 @@ struct StepPlanBuilder {
     private(set) var stepFirstSteps: [Int32] = []
     private(set) var stepLaterOutputs: [Int32] = []
     private(set) var stepAttention: [StepAttention] = []
-    /// Whether the plan keeps the gate weights (the trace has them and the strategy reads them).
+    /// Whether the plan keeps the gate weights per access (the trace has them and the strategy reads them), and
+    /// whether it adds them up (the trace has them: `totalWeight`).
     let weighted: Bool
+    let sumsWeights: Bool
     /// False for a builder that only counts (`SequentialFacts`): the steps' accesses are formed and measured but not
     /// kept, and each access is tallied per expert in `uses` instead.
     let keepsAccesses: Bool
@@ -37,6 +39,9 @@ struct StepPlanBuilder {
     private(set) var uses: [Int] = []
     private let union: UnionScratch
     private var predictedScratch: [Int] = []
+    /// Whether a step of one token sorts its ids in place (`StepScratch.appendSorted`) rather than going through
+    /// the union; false only in the test that holds the two equal.
+    var sortsLoneTokens = true
 
     /// - Parameters:
     ///   - reserving: tokens the plan will hold about (capacity reserved up front; 0 for a small plan).
@@ -48,6 +53,7 @@ struct StepPlanBuilder {
         self.trace = trace
         self.keepsAccesses = keepsAccesses
         weighted = weights && trace.hasWeights
+        sumsWeights = trace.hasWeights
         layers = trace.header.layers; experts = trace.header.experts; topK = trace.header.topK
         largestSet = Array(repeating: 0, count: layers)
         union = scratch ?? UnionScratch(experts: experts)
@@ -75,7 +81,7 @@ struct StepPlanBuilder {
     mutating func addStep<Parts: Collection>(_ parts: Parts, phase: Phase, seq: Int32, firstSteps: Int, laterOutputs: Int,
                                              kvHeld: Int64? = nil)
     where Parts.Element == Range<Int> {
-        let L = layers, E = experts, K = topK, weighted = weighted
+        let L = layers, E = experts, K = topK, weighted = weighted, sums = sumsWeights
         var stepTokenCount = 0
         // Attention: a token at position p attends to p + 1 keys (causal); a part reads its sequence's KV cache up
         // to its last token once.
@@ -91,18 +97,34 @@ struct StepPlanBuilder {
         var scratch = u.stepBuffer(capacity: min(stepTokenCount * K, E) * L, weighted: weighted)
         defer { u.keep(scratch) }
         // Raw views of the trace: a checked array access per routing costs more than the rest of the work.
+        // One token (a decode step at batch 1, the sequential plan's usual step): its layer's set is its own ids,
+        // sorted in place, with no union to gather.
+        let lone = stepTokenCount == 1 && sortsLoneTokens ? parts.first { !$0.isEmpty }!.lowerBound : nil
+        // Per layer, where its set ends and its size, in raw memory: through the arrays, each write checked them.
+        let ends = u.layerBuffer(layers: L), base = Int32(accessExpert.count), keys = u.keyBuffer(topK: K)
         trace.experts.withUnsafeBufferPointer { ids in
             trace.weights.withUnsafeBufferPointer { weights in
                 for l in 0..<L {
-                    missingCells += u.add(layer: l, of: parts, ids: ids.baseAddress!,
-                                          weights: weighted ? weights.baseAddress! : nil, layers: L, topK: K,
-                                          weightTotal: &totalWeight)
-                    let n = u.drain(into: &scratch, layerBase: Int32(l * E), weighted: weighted)
-                    largestSet[l] = max(largestSet[l], n)
-                    if keepsAccesses { layerStart.append(Int32(accessExpert.count + scratch.count)) }
+                    let n: Int
+                    if let lone {
+                        n = scratch.appendSorted(ids: ids.baseAddress! + (lone * L + l) * K, weights: sums ? weights.baseAddress! + (lone * L + l) * K : nil,
+                                                 topK: K, layerBase: Int32(l * E), keys: keys, weightTotal: &totalWeight)
+                        if n == 0 { missingCells += 1 }
+                    } else {
+                        missingCells += u.add(layer: l, of: parts, ids: ids.baseAddress!,
+                                              weights: sums ? weights.baseAddress! : nil, keepsWeights: weighted,
+                                              layers: L, topK: K, weightTotal: &totalWeight)
+                        n = u.drain(into: &scratch, layerBase: Int32(l * E), weighted: weighted)
+                    }
+                    ends[l] = base + Int32(scratch.count)
+                    ends[L + l] = Int32(n)
                 }
             }
         }
+        largestSet.withUnsafeMutableBufferPointer { largest in
+            for l in 0..<L { largest[l] = max(largest[l], Int(ends[L + l])) }
+        }
+        if keepsAccesses { layerStart.append(contentsOf: UnsafeBufferPointer(start: ends, count: L)) }
         accessCount += scratch.count
         if !keepsAccesses {
             for i in 0..<scratch.count {
@@ -182,6 +204,49 @@ struct StepScratch {
     func deallocate() {
         expert.deallocate(); tokens.deallocate(); weightMax?.deallocate(); weightSum?.deallocate()
     }
+
+    /// Appends one token's layer (`topK` ids at `ids`, gate weights at `weights` when the trace has them, kept when
+    /// this scratch has room for them) as its expert set, in id order (flat ids `layerBase + e`), each with one
+    /// token, its weight as largest and sum; `keys` is room for
+    /// `topK` sort keys. The same values, bit for bit, as `UnionScratch.add` then `drain`: weights summed into
+    /// `weightTotal` in routing order; each set's largest and summed weight `max(0, w)` and `0 + w`, a repeated id
+    /// merged in routing order.
+    /// - Returns: the set's size (0 for a null cell).
+    @inline(__always)
+    mutating func appendSorted(ids: UnsafePointer<UInt16>, weights: UnsafePointer<Float>?, topK K: Int, layerBase: Int32,
+                               keys: UnsafeMutablePointer<UInt32>, weightTotal: inout Double) -> Int {
+        if ids[0] == TokenRecord.missing { return 0 }
+        // Insertion sort of (id, slot) packed in one word: a layer has a few ids, and one array moves, not four.
+        for j in 0..<K {
+            let key = UInt32(ids[j]) << 16 | UInt32(truncatingIfNeeded: j)
+            var i = j
+            while i > 0 && keys[i &- 1] > key { keys[i] = keys[i &- 1]; i &-= 1 }
+            keys[i] = key
+        }
+        let ex = expert + count, tk = tokens + count
+        var n = 0, last = Int32(-1)
+        if let weights { for j in 0..<K { weightTotal += Double(weights[j]) } }
+        if let weights, let weightMax, let weightSum {
+            let wMax = weightMax + count, wSum = weightSum + count
+            for i in 0..<K {
+                let e = layerBase &+ Int32(keys[i] >> 16), w = weights[Int(keys[i] & 0xffff)]
+                if e == last {  // a repeated id: one more token of the same access
+                    tk[n &- 1] &+= 1; wMax[n &- 1] = max(wMax[n &- 1], w); wSum[n &- 1] += w
+                } else {
+                    ex[n] = e; tk[n] = 1; wMax[n] = max(0, w); wSum[n] = 0 + w
+                    n &+= 1
+                    last = e
+                }
+            }
+        } else {
+            for i in 0..<K {
+                let e = layerBase &+ Int32(keys[i] >> 16)
+                if e == last { tk[n &- 1] &+= 1 } else { ex[n] = e; tk[n] = 1; n &+= 1; last = e }
+            }
+        }
+        count &+= n
+        return n
+    }
 }
 
 /// One layer's expert set while a step is compiled: per expert its token count and gate weights, and which experts
@@ -212,7 +277,7 @@ final class UnionScratch {
 
     deinit {
         tokens.deallocate(); weightMax.deallocate(); weightSum.deallocate(); touched.deallocate(); words.deallocate()
-        step?.deallocate()
+        step?.deallocate(); layerNumbers.deallocate(); keys.deallocate()
     }
 
     /// Empty buffers for a step of up to `capacity` accesses; hand them back with `keep`.
@@ -229,13 +294,40 @@ final class UnionScratch {
 
     func keep(_ buffer: StepScratch) { step?.deallocate(); step = buffer }
 
-    /// Adds layer `l` of the tokens in `parts` (trace indices) from the trace's raw ids and weights (nil: none);
-    /// adds each weight to `weightTotal` in routing order and returns the cells with no routing. Pointers and the
+    /// Room for one token's sort keys (`StepScratch.appendSorted`), kept across steps.
+    private var keys = UnsafeMutablePointer<UInt32>.allocate(capacity: 0)
+    private var keysCapacity = 0
+
+    func keyBuffer(topK: Int) -> UnsafeMutablePointer<UInt32> {
+        if keysCapacity < topK {
+            keys.deallocate()
+            keys = .allocate(capacity: topK)
+            keysCapacity = topK
+        }
+        return keys
+    }
+
+    /// Room for two numbers per layer (`StepPlanBuilder.addStep`'s ends and sizes), kept across steps.
+    private var layerNumbers = UnsafeMutablePointer<Int32>.allocate(capacity: 0)
+    private var layerNumbersCapacity = 0
+
+    func layerBuffer(layers: Int) -> UnsafeMutablePointer<Int32> {
+        if layerNumbersCapacity < 2 * layers {
+            layerNumbers.deallocate()
+            layerNumbers = .allocate(capacity: 2 * layers)
+            layerNumbersCapacity = 2 * layers
+        }
+        return layerNumbers
+    }
+
+    /// Adds layer `l` of the tokens in `parts` (trace indices) from the trace's raw ids and weights (nil: none;
+    /// each expert's largest and summed weight kept if `keepsWeights`); adds each weight to `weightTotal` in
+    /// routing order and returns the cells with no routing. Pointers and the
     /// count are kept in locals: through the object, each store could alias them and the loop would reload
     /// everything per routing.
     @inline(__always)
     func add<Parts: Collection>(layer l: Int, of parts: Parts, ids: UnsafePointer<UInt16>, weights: UnsafePointer<Float>?,
-                                layers L: Int, topK K: Int, weightTotal: inout Double) -> Int
+                                keepsWeights: Bool, layers L: Int, topK K: Int, weightTotal: inout Double) -> Int
     where Parts.Element == Range<Int> {
         let tokens = self.tokens, touched = self.touched, words = self.words
         let weightMax = self.weightMax, weightSum = self.weightSum
@@ -253,8 +345,10 @@ final class UnionScratch {
                     tokens[e] += 1
                     if let weights {
                         let w = weights[j]
-                        weightMax[e] = max(weightMax[e], w)
-                        weightSum[e] += w
+                        if keepsWeights {
+                            weightMax[e] = max(weightMax[e], w)
+                            weightSum[e] += w
+                        }
                         weight += Double(w)
                     }
                 }

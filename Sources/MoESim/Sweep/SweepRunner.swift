@@ -69,7 +69,8 @@ public struct SweepRunner: Sendable {
         var plans: [String: (name: String, plan: StepPlan, trace: RoutingTrace)] = [:]
         for path in Set(cells.map(\.trace)).sorted() {
             let trace = try RoutingTrace.loadForReplay(path)
-            plans[path] = (trace.name, StepPlan(trace), trace)
+            let weights = cells.contains { $0.trace == path && $0.spec.policy.readsGateWeights }
+            plans[path] = (trace.name, StepPlan(trace, weights: weights), trace)
         }
         let sequences = plans.mapValues(\.trace.sequenceCount)
         for cell in cells {

@@ -1,0 +1,62 @@
+import Testing
+@testable import MoESim
+
+/// The step plan's two ways to form a layer's set: a step of one token sorts its ids in place, any other goes
+/// through the union. Both must give the same plan, bit for bit.
+struct PlanBuilderTests {
+    /// The plan of `trace`'s sequential steps, with one-token steps sorted in place or through the union.
+    private func sequentialPlan(_ trace: RoutingTrace, sortsLoneTokens: Bool, weights: Bool = true) -> StepPlan {
+        var builder = StepPlanBuilder(trace, weights: weights)
+        builder.sortsLoneTokens = sortsLoneTokens
+        builder.addSequentialSteps()
+        return StepPlan(builder)
+    }
+
+    private func expectSame(_ a: StepPlan, _ b: StepPlan) {
+        #expect(a.layerStart == b.layerStart)
+        #expect(a.accessExpert == b.accessExpert)
+        #expect(a.accessTokens == b.accessTokens)
+        #expect(a.accessWeightMax.map(\.bitPattern) == b.accessWeightMax.map(\.bitPattern))
+        #expect(a.accessWeightSum.map(\.bitPattern) == b.accessWeightSum.map(\.bitPattern))
+        #expect(a.totalWeight.bitPattern == b.totalWeight.bitPattern)
+        #expect(a.largestSet == b.largestSet)
+        #expect(a.missingCells == b.missingCells)
+        #expect(a.stepTokens == b.stepTokens)
+    }
+
+    @Test(arguments: propertySeeds(20))
+    func loneTokensSortedInPlaceMatchTheUnion(seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        let trace = zipfTrace(seed: seed, layers: 1 + Int(rng.next() % 4), experts: 4 + Int(rng.next() % 300),
+                              topK: 1 + Int(rng.next() % 4), tokens: 40, sequences: 3, prefill: Int(rng.next() % 5))
+        let inPlace = sequentialPlan(trace, sortsLoneTokens: true)
+        #expect(inPlace.steps > 0 && inPlace.accessExpert.count > 0)
+        expectSame(inPlace, sequentialPlan(trace, sortsLoneTokens: false))
+        expectSame(sequentialPlan(trace, sortsLoneTokens: true, weights: false),
+                   sequentialPlan(trace, sortsLoneTokens: false, weights: false))
+    }
+
+    /// Repeated ids in one cell (a hand-made trace can hold them), null cells, and weights that sum differently in
+    /// another order.
+    @Test func repeatedIdsAndNullCellsAsTheUnionCountsThem() {
+        var trace = makeTrace([[[3, 1, 3], nil], [[0, 2, 1], [2, 2, 2]], [[1, 0, 3], [0, 1, 2]]], experts: 4, topK: 3)
+        var weighted = RoutingTrace(header: trace.header, name: "weighted")
+        var record = TokenRecord(layers: 2, topK: 3)
+        let weights: [Float] = [0.1, 0.7, 0.2, 0.3, 0.3, 0.4, 1e-8, 0.5, 0.49999, 0.6, 0.3, 0.1, 0.25, 0.5, 0.25, 0.2, 0.2, 0.6]
+        for t in 0..<trace.tokenCount {
+            record.seq = Int(trace.seq[t]); record.pos = Int(trace.pos[t]); record.phase = trace.phase[t]
+            for i in 0..<6 { record.experts[i] = trace.experts[t * 6 + i] }
+            record.weights = (0..<6).map { trace.experts[t * 6 + $0] == TokenRecord.missing ? .nan : weights[t * 6 + $0] }
+            record.hasWeights = true
+            weighted.append(record)
+        }
+        trace = weighted
+        let inPlace = sequentialPlan(trace, sortsLoneTokens: true)
+        expectSame(inPlace, sequentialPlan(trace, sortsLoneTokens: false))
+        // Written out: token 0 layer 0 holds expert 3 twice (2 tokens, weights 0.1 and 0.2) and expert 1 once.
+        #expect(Array(inPlace.accessExpert[0..<2]) == [1, 3])
+        #expect(Array(inPlace.accessTokens[0..<2]) == [1, 2])
+        #expect(inPlace.accessWeightMax[1] == 0.2 && inPlace.accessWeightSum[1] == Float(0) + 0.1 + 0.2)
+        #expect(inPlace.missingCells == 1)
+    }
+}
