@@ -207,6 +207,9 @@ struct MissList {
         count += 1
     }
 
+    /// Whether the misses are in landing order (a debug check of the orders that need no sort).
+    var isSortedByLanding: Bool { (1..<max(1, count)).allSatisfy { entries[$0 - 1].landsAt <= entries[$0].landsAt } }
+
     /// Orders the misses by landing time (stable: equal times keep id order), once every landing is resolved.
     /// Usually already sorted: one pass.
     @inline(__always) func sortByLanding() {

@@ -240,7 +240,8 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     mutating func computeMisses(_ plan: PlanColumns, _ layer: inout LayerProgress) {
         if tiered && !reads.isEmpty { settleReads(&layer) }
         resolveLandings()
-        misses.sortByLanding()
+        // Without prefetches or tiers, every miss's copy was sent in turn on one FIFO server: they land in order.
+        if Predictor.isEnabled || tiered || !link.isClosedForm { misses.sortByLanding() } else { assert(misses.isSortedByLanding) }
         let holdsHits = cost.copiesHoldCompute
         if (Policy.computesAfterAllCopies || holdsHits) && misses.count > 0 {
             layer.wait(until: misses[misses.count - 1].landsAt, &counters)
