@@ -19,7 +19,7 @@ struct PlanBuilderTests {
         #expect(a.accessWeightMax.map(\.bitPattern) == b.accessWeightMax.map(\.bitPattern))
         #expect(a.accessWeightSum.map(\.bitPattern) == b.accessWeightSum.map(\.bitPattern))
         #expect(a.totalWeight.bitPattern == b.totalWeight.bitPattern)
-        #expect(a.largestSet == b.largestSet)
+        #expect(a.largestWorkingSet() == b.largestWorkingSet())
         #expect(a.missingCells == b.missingCells)
         #expect(a.stepTokens == b.stepTokens)
     }
