@@ -70,6 +70,7 @@ public struct StepPlan: Sendable {
 
     /// The plan `builder` has put together.
     init(_ builder: StepPlanBuilder) {
+        builder.awaitPrefault()
         layers = builder.layers; experts = builder.experts
         tokens = builder.tokens
         missingCells = builder.missingCells

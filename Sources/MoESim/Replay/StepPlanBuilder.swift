@@ -39,6 +39,8 @@ struct StepPlanBuilder {
     private(set) var uses: [Int] = []
     private let union: UnionScratch
     private var predictedScratch: [Int] = []
+    /// Faults in the reserved columns ahead of the appends (a plan of tens of megabytes), or nil.
+    private var prefault: PagePrefault?
     /// Whether a step of one token sorts its ids in place (`StepScratch.appendSorted`) rather than going through
     /// the union; false only in the test that holds the two equal.
     var sortsLoneTokens = true
@@ -69,6 +71,19 @@ struct StepPlanBuilder {
         layerStart.reserveCapacity((reserving ?? trace.tokenCount) * layers + 1)
         accessExpert.reserveCapacity(routings); accessTokens.reserveCapacity(routings)
         if weighted { accessWeightMax.reserveCapacity(routings); accessWeightSum.reserveCapacity(routings) }
+        prefault = PagePrefault([Self.reserved(&layerStart), Self.reserved(&accessExpert), Self.reserved(&accessTokens),
+                                 Self.reserved(&accessWeightMax), Self.reserved(&accessWeightSum)])
+    }
+
+    /// Waits for the columns' pages to be faulted in (`PagePrefault`), so that no worker outlives them.
+    func awaitPrefault() { prefault?.wait() }
+
+    /// Where `array`'s reserved storage starts, and its bytes (for `PagePrefault`: the storage stays put while the
+    /// builder appends within the capacity it reserved; should it grow, the worker only touches memory freed).
+    private static func reserved<T>(_ array: inout [T]) -> (start: UnsafeMutableRawPointer, bytes: Int) {
+        let bytes = array.capacity * MemoryLayout<T>.stride
+        let start = array.withUnsafeMutableBufferPointer { UnsafeMutableRawPointer($0.baseAddress) }
+        return (start ?? UnsafeMutableRawPointer(bitPattern: 1)!, start == nil ? 0 : bytes)
     }
 
     /// Appends one step made of the tokens in `parts` (ranges of trace token indices, each within one sequence).
