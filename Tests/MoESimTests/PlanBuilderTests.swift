@@ -27,8 +27,9 @@ struct PlanBuilderTests {
     @Test(arguments: propertySeeds(20))
     func loneTokensSortedInPlaceMatchTheUnion(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
-        let trace = zipfTrace(seed: seed, layers: 1 + Int(rng.next() % 4), experts: 4 + Int(rng.next() % 300),
-                              topK: 1 + Int(rng.next() % 4), tokens: 40, sequences: 3, prefill: Int(rng.next() % 5))
+        // topK 1 to 10: insertion (up to 4, and above 8) and the sorting network (5 to 8).
+        let trace = zipfTrace(seed: seed, layers: 1 + Int(rng.next() % 4), experts: 12 + Int(rng.next() % 300),
+                              topK: 1 + Int(seed &* 7 % 10), tokens: 40, sequences: 3, prefill: Int(rng.next() % 5))
         let inPlace = sequentialPlan(trace, sortsLoneTokens: true)
         #expect(inPlace.steps > 0 && inPlace.accessExpert.count > 0)
         expectSame(inPlace, sequentialPlan(trace, sortsLoneTokens: false))
@@ -58,5 +59,33 @@ struct PlanBuilderTests {
         #expect(Array(inPlace.accessTokens[0..<2]) == [1, 2])
         #expect(inPlace.accessWeightMax[1] == 0.2 && inPlace.accessWeightSum[1] == Float(0) + 0.1 + 0.2)
         #expect(inPlace.missingCells == 1)
+        // Six ids a cell (the sorting network), repeats included.
+        let six = makeTrace([[[5, 1, 5, 0, 7, 1]], [[2, 3, 4, 5, 6, 7]], [[7, 7, 7, 7, 7, 7]]], experts: 8, topK: 6)
+        expectSame(sequentialPlan(six, sortsLoneTokens: true), sequentialPlan(six, sortsLoneTokens: false))
+        #expect(Array(sequentialPlan(six, sortsLoneTokens: true).accessTokens[0..<4]) == [1, 2, 2, 1])
+    }
+}
+
+extension PlanBuilderTests {
+    /// The sorting network of one-token steps of five to eight ids, on every 0-1 input (the 0-1 principle: a
+    /// comparator network that sorts those sorts every input) and on every order of eight distinct keys' ranks
+    /// in a sample.
+    @Test func theEightKeyNetworkSorts() {
+        let keys = UnsafeMutablePointer<UInt32>.allocate(capacity: 8)
+        defer { keys.deallocate() }
+        var unsorted = 0
+        for bits in 0..<256 {
+            for j in 0..<8 { keys[j] = UInt32((bits >> j) & 1) }
+            StepScratch.sortEight(keys)
+            if (1..<8).contains(where: { keys[$0 - 1] > keys[$0] }) { unsorted += 1 }
+        }
+        var rng = SplitMix64(seed: 8)
+        for _ in 0..<500 {
+            let values = (0..<8).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
+            for j in 0..<8 { keys[j] = values[j] }
+            StepScratch.sortEight(keys)
+            if (0..<8).map({ keys[$0] }) != values.sorted() { unsorted += 1 }
+        }
+        #expect(unsorted == 0)
     }
 }

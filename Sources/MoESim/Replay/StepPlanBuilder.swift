@@ -231,12 +231,18 @@ struct StepScratch {
     mutating func appendSorted(ids: UnsafePointer<UInt16>, weights: UnsafePointer<Float>?, topK K: Int, layerBase: Int32,
                                keys: UnsafeMutablePointer<UInt32>, weightTotal: inout Double) -> Int {
         if ids[0] == TokenRecord.missing { return 0 }
-        // Insertion sort of (id, slot) packed in one word: a layer has a few ids, and one array moves, not four.
-        for j in 0..<K {
-            let key = UInt32(ids[j]) << 16 | UInt32(truncatingIfNeeded: j)
-            var i = j
-            while i > 0 && keys[i &- 1] > key { keys[i] = keys[i &- 1]; i &-= 1 }
-            keys[i] = key
+        // (id, slot) packed in one word, so that one array moves, not four, and sorted: five to eight by a sorting
+        // network in registers (padded with keys above any id), others by insertion.
+        if K >= 5 && K <= 8 {
+            for j in 0..<8 { keys[j] = j < K ? UInt32(ids[j]) << 16 | UInt32(truncatingIfNeeded: j) : .max }
+            Self.sortEight(keys)
+        } else {
+            for j in 0..<K {
+                let key = UInt32(ids[j]) << 16 | UInt32(truncatingIfNeeded: j)
+                var i = j
+                while i > 0 && keys[i &- 1] > key { keys[i] = keys[i &- 1]; i &-= 1 }
+                keys[i] = key
+            }
         }
         let ex = expert + count, tk = tokens + count
         var n = 0, last = Int32(-1)
@@ -261,6 +267,21 @@ struct StepScratch {
         }
         count &+= n
         return n
+    }
+
+    /// Sorts `k[0..<8]` ascending: Dobbelaere's 19-comparator network of depth 6 (`PlanBuilderTests` checks it on
+    /// every 0-1 input, which by the 0-1 principle covers all inputs).
+    @inline(__always)
+    static func sortEight(_ k: UnsafeMutablePointer<UInt32>) {
+        var a0 = k[0], a1 = k[1], a2 = k[2], a3 = k[3], a4 = k[4], a5 = k[5], a6 = k[6], a7 = k[7]
+        @inline(__always) func order(_ x: inout UInt32, _ y: inout UInt32) { let low = min(x, y); y = max(x, y); x = low }
+        order(&a0, &a2); order(&a1, &a3); order(&a4, &a6); order(&a5, &a7)
+        order(&a0, &a4); order(&a1, &a5); order(&a2, &a6); order(&a3, &a7)
+        order(&a0, &a1); order(&a2, &a3); order(&a4, &a5); order(&a6, &a7)
+        order(&a2, &a4); order(&a3, &a5)
+        order(&a1, &a4); order(&a3, &a6)
+        order(&a1, &a2); order(&a3, &a4); order(&a5, &a6)
+        k[0] = a0; k[1] = a1; k[2] = a2; k[3] = a3; k[4] = a4; k[5] = a5; k[6] = a6; k[7] = a7
     }
 }
 
@@ -314,10 +335,10 @@ final class UnionScratch {
     private var keysCapacity = 0
 
     func keyBuffer(topK: Int) -> UnsafeMutablePointer<UInt32> {
-        if keysCapacity < topK {
+        if keysCapacity < max(8, topK) {  // eight at least: the sorting network's
             keys.deallocate()
-            keys = .allocate(capacity: topK)
-            keysCapacity = topK
+            keys = .allocate(capacity: max(8, topK))
+            keysCapacity = max(8, topK)
         }
         return keys
     }
