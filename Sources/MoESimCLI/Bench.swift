@@ -12,7 +12,8 @@ struct Bench: ParsableCommand {
             Cases: each strategy on a 32-layer x 256-expert top-8 decode trace of about 10 million accesses, and on a \
             Mixtral-shaped trace. Inputs are generated from fixed seeds, so every run measures the same work. \
             Replay time covers planning-free replay only (the trace is compiled into steps once, outside the timer); \
-            Belady's future index is built inside the timer. Runs are interleaved (each round replays every \
+            Belady's future index is built inside the timer; the plan-256x32-top8 case times building that plan \
+            beside lru's replay of it. Runs are interleaved (each round replays every \
             strategy once), and each prefetching strategy also reports its replay time relative to LRU's in the \
             same round; a filter that picks a prefetching strategy runs LRU too. With --against OLD, each round \
             also runs OLD's bench on the same cases (one run, in a child process) right after this build's, and \

@@ -223,6 +223,18 @@ import Testing
         #expect(r.stdout.contains("time / lru: median"))
     }
 
+    @Test func benchTimesThePlanBesideLRUsReplay() throws {
+        let dir = temporaryDirectory()
+        let r = try moesim("bench", "--runs", "2", "--accesses", "4096", "--filter", "plan", "--csv", dir + "/b.csv")
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = try String(contentsOfFile: dir + "/b.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+            .map { $0.split(separator: ",").map(String.init) }
+        #expect(rows.map { "\($0[0]) \($0[1])" } == ["plan-256x32-top8 plan_accesses_per_s",
+                                                      "plan-256x32-top8 plan_time_vs_lru_replay"])
+        for row in rows { #expect(Double(row[2])! > 0 && Double(row[3])! <= Double(row[2])! && Double(row[2])! <= Double(row[4])!) }
+        #expect(r.stdout.contains("plan time / lru replay time: median"))
+    }
+
     @Test func generatedTracesValidateAndMatchTheirSeed() throws {
         let dir = temporaryDirectory()
         for name in ["a.jsonl.gz", "b.jsonl.gz"] {
