@@ -32,6 +32,11 @@ struct PlanBuilderTests {
                               topK: 1 + Int(seed &* 7 % 10), tokens: 40, sequences: 3, prefill: Int(rng.next() % 5))
         let inPlace = sequentialPlan(trace, sortsLoneTokens: true)
         #expect(inPlace.steps > 0 && inPlace.accessExpert.count > 0)
+        // The bound the page prefaulting uses: the steps exactly, the accesses from above; exact at decode.
+        let bound = StepPlanBuilder.sequentialBound(trace)
+        #expect(bound.steps == inPlace.steps && inPlace.accesses <= bound.accesses)
+        let decode = zipfTrace(seed: seed, layers: 3, experts: 40, topK: 4, tokens: 30, sequences: 2, prefill: 0)
+        #expect(StepPlanBuilder.sequentialBound(decode).accesses == sequentialPlan(decode, sortsLoneTokens: true).accesses)
         expectSame(inPlace, sequentialPlan(trace, sortsLoneTokens: false))
         expectSame(sequentialPlan(trace, sortsLoneTokens: true, weights: false),
                    sequentialPlan(trace, sortsLoneTokens: false, weights: false))

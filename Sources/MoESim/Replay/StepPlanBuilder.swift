@@ -71,17 +71,39 @@ struct StepPlanBuilder {
         layerStart.reserveCapacity((reserving ?? trace.tokenCount) * layers + 1)
         accessExpert.reserveCapacity(routings); accessTokens.reserveCapacity(routings)
         if weighted { accessWeightMax.reserveCapacity(routings); accessWeightSum.reserveCapacity(routings) }
-        prefault = PagePrefault([Self.reserved(&layerStart), Self.reserved(&accessExpert), Self.reserved(&accessTokens),
-                                 Self.reserved(&accessWeightMax), Self.reserved(&accessWeightSum)])
+        // Only what the trace's sequential steps can fill is faulted in: a long prefill's union holds far fewer
+        // accesses than its routings, and pages faulted in but never written would only add to the peak memory.
+        let (steps, accesses) = Self.sequentialBound(trace)
+        prefault = PagePrefault([Self.reserved(&layerStart, upTo: steps * layers + 1),
+                                 Self.reserved(&accessExpert, upTo: accesses), Self.reserved(&accessTokens, upTo: accesses),
+                                 Self.reserved(&accessWeightMax, upTo: accesses), Self.reserved(&accessWeightSum, upTo: accesses)])
+    }
+
+    /// At most how many steps and accesses the trace's sequential steps make (`addSequentialSteps`): a prefill run
+    /// of n tokens is one step of at most min(n × topK, experts) accesses a layer, a decode token one of topK.
+    static func sequentialBound(_ trace: RoutingTrace) -> (steps: Int, accesses: Int) {
+        let K = trace.header.topK, E = trace.header.experts, L = trace.header.layers
+        var steps = 0, perLayer = 0, t = 0
+        while t < trace.tokenCount {
+            var end = t + 1
+            if trace.phase[t] == .prefill {
+                while end < trace.tokenCount && trace.phase[end] == .prefill && trace.seq[end] == trace.seq[t] { end += 1 }
+            }
+            steps += 1
+            perLayer += min((end - t) * K, E)
+            t = end
+        }
+        return (steps, perLayer * L)
     }
 
     /// Waits for the columns' pages to be faulted in (`PagePrefault`), so that no worker outlives them.
     func awaitPrefault() { prefault?.wait() }
 
-    /// Where `array`'s reserved storage starts, and its bytes (for `PagePrefault`: the storage stays put while the
-    /// builder appends within the capacity it reserved; should it grow, the worker only touches memory freed).
-    private static func reserved<T>(_ array: inout [T]) -> (start: UnsafeMutableRawPointer, bytes: Int) {
-        let bytes = array.capacity * MemoryLayout<T>.stride
+    /// Where `array`'s reserved storage starts, and the bytes of its first `count` elements (at most its capacity),
+    /// for `PagePrefault`: the storage stays put while the builder appends within the capacity it reserved; should
+    /// it grow, the worker only touches memory freed.
+    private static func reserved<T>(_ array: inout [T], upTo count: Int) -> (start: UnsafeMutableRawPointer, bytes: Int) {
+        let bytes = min(array.capacity, count) * MemoryLayout<T>.stride
         let start = array.withUnsafeMutableBufferPointer { UnsafeMutableRawPointer($0.baseAddress) }
         return (start ?? UnsafeMutableRawPointer(bitPattern: 1)!, start == nil ? 0 : bytes)
     }
