@@ -94,3 +94,23 @@ extension PlanBuilderTests {
         #expect(unsorted == 0)
     }
 }
+
+extension PlanBuilderTests {
+    /// A plan without per-access weights still sums them, and a strategy that reads them is refused on it rather
+    /// than run without them.
+    @Test func aPlanWithoutWeightsKeepsTheirSumAndRefusesAReader() throws {
+        let trace = zipfTrace(seed: 4, layers: 2, experts: 16, topK: 2, tokens: 30)
+        let with = StepPlan(trace), without = StepPlan(trace, weights: false)
+        #expect(with.hasWeights && !without.hasWeights && without.recordsWeights)
+        #expect(with.totalWeight == without.totalWeight && with.totalWeight > 0)
+        let model = tinyModel(layers: 2, experts: 16, topK: 2)
+        let lru = ReplaySpec(model: model, hardware: tinyHardware(), policy: .lru, budget: .share(0.5))
+        #expect(try Replayer.run(plan: without, traceName: "t", spec: lru).counters
+                == Replayer.run(plan: with, traceName: "t", spec: lru).counters)
+        var reader = lru
+        reader.policy = .mixedPrecision
+        // Named as the plan's doing, not the trace's: the trace has weights.
+        let refusal = #expect(throws: ConfigError.self) { try Replayer.run(plan: without, traceName: "t", spec: reader) }
+        #expect(refusal?.description.contains("a step plan that keeps the gate weights") == true)
+    }
+}

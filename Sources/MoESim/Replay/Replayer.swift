@@ -52,8 +52,10 @@ public enum Replayer {
     /// `placementUses`: the expert counts a placement learns from (nil: the plan's own).
     static func run<Sink: EventSink>(plan: StepPlan, traceName: String, spec: ReplaySpec, sink: inout Sink,
                                      recordPrecision: Bool, placementUses: [Int]?) throws -> ReplayResult {
-        precondition(plan.hasWeights || !plan.recordsWeights || !spec.policy.readsGateWeights,
-                     "\(spec.policy.rawValue) reads gate weights: its plan must keep them (StepPlan(_:weights:))")
+        guard plan.hasWeights || !plan.recordsWeights || !spec.policy.readsGateWeights else {
+            throw ConfigError.invalidValue(field: "policy", value: spec.policy.rawValue,
+                                           expected: "a step plan that keeps the gate weights (StepPlan(_:weights: true))")
+        }
         try MultiGPUReplay.check(spec, recordPrecision: recordPrecision, events: Sink.isEnabled)
         if spec.hardware.gpus > 1 {
             return try MultiGPUReplay.run(plan: plan, traceName: traceName, spec: spec, placementUses: placementUses)
