@@ -207,3 +207,33 @@ import Testing
         #expect(arc.counters.hits <= opt.counters.hits)
     }
 }
+
+/// `KeepPlaced` hands its inner policy only the experts it ranks: a placed expert that a streaming layer frees was
+/// never inserted there, so its eviction must not reach the inner policy (an LRU list would unlink a stranger);
+/// once copied in again, it is ranked like any other.
+@Suite struct KeepPlacedTests {
+    /// Records what it is told, and counts evictions of experts it was never given.
+    struct Recording: CachePolicy {
+        var held: Set<Int32> = []
+        var evicted: [Int32] = []
+        var strangers = 0
+        mutating func didInsert(_ expert: Int32, at access: Int) { held.insert(expert) }
+        mutating func didEvict(_ expert: Int32) {
+            if held.remove(expert) == nil { strangers += 1 }
+            evicted.append(expert)
+        }
+        mutating func victim(in partition: Int, pinned: PinSet) -> Int32? { held.min() }
+    }
+
+    @Test func aFreedPlacedExpertIsNotEvictedFromTheInnerPolicy() {
+        var cache = KeepPlaced(experts: 4, inner: Recording())
+        cache.didPlace(0)
+        cache.didInsert(1, at: 0)
+        cache.didEvict(0)  // placed, freed by a streaming layer
+        #expect(cache.inner.evicted.isEmpty)
+        cache.didInsert(0, at: 5)  // copied in again: ranked from now on
+        cache.didEvict(0)
+        cache.didEvict(1)
+        #expect(cache.inner.evicted == [0, 1] && cache.inner.strangers == 0)
+    }
+}
