@@ -28,7 +28,7 @@ struct StepPlanBuilder {
     /// Whether the plan keeps the gate weights per access (the trace has them and the strategy reads them), and
     /// whether it adds them up (the trace has them: `totalWeight`).
     let weighted: Bool
-    let sumsWeights: Bool
+    var sumsWeights: Bool { trace.hasWeights }
     /// False for a builder that only counts (`SequentialFacts`): the steps' accesses are formed and measured but not
     /// kept, and each access is tallied per expert in `uses` instead.
     let keepsAccesses: Bool
@@ -55,7 +55,6 @@ struct StepPlanBuilder {
         self.trace = trace
         self.keepsAccesses = keepsAccesses
         weighted = weights && trace.hasWeights
-        sumsWeights = trace.hasWeights
         layers = trace.header.layers; experts = trace.header.experts; topK = trace.header.topK
         largestSet = Array(repeating: 0, count: layers)
         union = scratch ?? UnionScratch(experts: experts)
@@ -76,36 +75,33 @@ struct StepPlanBuilder {
         let (steps, accesses) = Self.sequentialBound(trace)
         prefault = PagePrefault([Self.reserved(&layerStart, upTo: steps * layers + 1),
                                  Self.reserved(&accessExpert, upTo: accesses), Self.reserved(&accessTokens, upTo: accesses),
-                                 Self.reserved(&accessWeightMax, upTo: accesses), Self.reserved(&accessWeightSum, upTo: accesses)])
+                                 Self.reserved(&accessWeightMax, upTo: accesses), Self.reserved(&accessWeightSum, upTo: accesses)]
+                                    .compactMap { $0 })
     }
 
     /// At most how many steps and accesses the trace's sequential steps make (`addSequentialSteps`): a prefill run
     /// of n tokens is one step of at most min(n × topK, experts) accesses a layer, a decode token one of topK.
     static func sequentialBound(_ trace: RoutingTrace) -> (steps: Int, accesses: Int) {
-        let K = trace.header.topK, E = trace.header.experts, L = trace.header.layers
+        let K = trace.header.topK, E = trace.header.experts
         var steps = 0, perLayer = 0, t = 0
         while t < trace.tokenCount {
-            var end = t + 1
-            if trace.phase[t] == .prefill {
-                while end < trace.tokenCount && trace.phase[end] == .prefill && trace.seq[end] == trace.seq[t] { end += 1 }
-            }
+            let end = sequentialStepEnd(trace, from: t)
             steps += 1
             perLayer += min((end - t) * K, E)
             t = end
         }
-        return (steps, perLayer * L)
+        return (steps, perLayer * trace.header.layers)
     }
 
     /// Waits for the columns' pages to be faulted in (`PagePrefault`), so that no worker outlives them.
     func awaitPrefault() { prefault?.wait() }
 
     /// Where `array`'s reserved storage starts, and the bytes of its first `count` elements (at most its capacity),
-    /// for `PagePrefault`: the storage stays put while the builder appends within the capacity it reserved; should
-    /// it grow, the worker only touches memory freed.
-    private static func reserved<T>(_ array: inout [T], upTo count: Int) -> (start: UnsafeMutableRawPointer, bytes: Int) {
-        let bytes = min(array.capacity, count) * MemoryLayout<T>.stride
+    /// for `PagePrefault`; nil when it has none. The storage stays put while the builder appends within the capacity
+    /// it reserved; should it grow, the worker only touches memory freed.
+    private static func reserved<T>(_ array: inout [T], upTo count: Int) -> (start: UnsafeMutableRawPointer, bytes: Int)? {
         let start = array.withUnsafeMutableBufferPointer { UnsafeMutableRawPointer($0.baseAddress) }
-        return (start ?? UnsafeMutableRawPointer(bitPattern: 1)!, start == nil ? 0 : bytes)
+        return start.map { ($0, min(array.capacity, count) * MemoryLayout<T>.stride) }
     }
 
     /// Appends one step made of the tokens in `parts` (ranges of trace token indices, each within one sequence).
@@ -210,15 +206,22 @@ struct StepPlanBuilder {
     mutating func addSequentialSteps(previousSeq: Int32? = nil) {
         var t = 0
         while t < trace.tokenCount {
-            var end = t + 1
-            if trace.phase[t] == .prefill {
-                while end < trace.tokenCount && trace.phase[end] == .prefill && trace.seq[end] == trace.seq[t] { end += 1 }
-            }
+            let end = Self.sequentialStepEnd(trace, from: t)
             let starts = (t == 0 ? previousSeq : trace.seq[t - 1]) != trace.seq[t]
             addStep(CollectionOfOne(t..<end), phase: trace.phase[t], seq: trace.seq[t], firstSteps: starts ? 1 : 0,
                     laterOutputs: !starts && trace.phase[t] == .decode ? 1 : 0)
             t = end
         }
+    }
+
+    /// Where the batch-1 step that starts at token `t` ends: after the sequence's run of prefill tokens, or after
+    /// the one decode token.
+    static func sequentialStepEnd(_ trace: RoutingTrace, from t: Int) -> Int {
+        var end = t + 1
+        if trace.phase[t] == .prefill {
+            while end < trace.tokenCount && trace.phase[end] == .prefill && trace.seq[end] == trace.seq[t] { end += 1 }
+        }
+        return end
     }
 }
 
@@ -352,31 +355,12 @@ final class UnionScratch {
 
     func keep(_ buffer: StepScratch) { step?.deallocate(); step = buffer }
 
-    /// Room for one token's sort keys (`StepScratch.appendSorted`), kept across steps.
-    private var keys = UnsafeMutablePointer<UInt32>.allocate(capacity: 0)
-    private var keysCapacity = 0
+    /// Room for one token's sort keys (`StepScratch.appendSorted`), and for two numbers per layer
+    /// (`StepPlanBuilder.addStep`'s ends and sizes), kept across steps.
+    private var keys = GrowingBuffer<UInt32>(), layerNumbers = GrowingBuffer<Int32>()
 
-    func keyBuffer(topK: Int) -> UnsafeMutablePointer<UInt32> {
-        if keysCapacity < max(8, topK) {  // eight at least: the sorting network's
-            keys.deallocate()
-            keys = .allocate(capacity: max(8, topK))
-            keysCapacity = max(8, topK)
-        }
-        return keys
-    }
-
-    /// Room for two numbers per layer (`StepPlanBuilder.addStep`'s ends and sizes), kept across steps.
-    private var layerNumbers = UnsafeMutablePointer<Int32>.allocate(capacity: 0)
-    private var layerNumbersCapacity = 0
-
-    func layerBuffer(layers: Int) -> UnsafeMutablePointer<Int32> {
-        if layerNumbersCapacity < 2 * layers {
-            layerNumbers.deallocate()
-            layerNumbers = .allocate(capacity: 2 * layers)
-            layerNumbersCapacity = 2 * layers
-        }
-        return layerNumbers
-    }
+    func keyBuffer(topK: Int) -> UnsafeMutablePointer<UInt32> { keys.room(for: max(8, topK)) }  // the network's eight
+    func layerBuffer(layers: Int) -> UnsafeMutablePointer<Int32> { layerNumbers.room(for: 2 * layers) }
 
     /// Adds layer `l` of the tokens in `parts` (trace indices) from the trace's raw ids and weights (nil: none;
     /// each expert's largest and summed weight kept if `keepsWeights`); adds each weight to `weightTotal` in
@@ -452,4 +436,21 @@ final class UnionScratch {
         }
         scratch.count += 1
     }
+}
+
+/// Raw room for at least n elements, reallocated only to grow (contents are not kept); its owner deallocates it.
+struct GrowingBuffer<Element> {
+    private var base = UnsafeMutablePointer<Element>.allocate(capacity: 0)
+    private var capacity = 0
+
+    mutating func room(for n: Int) -> UnsafeMutablePointer<Element> {
+        if capacity < n {
+            base.deallocate()
+            base = .allocate(capacity: n)
+            capacity = n
+        }
+        return base
+    }
+
+    func deallocate() { base.deallocate() }
 }
