@@ -18,19 +18,18 @@ final class PagePrefault: @unchecked Sendable {
     private let condition = NSCondition()
     private var finished = false
     /// The whole pages of each region: first and end addresses.
-    private var pages: [(Int, Int)] = []
+    private let pages: [(Int, Int)]
 
     /// Starts on `regions` (each a start and a byte count); nil when they are too small to be worth a thread.
     init?(_ regions: [(start: UnsafeMutableRawPointer, bytes: Int)]) {
         #if os(Linux)
         // Whole pages only: the first and last partial pages are left to fault as usual.
-        let pages = regions.compactMap { r -> (Int, Int)? in
+        pages = regions.compactMap { r -> (Int, Int)? in
             let first = (Int(bitPattern: r.start) + Self.pageBytes - 1) & ~(Self.pageBytes - 1)
             let end = (Int(bitPattern: r.start) + r.bytes) & ~(Self.pageBytes - 1)
             return end > first ? (first, end) : nil
         }
         guard pages.reduce(0, { $0 + $1.1 - $1.0 }) >= Self.worthwhileBytes else { return nil }
-        self.pages = pages
         // pthread rather than Foundation's Thread, whose start cannot fail visibly: a worker that never ran would
         // leave `wait` waiting for good.
         var thread = pthread_t()
@@ -61,17 +60,12 @@ final class PagePrefault: @unchecked Sendable {
         #if os(Linux)
         let regions = pages
         var next = regions.map(\.0)
-        var working = true
-        while working {
-            working = false
+        populating: while next.indices.contains(where: { next[$0] < regions[$0].1 }) {
             for (i, (_, end)) in regions.enumerated() where next[i] < end {
                 let bytes = min(Self.stepBytes, end - next[i])
-                if madvise(UnsafeMutableRawPointer(bitPattern: next[i]), bytes, Self.populateWrite) != 0 {
-                    working = false
-                    break  // not supported here (or the memory went away): the filling thread faults as before
-                }
+                // Refused: not supported here (or the memory went away); the filling thread faults as before.
+                guard madvise(UnsafeMutableRawPointer(bitPattern: next[i]), bytes, Self.populateWrite) == 0 else { break populating }
                 next[i] += bytes
-                working = true
             }
         }
         #endif
