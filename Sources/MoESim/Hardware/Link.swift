@@ -189,6 +189,25 @@ public final class Link {
         }
     }
 
+    /// Commits, in their order and at `time`, the queued prefetches ahead of `t` (a predictor whose copies keep their
+    /// order: MoE-Prefetch), as `commit` does for each, and hands each one's ticket, expert and landing to `sent`
+    /// (-1 where the landing is not known yet: several servers). With one server no report is listed for them but
+    /// a timeline's (`Reporting.all`): the caller has just learnt what the report would say.
+    @inline(__always)
+    public func commitAhead(of t: Ticket, at time: Int64, _ sent: (Ticket, Int32, Int64) -> Void) {
+        while let ahead = prefetches.firstTicket, ahead != t {
+            if isClosedForm {
+                prefetches.removeFirst()
+                issuedAt[Int(ahead)] = max(issuedAt[Int(ahead)], time)
+                fix(ahead, start: max(issuedAt[Int(ahead)], freeAt, clock), reported: reporting == .all)
+                sent(ahead, expertOf[Int(ahead)], freeAt)
+            } else {
+                commit(ahead, at: time)
+                sent(ahead, expertOf[Int(ahead)], -1)
+            }
+        }
+    }
+
     /// Commits queued prefetch `t` as `commit` does and takes over its ticket: the caller holds the returned handle
     /// instead (a gate that waits for the copy, and has settled it), so only a timeline hears of it.
     @inline(__always)

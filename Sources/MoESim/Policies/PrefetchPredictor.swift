@@ -78,7 +78,7 @@ public struct AllNextLayerPredictor: PrefetchPredictor {
 
     public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
         let base = Int32((layer + 1) % layers * experts)
-        for e in 0..<Int32(experts) { proposals.append(base + e) }
+        proposals.append(consecutiveFrom: base, count: experts)
     }
 }
 

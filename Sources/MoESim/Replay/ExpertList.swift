@@ -36,6 +36,13 @@ public struct ExpertList {
         }
     }
 
+    /// Appends the `n` ids `first`, `first + 1`, ... (a layer's every expert).
+    @inline(__always) public mutating func append(consecutiveFrom first: Int32, count n: Int) {
+        while count + n > capacity { grow() }
+        for i in 0..<n { base[count + i] = first &+ Int32(truncatingIfNeeded: i) }
+        count += n
+    }
+
     /// Appends `ids[range]`, the step plan's columns being arrays.
     @inline(__always) public mutating func append(_ ids: [Int32], in range: Range<Int>) {
         ids.withUnsafeBufferPointer { append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }

@@ -139,11 +139,12 @@ final class PrefetchBook {
         heldBytes += bytesPerCopy
     }
 
-    /// A queued prefetch is sent (committed, or started): its bytes move, and it is pinned until it lands.
-    @inline(__always) func sent(_ e: Int32, ticket t: Link.Ticket) {
+    /// A queued prefetch is sent (committed, or started): its bytes move, and it is pinned until it lands at
+    /// `landsAt` (-1: not known yet).
+    @inline(__always) func sent(_ e: Int32, ticket t: Link.Ticket, landsAt: Int64 = -1) {
         guard state[Int(e)] == PrefetchBook.queued && ticket[Int(e)] == t else { return }
         state[Int(e)] = PrefetchBook.sent
-        landTime[Int(e)] = .max
+        landTime[Int(e)] = landsAt >= 0 ? landsAt : .max
         queuedFor[Int(layerOf[Int(e)])] &-= 1
         counters.bytesPrefetch += bytesPerCopy
     }
@@ -217,7 +218,7 @@ final class PrefetchBook {
 
     /// Settles a prefetched expert being evicted at `time` before any use: a queued copy is cancelled, a sent one
     /// wasted (still arriving, or landed).
-    func settleEviction(_ e: Int32, at time: Int64) -> Eviction {
+    @inline(__always) func settleEviction(_ e: Int32, at time: Int64) -> Eviction {
         let t = ticket[Int(e)], land = landTime[Int(e)]
         switch state[Int(e)] {
         case PrefetchBook.queued:

@@ -185,10 +185,7 @@ struct ReplayCore<Policy: CachePolicy, Predictor: PrefetchPredictor, Handler: Mi
     @inline(never)
     mutating func commitQueued(_ t: Link.Ticket, at gate: Int64) -> Link.Copy {
         if !Predictor.cancelsUnstarted {
-            while let ahead = link.queuedPrefetches.first, ahead != t {
-                link.commit(ahead, at: gate)
-                book.sent(link.expert(of: ahead), ticket: ahead)
-            }
+            link.commitAhead(of: t, at: gate) { ahead, e, landsAt in book.sent(e, ticket: ahead, landsAt: landsAt) }
         }
         let copy = link.commitTakingOver(t, at: gate)
         counters.bytesH2D += cost.expertBytes  // a demand copy now: its bytes are the access's, not a prefetch's
