@@ -64,4 +64,24 @@ import Testing
             #expect(r.counters.predictorSource == "online")
         }
     }
+    /// The matching's dot product of two rows of token counts (whole numbers) gives the bits of a sum in expert
+    /// order when it runs in four sums; rows that are not whole numbers are summed in expert order.
+    @Test(arguments: propertySeeds(8))
+    func aDotProductOfCountsHasTheBitsOfOneInExpertOrder(seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        for _ in 0..<200 {
+            let count = 1 + rng.nextInt(below: 300)
+            let zeros = rng.nextDouble()  // most rows are sparse: a share of zero counts
+            let whole = (0..<(2 * count)).map { _ in rng.nextDouble() < zeros ? Float(0) : Float(1 + rng.nextInt(below: 60_000)) }
+            let fractional = whole.map { $0 * 0.1 + Float(rng.nextDouble()) }
+            for (values, anyOrder) in [(whole, true), (fractional, false)] {
+                var inOrder = 0.0
+                for e in 0..<count { inOrder += Double(values[e]) * Double(values[count + e]) }
+                let dot = values.withUnsafeBufferPointer {
+                    MoEInfinityPredictor.dot($0.baseAddress!, $0.baseAddress! + count, count: count, anyOrder: anyOrder)
+                }
+                #expect(dot.bitPattern == inOrder.bitPattern, "seed \(seed), \(count) experts, any order: \(anyOrder)")
+            }
+        }
+    }
 }

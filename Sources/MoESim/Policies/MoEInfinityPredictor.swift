@@ -168,12 +168,38 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
         }
     }
 
+    /// Row sums up to which a dot product of two rows is exact in any order: the counts are whole numbers, so with
+    /// both sums at most 2^24 every product and partial sum is a whole number below 2^48 (exact in a Double).
+    static let exactSum = Double(1 << 24)
+
+    /// Σ x[e]·y[e] in Double. Where `anyOrder` (every partial sum exact: `exactSum`), in four running sums, which
+    /// gives the same bits as expert order and does not wait on one add per expert; otherwise in expert order.
+    @inline(__always)
+    static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int, anyOrder: Bool) -> Double {
+        var e = 0, dot = 0.0
+        if anyOrder {
+            var d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0
+            while e + 4 <= count {
+                d0 += Double(x[e]) * Double(y[e]); d1 += Double(x[e + 1]) * Double(y[e + 1])
+                d2 += Double(x[e + 2]) * Double(y[e + 2]); d3 += Double(x[e + 3]) * Double(y[e + 3])
+                e += 4
+            }
+            dot = (d0 + d1) + (d2 + d3)
+        }
+        while e < count { dot += Double(x[e]) * Double(y[e]); e += 1 }
+        return dot
+    }
+
     private func cosine(_ k: Int, row l: Int) -> Double {
         let sumA = currentSums[l], sumB = Double(rowSums[k * layers + l])
         guard sumA > 0, sumB > 0 else { return 0 }
         let a = l * experts, b = k * layers * experts + l * experts
-        var dot = 0.0
-        for e in 0..<experts { dot += Double(current[a + e]) * Double(collection[b + e]) }
+        let dot = current.withUnsafeBufferPointer { current in
+            collection.withUnsafeBufferPointer { collection in
+                MoEInfinityPredictor.dot(current.baseAddress! + a, collection.baseAddress! + b, count: experts,
+                                         anyOrder: sumA <= MoEInfinityPredictor.exactSum && sumB <= MoEInfinityPredictor.exactSum)
+            }
+        }
         let norms = (currentNorms[l] / sumA) * (rowNorms[k * layers + l] / sumB)
         return dot / (sumA * sumB) / max(norms, 1e-6)
     }
