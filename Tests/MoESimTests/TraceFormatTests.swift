@@ -110,6 +110,46 @@ import Testing
         #expect(try early.read(into: UnsafeMutableRawBufferPointer.allocate(byteCount: 10, alignment: 1)) == 10)
     }
 
+    /// A compressed file of many chunks, compressed on a second thread, inflates to every byte written, in order,
+    /// whatever the sizes of the writes; a sink dropped before its commit leaves no file; a write that fails on the
+    /// compressing thread comes back from the sink.
+    @Test func compressingOnASecondThreadKeepsEveryByte() throws {
+        let dir = temporaryDirectory()
+        var rng = SplitMix64(seed: 5)
+        var text = ""
+        while text.utf8.count < 3 << 20 {  // about 12 of the sink's chunks
+            text += (0..<(1 + rng.nextInt(below: 40))).map { _ in String(rng.nextInt(below: 100_000)) }.joined(separator: ",") + "\n"
+        }
+        let utf8 = Array(text.utf8)
+        for (name, pieces) in [("one.txt.gz", 1), ("many.txt.gz", 997)] {
+            let sink = try AtomicFileSink(path: dir + "/" + name)
+            var start = 0
+            for p in 0..<pieces {
+                let end = p == pieces - 1 ? utf8.count : min(utf8.count, start + rng.nextInt(below: 2 * utf8.count / pieces + 1))
+                try sink.write(bytes: Array(utf8[start..<end]))
+                start = end
+            }
+            try sink.commit()
+            let source = try GzipFileSource(file: fopen(dir + "/" + name, "rb")!, path: name)
+            var back = [UInt8](), buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while case let n = try buffer.withUnsafeMutableBytes({ try source.read(into: $0) }), n > 0 { back += buffer[..<n] }
+            let same = back == utf8  // a Bool: a failed comparison of megabytes would be diffed element by element
+            #expect(same, "\(name): \(back.count) of \(utf8.count) bytes")
+        }
+        do {  // dropped while its compressor runs: nothing is left behind, and nothing hangs
+            let sink = try AtomicFileSink(path: dir + "/dropped.txt.gz")
+            try sink.write(bytes: utf8)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["many.txt.gz", "one.txt.gz"])
+        // A file that cannot take the bytes: the failure on the compressing thread reaches a write or the commit.
+        try FileManager.default.createSymbolicLink(atPath: dir + "/full.txt.gz", withDestinationPath: "/dev/full")
+        #expect(throws: ConfigError.self) {
+            let sink = try AtomicFileSink(path: dir + "/full.txt.gz")
+            for _ in 0..<4 { try sink.write(bytes: utf8) }
+            try sink.commit()
+        }
+    }
+
     @Test(arguments: ["t.jsonl", "t.jsonl.gz"])
     func writeThenReadGivesTheSameTrace(name: String) throws {
         let model = tinyModel(layers: 3, experts: 16, topK: 4)
