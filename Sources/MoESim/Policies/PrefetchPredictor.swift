@@ -155,9 +155,11 @@ public final class AffinityPredictor: PrefetchPredictor {
     let layers: Int
     let experts: Int
     let followers: Int
-    /// Successors of flat id i at `(i * followers) ..< (i + 1) * followers`, strongest first; -1 marks empty slots.
+    /// Successors of flat id i at `(i * followers) ..< (i + 1) * followers`, strongest first; the first
+    /// `filled[i]` slots are taken (a row fills from the front and never empties).
     private let topIDs: UnsafeMutablePointer<Int32>
     private let topCounts: UnsafeMutablePointer<Int32>
+    private let filled: UnsafeMutablePointer<Int32>
     /// Per candidate of the next layer: its summed count in the prediction under way (0 when untouched).
     private let score: UnsafeMutablePointer<Int32>
     private var previous: ExpertList
@@ -173,20 +175,22 @@ public final class AffinityPredictor: PrefetchPredictor {
         let slots = layers * experts * self.followers
         topIDs = .allocate(capacity: slots); topIDs.initialize(repeating: -1, count: slots)
         topCounts = .allocate(capacity: slots); topCounts.initialize(repeating: 0, count: slots)
+        filled = .allocate(capacity: layers * experts); filled.initialize(repeating: 0, count: layers * experts)
         score = .allocate(capacity: experts); score.initialize(repeating: 0, count: experts)
         previous = ExpertList(capacity: experts)
-        touched = ExpertList(capacity: experts)
+        touched = ExpertList(capacity: experts + 1)  // + 1: `append(_:if:)` writes one past what it keeps
         ranked = ExpertList(capacity: experts)
     }
 
     deinit {
-        topIDs.deallocate(); topCounts.deallocate(); score.deallocate()
+        topIDs.deallocate(); topCounts.deallocate(); filled.deallocate(); score.deallocate()
         previous.deallocate(); touched.deallocate(); ranked.deallocate()
     }
 
     public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
         // Locals: stores through `score` would otherwise make the compiler reload every property per iteration.
-        let topIDs = self.topIDs, topCounts = self.topCounts, score = self.score, followers = self.followers
+        let topIDs = self.topIDs, topCounts = self.topCounts, filled = self.filled, score = self.score
+        let followers = self.followers
         let offset = Int32(layer * experts)
         // Learn: the layer revealed before (the previous layer, or the previous step's last) was followed by this one.
         if previousLayer >= 0 && (previousLayer + 1) % layers == layer {
@@ -201,10 +205,9 @@ public final class AffinityPredictor: PrefetchPredictor {
         touched.removeAll()
         for i in revealed {
             let row = Int(i) * followers
-            for f in 0..<followers {
+            for f in 0..<Int(filled[Int(i)]) {
                 let j = topIDs[row + f]
-                if j < 0 { break }
-                if score[Int(j)] == 0 { touched.append(j) }
+                touched.append(j, if: score[Int(j)] == 0)  // no branch: whether a candidate is new is a coin toss
                 score[Int(j)] &+= topCounts[row + f]
             }
         }
@@ -244,9 +247,11 @@ public final class AffinityPredictor: PrefetchPredictor {
     /// Counts that expert `j` of the next layer followed flat expert `i`.
     @inline(__always) private func record(from i: Int, to j: Int32) {
         let followers = self.followers
-        let ids = topIDs + i * followers, counts = topCounts + i * followers
-        var slot = followers - 1  // Space-Saving: a successor not in the list replaces the weakest
-        for f in 0..<followers where ids[f] == j || ids[f] < 0 { slot = f; break }
+        let ids = topIDs + i * followers, counts = topCounts + i * followers, taken = Int(filled[i])
+        // Its own slot, else the first empty one, else the weakest: Space-Saving replaces it.
+        var slot = taken < followers ? taken : followers - 1
+        for f in 0..<taken where ids[f] == j { slot = f; break }
+        if slot == taken { filled[i] = Int32(taken + 1) }
         let c = counts[slot] &+ 1
         while slot > 0 && counts[slot - 1] < c {  // keep the list sorted, strongest first
             ids[slot] = ids[slot - 1]; counts[slot] = counts[slot - 1]

@@ -28,6 +28,14 @@ public struct ExpertList {
         count += 1
     }
 
+    /// Appends `e` only `if` the condition holds, without a branch on it: `e` is written one past the last id
+    /// either way, so the list needs room for one more than it keeps.
+    @inline(__always) public mutating func append(_ e: Int32, if condition: Bool) {
+        if count == capacity { grow() }
+        base[count] = e
+        count += condition ? 1 : 0
+    }
+
     @inline(__always) public mutating func append(contentsOf ids: UnsafeBufferPointer<Int32>) {
         while count + ids.count > capacity { grow() }
         for e in ids {  // a plain loop: a layer's few ids cost less than a call to memmove
