@@ -218,7 +218,7 @@ final class PrefetchBook {
 
     /// Settles a prefetched expert being evicted at `time` before any use: a queued copy is cancelled, a sent one
     /// wasted (still arriving, or landed).
-    @inline(__always) func settleEviction(_ e: Int32, at time: Int64) -> Eviction {
+    func settleEviction(_ e: Int32, at time: Int64) -> Eviction {
         let t = ticket[Int(e)], land = landTime[Int(e)]
         switch state[Int(e)] {
         case PrefetchBook.queued:
