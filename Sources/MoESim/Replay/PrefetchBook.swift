@@ -217,8 +217,9 @@ final class PrefetchBook {
     @inline(__always) func hasQueued(for l: Int) -> Bool { queuedFor[l] > 0 }
 
     /// Settles a prefetched expert being evicted at `time` before any use: a queued copy is cancelled, a sent one
-    /// wasted (still arriving, or landed).
-    func settleEviction(_ e: Int32, at time: Int64) -> Eviction {
+    /// wasted (still arriving, or landed). Inlined for MoE-Prefetch, which evicts a prefetch on nearly every copy;
+    /// the other predictors, which rarely do, pay about 2% in their loop's registers (docs/performance.md).
+    @inline(__always) func settleEviction(_ e: Int32, at time: Int64) -> Eviction {
         let t = ticket[Int(e)], land = landTime[Int(e)]
         switch state[Int(e)] {
         case PrefetchBook.queued:
