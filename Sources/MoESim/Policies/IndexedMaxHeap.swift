@@ -43,6 +43,7 @@ final class IndexedMaxHeap {
             aside.append(top)
             remove(top.expert)
         }
+        guard !aside.isEmpty else { return found }  // the common case: clearing an empty array still costs a call
         for (e, k) in aside { set(e, key: k) }
         aside.removeAll(keepingCapacity: true)
         return found
