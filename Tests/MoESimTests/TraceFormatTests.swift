@@ -98,15 +98,15 @@ import Testing
             let direct = drain(try open(path), 1 << 16)
             #expect(direct.0.count > 2 << 20 || path != whole, "spans several chunks")
             for size in [7, 1 << 16, 3 << 20] {
-                let threaded = drain(BackgroundSource(try open(path)), size)
+                let threaded = drain(BackgroundSource(try open(path))!, size)
                 #expect(threaded.1 == direct.1, "\(path), reads of \(size)")
                 #expect(threaded.0 == direct.0.prefix(threaded.0.count) && threaded.0.count >= direct.0.count - (1 << 20),
                         "\(path), reads of \(size): \(threaded.0.count) of \(direct.0.count) bytes")
             }
         }
-        #expect(drain(BackgroundSource(try open(cut)), 1 << 16).1 == "\(TraceError.truncatedGzip(path: cut))")
+        #expect(drain(BackgroundSource(try open(cut))!, 1 << 16).1 == "\(TraceError.truncatedGzip(path: cut))")
         // A reader that stops early leaves the worker to finish on its own.
-        let early = BackgroundSource(try open(whole))
+        let early = BackgroundSource(try open(whole))!
         #expect(try early.read(into: UnsafeMutableRawBufferPointer.allocate(byteCount: 10, alignment: 1)) == 10)
     }
 

@@ -30,18 +30,7 @@ final class PagePrefault: @unchecked Sendable {
             return end > first ? (first, end) : nil
         }
         guard pages.reduce(0, { $0 + $1.1 - $1.0 }) >= Self.worthwhileBytes else { return nil }
-        // pthread rather than Foundation's Thread, whose start cannot fail visibly: a worker that never ran would
-        // leave `wait` waiting for good.
-        var thread = pthread_t()
-        let started = pthread_create(&thread, nil, { context in
-            Unmanaged<PagePrefault>.fromOpaque(context!).takeRetainedValue().populate()
-            return nil
-        }, Unmanaged.passRetained(self).toOpaque())
-        guard started == 0 else {
-            Unmanaged.passUnretained(self).release()  // the worker's reference, never taken
-            return nil
-        }
-        pthread_detach(thread)
+        guard startWorkerThread({ self.populate() }) else { return nil }  // the worker holds this object while it runs
         #else
         return nil
         #endif

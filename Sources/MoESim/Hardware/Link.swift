@@ -178,11 +178,15 @@ public final class Link {
     /// committed before it and ahead of the other queued prefetches; reported like any copy (its holder learns its
     /// landing from the report).
     @inline(__always)
-    public func commit(_ t: Ticket, at time: Int64) {
+    public func commit(_ t: Ticket, at time: Int64) { commit(t, at: time, reported: reporting != .none) }
+
+    /// `commit`, with one server's report listed only if `reported` (several servers report from the simulation).
+    @inline(__always)
+    private func commit(_ t: Ticket, at time: Int64, reported: Bool) {
         precondition(prefetches.remove(t), "committed a copy that is not a queued prefetch")
         issuedAt[Int(t)] = max(issuedAt[Int(t)], time)
         if isClosedForm {
-            fix(t, start: max(issuedAt[Int(t)], freeAt, clock), reported: reporting != .none)
+            fix(t, start: max(issuedAt[Int(t)], freeAt, clock), reported: reported)
         } else {
             committed.append(t)
             if clock >= issuedAt[Int(t)] { fillShared() }
@@ -196,15 +200,8 @@ public final class Link {
     @inline(__always)
     public func commitAhead(of t: Ticket, at time: Int64, _ sent: (Ticket, Int32, Int64) -> Void) {
         while let ahead = prefetches.firstTicket, ahead != t {
-            if isClosedForm {
-                prefetches.removeFirst()
-                issuedAt[Int(ahead)] = max(issuedAt[Int(ahead)], time)
-                fix(ahead, start: max(issuedAt[Int(ahead)], freeAt, clock), reported: reporting == .all)
-                sent(ahead, expertOf[Int(ahead)], freeAt)
-            } else {
-                commit(ahead, at: time)
-                sent(ahead, expertOf[Int(ahead)], -1)
-            }
+            commit(ahead, at: time, reported: reporting == .all)
+            sent(ahead, expertOf[Int(ahead)], endOf[Int(ahead)])
         }
     }
 

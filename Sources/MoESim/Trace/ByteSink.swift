@@ -162,11 +162,10 @@ final class ChunkCompressor: @unchecked Sendable {
     private var failure: Error?
     private var stopping = false, workerDone = false
 
-    init(_ compress: @escaping ([UInt8], Bool) throws -> Void) {
+    /// nil when no thread could be started: the caller compresses in line.
+    init?(_ compress: @escaping ([UInt8], Bool) throws -> Void) {
         self.compress = compress
-        let worker = Thread { [unowned(unsafe) self] in self.work() }
-        worker.stackSize = 1 << 20
-        worker.start()
+        guard startWorkerThread({ [unowned(unsafe) self] in self.work() }) else { return nil }
     }
 
     /// Hands `chunk` over (it comes back empty, with spare storage); with `final`, waits until all are compressed.

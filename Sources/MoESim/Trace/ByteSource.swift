@@ -29,7 +29,8 @@ func openByteSource(_ file: UnsafeMutablePointer<FILE>, path: String) throws -> 
     var info = stat()
     let large = fstat(fileno(file), &info) == 0 && Int(info.st_size) > BackgroundSource.worthwhileBytes
     let gzip = try GzipFileSource(file: file, path: path)
-    return large ? BackgroundSource(gzip) : gzip
+    guard large, let background = BackgroundSource(gzip) else { return gzip }
+    return background
 }
 
 final class PlainFileSource: ByteSource {
@@ -116,13 +117,16 @@ final class BackgroundSource: ByteSource, @unchecked Sendable {
     private var ended = false, stopping = false, workerDone = false
     private let condition = NSCondition()
 
-    init(_ inner: ByteSource) {
+    /// nil when no thread could be started: the caller reads `inner` itself.
+    init?(_ inner: ByteSource) {
         self.inner = inner
         chunks = (0..<Self.chunkCount).map { _ in .allocate(byteCount: Self.chunkBytes, alignment: 16) }
         filled = Array(repeating: 0, count: Self.chunkCount)
-        let worker = Thread { [unowned(unsafe) self] in self.work() }
-        worker.stackSize = 1 << 20
-        worker.start()
+        // Unowned: the worker must not keep a source its reader dropped (`deinit` stops it).
+        guard startWorkerThread({ [unowned(unsafe) self] in self.work() }) else {
+            workerDone = true  // for `deinit`, which runs for a failed init too
+            return nil
+        }
     }
 
     deinit {
