@@ -12,13 +12,13 @@ extension Link {
     /// running to a landing) or until `stop` has landed.
     func runShared(until limit: Int64, stopAt stop: Ticket) {
         while true {
-            if stop >= 0 && endOf[Int(stop)] >= 0 { return }
+            if stop >= 0 && copies[Int(stop)].end >= 0 { return }
             if clock < limit { fillShared() }
             if active.count == 0 {
                 // Idle: jump to the next copy issued later, if any.
                 var issue = Int64.max
-                for t in committed.elements where waitsFor[Int(t)] == 0 { issue = min(issue, issuedAt[Int(t)]) }
-                if let t = prefetches.firstTicket { issue = min(issue, issuedAt[Int(t)]) }
+                for t in committed.elements where copies[Int(t)].waitsFor == 0 { issue = min(issue, copies[Int(t)].issuedAt) }
+                if let t = prefetches.firstTicket { issue = min(issue, copies[Int(t)].issuedAt) }
                 guard issue < limit, issue > clock else {
                     precondition(stop < 0, "waiting for a copy that is neither under way nor queued")
                     return
@@ -43,16 +43,16 @@ extension Link {
     func fillShared() {
         while active.count < servers {
             var chosen: Ticket = -1
-            for t in committed.elements where waitsFor[Int(t)] == 0 && issuedAt[Int(t)] <= clock { chosen = t; break }
+            for t in committed.elements where copies[Int(t)].waitsFor == 0 && copies[Int(t)].issuedAt <= clock { chosen = t; break }
             if chosen >= 0 { committed.remove(chosen) } else {
-                guard let t = prefetches.firstTicket, issuedAt[Int(t)] <= clock else { return }
+                guard let t = prefetches.firstTicket, copies[Int(t)].issuedAt <= clock else { return }
                 prefetches.removeFirst()
                 chosen = t
             }
-            startOf[Int(chosen)] = clock
-            remainingPs[Int(chosen)] = latency > 0 ? -1 : transferPs(chosen)
+            copies[Int(chosen)].start = clock
+            copies[Int(chosen)].remainingPs = latency > 0 ? -1 : transferPs(chosen)
             active.append(chosen)
-            if reporting != .none { reports.append(Report(ticket: chosen, expert: expertOf[Int(chosen)], start: clock, end: -1)) }
+            if reporting != .none { reports.append(Report(ticket: chosen, expert: copies[Int(chosen)].expert, start: clock, end: -1)) }
         }
     }
 
@@ -64,9 +64,9 @@ extension Link {
         for i in 0..<active.count {
             let t = active[i]
             // A copy in set-up frees its server after the set-up and its whole transfer at one more sharer.
-            let end = remainingPs[Int(t)] < 0
-                ? startOf[Int(t)] + latency + Self.nanoseconds(transferPs(t), sharing: sharing + 1)
-                : clock + Self.nanoseconds(remainingPs[Int(t)], sharing: max(1, sharing))
+            let end = copies[Int(t)].remainingPs < 0
+                ? copies[Int(t)].start + latency + Self.nanoseconds(transferPs(t), sharing: sharing + 1)
+                : clock + Self.nanoseconds(copies[Int(t)].remainingPs, sharing: max(1, sharing))
             soonest = min(soonest, end)
         }
         return soonest
@@ -74,7 +74,7 @@ extension Link {
 
     /// The whole transfer of `t` in picoseconds.
     @inline(__always) private func transferPs(_ t: Ticket) -> Int64 {
-        (durationOf[Int(t)] - latency) * Self.picosecondsPerNanosecond
+        (copies[Int(t)].duration - latency) * Self.picosecondsPerNanosecond
     }
 
     /// Nanoseconds until `ps` of work is done while `sharing` copies transfer: ⌈ps · sharing / 1000⌉.
@@ -86,13 +86,13 @@ extension Link {
     /// Copies under way in their transfer phase.
     @inline(__always) private func transferring() -> Int {
         var n = 0
-        for i in 0..<active.count where remainingPs[Int(active[i])] >= 0 { n += 1 }
+        for i in 0..<active.count where copies[Int(active[i])].remainingPs >= 0 { n += 1 }
         return n
     }
 
     /// The time of `t`'s next event: the end of its set-up, or of its transfer at the current sharing.
     @inline(__always) private func eventTime(_ t: Ticket, sharing: Int) -> Int64 {
-        remainingPs[Int(t)] < 0 ? startOf[Int(t)] + latency : clock + Self.nanoseconds(remainingPs[Int(t)], sharing: sharing)
+        copies[Int(t)].remainingPs < 0 ? copies[Int(t)].start + latency : clock + Self.nanoseconds(copies[Int(t)].remainingPs, sharing: sharing)
     }
 
     /// Advances the clock to `time`: each transfer moves ⌊1000 · Δ / sharing⌋ ps.
@@ -103,8 +103,8 @@ extension Link {
             // Past Int64.max / 1000 ns of progress every transfer has ended long before: cap instead of overflowing.
             let share = elapsed > Int64.max / Self.picosecondsPerNanosecond
                 ? Int64.max : elapsed * Self.picosecondsPerNanosecond / Int64(sharing)
-            for i in 0..<active.count where remainingPs[Int(active[i])] >= 0 {
-                remainingPs[Int(active[i])] = max(0, remainingPs[Int(active[i])] - share)
+            for i in 0..<active.count where copies[Int(active[i])].remainingPs >= 0 {
+                copies[Int(active[i])].remainingPs = max(0, copies[Int(active[i])].remainingPs - share)
             }
         }
         if active.count > 0 { sharedBusy += elapsed }
@@ -116,16 +116,16 @@ extension Link {
         var i = 0
         while i < active.count {
             let t = active[i]
-            if remainingPs[Int(t)] < 0 && startOf[Int(t)] + latency <= time { remainingPs[Int(t)] = transferPs(t) }
-            if remainingPs[Int(t)] == 0 {
-                endOf[Int(t)] = time
+            if copies[Int(t)].remainingPs < 0 && copies[Int(t)].start + latency <= time { copies[Int(t)].remainingPs = transferPs(t) }
+            if copies[Int(t)].remainingPs == 0 {
+                copies[Int(t)].end = time
                 active[i] = active[active.count - 1]
                 active.removeLast()
-                if reporting != .none { reports.append(Report(ticket: t, expert: expertOf[Int(t)], start: -1, end: time)) }
+                if reporting != .none { reports.append(Report(ticket: t, expert: copies[Int(t)].expert, start: -1, end: time)) }
                 finished(t)
-                if waiterOf[Int(t)] >= 0 {  // the copy that took its memory may start; the link held its ticket
-                    waitsFor[Int(waiterOf[Int(t)])] -= 1
-                    waiterOf[Int(t)] = -1
+                if copies[Int(t)].waiter >= 0 {  // the copy that took its memory may start; the link held its ticket
+                    copies[Int(copies[Int(t)].waiter)].waitsFor -= 1
+                    copies[Int(t)].waiter = -1
                     release(t)
                 }
                 continue

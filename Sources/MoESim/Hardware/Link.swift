@@ -72,21 +72,9 @@ public final class Link {
     /// Several servers: nanoseconds up to `clock` with at least one copy on the link.
     var sharedBusy: Int64 = 0
 
-    // Per ticket.
+    // Per ticket: one record each, so that a copy's life touches one place.
     var capacity = 0
-    var expertOf = UnsafeMutablePointer<Int32>.allocate(capacity: 0)
-    var issuedAt = UnsafeMutablePointer<Int64>.allocate(capacity: 0)
-    var durationOf = UnsafeMutablePointer<Int64>.allocate(capacity: 0)
-    var startOf = UnsafeMutablePointer<Int64>.allocate(capacity: 0)
-    var endOf = UnsafeMutablePointer<Int64>.allocate(capacity: 0)
-    /// How many copies this one waits for before it starts, and the copy waiting for this one's landing (-1).
-    var waitsFor = UnsafeMutablePointer<Int32>.allocate(capacity: 0)
-    var waiterOf = UnsafeMutablePointer<Int32>.allocate(capacity: 0)
-    /// Transfer left of a copy under way, in picoseconds at the whole link's rate; -1 during its set-up.
-    var remainingPs = UnsafeMutablePointer<Int64>.allocate(capacity: 0)
-    /// Whether the link is done with the ticket (landed or cancelled), and whether its holder released it.
-    var done = UnsafeMutablePointer<Bool>.allocate(capacity: 0)
-    var released = UnsafeMutablePointer<Bool>.allocate(capacity: 0)
+    var copies = UnsafeMutablePointer<CopyRecord>.allocate(capacity: 0)
     var freeTickets = ExpertList(capacity: 64)
 
     /// Several servers: copies under way. Both: committed copies not started, and queued prefetches, in order.
@@ -113,8 +101,7 @@ public final class Link {
     }
 
     deinit {
-        expertOf.deallocate(); issuedAt.deallocate(); durationOf.deallocate(); startOf.deallocate(); endOf.deallocate()
-        waitsFor.deallocate(); waiterOf.deallocate(); remainingPs.deallocate(); done.deallocate(); released.deallocate()
+        copies.deallocate()
         freeTickets.deallocate(); active.deallocate()
         committed.deallocate(); prefetches.deallocate(); reports.deallocate()
     }
@@ -122,11 +109,11 @@ public final class Link {
     /// Whether one server's copies are fixed in closed form.
     @inline(__always) var isClosedForm: Bool { servers == 1 && fixesAtCommit }
 
-    @inline(__always) public func expert(of t: Ticket) -> Int32 { expertOf[Int(t)] }
+    @inline(__always) public func expert(of t: Ticket) -> Int32 { copies[Int(t)].expert }
     /// When `t` started, or -1 while it has not.
-    @inline(__always) public func start(of t: Ticket) -> Int64 { startOf[Int(t)] }
+    @inline(__always) public func start(of t: Ticket) -> Int64 { copies[Int(t)].start }
     /// When `t` lands, or -1 while that is not known.
-    @inline(__always) public func end(of t: Ticket) -> Int64 { endOf[Int(t)] }
+    @inline(__always) public func end(of t: Ticket) -> Int64 { copies[Int(t)].end }
     /// The queued prefetches, in the order they will start.
     public var queuedPrefetches: UnsafeBufferPointer<Int32> { prefetches.elements }
 
@@ -152,17 +139,17 @@ public final class Link {
     @inline(never)
     private func send(expert e: Int32, duration: Int64, notBefore time: Int64, after: UnsafeBufferPointer<Ticket>) -> Copy {
         var notBefore = time
-        for a in after where done[Int(a)] { notBefore = max(notBefore, endOf[Int(a)]) }  // landed (one server: fixed)
+        for a in after where copies[Int(a)].done { notBefore = max(notBefore, copies[Int(a)].end) }  // landed (one server: fixed)
         if isClosedForm {
             for a in after { release(a) }
             return send(expert: e, duration: duration, at: notBefore)
         }
         let t = ticket(e, duration: duration, at: notBefore)
         for a in after {
-            if done[Int(a)] { release(a) } else { waiterOf[Int(a)] = t; waitsFor[Int(t)] += 1 }
+            if copies[Int(a)].done { release(a) } else { copies[Int(a)].waiter = t; copies[Int(t)].waitsFor += 1 }
         }
         committed.append(t)
-        if clock >= issuedAt[Int(t)] { fillShared() }
+        if clock >= copies[Int(t)].issuedAt { fillShared() }
         return Copy(ticket: t)
     }
 
@@ -184,12 +171,12 @@ public final class Link {
     @inline(__always)
     private func commit(_ t: Ticket, at time: Int64, reported: Bool) {
         precondition(prefetches.remove(t), "committed a copy that is not a queued prefetch")
-        issuedAt[Int(t)] = max(issuedAt[Int(t)], time)
+        copies[Int(t)].issuedAt = max(copies[Int(t)].issuedAt, time)
         if isClosedForm {
-            fix(t, start: max(issuedAt[Int(t)], freeAt, clock), reported: reported)
+            fix(t, start: max(copies[Int(t)].issuedAt, freeAt, clock), reported: reported)
         } else {
             committed.append(t)
-            if clock >= issuedAt[Int(t)] { fillShared() }
+            if clock >= copies[Int(t)].issuedAt { fillShared() }
         }
     }
 
@@ -201,7 +188,7 @@ public final class Link {
     public func commitAhead(of t: Ticket, at time: Int64, _ sent: (Ticket, Int32, Int64) -> Void) {
         while let ahead = prefetches.firstTicket, ahead != t {
             commit(ahead, at: time, reported: reporting == .all)
-            sent(ahead, expertOf[Int(ahead)], endOf[Int(ahead)])
+            sent(ahead, copies[Int(ahead)].expert, copies[Int(ahead)].end)
         }
     }
 
@@ -214,10 +201,10 @@ public final class Link {
             return Copy(ticket: t)
         }
         precondition(prefetches.remove(t), "committed a copy that is not a queued prefetch")
-        let start = max(issuedAt[Int(t)], time, freeAt, clock)
-        freeAt = start + durationOf[Int(t)]
-        fixedBusy += durationOf[Int(t)]
-        if reporting == .all { reports.append(Report(ticket: t, expert: expertOf[Int(t)], start: start, end: freeAt)) }
+        let start = max(copies[Int(t)].issuedAt, time, freeAt, clock)
+        freeAt = start + copies[Int(t)].duration
+        fixedBusy += copies[Int(t)].duration
+        if reporting == .all { reports.append(Report(ticket: t, expert: copies[Int(t)].expert, start: start, end: freeAt)) }
         freeTickets.append(t)
         return Copy(landing: freeAt)
     }
@@ -235,8 +222,8 @@ public final class Link {
 
     /// The holder of `t` no longer needs it.
     @inline(__always) public func release(_ t: Ticket) {
-        released[Int(t)] = true
-        if done[Int(t)] { recycle(t) }
+        copies[Int(t)].released = true
+        if copies[Int(t)].done { recycle(t) }
     }
 
     /// Forgets the reports (the holder has handled them).
@@ -255,11 +242,11 @@ public final class Link {
     public func advance(to time: Int64, account: (Report) -> Void) {
         if isClosedForm {
             while let t = prefetches.firstTicket {
-                let start = max(issuedAt[Int(t)], freeAt, clock)
+                let start = max(copies[Int(t)].issuedAt, freeAt, clock)
                 guard start < time else { break }
                 prefetches.removeFirst()
                 fix(t, start: start, reported: false)
-                if reporting != .none { account(Report(ticket: t, expert: expertOf[Int(t)], start: start, end: freeAt)) }
+                if reporting != .none { account(Report(ticket: t, expert: copies[Int(t)].expert, start: start, end: freeAt)) }
             }
         } else {
             runShared(until: time, stopAt: -1)
@@ -280,8 +267,8 @@ public final class Link {
     /// (and the ticket is released); otherwise the ticket, to ask later.
     @inline(__always)
     public func handle(_ t: Ticket) -> Copy {
-        guard done[Int(t)] && endOf[Int(t)] >= 0 else { return Copy(ticket: t) }
-        let end = endOf[Int(t)]
+        guard copies[Int(t)].done && copies[Int(t)].end >= 0 else { return Copy(ticket: t) }
+        let end = copies[Int(t)].end
         release(t)
         return Copy(landing: end)
     }
@@ -289,8 +276,8 @@ public final class Link {
     /// When committed copy `t` lands (as `landing(of:)` for a handle).
     @inline(__always)
     public func landing(of t: Ticket) -> Int64 {
-        if endOf[Int(t)] < 0 { runShared(until: .max, stopAt: t) }
-        return endOf[Int(t)]
+        if copies[Int(t)].end < 0 { runShared(until: .max, stopAt: t) }
+        return copies[Int(t)].end
     }
 
     /// When a copy sent now, at `time`, would start if nothing else were sent: exact with one server; with several,
@@ -317,30 +304,29 @@ public final class Link {
     /// One server: `t` takes the server from `start` for its whole duration; reported (started and landed) if
     /// `reported`.
     @inline(__always) private func fix(_ t: Ticket, start: Int64, reported: Bool) {
-        startOf[Int(t)] = start
-        freeAt = start + durationOf[Int(t)]
-        endOf[Int(t)] = freeAt
-        fixedBusy += durationOf[Int(t)]
-        if reported { reports.append(Report(ticket: t, expert: expertOf[Int(t)], start: start, end: freeAt)) }
-        done[Int(t)] = true
+        copies[Int(t)].start = start
+        freeAt = start + copies[Int(t)].duration
+        copies[Int(t)].end = freeAt
+        fixedBusy += copies[Int(t)].duration
+        if reported { reports.append(Report(ticket: t, expert: copies[Int(t)].expert, start: start, end: freeAt)) }
+        copies[Int(t)].done = true
     }
 
     /// The link is done with `t` (it landed, or was cancelled).
     @inline(__always) func finished(_ t: Ticket) {
-        done[Int(t)] = true
-        if released[Int(t)] { recycle(t) }
+        copies[Int(t)].done = true
+        if copies[Int(t)].released { recycle(t) }
     }
 
     /// `t` is both done and released: free for reuse.
     @inline(__always) private func recycle(_ t: Ticket) { freeTickets.append(t) }
 
-    /// A ticket for a copy issued at `time` (the event simulation's fields set only where it runs).
+    /// A ticket for a copy issued at `time`.
     @inline(__always)
     func ticket(_ e: Int32, duration: Int64, at time: Int64) -> Ticket {
         let t = freshTicket()
-        expertOf[Int(t)] = e; issuedAt[Int(t)] = time; durationOf[Int(t)] = max(duration, latency)
-        startOf[Int(t)] = -1; endOf[Int(t)] = -1; done[Int(t)] = false; released[Int(t)] = false
-        if !isClosedForm { waitsFor[Int(t)] = 0; waiterOf[Int(t)] = -1; remainingPs[Int(t)] = -1 }
+        copies[Int(t)] = CopyRecord(issuedAt: time, duration: max(duration, latency), start: -1, end: -1, remainingPs: -1,
+                                    expert: e, waitsFor: 0, waiter: -1, done: false, released: false)
         return t
     }
 
@@ -354,18 +340,33 @@ public final class Link {
 
     private func growTickets() {
         let old = capacity, new = max(64, capacity * 2)
-        func grown<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<T> {
-            let q = UnsafeMutablePointer<T>.allocate(capacity: new)
-            q.moveInitialize(from: p, count: old)
-            p.deallocate()
-            return q
-        }
-        expertOf = grown(expertOf); issuedAt = grown(issuedAt); durationOf = grown(durationOf); startOf = grown(startOf)
-        endOf = grown(endOf); waitsFor = grown(waitsFor); waiterOf = grown(waiterOf); remainingPs = grown(remainingPs); done = grown(done)
-        released = grown(released)
+        let grown = UnsafeMutablePointer<CopyRecord>.allocate(capacity: new)
+        grown.moveInitialize(from: copies, count: old)
+        copies.deallocate()
+        copies = grown
         capacity = new
         for t in (old..<new).reversed() { freeTickets.append(Int32(t)) }
     }
+}
+
+/// What the link keeps of one ticket's copy.
+struct CopyRecord {
+    var issuedAt: Int64
+    /// The whole copy, set-up included (ns).
+    var duration: Int64
+    /// When it started and lands; -1 while not known.
+    var start: Int64
+    var end: Int64
+    /// Several servers: transfer left in picoseconds at the whole link's rate; -1 during its set-up.
+    var remainingPs: Int64
+    var expert: Int32
+    /// Several servers: how many copies this one waits for before it starts, and the copy waiting for this one's
+    /// landing (-1).
+    var waitsFor: Int32
+    var waiter: Int32
+    /// Whether the link is done with the ticket (landed or cancelled), and whether its holder released it.
+    var done: Bool
+    var released: Bool
 }
 
 /// Reports of copies that started or landed, in raw memory (appended per copy in the replay loop).
