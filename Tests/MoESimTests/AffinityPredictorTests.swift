@@ -47,11 +47,12 @@ import Testing
     }
 
     /// Over random routing, the predictor proposes exactly what a plain-array transcription of its definition does,
-    /// including when successor lists overflow and Space-Saving replaces their weakest entries.
+    /// including when successor lists overflow and Space-Saving replaces their weakest entries, for rows of one to
+    /// five 64-bit words of ids (its search reads four at a time).
     @Test(arguments: 0..<12)
     func matchesAPlainTranscriptionOfItsDefinition(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
-        let layers = 3, experts = 6 + Int(seed % 5), followers = 1 + Int(seed % 4)
+        let layers = 3, experts = 6 + Int(seed % 5) * 5, followers = [1, 2, 3, 4, 5, 8, 9, 13, 16, 17, 20, 7][Int(seed)]
         let predictor = AffinityPredictor(layers: layers, experts: experts, followers: followers)
         var reference = ReferenceAffinity(experts: experts, followers: followers)
         var before: [Int32] = []  // the layer revealed last: the previous layer, or the previous step's last

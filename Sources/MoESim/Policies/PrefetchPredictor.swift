@@ -155,9 +155,12 @@ public final class AffinityPredictor: PrefetchPredictor {
     let layers: Int
     let experts: Int
     let followers: Int
-    /// Successors of flat id i at `(i * followers) ..< (i + 1) * followers`, strongest first; the first
-    /// `filled[i]` slots are taken (a row fills from the front and never empties).
-    private let topIDs: UnsafeMutablePointer<Int32>
+    /// Slots per row: `followers` rounded up to whole 64-bit words of four ids (the padding stays empty).
+    private let stride: Int
+    /// Successors of flat id i at `(i * stride) ..< (i * stride + followers)`, strongest first, as ids within the
+    /// next layer (at most 65,533: `Limits.experts`); the first `filled[i]` slots are taken (a row fills from the
+    /// front and never empties), the others hold `AffinityPredictor.empty`.
+    private let topIDs: UnsafeMutablePointer<UInt16>
     private let topCounts: UnsafeMutablePointer<Int32>
     private let filled: UnsafeMutablePointer<Int32>
     /// Per candidate of the next layer: its summed count in the prediction under way (0 when untouched).
@@ -172,8 +175,9 @@ public final class AffinityPredictor: PrefetchPredictor {
         self.layers = layers
         self.experts = experts
         self.followers = min(followers, experts)
-        let slots = layers * experts * self.followers
-        topIDs = .allocate(capacity: slots); topIDs.initialize(repeating: -1, count: slots)
+        stride = (self.followers + 3) / 4 * 4
+        let slots = layers * experts * stride
+        topIDs = .allocate(capacity: slots); topIDs.initialize(repeating: Self.empty, count: slots)
         topCounts = .allocate(capacity: slots); topCounts.initialize(repeating: 0, count: slots)
         filled = .allocate(capacity: layers * experts); filled.initialize(repeating: 0, count: layers * experts)
         score = .allocate(capacity: experts); score.initialize(repeating: 0, count: experts)
@@ -190,7 +194,7 @@ public final class AffinityPredictor: PrefetchPredictor {
     public func predict(step: Int, layer: Int, revealed: UnsafeBufferPointer<Int32>, into proposals: inout ExpertList) {
         // Locals: stores through `score` would otherwise make the compiler reload every property per iteration.
         let topIDs = self.topIDs, topCounts = self.topCounts, filled = self.filled, score = self.score
-        let followers = self.followers
+        let stride = self.stride
         let offset = Int32(layer * experts)
         // Learn: the layer revealed before (the previous layer, or the previous step's last) was followed by this one.
         if previousLayer >= 0 && (previousLayer + 1) % layers == layer {
@@ -204,9 +208,9 @@ public final class AffinityPredictor: PrefetchPredictor {
         var touched = self.touched
         touched.removeAll()
         for i in revealed {
-            let row = Int(i) * followers
+            let row = Int(i) * stride
             for f in 0..<Int(filled[Int(i)]) {
-                let j = topIDs[row + f]
+                let j = Int32(topIDs[row + f])
                 touched.append(j, if: score[Int(j)] == 0)  // no branch: whether a candidate is new is a coin toss
                 score[Int(j)] &+= topCounts[row + f]
             }
@@ -244,20 +248,38 @@ public final class AffinityPredictor: PrefetchPredictor {
         }
     }
 
+    /// An empty slot: no id of a layer (`Limits.experts` keeps them below it).
+    static let empty = UInt16.max
+
     /// Counts that expert `j` of the next layer followed flat expert `i`.
     @inline(__always) private func record(from i: Int, to j: Int32) {
         let followers = self.followers
-        let ids = topIDs + i * followers, counts = topCounts + i * followers, taken = Int(filled[i])
+        let ids = topIDs + i * stride, counts = topCounts + i * stride, taken = Int(filled[i])
         // Its own slot, else the first empty one, else the weakest: Space-Saving replaces it.
         var slot = taken < followers ? taken : followers - 1
-        for f in 0..<taken where ids[f] == j { slot = f; break }
+        if let found = Self.slot(of: UInt16(truncatingIfNeeded: j), in: ids, words: stride / 4) { slot = found }
         if slot == taken { filled[i] = Int32(taken + 1) }
         let c = counts[slot] &+ 1
         while slot > 0 && counts[slot - 1] < c {  // keep the list sorted, strongest first
             ids[slot] = ids[slot - 1]; counts[slot] = counts[slot - 1]
             slot -= 1
         }
-        ids[slot] = j; counts[slot] = c
+        ids[slot] = UInt16(truncatingIfNeeded: j); counts[slot] = c
+    }
+
+    /// The slot of `id` in a row of `words` × 4 ids, or nil: four ids compared at once in a 64-bit word (a lane
+    /// that equals `id` becomes zero, and the lowest zero lane is flagged exactly; lanes above it may be flagged
+    /// falsely, so only the lowest is read). Empty slots never match.
+    @inline(__always) static func slot(of id: UInt16, in ids: UnsafeMutablePointer<UInt16>, words: Int) -> Int? {
+        let lanes: UInt64 = 0x0001_0001_0001_0001
+        let pattern = UInt64(id) &* lanes
+        let raw = UnsafeRawPointer(ids)
+        for w in 0..<words {
+            let x = UInt64(littleEndian: raw.load(fromByteOffset: w * 8, as: UInt64.self)) ^ pattern
+            let zero = (x &- lanes) & ~x & (lanes &<< 15)
+            if zero != 0 { return w * 4 + zero.trailingZeroBitCount / 16 }
+        }
+        return nil
     }
 }
 
