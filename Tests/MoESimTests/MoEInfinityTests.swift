@@ -5,9 +5,11 @@ import Testing
 /// MoE-Infinity's predictor (docs/policies.md): activation matrices per sequence, matched against the finished ones.
 @Suite struct MoEInfinityTests {
     /// Runs the predictor over every (step, layer) of `trace`'s plan; returns the proposals at each, as flat ids.
-    static func predictions(_ trace: RoutingTrace, limit: Int, capacity: Int = 1000) -> [[Int32]] {
+    static func predictions(_ trace: RoutingTrace, limit: Int, capacity: Int = 1000,
+                            exactRowSum: Double = MoEInfinityPredictor.exactSum) -> [[Int32]] {
         let plan = StepPlan(trace)
-        let predictor = MoEInfinityPredictor(layers: plan.layers, experts: plan.experts, limit: limit, capacity: capacity)
+        let predictor = MoEInfinityPredictor(layers: plan.layers, experts: plan.experts, limit: limit, capacity: capacity,
+                                             exactRowSum: exactRowSum)
         predictor.rebind(plan, following: nil)
         var proposals = ExpertList(capacity: 64)
         defer { proposals.deallocate() }
@@ -64,24 +66,86 @@ import Testing
             #expect(r.counters.predictorSource == "online")
         }
     }
-    /// The matching's dot product of two rows of token counts (whole numbers) gives the bits of a sum in expert
-    /// order when it runs in four sums; rows that are not whole numbers are summed in expert order.
+    /// Over random traces (several sequences, prefill steps whose experts carry several tokens, a collection small
+    /// enough to be replaced), the predictor proposes exactly what a plain transcription of its definition does,
+    /// which recomputes every cosine in expert order at every layer; with the exact bound lowered to a few tokens,
+    /// the rows past it are recomputed in expert order too, and the answers are the same.
     @Test(arguments: propertySeeds(8))
-    func aDotProductOfCountsHasTheBitsOfOneInExpertOrder(seed: UInt64) {
-        var rng = SplitMix64(seed: seed)
-        for _ in 0..<200 {
-            let count = 1 + rng.nextInt(below: 300)
-            let zeros = rng.nextDouble()  // most rows are sparse: a share of zero counts
-            let whole = (0..<(2 * count)).map { _ in rng.nextDouble() < zeros ? Float(0) : Float(1 + rng.nextInt(below: 60_000)) }
-            let fractional = whole.map { $0 * 0.1 + Float(rng.nextDouble()) }
-            for (values, anyOrder) in [(whole, true), (fractional, false)] {
-                var inOrder = 0.0
-                for e in 0..<count { inOrder += Double(values[e]) * Double(values[count + e]) }
-                let dot = values.withUnsafeBufferPointer {
-                    MoEInfinityPredictor.dot($0.baseAddress!, $0.baseAddress! + count, count: count, anyOrder: anyOrder)
+    func matchesAPlainTranscriptionOfItsDefinition(seed: UInt64) {
+        let layers = 2 + Int(seed % 3), experts = 6 + Int(seed % 4) * 3, topK = 1 + Int(seed % 3)
+        let trace = zipfTrace(seed: seed, layers: layers, experts: experts, topK: topK, tokens: 120,
+                              sequences: 3 + Int(seed % 5), prefill: 1 + Int(seed % 6))
+        let capacity = 2 + Int(seed % 3), limit = topK + Int(seed % 2)
+        var reference = ReferenceMoEInfinity(layers: layers, experts: experts, limit: limit, capacity: capacity)
+        let expected = reference.run(StepPlan(trace))
+        for exactRowSum in [MoEInfinityPredictor.exactSum, 3] {
+            let p = Self.predictions(trace, limit: limit, capacity: capacity, exactRowSum: exactRowSum)
+            let same = p == expected
+            #expect(same, "seed \(seed), exact row sums up to \(exactRowSum)")
+        }
+    }
+}
+
+/// MoE-Infinity's matching and ranking as docs/policies.md defines them, written for clarity: every cosine of the
+/// current activation matrix against every stored one recomputed, in expert order, at every layer.
+private struct ReferenceMoEInfinity {
+    let layers: Int, experts: Int, limit: Int, capacity: Int
+    var stored: [(eam: [Float], matches: Double)] = []
+
+    init(layers: Int, experts: Int, limit: Int, capacity: Int) {
+        self.layers = layers; self.experts = experts; self.limit = limit; self.capacity = capacity
+    }
+
+    /// cos(row l of a, row l of b) after normalising each row to sum 1, with torch's ε on the normalised norms.
+    func cosine(_ a: [Float], _ b: [Float], row l: Int) -> Double {
+        let x = a[(l * experts)..<((l + 1) * experts)].map(Double.init), y = b[(l * experts)..<((l + 1) * experts)]
+        let sumA = x.reduce(0, +), sumB = Double(y.reduce(Float(0), +))
+        guard sumA > 0, sumB > 0 else { return 0 }
+        var dot = 0.0
+        for e in 0..<experts { dot += x[e] * Double(y[y.startIndex + e]) }
+        let normA = x.reduce(0) { $0 + $1 * $1 }.squareRoot(), normB = y.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        return dot / (sumA * sumB) / max((normA / sumA) * (normB / sumB), 1e-6)
+    }
+
+    mutating func run(_ plan: StepPlan) -> [[Int32]] {
+        var out: [[Int32]] = [], current = [Float](repeating: 0, count: layers * experts), seq: Int32 = -1
+        for s in 0..<plan.steps {
+            if plan.stepSeq[s] != seq {
+                if seq >= 0 {
+                    if stored.count < capacity {
+                        stored.append((current, 1))
+                    } else {
+                        let weakest = stored.indices.min { stored[$0].matches < stored[$1].matches }!
+                        stored[weakest] = (current, 1)
+                    }
                 }
-                #expect(dot.bitPattern == inOrder.bitPattern, "seed \(seed), \(count) experts, any order: \(anyOrder)")
+                seq = plan.stepSeq[s]
+                current = [Float](repeating: 0, count: layers * experts)
+            }
+            for l in 0..<layers {
+                let range = Int(plan.layerStart[s * layers + l])..<Int(plan.layerStart[s * layers + l + 1])
+                for a in range { current[Int(plan.accessExpert[a])] += Float(plan.accessTokens[a]) }
+                guard !stored.isEmpty, l + 1 < layers, limit > 0 else { out.append([]); continue }
+                // The least distance: the largest Σ over the later layers (summed from the last) of the cosines.
+                var best = 0, bestScore = -Double.infinity
+                for k in stored.indices {
+                    var score = 0.0
+                    for later in stride(from: layers - 1, to: l, by: -1) { score += cosine(current, stored[k].eam, row: later) }
+                    if score > bestScore { best = k; bestScore = score }
+                }
+                stored[best].matches += 1
+                // Every (layer, expert) after l by (count + 1e-8) x weight, descending; ties in layer-then-expert order.
+                var ranking: [(priority: Float, id: Int32)] = []
+                for later in (l + 1)..<layers {
+                    let weight = Float(1 - Double(later - l) / Double(layers + 1))
+                    for e in 0..<experts {
+                        ranking.append(((stored[best].eam[later * experts + e] + 1e-8) * weight, Int32(later * experts + e)))
+                    }
+                }
+                let sorted = ranking.enumerated().sorted { ($0.element.priority, -$0.offset) > ($1.element.priority, -$1.offset) }
+                out.append(sorted.prefix(limit).map(\.element.id))
             }
         }
+        return out
     }
 }

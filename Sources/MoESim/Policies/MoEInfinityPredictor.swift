@@ -36,21 +36,32 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
     private var ranked: [Int32]
     private var rankedCount: [Int]
     private var rowNorms: [Double]
-    /// The current EAM's rows' sums and Euclidean norms, at the step's first layer.
+    /// The current EAM's rows' sums and sums of squares, kept up to date as it counts tokens (whole numbers: the
+    /// sums are exact in any order, and so are the squares while a row sums to at most `exactRowSum`; past it
+    /// they are recomputed in expert order), and its rows' Euclidean norms at the step's first layer.
     private var currentSums: [Double]
+    private var currentSquares: [Double]
     private var currentNorms: [Double]
     private var matches: [Double]
     private var stored = 0
     /// Per stored EAM, Σ over layers l' > l of the cosine of row l' with the current EAM's, for each l, computed
     /// at each step's first layer (rows after l do not change while a step passes layers ≤ l).
     private var suffixCosine: [Double]
+    /// Per stored EAM k and layer l, the dot product of the current EAM's row l with k's, kept up to date as the
+    /// current EAM counts tokens (a few experts a layer) instead of recomputed over every expert at each step.
+    /// Exact while both rows sum to at most `exactRowSum`: then every product and partial sum is a whole number
+    /// below 2^48, so any order of additions gives the bits of the sum in expert order; beyond it `cosine`
+    /// recomputes the row in expert order.
+    private var dots: [Double]
+    /// 2^24 (`exactSum`); a test lowers it to reach the recomputation with small counts.
+    let exactRowSum: Double
     /// The best proposals so far, in priority order (reused from layer to layer).
     private var top: [(priority: Float, id: Int32)] = []
     public var source: String { "online" }
     /// `ReplaceCacheCandidates` and a fresh `enqueue_prefetch` per layer: the queue holds only the latest ranking.
     public static var replacesQueue: Bool { true }
 
-    public init(layers: Int, experts: Int, limit: Int, capacity: Int = 1000) {
+    public init(layers: Int, experts: Int, limit: Int, capacity: Int = 1000, exactRowSum: Double = exactSum) {
         self.layers = layers
         self.experts = experts
         self.capacity = capacity
@@ -62,9 +73,12 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
         rankedCount = []
         rowNorms = []
         currentSums = Array(repeating: 0, count: layers)
+        currentSquares = Array(repeating: 0, count: layers)
         currentNorms = Array(repeating: 0, count: layers)
         matches = []
         suffixCosine = []
+        dots = []
+        self.exactRowSum = min(exactRowSum, Self.exactSum)
     }
 
     public func rebind(_ plan: StepPlan, following: StepPlan?) {
@@ -80,12 +94,31 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
                 if currentSeq >= 0 { finishSequence() }
                 currentSeq = seq
                 for i in current.indices { current[i] = 0 }
+                for i in dots.indices { dots[i] = 0 }
+                for l in 0..<layers { currentSums[l] = 0; currentSquares[l] = 0 }
             }
             computeSuffixCosines()
         }
         // The tracer counts the layer's tokens before it matches.
         let first = Int(layerStart[step * layers + layer])
-        for (k, e) in revealed.enumerated() { current[Int(e)] += Float(accessTokens[first + k]) }
+        let stored = self.stored, layers = self.layers, matrix = layers * experts
+        current.withUnsafeMutableBufferPointer { current in
+            dots.withUnsafeMutableBufferPointer { dots in
+                collection.withUnsafeBufferPointer { collection in
+                    var sum = currentSums[layer], squares = currentSquares[layer]
+                    for (k, e) in revealed.enumerated() {
+                        let before = Double(current[Int(e)])
+                        current[Int(e)] += Float(accessTokens[first + k])
+                        let count = Double(current[Int(e)]), added = count - before
+                        sum += added
+                        squares += count * count - before * before
+                        for s in 0..<stored { dots[s * layers + layer] += added * Double(collection[s * matrix + Int(e)]) }
+                    }
+                    currentSums[layer] = sum
+                    currentSquares[layer] = squares
+                }
+            }
+        }
         guard stored > 0, layer + 1 < layers, limit > 0 else { return }
         // The least distance is the largest sum over the layers after `layer` (the rest is the same for every entry).
         var best = 0
@@ -103,10 +136,11 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
                 let e = Int(ranked[row + r])
                 let priority = (collection[row + e] + 1e-8) * weight
                 if top.count == limit, !(priority > top[limit - 1].priority) { break }
-                var i = top.count
-                while i > 0 && priority > top[i - 1].priority { i -= 1 }
-                top.insert((priority, Int32(l * experts + e)), at: i)
-                if top.count > limit { top.removeLast() }
+                // Into place behind the equal priorities, the last one dropping out when the list is full.
+                if top.count < limit { top.append((priority, 0)) }
+                var i = top.count - 1
+                while i > 0 && priority > top[i - 1].priority { top[i] = top[i - 1]; i -= 1 }
+                top[i] = (priority, Int32(l * experts + e))
             }
         }
         var l = layer + 1, e = 0
@@ -132,6 +166,7 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
             rankedCount.append(contentsOf: repeatElement(0, count: layers))
             matches.append(0)
             suffixCosine.append(contentsOf: repeatElement(0, count: layers))
+            dots.append(contentsOf: repeatElement(0, count: layers))
         } else {
             slot = matches.indices.min { matches[$0] < matches[$1] }!
         }
@@ -154,10 +189,12 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
     private func computeSuffixCosines() {
         guard stored > 0 else { return }
         for l in 0..<layers {
-            var sum = 0.0, squares = 0.0
-            for e in 0..<experts { let x = Double(current[l * experts + e]); sum += x; squares += x * x }
-            currentSums[l] = sum
-            currentNorms[l] = squares.squareRoot()
+            if currentSums[l] > exactRowSum {
+                var squares = 0.0
+                for e in 0..<experts { let x = Double(current[l * experts + e]); squares += x * x }
+                currentSquares[l] = squares
+            }
+            currentNorms[l] = currentSquares[l].squareRoot()
         }
         for k in 0..<stored {
             var suffix = 0.0
@@ -170,34 +207,28 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
 
     /// Row sums up to which a dot product of two rows is exact in any order: the counts are whole numbers, so with
     /// both sums at most 2^24 every product and partial sum is a whole number below 2^48 (exact in a Double).
-    static let exactSum = Double(1 << 24)
+    public static let exactSum = Double(1 << 24)
 
-    /// Σ x[e]·y[e] in Double. Where `anyOrder` (every partial sum exact: `exactSum`), in four running sums, which
-    /// gives the same bits as expert order and does not wait on one add per expert; otherwise in expert order.
+    /// Σ x[e]·y[e] in Double, in expert order.
     @inline(__always)
-    static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int, anyOrder: Bool) -> Double {
-        var e = 0, dot = 0.0
-        if anyOrder {
-            var d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0
-            while e + 4 <= count {
-                d0 += Double(x[e]) * Double(y[e]); d1 += Double(x[e + 1]) * Double(y[e + 1])
-                d2 += Double(x[e + 2]) * Double(y[e + 2]); d3 += Double(x[e + 3]) * Double(y[e + 3])
-                e += 4
-            }
-            dot = (d0 + d1) + (d2 + d3)
-        }
-        while e < count { dot += Double(x[e]) * Double(y[e]); e += 1 }
+    static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int) -> Double {
+        var dot = 0.0
+        for e in 0..<count { dot += Double(x[e]) * Double(y[e]) }
         return dot
     }
 
     private func cosine(_ k: Int, row l: Int) -> Double {
         let sumA = currentSums[l], sumB = Double(rowSums[k * layers + l])
         guard sumA > 0, sumB > 0 else { return 0 }
-        let a = l * experts, b = k * layers * experts + l * experts
-        let dot = current.withUnsafeBufferPointer { current in
-            collection.withUnsafeBufferPointer { collection in
-                MoEInfinityPredictor.dot(current.baseAddress! + a, collection.baseAddress! + b, count: experts,
-                                         anyOrder: sumA <= MoEInfinityPredictor.exactSum && sumB <= MoEInfinityPredictor.exactSum)
+        let dot: Double
+        if sumA <= exactRowSum && sumB <= exactRowSum {
+            dot = dots[k * layers + l]
+        } else {
+            let a = l * experts, b = k * layers * experts + l * experts
+            dot = current.withUnsafeBufferPointer { current in
+                collection.withUnsafeBufferPointer { collection in
+                    MoEInfinityPredictor.dot(current.baseAddress! + a, collection.baseAddress! + b, count: experts)
+                }
             }
         }
         let norms = (currentNorms[l] / sumA) * (rowNorms[k * layers + l] / sumB)
