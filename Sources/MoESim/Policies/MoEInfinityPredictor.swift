@@ -35,6 +35,10 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
     /// Per stored row, its routed experts by count, most first (ties: lower id), and how many there are.
     private var ranked: [Int32]
     private var rankedCount: [Int]
+    /// Per stored EAM and layer l, the proposals made when it is matched at l (`limit` slots, `proposalCount` of
+    /// them taken): they depend on nothing else, so they are ranked once, when the EAM joins the collection.
+    private var proposalsAt: [Int32]
+    private var proposalCount: [Int]
     private var rowNorms: [Double]
     /// The current EAM's rows' sums and sums of squares, kept up to date as it counts tokens (whole numbers: the
     /// sums are exact in any order, and so are the squares while a row sums to at most `exactRowSum`; past it
@@ -55,7 +59,7 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
     private var dots: [Double]
     /// 2^24 (`exactSum`); a test lowers it to reach the recomputation with small counts.
     let exactRowSum: Double
-    /// The best proposals so far, in priority order (reused from layer to layer).
+    /// Scratch for `rank`: the best proposals so far, in priority order.
     private var top: [(priority: Float, id: Int32)] = []
     public var source: String { "online" }
     /// `ReplaceCacheCandidates` and a fresh `enqueue_prefetch` per layer: the queue holds only the latest ranking.
@@ -78,6 +82,8 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
         matches = []
         suffixCosine = []
         dots = []
+        proposalsAt = []
+        proposalCount = []
         self.exactRowSum = min(exactRowSum, Self.exactSum)
     }
 
@@ -124,15 +130,21 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
         var best = 0
         for k in 1..<stored where suffixCosine[k * layers + layer] > suffixCosine[best * layers + layer] { best = k }
         matches[best] += 1
-        // The `limit` best by descending priority `(count + 1e-8) × weight`, equal priorities in layer-then-expert
-        // order (Python's stable sort). Within a layer priority follows the count, so each later layer offers only
-        // its `limit` most routed experts (`ranked`); an expert never routed (1e-8 × weight) ranks below every routed
-        // one (weights are at least 2 / (L + 1)), so those fill what is left, nearest layer first.
+        let at = best * layers + layer
+        for r in 0..<proposalCount[at] { proposals.append(proposalsAt[at * limit + r]) }
+    }
+
+    /// The proposals of stored EAM `slot` when it is matched at `layer`, into `top`: the `limit` best by descending
+    /// priority `(count + 1e-8) × weight`, equal priorities in layer-then-expert order (Python's stable sort). Within
+    /// a layer priority follows the count, so each later layer offers only its `limit` most routed experts
+    /// (`ranked`); an expert never routed (1e-8 × weight) ranks below every routed one (weights are at least
+    /// 2 / (L + 1)), so those fill what is left, nearest layer first.
+    private func rank(_ slot: Int, after layer: Int) {
         top.removeAll(keepingCapacity: true)
         for l in (layer + 1)..<layers {
             let weight = Float(1 - Double(l - layer) / Double(layers + 1))
-            let row = (best * layers + l) * experts
-            for r in 0..<min(limit, rankedCount[best * layers + l]) {
+            let row = (slot * layers + l) * experts
+            for r in 0..<min(limit, rankedCount[slot * layers + l]) {
                 let e = Int(ranked[row + r])
                 let priority = (collection[row + e] + 1e-8) * weight
                 if top.count == limit, !(priority > top[limit - 1].priority) { break }
@@ -145,11 +157,10 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
         }
         var l = layer + 1, e = 0
         while top.count < limit && l < layers {
-            if collection[(best * layers + l) * experts + e] == 0 { top.append((0, Int32(l * experts + e))) }
+            if collection[(slot * layers + l) * experts + e] == 0 { top.append((0, Int32(l * experts + e))) }
             e += 1
             if e == experts { e = 0; l += 1 }
         }
-        for r in top { proposals.append(r.id) }
     }
 
     /// The finished sequence's EAM joins the collection: the first empty slot, else the entry matched least often
@@ -167,6 +178,8 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
             matches.append(0)
             suffixCosine.append(contentsOf: repeatElement(0, count: layers))
             dots.append(contentsOf: repeatElement(0, count: layers))
+            proposalsAt.append(contentsOf: repeatElement(0, count: layers * limit))
+            proposalCount.append(contentsOf: repeatElement(0, count: layers))
         } else {
             slot = matches.indices.min { matches[$0] < matches[$1] }!
         }
@@ -180,6 +193,11 @@ public final class MoEInfinityPredictor: PrefetchPredictor {
                 .sorted { (current[l * experts + $0], $1) > (current[l * experts + $1], $0) }
             for (r, e) in routed.enumerated() { ranked[(slot * layers + l) * experts + r] = Int32(e) }
             rankedCount[slot * layers + l] = routed.count
+        }
+        for l in 0..<(layers - 1) {
+            rank(slot, after: l)
+            for (r, proposal) in top.enumerated() { proposalsAt[(slot * layers + l) * limit + r] = proposal.id }
+            proposalCount[slot * layers + l] = top.count
         }
         matches[slot] = 1
     }
