@@ -186,10 +186,24 @@ public final class Link {
     /// a timeline's (`Reporting.all`): the caller has just learnt what the report would say.
     @inline(__always)
     public func commitAhead(of t: Ticket, at time: Int64, _ sent: (Ticket, Int32, Int64) -> Void) {
-        while let ahead = prefetches.firstTicket, ahead != t {
-            commit(ahead, at: time, reported: reporting == .all)
-            sent(ahead, copies[Int(ahead)].expert, copies[Int(ahead)].end)
+        guard isClosedForm else {
+            while let ahead = prefetches.firstTicket, ahead != t {
+                commit(ahead, at: time, reported: false)
+                sent(ahead, copies[Int(ahead)].expert, copies[Int(ahead)].end)
+            }
+            return
         }
+        // `commit` for each, the queue's head taken off once at the end.
+        let queued = prefetches.elements
+        var k = 0
+        while k < queued.count && queued[k] != t {
+            let ahead = queued[k]
+            copies[Int(ahead)].issuedAt = max(copies[Int(ahead)].issuedAt, time)
+            fix(ahead, start: max(copies[Int(ahead)].issuedAt, freeAt, clock), reported: reporting == .all)
+            sent(ahead, copies[Int(ahead)].expert, copies[Int(ahead)].end)
+            k += 1
+        }
+        prefetches.removeFirst(k)
     }
 
     /// Commits queued prefetch `t` as `commit` does and takes over its ticket: the caller holds the returned handle
@@ -414,8 +428,8 @@ struct TicketQueue {
         list.append(t)
     }
 
-    @inline(__always) mutating func removeFirst() {
-        head += 1
+    @inline(__always) mutating func removeFirst(_ k: Int = 1) {
+        head += k
         if head >= 64 && head * 2 >= list.count { compact() }
     }
 

@@ -50,12 +50,12 @@ public final class ExpertMemory {
     @inline(__always) public func bytes(of e: Int32) -> Int { slots[Int(e)].bytes }
     @inline(__always) public func partition(of e: Int32) -> Int { slots[Int(e)].partition }
     @inline(__always) public func fits(_ bytes: Int, in partition: Int) -> Bool {
-        bytes <= pools[partition].capacity - pools[partition].used
+        bytes <= pools[partition].capacity &- pools[partition].used  // no overflow: 0 <= used <= capacity
     }
 
     @inline(__always) public func admit(_ e: Int32, bytes: Int) {
         let slot = slots[Int(e)], pool = pools[slot.partition]
-        precondition(slot.bytes == 0 && bytes > 0 && bytes <= pool.capacity - pool.used, "expert memory over budget")
+        precondition(slot.bytes == 0 && bytes > 0 && bytes <= pool.capacity &- pool.used, "expert memory over budget")
         slots[Int(e)].bytes = bytes
         pools[slot.partition].used = pool.used &+ bytes  // no overflow: at most the capacity
         totalUsed &+= bytes  // at most the sum of the capacities
