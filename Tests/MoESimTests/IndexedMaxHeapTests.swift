@@ -1,7 +1,7 @@
 import Testing
 @testable import MoESim
 
-/// The heap behind lfu, belady and moe-infinity's eviction, against a dictionary of (expert, key).
+/// The heap behind belady's eviction, against a dictionary of (expert, key).
 @Suite struct IndexedMaxHeapTests {
     /// Over random inserts, re-keys, removals and victim searches with random pins, the heap always holds exactly
     /// the reference's entries with their keys; `maxUnpinned` names an unpinned expert of the largest unpinned key
