@@ -22,14 +22,15 @@ public final class ARCPolicy: CachePolicy {
     private let next: UnsafeMutablePointer<Int32>
     private let list: UnsafeMutablePointer<UInt8>
     private let partitionOf: UnsafeMutablePointer<Int32>
-    /// Per partition and list (index partition * 5 + list): head (most recent), tail and length.
-    private var head: [Int32], tail: [Int32], length: [Int]
-    private var target: [Double]
-    private let capacity: [Int]
+    /// Per partition and list (index partition * 5 + list): head (most recent), tail and length. Raw buffers, like
+    /// the per-expert links: arrays in a class cost a uniqueness check per write on every access.
+    private let head: UnsafeMutablePointer<Int32>, tail: UnsafeMutablePointer<Int32>, length: UnsafeMutablePointer<Int>
+    private let target: UnsafeMutablePointer<Double>
+    private let capacity: UnsafeMutablePointer<Int>
     /// Per partition, for the request being served: whether x is a ghost of B2 (REPLACE's tie rule), and whether
     /// the next T1 victim leaves no ghost (the paper's case IV with T1 full).
-    private var incomingInB2: [Bool]
-    private var dropNextT1Ghost: [Bool]
+    private let incomingInB2: UnsafeMutablePointer<Bool>
+    private let dropNextT1Ghost: UnsafeMutablePointer<Bool>
 
     /// - Parameter cache: ARC's lists are sized in whole experts: each partition's bytes over the expert size.
     public convenience init(cache: CacheShape) {
@@ -43,16 +44,22 @@ public final class ARCPolicy: CachePolicy {
         list = .allocate(capacity: experts); list.initialize(repeating: ARCPolicy.none, count: experts)
         self.partitionOf = .allocate(capacity: experts)
         self.partitionOf.initialize(from: partitionOf, count: experts)
-        let slots = capacities.count * 5
-        head = Array(repeating: -1, count: slots); tail = Array(repeating: -1, count: slots)
-        length = Array(repeating: 0, count: slots)
-        target = Array(repeating: 0, count: capacities.count)
-        capacity = capacities.map { max(1, $0) }
-        incomingInB2 = Array(repeating: false, count: capacities.count)
-        dropNextT1Ghost = Array(repeating: false, count: capacities.count)
+        let slots = capacities.count * 5, partitions = capacities.count
+        head = .allocate(capacity: slots); head.initialize(repeating: -1, count: slots)
+        tail = .allocate(capacity: slots); tail.initialize(repeating: -1, count: slots)
+        length = .allocate(capacity: slots); length.initialize(repeating: 0, count: slots)
+        target = .allocate(capacity: partitions); target.initialize(repeating: 0, count: partitions)
+        capacity = .allocate(capacity: partitions)
+        for (p, c) in capacities.enumerated() { (capacity + p).initialize(to: max(1, c)) }
+        incomingInB2 = .allocate(capacity: partitions); incomingInB2.initialize(repeating: false, count: partitions)
+        dropNextT1Ghost = .allocate(capacity: partitions); dropNextT1Ghost.initialize(repeating: false, count: partitions)
     }
 
-    deinit { previous.deallocate(); next.deallocate(); list.deallocate(); partitionOf.deallocate() }
+    deinit {
+        previous.deallocate(); next.deallocate(); list.deallocate(); partitionOf.deallocate()
+        head.deallocate(); tail.deallocate(); length.deallocate(); target.deallocate(); capacity.deallocate()
+        incomingInB2.deallocate(); dropNextT1Ghost.deallocate()
+    }
 
     /// A request for `expert`, which is not resident: the target adapts to a ghost hit, or the ghosts are trimmed for
     /// a new expert, before any victim is chosen.
@@ -117,7 +124,7 @@ public final class ARCPolicy: CachePolicy {
     }
 
     /// Moves `e` to the most recent end of list `l` of its partition.
-    private func move(_ e: Int32, to l: UInt8) {
+    @inline(__always) private func move(_ e: Int32, to l: UInt8) {
         unlink(e)
         let s = slot(Int(partitionOf[Int(e)]), l)
         previous[Int(e)] = -1
@@ -128,7 +135,7 @@ public final class ARCPolicy: CachePolicy {
         list[Int(e)] = l
     }
 
-    private func unlink(_ e: Int32) {
+    @inline(__always) private func unlink(_ e: Int32) {
         let l = list[Int(e)]
         guard l != ARCPolicy.none else { return }
         let s = slot(Int(partitionOf[Int(e)]), l)
