@@ -13,8 +13,8 @@ final class IndexedMaxHeap {
     private let items: UnsafeMutablePointer<Int32>
     private let position: UnsafeMutablePointer<Int32>
     private(set) var count = 0
-    /// Entries lifted out while `maxUnpinned` looks (reused, so no call allocates).
-    private var aside: [(expert: Int32, key: UInt64)] = []
+    /// Slots `maxUnpinned` may still take (reused, so no call allocates).
+    private var frontier = ExpertList(capacity: 64)
 
     init(capacity: Int) {
         keys = .allocate(capacity: capacity)
@@ -27,6 +27,7 @@ final class IndexedMaxHeap {
         keys.deallocate()
         items.deallocate()
         position.deallocate()
+        frontier.deallocate()
     }
 
     func contains(_ e: Int32) -> Bool { position[Int(e)] >= 0 }
@@ -34,19 +35,25 @@ final class IndexedMaxHeap {
     /// The expert with the largest key, and the key.
     var max: (expert: Int32, key: UInt64)? { count > 0 ? (items[0], keys[0]) : nil }
 
-    /// The expert with the largest key that `pinned` does not hold, or nil. Pinned ones (at most a layer's set) are
-    /// lifted out while looking, then put back: the eviction victim of the heap-keyed policies.
+    /// The expert with the largest key that `pinned` does not hold, or nil: the eviction victim of the heap-keyed
+    /// policies. Pinned entries (a layer's set and copies still arriving: few) are passed over without moving: the
+    /// search keeps the slots whose parents were all pinned (the frontier) and takes the largest key among them,
+    /// replacing a pinned one by its children. Keys are distinct, so the answer does not depend on the heap's shape.
     func maxUnpinned(_ pinned: PinSet) -> Int32? {
-        var found: Int32?
-        while let top = max {
-            if !pinned.contains(top.expert) { found = top.expert; break }
-            aside.append(top)
-            remove(top.expert)
+        guard count > 0 else { return nil }
+        if !pinned.contains(items[0]) { return items[0] }  // the common case
+        frontier.removeAll()
+        frontier.append(0)
+        while !frontier.isEmpty {
+            var best = 0
+            for i in 1..<frontier.count where keys[Int(frontier[i])] > keys[Int(frontier[best])] { best = i }
+            let slot = Int(frontier[best])
+            if !pinned.contains(items[slot]) { return items[slot] }
+            frontier[best] = frontier[frontier.count - 1]
+            frontier.removeLast()
+            for child in (2 * slot + 1)...(2 * slot + 2) where child < count { frontier.append(Int32(child)) }
         }
-        guard !aside.isEmpty else { return found }  // the common case: clearing an empty array still costs a call
-        for (e, k) in aside { set(e, key: k) }
-        aside.removeAll(keepingCapacity: true)
-        return found
+        return nil
     }
 
     /// Inserts `e` with `key`, or changes its key.
