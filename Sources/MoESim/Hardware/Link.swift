@@ -423,10 +423,8 @@ struct TicketQueue {
         return UnsafeBufferPointer(start: all.baseAddress.map { $0 + head }, count: all.count - head)
     }
 
-    @inline(__always) mutating func append(_ t: Link.Ticket) {
-        if head > 0 && head == list.count { list.removeAll(); head = 0 }
-        list.append(t)
-    }
+    /// Appends `t` (the space of copies taken off is reclaimed by `removeFirst`'s compaction).
+    @inline(__always) mutating func append(_ t: Link.Ticket) { list.append(t) }
 
     @inline(__always) mutating func removeFirst(_ k: Int = 1) {
         head += k

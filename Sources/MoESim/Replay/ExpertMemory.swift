@@ -49,8 +49,13 @@ public final class ExpertMemory {
     /// The bytes `e` holds (0 when it is not resident).
     @inline(__always) public func bytes(of e: Int32) -> Int { slots[Int(e)].bytes }
     @inline(__always) public func partition(of e: Int32) -> Int { slots[Int(e)].partition }
+    /// Bytes still free in `partition`.
+    @inline(__always) public func free(in partition: Int) -> Int {
+        pools[partition].capacity &- pools[partition].used  // no overflow: 0 <= used <= capacity
+    }
+
     @inline(__always) public func fits(_ bytes: Int, in partition: Int) -> Bool {
-        bytes <= pools[partition].capacity &- pools[partition].used  // no overflow: 0 <= used <= capacity
+        bytes <= free(in: partition)
     }
 
     @inline(__always) public func admit(_ e: Int32, bytes: Int) {

@@ -9,14 +9,15 @@ extension ReplayCore {
     @_transparent
     mutating func makeRoom(for e: Int32, bytes: Int, _ pins: PinSet, at time: Int64, demand: Bool) -> Bool {
         let partition = memory.partition(of: e)
-        while !memory.fits(bytes, in: partition) {
+        var free = memory.free(in: partition)
+        while free < bytes {
             var found = policy.victim(in: partition, pinned: pins)
             if Predictor.isEnabled && found == nil && demand {
                 found = policy.victim(in: partition, pinned: PinSet(stamps: pins.stamps, epoch: pins.epoch,
                                                                      landTime: pins.landTime, now: .max))
             }
             guard let victim = found else { return false }
-            memory.release(victim)
+            free += memory.release(victim)
             policy.didEvict(victim)
             if Predictor.isEnabled && book.state[Int(victim)] != PrefetchBook.none {
                 switch book.settleEviction(victim, at: time) {
