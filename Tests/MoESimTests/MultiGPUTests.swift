@@ -241,8 +241,26 @@ import Testing
             for g in [2, 4] {
                 var objectives: [String: Int] = [:]
                 for kind in [ExpertMap.Kind.roundRobin, .frequencyBalanced, .affinity, .balancedComm] {
-                    let o = MapObjective(try ExpertMap(kind, gpus: g, plan: plan, redundant: 0), plan: plan)
+                    let map = try ExpertMap(kind, gpus: g, plan: plan, redundant: 0)
+                    let o = MapObjective(map, plan: plan)
                     #expect(o.value >= o.lowerBound, "\(kind), seed \(seed), \(g) GPUs")
+                    // The same objective from balanced-comm's table of transitions, pair by pair.
+                    let follows = Transitions(plan), E = plan.experts
+                    var expected = 0
+                    for l in 0..<plan.layers {
+                        var gpuLoad = [Int](repeating: 0, count: g)
+                        for a in 0..<plan.accessExpert.count where Int(plan.accessExpert[a]) / E == l {
+                            gpuLoad[Int(map.replicas[Int(plan.accessExpert[a])][0])] += Int(plan.accessTokens[a])
+                        }
+                        expected += gpuLoad.max()!
+                        guard l > 0 else { continue }
+                        for f in 0..<E {
+                            for e in 0..<E where map.replicas[(l - 1) * E + f][0] != map.replicas[l * E + e][0] {
+                                expected += follows.count(layer: l, from: f, to: e)
+                            }
+                        }
+                    }
+                    #expect(o.value == expected, "\(kind), seed \(seed), \(g) GPUs")
                     objectives[kind.description] = o.value
                 }
                 #expect(objectives["balanced-comm"]! <= objectives["round-robin"]!, "seed \(seed), \(g) GPUs: \(objectives)")

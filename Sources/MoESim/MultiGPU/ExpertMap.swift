@@ -236,7 +236,7 @@ public struct MapObjective: Sendable, Equatable {
 
     init(_ map: ExpertMap, plan: StepPlan) {
         let L = plan.layers, E = plan.experts, G = map.gpus
-        let loads = MultiGPUReplay.routedTokens(plan), follows = Transitions(plan)
+        let loads = MultiGPUReplay.routedTokens(plan)
         let gpuOf = map.replicas.map { $0[0] }  // flat: the nested arrays cost a retain per look-up
         var value = 0, bound = 0
         for l in 0..<L {
@@ -245,10 +245,19 @@ public struct MapObjective: Sendable, Equatable {
             let layerLoads = loads[(l * E)..<((l + 1) * E)]
             value += gpuLoad.max()!
             bound += max((layerLoads.reduce(0, +) + G - 1) / G, layerLoads.max()!)
-            guard l > 0 else { continue }
-            for f in 0..<E {
-                let from = gpuOf[(l - 1) * E + f]
-                for e in 0..<E where from != gpuOf[l * E + e] { value += follows.count(layer: l, from: f, to: e) }
+        }
+        // The crossing transitions, counted straight from the one-token steps (what `Transitions` tallies per pair,
+        // without its layers × experts² table).
+        gpuOf.withUnsafeBufferPointer { gpuOf in
+            plan.accessExpert.withUnsafeBufferPointer { ids in
+                for s in 0..<plan.steps where plan.stepTokens[s] == 1 {
+                    for l in 1..<max(1, L) {
+                        for a in plan.accessRange(step: s, layer: l - 1) {
+                            let from = gpuOf[Int(ids[a])]
+                            for b in plan.accessRange(step: s, layer: l) where gpuOf[Int(ids[b])] != from { value += 1 }
+                        }
+                    }
+                }
             }
         }
         self.value = value; lowerBound = bound
